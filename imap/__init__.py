@@ -1,0 +1,34 @@
+"""imap: a lazy, parallel, multi-task ``imap``.
+
+One :class:`IMap` evaluates several tasks ``(function, iterable, args,
+kwargs)`` on a shared pool of thread, process or remote workers, interleaving
+their tasklets by *stride*, bounding memory by a *buffer*, returning results
+ordered or unordered, with timeouts and skipping.
+"""
+
+from .core import IMap, TaskIterator, imap
+from .errors import (
+    StallError,
+    TimeoutError,
+    UnsendableError,
+    WorkerLostError,
+    WorkerTraceback,
+)
+from .imports import imports
+from .status import IMapStatus, TaskStatus
+
+__all__ = [
+    "IMap",
+    "TaskIterator",
+    "imap",
+    "imports",
+    "TimeoutError",
+    "WorkerLostError",
+    "StallError",
+    "WorkerTraceback",
+    "UnsendableError",
+    "IMapStatus",
+    "TaskStatus",
+]
+
+__version__ = "0.1.0"

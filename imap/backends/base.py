@@ -1,0 +1,88 @@
+"""The interface every kind of worker pool implements.
+
+The engine hands a backend :class:`Batch` es (contiguous tasklets of one
+task); the backend runs them and calls back ``deliver(batch, values, errors)``
+or ``lost(batch)`` from one of its own threads. Thread, process and remote
+backends differ only in how a batch reaches a worker and how a result comes
+back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+Deliver = Callable[["Batch", list, Optional[dict]], None]
+Lost = Callable[["Batch", str], None]
+
+
+@dataclass(eq=False)
+class Batch:
+    """Tasklets of one task sent to one worker in one message.
+
+    Attributes:
+        task: the engine's task record (``key``, ``func``, ``args``,
+            ``kwargs``, ``name``, ``payload()``).
+        indices: the tasklets' indices within the task, in order.
+        items: the tasklets' input items, aligned with ``indices``.
+        attempt: 0 for the first submission, n for the n-th retry.
+    """
+
+    task: Any
+    indices: Any
+    items: list
+    attempt: int = 0
+    data: Optional[bytes] = field(default=None, repr=False)  # pickled items, cached
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def subset(self, positions: list[int]) -> "Batch":
+        """A batch of the tasklets at ``positions`` of this one."""
+        return Batch(
+            self.task,
+            [self.indices[p] for p in positions],
+            [self.items[p] for p in positions],
+            self.attempt,
+        )
+
+
+class Backend(ABC):
+    """A pool of workers of one kind.
+
+    Args:
+        deliver: ``deliver(batch, values, errors)``: the results of a batch;
+            ``values`` aligned with ``batch.indices``, ``errors`` None or a
+            dict position -> exception (whose ``__cause__`` is a
+            :class:`~imap.errors.WorkerTraceback`).
+        lost: ``lost(batch, reason)``: the worker holding the batch died.
+    """
+
+    kind = "abstract"
+
+    def __init__(self, deliver: Deliver, lost: Lost) -> None:
+        self.deliver = deliver
+        self.lost = lost
+        self.workers_lost = 0
+
+    @property
+    @abstractmethod
+    def workers(self) -> int:
+        """Workers alive now."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the workers; return once they can take batches."""
+
+    @abstractmethod
+    def submit(self, batch: Batch) -> None:
+        """Queue a batch; never blocks for long (no waiting on workers)."""
+
+    @abstractmethod
+    def stop(self, forced: bool = False) -> None:
+        """Stop every worker and join every thread and process started.
+
+        ``forced=False`` is called once all results were delivered;
+        ``forced=True`` ends at once, dropping queued batches.
+        """

@@ -1,0 +1,368 @@
+"""Worker processes on this machine.
+
+Data flow::
+
+    Feeder --submit(batch)--> pending --dispatch--> sender thread (one per worker)
+                                                        | pipe: "f" (once per task), "b"
+                                                        v
+                                                   worker process
+                                                        | pipe: "r" (one per batch)
+    engine.deliver / engine.lost <---- Router thread <--+  (+ process sentinels)
+
+* ``submit`` (called by the Feeder) pickles the items, then queues the batch;
+  a batch goes to the least busy live worker holding fewer than
+  ``PREFETCH`` batches, preceded by the task's function if that worker has
+  not had it yet.
+* One **sender thread** per worker writes that worker's pipe, so a slow or
+  full pipe never blocks the Feeder or the Router.
+* The **Router thread** waits on every result pipe and every process
+  sentinel. It reads results (one message per batch, batches answered in
+  order), dispatches queued batches to the freed worker, and hands results to
+  the engine. When a process dies it reads what the process managed to send,
+  reports every batch it still held as lost, and starts a replacement.
+
+Each worker has its own pipes, so a worker killed mid-write corrupts nothing
+shared.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import pickle
+import queue
+import threading
+from typing import Any, Callable, Optional
+
+import cloudpickle
+
+from ..errors import UnsendableError
+from . import _worker
+from .base import Backend, Batch, Deliver, Lost
+
+log = logging.getLogger("imap")
+
+PREFETCH = 2           # batches a worker may hold: one running, one queued in its pipe
+JOIN_TIMEOUT = 5.0     # seconds a stopping worker gets before it is terminated
+IDLE_DEATHS = 3        # a slot whose workers die this often with no work is not refilled
+
+_QUIT = pickle.dumps(("q",))
+
+
+def default_start_method() -> str:
+    methods = mp.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+class _Worker:
+    """One worker process, its pipes and its sender thread."""
+
+    __slots__ = ("slot", "process", "task_conn", "result_conn", "outbox", "sender",
+                 "held", "known", "alive", "delivered")
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.held: collections.deque = collections.deque()  # (batch_id, batch)
+        self.known: set = set()      # task keys whose function this worker has
+        self.alive = True
+        self.delivered = 0
+
+
+def _close(worker: _Worker) -> None:
+    """Release a dead worker's pipe and process handle (idempotent)."""
+    try:
+        worker.result_conn.close()
+    except OSError:  # pragma: no cover
+        pass
+    try:
+        worker.process.close()
+    except (ValueError, AttributeError):  # already closed
+        pass
+
+
+def _send_loop(outbox: queue.SimpleQueue, conn: Any) -> None:
+    try:
+        while True:
+            data = outbox.get()
+            if data is None:
+                break
+            conn.send_bytes(data)
+    except OSError:
+        pass  # the worker died; the Router sees its sentinel
+    finally:
+        conn.close()
+
+
+class ProcessBackend(Backend):
+    """``num`` worker processes fed through per-worker pipes."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        num: int,
+        deliver: Deliver,
+        lost: Lost,
+        start_method: Optional[str] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: tuple = (),
+    ) -> None:
+        super().__init__(deliver, lost)
+        self.num = num
+        self.start_method = start_method or default_start_method()
+        self.initializer = initializer
+        self.initargs = initargs
+        self._lock = threading.Lock()
+        self._pending: collections.deque = collections.deque()
+        self._workers: list[_Worker] = []
+        self._ids = itertools.count()
+        self._stopping = False
+        self._router: Optional[threading.Thread] = None
+        self._idle_deaths: collections.Counter = collections.Counter()
+
+    @property
+    def workers(self) -> int:
+        return sum(1 for w in self._workers if w.alive)
+
+    # -- life cycle --------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = False
+        self._init_payload = None
+        if self.initializer is not None:
+            try:
+                self._init_payload = cloudpickle.dumps((self.initializer, self.initargs))
+            except Exception as exc:
+                raise ValueError(
+                    f"the worker initializer could not be pickled for worker processes: {exc!r}"
+                ) from exc
+        ctx = mp.get_context(self.start_method)
+        # Workers are started before the Router thread, so "fork" forks a
+        # process that has no thread of ours yet.
+        self._workers = [self._spawn(ctx, slot) for slot in range(self.num)]
+        self._router = threading.Thread(target=self._route, name="imap-router", daemon=True)
+        self._router.start()
+
+    def _spawn(self, ctx: Any, slot: int) -> _Worker:
+        worker = _Worker(slot)
+        task_r, task_w = ctx.Pipe(duplex=False)
+        result_r, result_w = ctx.Pipe(duplex=False)
+        process = ctx.Process(
+            target=_worker.process_main,
+            args=(task_r, result_w, self._init_payload),
+            name=f"imap-worker-{slot}",
+            daemon=True,
+        )
+        process.start()
+        task_r.close()
+        result_w.close()
+        worker.process = process
+        worker.task_conn = task_w
+        worker.result_conn = result_r
+        worker.outbox = queue.SimpleQueue()
+        worker.sender = threading.Thread(
+            target=_send_loop, args=(worker.outbox, task_w),
+            name=f"imap-sender-{slot}", daemon=True,
+        )
+        worker.sender.start()
+        return worker
+
+    def stop(self, forced: bool = False) -> None:
+        with self._lock:
+            self._stopping = True
+            self._pending.clear()
+            workers = list(self._workers)
+        for w in workers:
+            if not forced:
+                w.outbox.put(_QUIT)
+            w.outbox.put(None)
+        for w in workers:
+            if forced:
+                w.process.terminate()
+            w.process.join(0 if forced else JOIN_TIMEOUT)
+            if w.process.is_alive():
+                if not forced:
+                    log.warning("worker %s did not quit within %.0f s; terminating it",
+                                w.process.pid, JOIN_TIMEOUT)
+                w.process.terminate()
+                w.process.join(1.0)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+        if self._router is not None and self._router is not threading.current_thread():
+            self._router.join()
+        for w in workers:
+            w.sender.join()
+            _close(w)
+        self._router = None
+
+    # -- submitting ----------------------------------------------------------
+
+    def submit(self, batch: Batch) -> None:
+        task = batch.task
+        payload, error = task.payload()
+        if error is not None:
+            self._fail(batch, UnsendableError(
+                f"the function of task {task.id} ({task.name}) could not be pickled to send "
+                f"it to worker processes: {error!r}"), error)
+            return
+        if batch.data is None:
+            batch = self._pickle_items(batch)
+            if batch is None:
+                return
+        with self._lock:
+            self._pending.append(batch)
+            self._dispatch()
+
+    def _pickle_items(self, batch: Batch) -> Optional[Batch]:
+        """Pickle the items; fail the ones that do not pickle, keep the rest."""
+        try:
+            batch.data = pickle.dumps(batch.items, _worker.PROTOCOL)
+            return batch
+        except Exception:
+            pass
+        good, bad = [], []
+        for pos, item in enumerate(batch.items):
+            try:
+                pickle.dumps(item, _worker.PROTOCOL)
+                good.append(pos)
+            except Exception:
+                try:
+                    cloudpickle.dumps(item)
+                    good.append(pos)
+                except Exception as exc:
+                    bad.append((pos, exc))
+        for pos, exc in bad:
+            part = batch.subset([pos])
+            self._fail(part, UnsendableError(
+                f"item {batch.indices[pos]} of task {batch.task.id} ({type(batch.items[pos]).__name__})"
+                f" could not be pickled to send it to a worker process: {exc!r}"), exc)
+        if not good:
+            return None
+        kept = batch.subset(good)
+        kept.data = cloudpickle.dumps(kept.items)
+        return kept
+
+    def _fail(self, batch: Batch, exc: BaseException, cause: BaseException) -> None:
+        text = _worker.traceback_text(cause)
+        errors = {p: _worker.with_traceback_cause(exc if p == 0 else type(exc)(*exc.args), text)
+                  for p in range(len(batch))}
+        self.deliver(batch, [None] * len(batch), errors)
+
+    def _dispatch(self) -> None:
+        """Give queued batches to workers with room (lock held)."""
+        while self._pending:
+            free = [w for w in self._workers if w.alive and len(w.held) < PREFETCH]
+            if not free:
+                return
+            worker = min(free, key=lambda w: len(w.held))
+            batch = self._pending.popleft()
+            task = batch.task
+            if task.key not in worker.known:
+                worker.known.add(task.key)
+                worker.outbox.put(pickle.dumps(("f", task.key, task.payload()[0]), _worker.PROTOCOL))
+            batch_id = next(self._ids)
+            worker.held.append((batch_id, batch))
+            worker.outbox.put(pickle.dumps(
+                ("b", task.key, batch_id, len(batch), batch.data), _worker.PROTOCOL))
+
+    # -- the Router thread -----------------------------------------------------
+
+    def _route(self) -> None:
+        wait = multiprocessing.connection.wait
+        while True:
+            with self._lock:
+                live = [w for w in self._workers if w.alive]
+                if not live and (self._stopping or not self._workers):
+                    return
+            by_conn = {w.result_conn: w for w in live}
+            by_sentinel = {w.process.sentinel: w for w in live}
+            for ready in wait(list(by_conn) + list(by_sentinel)):
+                if ready in by_conn:
+                    worker = by_conn[ready]
+                    if not worker.alive:
+                        continue
+                    try:
+                        data = ready.recv_bytes()
+                    except (EOFError, OSError):
+                        self._died(worker)
+                        continue
+                    self._result(worker, data)
+                else:
+                    worker = by_sentinel[ready]
+                    if worker.alive:
+                        self._died(worker)
+
+    def _result(self, worker: _Worker, data: bytes) -> None:
+        _, batch_id, values, packed = pickle.loads(data)
+        with self._lock:
+            held_id, batch = worker.held.popleft()
+            assert held_id == batch_id, (held_id, batch_id)
+            worker.delivered += 1
+            self._dispatch()
+        errors = None
+        if packed:
+            errors = {p: _worker.unpack_error(e) for p, e in packed.items()}
+        self.deliver(batch, values, errors)
+
+    def _died(self, worker: _Worker) -> None:
+        # Results the process sent before it died are still in the pipe.
+        try:
+            while worker.held and worker.result_conn.poll():
+                self._result(worker, worker.result_conn.recv_bytes())
+        except (EOFError, OSError):
+            pass
+        worker.process.join(1.0)
+        code = worker.process.exitcode
+        with self._lock:
+            worker.alive = False
+            held = [batch for _, batch in worker.held]
+            worker.held.clear()
+            stopping = self._stopping
+        worker.outbox.put(None)
+        if stopping:
+            return
+        self.workers_lost += 1
+        log.warning("worker process %s died (exit code %s) holding %d batch(es); replacing it",
+                    worker.process.pid, code, len(held))
+        refill = True
+        if held:
+            self._idle_deaths[worker.slot] = 0
+        else:
+            self._idle_deaths[worker.slot] += 1
+            refill = self._idle_deaths[worker.slot] < IDLE_DEATHS
+            if not refill:
+                log.error("workers in slot %d keep dying with no work; not replacing it",
+                          worker.slot)
+        if refill:
+            method = "forkserver" if self.start_method == "fork" else self.start_method
+            replacement = self._spawn(mp.get_context(method), worker.slot)
+            with self._lock:
+                stopping = self._stopping
+                if not stopping:
+                    self._workers[self._workers.index(worker)] = replacement
+                    self._dispatch()
+            if stopping:  # stop() began while the replacement started
+                replacement.outbox.put(None)
+                replacement.process.kill()
+                replacement.process.join()
+                replacement.sender.join()
+                _close(replacement)
+        reason = f"worker process {worker.process.pid} died (exit code {code})"
+        for batch in held:
+            self.lost(batch, reason)
+        worker.sender.join()
+        _close(worker)
+        if not refill:
+            with self._lock:
+                self._workers.remove(worker)
+                orphans = list(self._pending) if not any(w.alive for w in self._workers) else []
+                if orphans:
+                    self._pending.clear()
+            for batch in orphans:
+                self.lost(batch, "no worker process is left")
+
+

@@ -1,0 +1,101 @@
+"""Worker threads: they call the function directly, in this process."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any, Callable, Optional
+
+from ._worker import run_items, traceback_text, with_traceback_cause
+from .base import Backend, Batch, Deliver, Lost
+
+log = logging.getLogger("imap")
+
+JOIN_TIMEOUT = 5.0
+
+
+class ThreadBackend(Backend):
+    """``num`` threads taking batches from one queue, first come first served.
+
+    With one thread, functions are called exactly in submission order.
+    """
+
+    kind = "thread"
+
+    def __init__(
+        self,
+        num: int,
+        deliver: Deliver,
+        lost: Lost,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: tuple = (),
+    ) -> None:
+        super().__init__(deliver, lost)
+        self.num = num
+        self.initializer = initializer
+        self.initargs = initargs
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._forced = False
+
+    @property
+    def workers(self) -> int:
+        return sum(t.is_alive() for t in self._threads)
+
+    def start(self) -> None:
+        self._forced = False
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"imap-thread-worker-{i}", daemon=True)
+            for i in range(self.num)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, batch: Batch) -> None:
+        self._queue.put(batch)
+
+    def _loop(self) -> None:
+        init_error: Optional[BaseException] = None
+        if self.initializer is not None:
+            try:
+                self.initializer(*self.initargs)
+            except Exception as exc:
+                init_error = exc
+                log.error("worker initializer failed: %r", exc)
+        get = self._queue.get
+        while True:
+            batch = get()
+            if batch is None or self._forced:
+                break
+            task = batch.task
+            if init_error is not None:
+                text = traceback_text(init_error)
+                errors = {
+                    p: with_traceback_cause(RuntimeError(f"worker initializer failed: {init_error!r}"), text)
+                    for p in range(len(batch))
+                }
+                self.deliver(batch, [None] * len(batch), errors)
+                continue
+            values, errors = run_items(task.func, task.args, task.kwargs, batch.items)
+            if errors:
+                for exc in errors.values():
+                    with_traceback_cause(exc, traceback_text(exc))
+            self.deliver(batch, values, errors)
+
+    def stop(self, forced: bool = False) -> None:
+        self._forced = forced
+        for _ in self._threads:
+            self._queue.put(None)
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is current:
+                continue
+            thread.join(JOIN_TIMEOUT)
+            if thread.is_alive():
+                log.warning(
+                    "%s is still running a function after %.0f s; it is left to finish "
+                    "on its own (threads cannot be killed)", thread.name, JOIN_TIMEOUT,
+                )
+        self._threads = []
+        self._queue = queue.SimpleQueue()

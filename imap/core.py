@@ -1,0 +1,531 @@
+"""The public face of the engine: :class:`IMap`, :class:`TaskIterator`, :func:`imap`.
+
+Data flow (one IMap)::
+
+  add_task --> tasks --> Feeder thread (weave: stride per task) --> backend
+                           ^  takes a slot (<= buffer) per tasklet  | (threads |
+                           |                                        |  processes |
+                           |  chained task: takes upstream results  |  remote)
+                           |                                        v
+  next(task=k) <-- per-task ResultBuffers <-- deliver() <-- backend's own threads
+       |
+       +--> gives the slot back, wakes the Feeder
+
+* The **Feeder** (``feeder.py``) reads the tasks' inputs in weave order,
+  takes buffer slots, groups contiguous tasklets into batches and submits
+  them. It is the only reader of the inputs, so chained tasks pull their
+  inputs there.
+* The **backend** (``backends/``) runs batches on its workers; its threads
+  (thread workers, or the process Router) file results with
+  ``Engine.deliver`` and report dead workers with ``Engine.lost``.
+* **Consumers** call ``next()``: it returns result *i* of a task in order (or
+  in arrival order), raising the function's exception in its place, and gives
+  the slot back.
+
+The engine's state and lock live in ``engine.py``; nothing here holds the
+lock across a blocking call. The threads hold no reference to the IMap
+object itself, so an IMap that is dropped while running is collected, and
+its finalizer stops its threads and processes; the same finalizer runs at
+interpreter exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from .backends.base import Backend
+from .backends.process import ProcessBackend, default_start_method
+from .backends.thread import ThreadBackend
+from .engine import Engine, Task
+from .feeder import Feeder
+from .status import IMapStatus
+
+__all__ = ["IMap", "TaskIterator", "imap"]
+
+log = logging.getLogger("imap")
+
+WORKER_TYPES = ("process", "thread")
+START_METHODS = ("fork", "forkserver", "spawn")
+JOIN_TIMEOUT = 10.0
+
+
+class TaskIterator:
+    """The output of one task: an iterator over its results.
+
+    ``next(it)`` uses the task's default ``timeout`` and ``block``;
+    :meth:`next` takes them per call.
+
+    Attributes:
+        task: the task's id within its IMap.
+        imap: the IMap the task belongs to.
+    """
+
+    def __init__(self, imap: "IMap", task: int, generation: int,
+                 timeout: Optional[float] = None, block: bool = True) -> None:
+        self.imap = imap
+        self.task = task
+        self.generation = generation
+        self.timeout = timeout
+        self.block = block
+
+    @property
+    def keeps_timeouts(self) -> bool:
+        """True if a timed-out result is returned by a later call (skip=False)."""
+        return not self.imap.skip
+
+    def __iter__(self) -> "TaskIterator":
+        return self
+
+    def __next__(self) -> Any:
+        return self.imap._take(self.task, self.generation, self.timeout, self.block)
+
+    def next(self, timeout: Optional[float] = None, block: bool = True) -> Any:
+        """Return the next result, waiting at most ``timeout`` seconds.
+
+        Raises:
+            imap.TimeoutError: no result in time (``block=False``: at once).
+            StopIteration: the task has no more results.
+        """
+        return self.imap._take(self.task, self.generation, timeout, block)
+
+    def __repr__(self) -> str:
+        return f"<TaskIterator task={self.task} of {self.imap!r}>"
+
+
+def _check_positive_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} ({value}) must be >= {minimum}")
+
+
+def _parse_remote(worker_remote: Any) -> list:
+    if not worker_remote:
+        return []
+    hosts = []
+    for entry in worker_remote:
+        try:
+            host, n = entry
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"worker_remote entries must be (host, n) or ('host:port', n) pairs, "
+                f"got {entry!r}") from None
+        _check_positive_int(f"the worker count for {host!r}", n, 1)
+        hosts.append((str(host), n))
+    return hosts
+
+
+def _shutdown(state: dict) -> None:
+    """Stop threads and processes at once (finalizer; holds no IMap reference)."""
+    engine: Engine = state["engine"]
+    feeder = state.get("feeder")
+    backend = engine.backend
+    if backend is None and feeder is None:
+        return
+    engine.force()
+    if backend is not None:
+        try:
+            backend.stop(forced=True)
+        except Exception:  # pragma: no cover - best effort at exit
+            log.exception("stopping the workers failed")
+    if feeder is not None and feeder.is_alive():
+        feeder.join(JOIN_TIMEOUT)
+    state["feeder"] = None
+    engine.backend = None
+
+
+class IMap:
+    """A lazy, parallel, multi-task ``imap`` on a pool of workers.
+
+    Tasks are added with :meth:`add_task` (or by calling the IMap), then
+    :meth:`start` begins evaluation. Tasklets of all tasks are interleaved by
+    ``stride`` on one shared pool and at most ``buffer`` of them exist at once.
+
+    Args:
+        func: with ``iterable``, a first task, and the IMap starts at once.
+        iterable: the input of ``func``.
+        args: extra positional arguments of ``func`` (``func(item, *args, **kwargs)``).
+        kwargs: extra keyword arguments of ``func``.
+        worker_type: ``"process"`` (local worker processes) or ``"thread"``.
+        worker_num: local workers; default ``os.cpu_count()``. May be 0 only
+            when remote workers are given.
+        worker_remote: ``[("host", n), ("host:port", n), ...]``: n remote
+            workers on each host.
+        stride: tasklets of one task drawn before moving to the next task.
+            Default: the number of workers (local + remote).
+        buffer: the most tasklets that may exist between being drawn and
+            their result being taken. Default ``stride * number of tasks``.
+        ordered: results of a task in input order (True) or arrival order.
+        skip: a timed-out result is abandoned (True) or returned later (False).
+        name: a name for logs and ``repr``.
+        start_method: for process workers: ``"forkserver"`` (default where
+            available), ``"spawn"`` or ``"fork"``.
+        chunksize: the most contiguous tasklets of one task sent to a worker
+            in one message. Default: about ``stride / (2 * workers)``, at
+            least 1. Larger batches cut messaging overhead for tiny
+            tasklets; they never change results, their order, or the buffer.
+        initializer: called as ``initializer(*initargs)`` once in each worker
+            before it runs any tasklet.
+        initargs: arguments of ``initializer``.
+        stall_grace: seconds a consumer may wait on an IMap that provably
+            cannot advance (the buffer is full of results of other tasks that
+            nobody takes) before :class:`~imap.StallError` is raised; ``None``
+            waits forever. The grace leaves room for another thread that is
+            about to take those results.
+    """
+
+    def __init__(
+        self,
+        func: Optional[Callable[..., Any]] = None,
+        iterable: Optional[Iterable[Any]] = None,
+        args: Optional[Sequence[Any]] = None,
+        kwargs: Optional[dict] = None,
+        worker_type: str = "process",
+        worker_num: Optional[int] = None,
+        worker_remote: Optional[Sequence[tuple]] = None,
+        stride: Optional[int] = None,
+        buffer: Optional[int] = None,
+        ordered: bool = True,
+        skip: bool = False,
+        name: Optional[str] = None,
+        start_method: Optional[str] = None,
+        chunksize: Optional[int] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Sequence[Any] = (),
+        stall_grace: Optional[float] = 2.0,
+    ) -> None:
+        if worker_type not in WORKER_TYPES:
+            raise ValueError(
+                f"worker_type must be one of {', '.join(map(repr, WORKER_TYPES))}, "
+                f"got {worker_type!r}")
+        if worker_num is None:
+            worker_num = os.cpu_count() or 1
+        _check_positive_int("worker_num", worker_num, 0)
+        self.worker_remote = _parse_remote(worker_remote)
+        remote_num = sum(n for _, n in self.worker_remote)
+        if worker_num + remote_num == 0:
+            raise ValueError(
+                "the IMap has no workers: worker_num is 0 and worker_remote is empty; "
+                "give worker_num >= 1 or some remote workers")
+        if stride is not None:
+            _check_positive_int("stride", stride, 1)
+        if buffer is not None:
+            _check_positive_int("buffer", buffer, 1)
+            if stride is not None and buffer < stride:
+                raise ValueError(
+                    f"buffer ({buffer}) must be >= stride ({stride}); raise buffer or "
+                    f"lower stride")
+        if chunksize is not None:
+            _check_positive_int("chunksize", chunksize, 1)
+        if start_method is not None and start_method not in START_METHODS:
+            raise ValueError(
+                f"start_method must be one of {', '.join(map(repr, START_METHODS))} "
+                f"or None, got {start_method!r}")
+        if stall_grace is not None and stall_grace < 0:
+            raise ValueError(f"stall_grace ({stall_grace}) must be >= 0 or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+
+        self.worker_type = worker_type
+        self.worker_num = worker_num
+        self.workers = worker_num + remote_num
+        self.stride = stride if stride is not None else self.workers
+        self._buffer = buffer
+        self.ordered = bool(ordered)
+        self.skip = bool(skip)
+        self.name = name or f"IMap-{id(self):x}"
+        self.start_method = start_method or (
+            default_start_method() if worker_type == "process" else None)
+        self._chunksize = chunksize
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+
+        self._engine = Engine(buffer=0, skip=self.skip, stall_grace=stall_grace)
+        self._state: dict = {"engine": self._engine, "feeder": None}
+        self._finalizer = weakref.finalize(self, _shutdown, self._state)
+        self._started = False
+        self._stopped = False
+        self._iterators: dict[int, TaskIterator] = {}
+        if func is not None:
+            if iterable is None:
+                raise ValueError("IMap(func, iterable): give the iterable too")
+            self.add_task(func, iterable, args or (), kwargs)
+            self.start()
+        elif iterable is not None:
+            raise ValueError("IMap(func, iterable): give the function too")
+
+    # -- properties ----------------------------------------------------------------
+
+    @property
+    def buffer(self) -> int:
+        """The buffer size (the default is known once tasks are added)."""
+        if self._buffer is not None:
+            return self._buffer
+        return self.stride * max(1, len(self._engine.tasks))
+
+    @property
+    def chunksize(self) -> int:
+        """The most tasklets sent to a worker in one message."""
+        if self._chunksize is not None:
+            return self._chunksize
+        return max(1, self.stride // (2 * self.workers))
+
+    @property
+    def tracked(self) -> dict[int, dict[int, Any]]:
+        """Results of tasks added with ``track=True``: ``{task: {index: value}}``."""
+        return self._engine.tracked
+
+    @property
+    def high_water(self) -> int:
+        """The most buffer slots held at once since the last start."""
+        return self._engine.high_water
+
+    @property
+    def tasks(self) -> int:
+        """The number of tasks."""
+        return len(self._engine.tasks)
+
+    def __repr__(self) -> str:
+        state = "running" if self._started else ("stopped" if self._stopped else "new")
+        return (f"<IMap {self.name} {state} {self.worker_type}x{self.worker_num}"
+                f"{'+remote' if self.worker_remote else ''} tasks={self.tasks}>")
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def add_task(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        args: Sequence[Any] = (),
+        kwargs: Optional[dict] = None,
+        timeout: Optional[float] = None,
+        block: bool = True,
+        track: bool = False,
+        retries: int = 0,
+        name: Optional[str] = None,
+    ) -> TaskIterator:
+        """Add a task: ``func(item, *args, **kwargs)`` for each item of ``iterable``.
+
+        Args:
+            func: the function.
+            iterable: the input; may be the iterator of an earlier task of this
+                IMap (a chained task) or of a task of another IMap.
+            args: extra positional arguments.
+            kwargs: extra keyword arguments.
+            timeout: default timeout of ``next()`` on this task.
+            block: default ``block`` of ``next()`` on this task.
+            track: keep every taken result in ``imap.tracked[task][index]``.
+            retries: how often a tasklet whose worker died is run again before
+                it fails with :class:`~imap.WorkerLostError`.
+            name: a name for status and errors (default: the function's name).
+
+        Returns:
+            The task's :class:`TaskIterator`.
+        """
+        if self._started:
+            raise RuntimeError(
+                "add_task() after start(): add every task first, or stop() the IMap "
+                "and add tasks for a new run")
+        if not callable(func):
+            raise TypeError(f"func must be callable, got {func!r}")
+        if not (hasattr(iterable, "__iter__") or hasattr(iterable, "__getitem__")):
+            raise TypeError(f"iterable must be iterable, got {type(iterable).__name__}")
+        if isinstance(args, (str, bytes)) or not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple or list, got {args!r}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout ({timeout}) must be >= 0 or None")
+        _check_positive_int("retries", retries, 0)
+        engine = self._engine
+        task = Task(
+            id=len(engine.tasks), generation=engine.generation, func=func,
+            args=tuple(args), kwargs=dict(kwargs or {}),
+            name=name or getattr(func, "__name__", type(func).__name__),
+            timeout=timeout, block=block, track=track, retries=retries,
+            ordered=self.ordered,
+        )
+        task.iterable = iterable
+        if isinstance(iterable, TaskIterator) and iterable.imap is self:
+            if iterable.generation != engine.generation:
+                raise ValueError("that task iterator belongs to an earlier run of this IMap")
+            upstream = engine.tasks[iterable.task]
+            if upstream.consumed_inside:
+                raise ValueError(
+                    f"task {upstream.id} already feeds another task of this IMap; a task's "
+                    f"output can be the input of one task only")
+            upstream.consumed_inside = True
+            task.upstream = upstream
+        engine.tasks.append(task)
+        iterator = TaskIterator(self, task.id, engine.generation, timeout, block)
+        self._iterators[task.id] = iterator
+        return iterator
+
+    __call__ = add_task
+
+    def get_task(self, task: int = 0, timeout: Optional[float] = None,
+                 block: bool = True) -> TaskIterator:
+        """A :class:`TaskIterator` of task ``task`` with these defaults."""
+        self._task(task)
+        return TaskIterator(self, task, self._engine.generation, timeout, block)
+
+    def pop_task(self, number: Union[int, bool] = 1) -> None:
+        """Remove the last ``number`` tasks (``True``: all); only before start."""
+        if self._started:
+            raise RuntimeError("pop_task() after start(): stop() the IMap first")
+        tasks = self._engine.tasks
+        count = len(tasks) if number is True else number
+        _check_positive_int("number", count, 0)
+        if count > len(tasks):
+            raise ValueError(f"cannot pop {count} tasks, the IMap has {len(tasks)}")
+        for _ in range(count):
+            task = tasks.pop()
+            self._iterators.pop(task.id, None)
+            if task.upstream is not None:
+                task.upstream.consumed_inside = False
+
+    def _task(self, task: int) -> Task:
+        tasks = self._engine.tasks
+        if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < len(tasks):
+            raise ValueError(f"no task {task!r}: this IMap has tasks 0..{len(tasks) - 1}")
+        return tasks[task]
+
+    # -- running ---------------------------------------------------------------------
+
+    def _make_backend(self) -> Backend:
+        engine = self._engine
+        if self.worker_remote:
+            from .backends.remote import make_backend  # imported only when used
+            return make_backend(self, engine.deliver, engine.lost)
+        if self.worker_type == "thread":
+            return ThreadBackend(self.worker_num, engine.deliver, engine.lost,
+                                 self.initializer, self.initargs)
+        return ProcessBackend(self.worker_num, engine.deliver, engine.lost,
+                              self.start_method, self.initializer, self.initargs)
+
+    def start(self) -> None:
+        """Start evaluation: the workers, then the Feeder. Nothing runs before."""
+        if self._started:
+            raise RuntimeError("the IMap is already started")
+        engine = self._engine
+        if not engine.tasks:
+            raise RuntimeError("start() with no tasks: add_task() first")
+        if self.buffer < self.stride:
+            raise ValueError(f"buffer ({self.buffer}) must be >= stride ({self.stride})")
+        for task in engine.tasks:
+            if task.upstream is None:
+                try:
+                    task.source = iter(task.iterable)
+                except TypeError as exc:
+                    raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
+        engine.reset()
+        engine.buffer = self.buffer
+        backend = self._make_backend()
+        engine.backend = backend
+        backend.start()
+        feeder = Feeder(engine, self.stride, self.chunksize)
+        self._state["feeder"] = feeder
+        self._started = True
+        self._stopped = False
+        feeder.start()
+        log.debug("%r started: stride %d, buffer %d, chunksize %d",
+                  self, self.stride, self.buffer, self.chunksize)
+
+    def _take(self, task: int, generation: int, timeout: Optional[float], block: bool) -> Any:
+        engine = self._engine
+        if generation != engine.generation:
+            raise StopIteration
+        if not self._started:
+            if self._stopped:
+                raise StopIteration
+            raise RuntimeError("next() before start(): call start() first")
+        return engine.take(engine.tasks[task], timeout, block)
+
+    def next(self, timeout: Optional[float] = None, task: int = 0, block: bool = True) -> Any:
+        """Return the next result of ``task`` (see :meth:`TaskIterator.next`)."""
+        self._task(task)
+        return self._take(task, self._engine.generation, timeout, block)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.get_task(0)
+
+    def status(self) -> IMapStatus:
+        """A snapshot: workers, buffer use and per-task counters."""
+        return self._engine.status(self._started, self._stopped)
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def stop(self, ends: Optional[Sequence[int]] = None, forced: bool = False) -> None:
+        """Stop evaluation and join every thread and process started.
+
+        A graceful stop (the default) draws no new stride from the tasks'
+        inputs, lets every tasklet already drawn flow through the chained
+        tasks, takes and discards the results of the ``ends`` tasks (default:
+        the tasks no other task of this IMap consumes), then stops the
+        workers. ``forced=True`` ends at once and drops what is in flight.
+        Afterwards the IMap has no tasks and can take new ones.
+
+        Args:
+            ends: the tasks whose remaining results are discarded.
+            forced: stop at once.
+        """
+        engine = self._engine
+        if self._started:
+            if ends is None:
+                ends_tasks = [t for t in engine.tasks if not t.consumed_inside]
+            else:
+                ends_tasks = [self._task(i) for i in ends]
+            if not forced:
+                with engine.lock:
+                    engine.draw_stop = True
+                if not engine.drain(ends_tasks):
+                    log.warning(
+                        "%r cannot finish gracefully (results of tasks not in ends are "
+                        "waiting); stopping it at once", self)
+                    forced = True
+            if forced:
+                _shutdown(self._state)
+            else:
+                feeder = self._state["feeder"]
+                if feeder is not None:
+                    feeder.join(JOIN_TIMEOUT)
+                    if feeder.is_alive():
+                        log.warning("%r: the feeder is blocked on an input; forcing", self)
+                        _shutdown(self._state)
+                if engine.backend is not None:
+                    engine.backend.stop(forced=False)
+                    engine.backend = None
+                self._state["feeder"] = None
+        self._started = False
+        self._stopped = True
+        with engine.lock:
+            engine.generation += 1
+            engine.tasks = []
+            engine.result_ready.notify_all()
+        self._iterators.clear()
+
+    def __enter__(self) -> "IMap":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.stop(forced=exc_type is not None)
+
+
+def imap(func: Callable[..., Any], iterable: Iterable[Any], args: Sequence[Any] = (),
+         kwargs: Optional[dict] = None, **options: Any) -> Iterator[Any]:
+    """Lazily yield ``func(item, *args, **kwargs)`` for each item, in parallel.
+
+    A one-task IMap; ``options`` are :class:`IMap` options (``worker_type``,
+    ``worker_num``, ``stride``, ``buffer``, ``ordered``, ...). The pool stops
+    when the generator is exhausted, closed or collected.
+    """
+    pool = IMap(**options)
+    results = pool.add_task(func, iterable, args, kwargs)
+    pool.start()
+    try:
+        yield from results
+    finally:
+        pool.stop(forced=True)

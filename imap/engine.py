@@ -1,0 +1,366 @@
+"""The shared state of one IMap and the operations on it.
+
+Everything here runs under one lock (``Engine.lock``) with two conditions on
+it: ``slot_free`` (the Feeder waits for a buffer slot) and ``result_ready``
+(consumers, and the Feeder drawing from an upstream task, wait for results).
+No method holds the lock across a call into user code or a backend.
+
+Threads that call in:
+
+* the **Feeder** (``feeder.py``): ``take_slots``, ``give_back``,
+  ``pull_upstream``, ``register``, ``file_failed``, ``mark_exhausted``;
+* **backend threads** (the thread workers, the process Router, the remote
+  drivers): ``deliver`` and ``lost``;
+* **consumers** (``next()`` on a task iterator, ``stop()``): ``take`` and
+  ``drain``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator, Optional
+
+import cloudpickle
+
+from .errors import StallError, TimeoutError, WorkerLostError
+from .results import ResultBuffer
+from .status import IMapStatus, TaskStatus
+
+_NO_PAYLOAD = object()
+
+
+class Task:
+    """One task: a function, its input and its results."""
+
+    def __init__(self, id: int, generation: int, func: Callable, args: tuple,
+                 kwargs: dict, name: str, timeout: Optional[float], block: bool,
+                 track: bool, retries: int, ordered: bool) -> None:
+        self.id = id
+        self.key = (generation, id)
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.name = name
+        self.timeout = timeout
+        self.block = block
+        self.track = track
+        self.retries = retries
+        self.iterable: Any = None                # the input as given
+        self.source: Optional[Iterator] = None   # iterator drawn by the Feeder
+        self.upstream: Optional["Task"] = None   # a task of the same IMap
+        self.consumed_inside = False             # another task of this IMap eats it
+        self.results = ResultBuffer(ordered)
+        self.drawn = 0
+        self.in_flight = 0
+        self.errors = 0
+        self.exhausted = False
+        self._payload: Any = _NO_PAYLOAD
+
+    def payload(self) -> tuple[Optional[bytes], Optional[BaseException]]:
+        """The function, args and kwargs pickled by value, computed once."""
+        if self._payload is _NO_PAYLOAD:
+            try:
+                self._payload = (cloudpickle.dumps((self.func, self.args, self.kwargs)), None)
+            except Exception as exc:
+                self._payload = (None, exc)
+        return self._payload
+
+    def finished(self) -> bool:
+        return self.exhausted and self.results.exhausted(self.drawn)
+
+
+class Engine:
+    """State shared by the Feeder, the backends and the consumers."""
+
+    def __init__(self, buffer: int, skip: bool, stall_grace: Optional[float]) -> None:
+        self.lock = threading.Lock()
+        self.slot_free = threading.Condition(self.lock)
+        self.result_ready = threading.Condition(self.lock)
+        self.buffer = buffer
+        self.skip = skip
+        self.stall_grace = stall_grace
+        self.tasks: list[Task] = []
+        self.generation = 0
+        self.tracked: dict[int, dict[int, Any]] = {}
+        self.backend: Any = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.slots_used = 0
+        self.high_water = 0
+        self.in_flight = 0
+        self.feeder_wait: Any = None     # None | "slot" | the upstream Task waited on
+        self.draw_stop = False           # graceful stop: sources draw no new stride
+        self.forced = False              # forced stop: everything ends now
+        self.feeder_done = False
+        self.failure: Optional[BaseException] = None
+
+    # -- the Feeder's side ---------------------------------------------------
+
+    def take_slots(self, want: int, wait: bool) -> int:
+        """Take up to ``want`` free slots; 0 if none (or when forced)."""
+        with self.lock:
+            while True:
+                if self.forced:
+                    return 0
+                free = self.buffer - self.slots_used
+                if free > 0:
+                    got = min(want, free)
+                    self.slots_used += got
+                    if self.slots_used > self.high_water:
+                        self.high_water = self.slots_used
+                    return got
+                if not wait:
+                    return 0
+                self.feeder_wait = "slot"
+                self.result_ready.notify_all()  # let stalled consumers see it
+                self.slot_free.wait()
+                self.feeder_wait = None
+
+    def give_back(self, n: int) -> None:
+        if n:
+            with self.lock:
+                self.slots_used -= n
+                self.slot_free.notify()
+
+    def pull_upstream(self, task: Task, want: int, wait: bool) -> tuple[list, bool]:
+        """Take up to ``want`` results of ``task.upstream`` as the next inputs.
+
+        Returns ``(outcomes, ended)``. Each outcome keeps its slot, which
+        passes to the tasklet it becomes. With ``skip`` and a task timeout on
+        the upstream task, a result that does not come in time is skipped and
+        a TimeoutError takes its place (holding no slot).
+        """
+        up = task.upstream
+        assert up is not None
+        res = up.results
+        with self.lock:
+            deadline = None
+            while True:
+                got = []
+                while len(got) < want and res.has_next():
+                    got.append(self._pop(up))
+                if got or self.forced:
+                    return got, self.forced
+                if up.finished():
+                    return [], True
+                if not wait:
+                    return [], False
+                remaining = None
+                if self.skip and up.timeout is not None:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + up.timeout
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        index = res.skip(up.drawn)
+                        err = TimeoutError(
+                            f"task {up.id} ({up.name}): result {index} not ready within "
+                            f"{up.timeout} s; skipped")
+                        return [(False, err, False)], False
+                self.feeder_wait = up
+                self.result_ready.notify_all()
+                self.result_ready.wait(remaining)
+                self.feeder_wait = None
+
+    def register(self, task: Task, n: int) -> int:
+        """Record ``n`` tasklets drawn for ``task``; return the first index."""
+        with self.lock:
+            start = task.drawn
+            task.drawn += n
+            task.in_flight += n
+            self.in_flight += n
+            task.results.note_drawn(range(start, start + n))
+            return start
+
+    def file_failed(self, task: Task, outcome: tuple) -> None:
+        """File an error drawn as input (it is not computed) as the next result."""
+        with self.lock:
+            index = task.drawn
+            task.drawn += 1
+            task.errors += 1
+            task.results.note_drawn((index,))
+            task.results.put(index, outcome)
+            self.result_ready.notify_all()
+
+    def mark_exhausted(self, task: Task) -> None:
+        with self.lock:
+            task.exhausted = True
+            self.result_ready.notify_all()
+
+    def finish_feeding(self, failure: Optional[BaseException] = None) -> None:
+        with self.lock:
+            self.feeder_done = True
+            if failure is not None and not self.forced:
+                self.failure = failure
+            self.result_ready.notify_all()
+
+    # -- the backends' side ----------------------------------------------------
+
+    def deliver(self, batch: Any, values: list, errors: Optional[dict]) -> None:
+        """File the results of a batch."""
+        task = batch.task
+        with self.lock:
+            if task.key[0] != self.generation or self.forced:
+                return
+            put = task.results.put
+            freed = 0
+            if errors:
+                for pos, index in enumerate(batch.indices):
+                    if pos in errors:
+                        task.errors += 1
+                        ok = put(index, (False, errors[pos], True))
+                    else:
+                        ok = put(index, (True, values[pos], True))
+                    freed += not ok
+            else:
+                for index, value in zip(batch.indices, values):
+                    if not put(index, (True, value, True)):
+                        freed += 1
+            n = len(batch.indices)
+            task.in_flight -= n
+            self.in_flight -= n
+            if freed:
+                self.slots_used -= freed
+                self.slot_free.notify()
+            self.result_ready.notify_all()
+
+    def lost(self, batch: Any, reason: str) -> None:
+        """A worker died holding ``batch``: resubmit it or fail its tasklets."""
+        task = batch.task
+        if task.key[0] != self.generation or self.forced:
+            return
+        if batch.attempt < task.retries:
+            batch.attempt += 1
+            self.backend.submit(batch)
+            return
+        tries = "" if not task.retries else f" (after {task.retries} retries)"
+        errors = {
+            pos: WorkerLostError(
+                f"{reason} while running task {task.id} ({task.name}) on item {index}{tries}")
+            for pos, index in enumerate(batch.indices)
+        }
+        self.deliver(batch, [None] * len(batch.indices), errors)
+
+    # -- the consumers' side ---------------------------------------------------
+
+    def _pop(self, task: Task) -> tuple:
+        index, outcome = task.results.pop()
+        if task.track and outcome[0]:
+            self.tracked.setdefault(task.id, {})[index] = outcome[1]
+        return outcome
+
+    def take(self, task: Task, timeout: Optional[float], block: bool) -> Any:
+        """Return the next result of ``task`` (or raise its error)."""
+        with self.lock:
+            res = task.results
+            deadline = None
+            if block and timeout is not None:
+                deadline = time.monotonic() + timeout
+            stalled_since = None
+            while True:
+                if res.has_next():
+                    ok, value, slot = self._pop(task)
+                    if slot:
+                        self.slots_used -= 1
+                        self.slot_free.notify()
+                    if ok:
+                        return value
+                    raise value
+                if task.finished() or self.forced or task.key[0] != self.generation:
+                    raise StopIteration
+                if self.failure is not None:
+                    raise RuntimeError(
+                        f"the IMap stopped drawing input after an internal error: "
+                        f"{self.failure!r}") from self.failure
+                now = time.monotonic()
+                if not block or (deadline is not None and now >= deadline):
+                    index = res.skip(task.drawn) if self.skip else res.next_index
+                    what = "skipped" if self.skip else "ask again to wait more"
+                    raise TimeoutError(
+                        f"task {task.id} ({task.name}): no result within "
+                        f"{0 if not block else timeout} s ({what})"
+                        + (f"; result {index} abandoned" if self.skip else ""))
+                wait = None if deadline is None else deadline - now
+                if self._stalled():
+                    if stalled_since is None:
+                        stalled_since = now
+                    if self.stall_grace is not None:
+                        left = stalled_since + self.stall_grace - now
+                        if left <= 0:
+                            raise StallError(self._stall_message(task))
+                        wait = left if wait is None else min(wait, left)
+                else:
+                    stalled_since = None
+                self.result_ready.wait(wait)
+
+    def _stalled(self) -> bool:
+        """Nothing can change until somebody takes a result (lock held)."""
+        if self.in_flight or self.forced or self.feeder_wait is None:
+            return False
+        if self.feeder_wait == "slot":
+            return self.slots_used >= self.buffer
+        up = self.feeder_wait
+        return not up.results.has_next() and not up.finished()
+
+    def _stall_message(self, task: Task) -> str:
+        holders = [t for t in self.tasks if len(t.results) and t is not task]
+        names = ", ".join(f"task {t.id} ({t.name}: {len(t.results)} waiting)" for t in holders)
+        return (
+            f"task {task.id} ({task.name}) can never produce its next result: all "
+            f"{self.buffer} buffer slots hold results nobody has taken and nothing is "
+            f"being computed. Take results from {names or 'the other tasks'} first "
+            f"(at most a stride at a time from each output, in task order), or give "
+            f"the IMap a larger buffer."
+        )
+
+    def drain(self, tasks: list[Task]) -> bool:
+        """Take and discard every result of ``tasks`` until they finish.
+
+        Returns False if the IMap stalled on results of other tasks (then the
+        caller must force the stop).
+        """
+        with self.lock:
+            while True:
+                for task in tasks:
+                    while task.results.has_next():
+                        ok, value, slot = self._pop(task)
+                        if slot:
+                            self.slots_used -= 1
+                            self.slot_free.notify()
+                if all(t.finished() for t in tasks) and self.feeder_done:
+                    return True
+                if self.forced:
+                    return True
+                if self.failure is not None or (self._stalled()):
+                    return False
+                self.result_ready.wait(1.0)
+
+    def force(self) -> None:
+        with self.lock:
+            self.forced = True
+            self.slot_free.notify_all()
+            self.result_ready.notify_all()
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self, started: bool, stopped: bool) -> IMapStatus:
+        with self.lock:
+            tasks = [
+                TaskStatus(
+                    task=t.id, name=t.name, drawn=t.drawn, in_flight=t.in_flight,
+                    done=t.results.arrived, buffered=len(t.results),
+                    consumed=t.results.taken, errors=t.errors,
+                    skipped=t.results.nskipped, finished=t.finished(),
+                )
+                for t in self.tasks
+            ]
+            backend = self.backend
+            return IMapStatus(
+                started=started, stopped=stopped,
+                workers=backend.workers if backend is not None and started else 0,
+                workers_lost=backend.workers_lost if backend is not None else 0,
+                slots_used=self.slots_used, buffer=self.buffer,
+                high_water=self.high_water, tasks=tasks,
+            )
