@@ -70,6 +70,8 @@ class TaskIterator:
         self.generation = generation
         self.timeout = timeout
         self.block = block
+        # Results already taken for this task, handed out without the lock.
+        self._handout = imap._engine.tasks[task].handout
 
     @property
     def keeps_timeouts(self) -> bool:
@@ -80,7 +82,13 @@ class TaskIterator:
         return self
 
     def __next__(self) -> Any:
-        return self.imap._take(self.task, self.generation, self.timeout, self.block)
+        handout = self._handout
+        if handout:
+            try:
+                return handout.popleft()
+            except IndexError:  # another thread took the last one
+                pass
+        return self.imap._take(self.task, self.generation, self.timeout, self.block, True)
 
     def next(self, timeout: Optional[float] = None, block: bool = True) -> Any:
         """Return the next result, waiting at most ``timeout`` seconds.
@@ -348,8 +356,9 @@ class IMap:
             timeout=timeout, block=block, track=track, retries=retries,
             ordered=self.ordered,
         )
-        task.iterable = iterable
         if isinstance(iterable, TaskIterator) and iterable.imap is self:
+            # Keep no reference to our own iterator: the engine's threads must
+            # not keep this IMap alive.
             if iterable.generation != engine.generation:
                 raise ValueError("that task iterator belongs to an earlier run of this IMap")
             upstream = engine.tasks[iterable.task]
@@ -359,6 +368,8 @@ class IMap:
                     f"output can be the input of one task only")
             upstream.consumed_inside = True
             task.upstream = upstream
+        else:
+            task.iterable = iterable
         engine.tasks.append(task)
         iterator = TaskIterator(self, task.id, engine.generation, timeout, block)
         self._iterators[task.id] = iterator
@@ -434,7 +445,8 @@ class IMap:
         log.debug("%r started: stride %d, buffer %d, chunksize %d",
                   self, self.stride, self.buffer, self.chunksize)
 
-    def _take(self, task: int, generation: int, timeout: Optional[float], block: bool) -> Any:
+    def _take(self, task: int, generation: int, timeout: Optional[float], block: bool,
+              group: bool = False) -> Any:
         engine = self._engine
         if generation != engine.generation:
             raise StopIteration
@@ -442,7 +454,8 @@ class IMap:
             if self._stopped:
                 raise StopIteration
             raise RuntimeError("next() before start(): call start() first")
-        return engine.take(engine.tasks[task], timeout, block)
+        return engine.take(engine.tasks[task], timeout, block,
+                           self.chunksize if group else 1)
 
     def next(self, timeout: Optional[float] = None, task: int = 0, block: bool = True) -> Any:
         """Return the next result of ``task`` (see :meth:`TaskIterator.next`)."""
@@ -503,6 +516,8 @@ class IMap:
         self._stopped = True
         with engine.lock:
             engine.generation += 1
+            for task in engine.tasks:
+                task.handout.clear()
             engine.tasks = []
             engine.result_ready.notify_all()
         self._iterators.clear()

@@ -17,6 +17,7 @@ Threads that call in:
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterator, Optional
 import cloudpickle
 
 from .errors import StallError, TimeoutError, WorkerLostError
-from .results import ResultBuffer
+from .results import Failure, ResultBuffer
 from .status import IMapStatus, TaskStatus
 
 _NO_PAYLOAD = object()
@@ -51,6 +52,12 @@ class Task:
         self.upstream: Optional["Task"] = None   # a task of the same IMap
         self.consumed_inside = False             # another task of this IMap eats it
         self.results = ResultBuffer(ordered)
+        # Results taken from ``results`` in a group by a consumer and handed
+        # out one by one without the lock (TaskIterator.__next__). Their
+        # slots are given back at the consumer's next visit under the lock.
+        self.handout: collections.deque = collections.deque()
+        self.handout_taken = 0   # results ever moved into the handout
+        self.handout_freed = 0   # of those, slots given back
         self.drawn = 0
         self.in_flight = 0
         self.errors = 0
@@ -127,10 +134,11 @@ class Engine:
     def pull_upstream(self, task: Task, want: int, wait: bool) -> tuple[list, bool]:
         """Take up to ``want`` results of ``task.upstream`` as the next inputs.
 
-        Returns ``(outcomes, ended)``. Each outcome keeps its slot, which
-        passes to the tasklet it becomes. With ``skip`` and a task timeout on
-        the upstream task, a result that does not come in time is skipped and
-        a TimeoutError takes its place (holding no slot).
+        Returns ``(outcomes, ended)``: values, or :class:`Failure` s. Each
+        keeps its slot, which passes to the tasklet it becomes. With ``skip``
+        and a task timeout on the upstream task, a result that does not come
+        in time is skipped and a TimeoutError takes its place (holding no
+        slot).
         """
         up = task.upstream
         assert up is not None
@@ -158,7 +166,7 @@ class Engine:
                         err = TimeoutError(
                             f"task {up.id} ({up.name}): result {index} not ready within "
                             f"{up.timeout} s; skipped")
-                        return [(False, err, False)], False
+                        return [Failure(err, slot=False)], False
                 self.feeder_wait = up
                 self.result_ready.notify_all()
                 self.result_ready.wait(remaining)
@@ -174,14 +182,15 @@ class Engine:
             task.results.note_drawn(range(start, start + n))
             return start
 
-    def file_failed(self, task: Task, outcome: tuple) -> None:
+    def file_failed(self, task: Task, outcome: Failure) -> None:
         """File an error drawn as input (it is not computed) as the next result."""
         with self.lock:
             index = task.drawn
             task.drawn += 1
             task.errors += 1
             task.results.note_drawn((index,))
-            task.results.put(index, outcome)
+            if not task.results.put(index, outcome) and outcome.slot:
+                self._free(1)  # its index was skipped already
             self.result_ready.notify_all()
 
     def mark_exhausted(self, task: Task) -> None:
@@ -204,26 +213,18 @@ class Engine:
         with self.lock:
             if task.key[0] != self.generation or self.forced:
                 return
-            put = task.results.put
-            freed = 0
+            res = task.results
             if errors:
-                for pos, index in enumerate(batch.indices):
-                    if pos in errors:
-                        task.errors += 1
-                        ok = put(index, (False, errors[pos], True))
-                    else:
-                        ok = put(index, (True, values[pos], True))
-                    freed += not ok
-            else:
-                for index, value in zip(batch.indices, values):
-                    if not put(index, (True, value, True)):
-                        freed += 1
+                values = list(values)
+                for pos, exc in errors.items():
+                    values[pos] = Failure(exc)
+                task.errors += len(errors)
+            freed = res.put_many(batch.indices, values)
             n = len(batch.indices)
             task.in_flight -= n
             self.in_flight -= n
             if freed:
-                self.slots_used -= freed
-                self.slot_free.notify()
+                self._free(freed)
             self.result_ready.notify_all()
 
     def lost(self, batch: Any, reason: str) -> None:
@@ -245,29 +246,59 @@ class Engine:
 
     # -- the consumers' side ---------------------------------------------------
 
-    def _pop(self, task: Task) -> tuple:
+    def _free(self, n: int) -> None:
+        """Give ``n`` slots back (lock held)."""
+        self.slots_used -= n
+        if self.feeder_wait == "slot":
+            self.slot_free.notify()
+
+    def _pop(self, task: Task) -> Any:
         index, outcome = task.results.pop()
-        if task.track and outcome[0]:
-            self.tracked.setdefault(task.id, {})[index] = outcome[1]
+        if task.track and type(outcome) is not Failure:
+            self.tracked.setdefault(task.id, {})[index] = outcome
         return outcome
 
-    def take(self, task: Task, timeout: Optional[float], block: bool) -> Any:
-        """Return the next result of ``task`` (or raise its error)."""
+    def _settle_handout(self, task: Task) -> None:
+        """Give back the slots of results handed out since the last visit."""
+        handed = task.handout_taken - len(task.handout) - task.handout_freed
+        if handed > 0:
+            task.handout_freed += handed
+            self._free(handed)
+
+    def take(self, task: Task, timeout: Optional[float], block: bool,
+             group: int = 1) -> Any:
+        """Return the next result of ``task`` (or raise its error).
+
+        With ``group > 1`` up to ``group - 1`` further ready results are moved
+        to ``task.handout`` for the caller to hand out without the lock.
+        """
         with self.lock:
+            for other in self.tasks:
+                if other.handout_taken != other.handout_freed:
+                    self._settle_handout(other)
             res = task.results
             deadline = None
             if block and timeout is not None:
                 deadline = time.monotonic() + timeout
             stalled_since = None
             while True:
+                if task.handout:
+                    return task.handout.popleft()
                 if res.has_next():
-                    ok, value, slot = self._pop(task)
-                    if slot:
-                        self.slots_used -= 1
-                        self.slot_free.notify()
-                    if ok:
-                        return value
-                    raise value
+                    if group > 1 and not task.track:
+                        values = res.grab(group)
+                        if values:
+                            task.handout.extend(values[1:])
+                            task.handout_taken += len(values) - 1
+                            self._free(1)
+                            return values[0]
+                    outcome = self._pop(task)
+                    if type(outcome) is Failure:
+                        if outcome.slot:
+                            self._free(1)
+                        raise outcome.exc
+                    self._free(1)
+                    return outcome
                 if task.finished() or self.forced or task.key[0] != self.generation:
                     raise StopIteration
                 if self.failure is not None:
@@ -324,16 +355,17 @@ class Engine:
         with self.lock:
             while True:
                 for task in tasks:
+                    task.handout.clear()
+                    self._settle_handout(task)
                     while task.results.has_next():
-                        ok, value, slot = self._pop(task)
-                        if slot:
-                            self.slots_used -= 1
-                            self.slot_free.notify()
-                if all(t.finished() for t in tasks) and self.feeder_done:
+                        outcome = self._pop(task)
+                        if type(outcome) is not Failure or outcome.slot:
+                            self._free(1)
+                if self.feeder_done and all(t.finished() for t in tasks):
                     return True
                 if self.forced:
                     return True
-                if self.failure is not None or (self._stalled()):
+                if self.failure is not None or self._stalled():
                     return False
                 self.result_ready.wait(1.0)
 
@@ -350,8 +382,8 @@ class Engine:
             tasks = [
                 TaskStatus(
                     task=t.id, name=t.name, drawn=t.drawn, in_flight=t.in_flight,
-                    done=t.results.arrived, buffered=len(t.results),
-                    consumed=t.results.taken, errors=t.errors,
+                    done=t.results.arrived, buffered=len(t.results) + len(t.handout),
+                    consumed=t.results.taken - len(t.handout), errors=t.errors,
                     skipped=t.results.nskipped, finished=t.finished(),
                 )
                 for t in self.tasks

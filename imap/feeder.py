@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from itertools import islice
 from typing import Any
 
 from .backends.base import Batch
 from .engine import Engine, Task
 from .errors import TimeoutError
+from .results import Failure
 
 log = logging.getLogger("imap")
 
@@ -58,7 +60,7 @@ class Feeder(threading.Thread):
             self.engine.backend.submit(Batch(task, range(start, start + len(items)), list(items)))
             items.clear()
 
-    def _fail_item(self, task: Task, items: list, outcome: tuple) -> None:
+    def _fail_item(self, task: Task, items: list, outcome: Failure) -> None:
         self._flush(task, items)
         self.engine.file_failed(task, outcome)
 
@@ -79,10 +81,10 @@ class Feeder(threading.Thread):
                     self._flush(task, items)
                     outcomes, ended = engine.pull_upstream(task, want, wait=True)
                 for outcome in outcomes:
-                    if outcome[0]:
-                        items.append(outcome[1])
-                    else:
+                    if type(outcome) is Failure:
                         self._fail_item(task, items, outcome)
+                    else:
+                        items.append(outcome)
                 remaining -= len(outcomes)
             else:
                 got = engine.take_slots(want, wait=False)
@@ -111,19 +113,25 @@ class Feeder(threading.Thread):
         source: Any = task.source
         drawn = 0
         while drawn < n:
+            before = len(items)
+            want = n - drawn
             try:
-                item = next(source)
-            except StopIteration:
-                return drawn, True
+                items.extend(islice(source, want))
             except TimeoutError as exc:
+                drawn += len(items) - before
                 # Another IMap's task that keeps its timed-out results
                 # (skip=False): the same result comes on a later call.
                 if getattr(source, "keeps_timeouts", False) and not self.engine.forced:
                     continue
-                self._fail_item(task, items, (False, exc, True))
+                self._fail_item(task, items, Failure(exc))
+                drawn += 1
             except Exception as exc:
-                self._fail_item(task, items, (False, exc, True))
+                drawn += len(items) - before
+                self._fail_item(task, items, Failure(exc))
+                drawn += 1
             else:
-                items.append(item)
-            drawn += 1
+                got = len(items) - before
+                drawn += got
+                if got < want:
+                    return drawn, True
         return drawn, False

@@ -1,9 +1,10 @@
 """Per-task result buffers.
 
-A result is filed as an *outcome*: a tuple ``(ok, value, slot)`` where ``ok``
-says whether ``value`` is a return value or an exception, and ``slot`` whether
-the outcome holds one of the IMap's buffer slots (it gives it back when it is
-taken). Every method here is called with the engine's lock held.
+A result is filed as the value itself, or, for an error, as a
+:class:`Failure` holding the exception. Every value holds one of the IMap's
+buffer slots until it is taken; a Failure says whether it holds one (an
+error standing in for a skipped upstream result does not). Every method here
+is called with the engine's lock held.
 """
 
 from __future__ import annotations
@@ -11,26 +12,48 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-Outcome = tuple  # (ok: bool, value: Any, slot: bool)
+
+
+class Failure:
+    """An error in place of a result."""
+
+    __slots__ = ("exc", "slot")
+
+    def __init__(self, exc: BaseException, slot: bool = True) -> None:
+        self.exc = exc
+        self.slot = slot
+
+    def __repr__(self) -> str:
+        return f"Failure({self.exc!r}, slot={self.slot})"
+
+
+Outcome = Any  # a value, or a Failure
 
 
 class ResultBuffer:
     """Results of one task between their arrival and their consumption.
 
-    Ordered buffers hand results out by index (0, 1, 2, ...); unordered ones in
-    arrival order. A skipped index is remembered until its late result arrives,
-    which is then dropped (``put`` returns False so the caller frees its slot).
+    Results are kept as *runs*: the values of consecutive indices, as a batch
+    brought them. Ordered buffers hand runs out by index (0, 1, 2, ...),
+    unordered ones in arrival order. A skipped index is remembered until its
+    late result arrives, which is then dropped (``put_many`` returns how many
+    it dropped so the caller frees their slots).
     """
 
     __slots__ = (
-        "ordered", "_ready", "next_index", "skipped", "outstanding",
-        "arrived", "taken", "dropped", "nskipped",
+        "ordered", "_runs", "_cur", "_pos", "_cur_start", "next_index", "count",
+        "skipped", "outstanding", "arrived", "taken", "dropped", "nskipped",
     )
 
     def __init__(self, ordered: bool) -> None:
         self.ordered = ordered
-        self._ready: Any = {} if ordered else deque()
-        self.next_index = 0          # ordered: the index handed out next
+        # ordered: {first index: values}; unordered: deque of (first index, values)
+        self._runs: Any = {} if ordered else deque()
+        self._cur: list = []          # the run being handed out
+        self._pos = 0                 # position in it
+        self._cur_start = 0           # index of its first value
+        self.next_index = 0           # ordered: the index handed out next
+        self.count = 0                # results waiting to be taken
         self.skipped: set[int] = set()
         self.outstanding: set[int] = set()  # unordered: drawn, not arrived, not skipped
         self.arrived = 0
@@ -39,41 +62,109 @@ class ResultBuffer:
         self.nskipped = 0
 
     def __len__(self) -> int:
-        return len(self._ready)
+        return self.count
 
-    def note_drawn(self, indices: range | list[int]) -> None:
+    def note_drawn(self, indices: Any) -> None:
         """Record newly drawn indices (needed to skip in unordered mode)."""
         if not self.ordered:
             skipped = self.skipped
             self.outstanding.update(i for i in indices if i not in skipped)
 
-    def put(self, index: int, outcome: Outcome) -> bool:
-        """File an arrived outcome; False if it was skipped and is dropped."""
-        self.arrived += 1
-        if self.skipped and index in self.skipped:
-            self.skipped.discard(index)
-            self.dropped += 1
-            return False
+    def _add_run(self, first: int, values: list) -> None:
+        self.count += len(values)
         if self.ordered:
-            self._ready[index] = outcome
+            self._runs[first] = values
         else:
-            self.outstanding.discard(index)
-            self._ready.append((index, outcome))
+            self._runs.append((first, values))
+
+    def put_many(self, indices: Any, values: list) -> int:
+        """File a batch's results (values or Failures); return how many were
+        dropped because their index had been skipped."""
+        n = len(values)
+        self.arrived += n
+        if not self.ordered:
+            self.outstanding.difference_update(indices)
+        contiguous = isinstance(indices, range) and indices.step == 1
+        if contiguous and not self.skipped:
+            if n:
+                self._add_run(indices.start, values)
+            return 0
+        # Slow path: drop skipped indices and split into contiguous runs.
+        dropped = 0
+        first = None
+        run: list = []
+        prev = None
+        for index, value in zip(indices, values):
+            if index in self.skipped:
+                self.skipped.discard(index)
+                dropped += 1
+                continue
+            if run and index != prev + 1:
+                self._add_run(first, run)
+                run = []
+            if not run:
+                first = index
+            run.append(value)
+            prev = index
+        if run:
+            self._add_run(first, run)
+        self.dropped += dropped
+        return dropped
+
+    def put(self, index: int, outcome: Outcome) -> bool:
+        """File one result; False if it was skipped and is dropped."""
+        return not self.put_many((index,), [outcome])
+
+    def _current(self) -> bool:
+        """Make sure the current run has a value left; False if none is ready."""
+        if self._pos < len(self._cur):
+            return True
+        if self.ordered:
+            run = self._runs.pop(self.next_index, None)
+            if run is None:
+                return False
+            self._cur_start = self.next_index
+        else:
+            if not self._runs:
+                return False
+            self._cur_start, run = self._runs.popleft()
+        self._cur = run
+        self._pos = 0
         return True
 
     def has_next(self) -> bool:
-        if self.ordered:
-            return self.next_index in self._ready
-        return bool(self._ready)
+        return self._current()
 
     def pop(self) -> tuple[int, Outcome]:
         """Take the next result (call only when ``has_next()``)."""
-        self.taken += 1
+        self._current()
+        pos = self._pos
+        value = self._cur[pos]
+        self._pos = pos + 1
+        index = self._cur_start + pos
         if self.ordered:
-            index = self.next_index
-            self.next_index += 1
-            return index, self._ready.pop(index)
-        return self._ready.popleft()
+            self.next_index = index + 1
+        self.count -= 1
+        self.taken += 1
+        return index, value
+
+    def grab(self, limit: int) -> list:
+        """Take up to ``limit`` next results that are values (no Failure)."""
+        if not self._current():
+            return []
+        pos = self._pos
+        out = self._cur[pos:pos + limit]
+        for i, value in enumerate(out):
+            if type(value) is Failure:
+                del out[i:]
+                break
+        n = len(out)
+        self._pos = pos + n
+        if self.ordered:
+            self.next_index += n
+        self.count -= n
+        self.taken += n
+        return out
 
     def skip(self, drawn: int) -> int:
         """Abandon the result that would be handed out next; return its index."""
@@ -94,6 +185,8 @@ class ResultBuffer:
     def exhausted(self, drawn: int) -> bool:
         """True when, the input being exhausted at ``drawn`` tasklets, no
         result is left to hand out."""
+        if self.count:
+            return False
         if self.ordered:
-            return self.next_index >= drawn and self.next_index not in self._ready
-        return not self._ready and not self.outstanding
+            return self.next_index >= drawn
+        return not self.outstanding
