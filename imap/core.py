@@ -34,7 +34,8 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from .backends.base import Backend
 from .backends.process import ProcessBackend, default_start_method
@@ -52,6 +53,16 @@ START_METHODS = ("fork", "forkserver", "spawn")
 JOIN_TIMEOUT = 10.0
 
 
+class _Default:
+    """Marks an argument left out: the task's own default applies."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+
+
 class TaskIterator:
     """The output of one task: an iterator over its results.
 
@@ -63,8 +74,8 @@ class TaskIterator:
         imap: the IMap the task belongs to.
     """
 
-    def __init__(self, imap: "IMap", task: int, generation: int,
-                 timeout: Optional[float] = None, block: bool = True) -> None:
+    def __init__(self, imap: IMap, task: int, generation: int,
+                 timeout: float | None = None, block: bool = True) -> None:
         self.imap = imap
         self.task = task
         self.generation = generation
@@ -78,7 +89,7 @@ class TaskIterator:
         """True if a timed-out result is returned by a later call (skip=False)."""
         return not self.imap.skip
 
-    def __iter__(self) -> "TaskIterator":
+    def __iter__(self) -> TaskIterator:
         return self
 
     def __next__(self) -> Any:
@@ -90,13 +101,21 @@ class TaskIterator:
                 pass
         return self.imap._take(self.task, self.generation, self.timeout, self.block, True)
 
-    def next(self, timeout: Optional[float] = None, block: bool = True) -> Any:
+    def next(self, timeout: float | None = DEFAULT, block: bool = DEFAULT) -> Any:
         """Return the next result, waiting at most ``timeout`` seconds.
+
+        Left out, ``timeout`` and ``block`` are this iterator's defaults (the
+        ones given to ``add_task`` or ``get_task``); ``timeout=None`` waits
+        as long as it takes.
 
         Raises:
             imap.TimeoutError: no result in time (``block=False``: at once).
             StopIteration: the task has no more results.
         """
+        if timeout is DEFAULT:
+            timeout = self.timeout
+        if block is DEFAULT:
+            block = self.block
         return self.imap._take(self.task, self.generation, timeout, block)
 
     def __repr__(self) -> str:
@@ -187,23 +206,23 @@ class IMap:
 
     def __init__(
         self,
-        func: Optional[Callable[..., Any]] = None,
-        iterable: Optional[Iterable[Any]] = None,
-        args: Optional[Sequence[Any]] = None,
-        kwargs: Optional[dict] = None,
+        func: Callable[..., Any] | None = None,
+        iterable: Iterable[Any] | None = None,
+        args: Sequence[Any] | None = None,
+        kwargs: dict | None = None,
         worker_type: str = "process",
-        worker_num: Optional[int] = None,
-        worker_remote: Optional[Sequence[tuple]] = None,
-        stride: Optional[int] = None,
-        buffer: Optional[int] = None,
+        worker_num: int | None = None,
+        worker_remote: Sequence[tuple] | None = None,
+        stride: int | None = None,
+        buffer: int | None = None,
         ordered: bool = True,
         skip: bool = False,
-        name: Optional[str] = None,
-        start_method: Optional[str] = None,
-        chunksize: Optional[int] = None,
-        initializer: Optional[Callable[..., Any]] = None,
+        name: str | None = None,
+        start_method: str | None = None,
+        chunksize: int | None = None,
+        initializer: Callable[..., Any] | None = None,
         initargs: Sequence[Any] = (),
-        stall_grace: Optional[float] = 2.0,
+        stall_grace: float | None = 2.0,
     ) -> None:
         if worker_type not in WORKER_TYPES:
             raise ValueError(
@@ -308,12 +327,12 @@ class IMap:
         func: Callable[..., Any],
         iterable: Iterable[Any],
         args: Sequence[Any] = (),
-        kwargs: Optional[dict] = None,
-        timeout: Optional[float] = None,
+        kwargs: dict | None = None,
+        timeout: float | None = None,
         block: bool = True,
         track: bool = False,
         retries: int = 0,
-        name: Optional[str] = None,
+        name: str | None = None,
     ) -> TaskIterator:
         """Add a task: ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
@@ -377,13 +396,13 @@ class IMap:
 
     __call__ = add_task
 
-    def get_task(self, task: int = 0, timeout: Optional[float] = None,
+    def get_task(self, task: int = 0, timeout: float | None = None,
                  block: bool = True) -> TaskIterator:
         """A :class:`TaskIterator` of task ``task`` with these defaults."""
         self._task(task)
         return TaskIterator(self, task, self._engine.generation, timeout, block)
 
-    def pop_task(self, number: Union[int, bool] = 1) -> None:
+    def pop_task(self, number: int | bool = 1) -> None:
         """Remove the last ``number`` tasks (``True``: all); only before start."""
         if self._started:
             raise RuntimeError("pop_task() after start(): stop() the IMap first")
@@ -445,7 +464,7 @@ class IMap:
         log.debug("%r started: stride %d, buffer %d, chunksize %d",
                   self, self.stride, self.buffer, self.chunksize)
 
-    def _take(self, task: int, generation: int, timeout: Optional[float], block: bool,
+    def _take(self, task: int, generation: int, timeout: float | None, block: bool,
               group: bool = False) -> Any:
         engine = self._engine
         if generation != engine.generation:
@@ -457,9 +476,18 @@ class IMap:
         return engine.take(engine.tasks[task], timeout, block,
                            self.chunksize if group else 1)
 
-    def next(self, timeout: Optional[float] = None, task: int = 0, block: bool = True) -> Any:
-        """Return the next result of ``task`` (see :meth:`TaskIterator.next`)."""
-        self._task(task)
+    def next(self, timeout: float | None = DEFAULT, task: int = 0,
+             block: bool = DEFAULT) -> Any:
+        """Return the next result of ``task`` (see :meth:`TaskIterator.next`).
+
+        Left out, ``timeout`` and ``block`` are the task's defaults from
+        :meth:`add_task`.
+        """
+        record = self._task(task)
+        if timeout is DEFAULT:
+            timeout = record.timeout
+        if block is DEFAULT:
+            block = record.block
         return self._take(task, self._engine.generation, timeout, block)
 
     def __iter__(self) -> Iterator[Any]:
@@ -471,7 +499,7 @@ class IMap:
 
     # -- stopping -----------------------------------------------------------------------
 
-    def stop(self, ends: Optional[Sequence[int]] = None, forced: bool = False) -> None:
+    def stop(self, ends: Sequence[int] | None = None, forced: bool = False) -> None:
         """Stop evaluation and join every thread and process started.
 
         A graceful stop (the default) draws no new stride from the tasks'
@@ -522,7 +550,7 @@ class IMap:
             engine.result_ready.notify_all()
         self._iterators.clear()
 
-    def __enter__(self) -> "IMap":
+    def __enter__(self) -> IMap:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -530,7 +558,7 @@ class IMap:
 
 
 def imap(func: Callable[..., Any], iterable: Iterable[Any], args: Sequence[Any] = (),
-         kwargs: Optional[dict] = None, **options: Any) -> Iterator[Any]:
+         kwargs: dict | None = None, **options: Any) -> Iterator[Any]:
     """Lazily yield ``func(item, *args, **kwargs)`` for each item, in parallel.
 
     A one-task IMap; ``options`` are :class:`IMap` options (``worker_type``,

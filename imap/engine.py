@@ -20,7 +20,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import cloudpickle
 
@@ -35,7 +36,7 @@ class Task:
     """One task: a function, its input and its results."""
 
     def __init__(self, id: int, generation: int, func: Callable, args: tuple,
-                 kwargs: dict, name: str, timeout: Optional[float], block: bool,
+                 kwargs: dict, name: str, timeout: float | None, block: bool,
                  track: bool, retries: int, ordered: bool) -> None:
         self.id = id
         self.key = (generation, id)
@@ -48,8 +49,8 @@ class Task:
         self.track = track
         self.retries = retries
         self.iterable: Any = None                # the input as given
-        self.source: Optional[Iterator] = None   # iterator drawn by the Feeder
-        self.upstream: Optional["Task"] = None   # a task of the same IMap
+        self.source: Iterator | None = None   # iterator drawn by the Feeder
+        self.upstream: Task | None = None   # a task of the same IMap
         self.consumed_inside = False             # another task of this IMap eats it
         self.results = ResultBuffer(ordered)
         # Results taken from ``results`` in a group by a consumer and handed
@@ -64,7 +65,7 @@ class Task:
         self.exhausted = False
         self._payload: Any = _NO_PAYLOAD
 
-    def payload(self) -> tuple[Optional[bytes], Optional[BaseException]]:
+    def payload(self) -> tuple[bytes | None, BaseException | None]:
         """The function, args and kwargs pickled by value, computed once."""
         if self._payload is _NO_PAYLOAD:
             try:
@@ -80,7 +81,7 @@ class Task:
 class Engine:
     """State shared by the Feeder, the backends and the consumers."""
 
-    def __init__(self, buffer: int, skip: bool, stall_grace: Optional[float]) -> None:
+    def __init__(self, buffer: int, skip: bool, stall_grace: float | None) -> None:
         self.lock = threading.Lock()
         self.slot_free = threading.Condition(self.lock)
         self.result_ready = threading.Condition(self.lock)
@@ -101,7 +102,7 @@ class Engine:
         self.draw_stop = False           # graceful stop: sources draw no new stride
         self.forced = False              # forced stop: everything ends now
         self.feeder_done = False
-        self.failure: Optional[BaseException] = None
+        self.failure: BaseException | None = None
 
     # -- the Feeder's side ---------------------------------------------------
 
@@ -198,7 +199,7 @@ class Engine:
             task.exhausted = True
             self.result_ready.notify_all()
 
-    def finish_feeding(self, failure: Optional[BaseException] = None) -> None:
+    def finish_feeding(self, failure: BaseException | None = None) -> None:
         with self.lock:
             self.feeder_done = True
             if failure is not None and not self.forced:
@@ -207,7 +208,7 @@ class Engine:
 
     # -- the backends' side ----------------------------------------------------
 
-    def deliver(self, batch: Any, values: list, errors: Optional[dict]) -> None:
+    def deliver(self, batch: Any, values: list, errors: dict | None) -> None:
         """File the results of a batch."""
         task = batch.task
         with self.lock:
@@ -265,7 +266,7 @@ class Engine:
             task.handout_freed += handed
             self._free(handed)
 
-    def take(self, task: Task, timeout: Optional[float], block: bool,
+    def take(self, task: Task, timeout: float | None, block: bool,
              group: int = 1) -> Any:
         """Return the next result of ``task`` (or raise its error).
 

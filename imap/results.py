@@ -13,7 +13,6 @@ from collections import deque
 from typing import Any
 
 
-
 class Failure:
     """An error in place of a result."""
 
@@ -94,7 +93,7 @@ class ResultBuffer:
         first = None
         run: list = []
         prev = None
-        for index, value in zip(indices, values):
+        for index, value in zip(indices, values, strict=True):
             if index in self.skipped:
                 self.skipped.discard(index)
                 dropped += 1

@@ -22,7 +22,8 @@ from __future__ import annotations
 import pickle
 import signal
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import UnsendableError, WorkerTraceback
 
@@ -30,23 +31,32 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 def run_items(func: Callable, args: tuple, kwargs: dict, items: list) -> tuple[list, Any]:
-    """Call ``func(item, *args, **kwargs)`` for each item.
+    """Call ``func(item, *args, **kwargs)`` for each item, once each.
 
     Returns ``(values, errors)``: ``errors`` is None when every call returned,
     else a dict position -> the exception raised (its traceback attached).
     """
+    if args or kwargs:
+        def call(item: Any) -> Any:
+            return func(item, *args, **kwargs)
+    else:
+        call = func
     values: list = []
     errors = None
-    append = values.append
-    for pos, item in enumerate(items):
+    n = len(items)
+    while True:
+        # map() runs at C speed; when a call raises, the values before it are
+        # already in ``values``, so no item is ever run twice.
         try:
-            append(func(item, *args, **kwargs))
+            values.extend(map(call, items[len(values):] if values else items))
+            return values, errors
         except (Exception, SystemExit) as exc:  # SystemExit: a function calling exit()
-            append(None)
             if errors is None:
                 errors = {}
-            errors[pos] = exc
-    return values, errors
+            errors[len(values)] = exc
+            values.append(None)
+            if len(values) == n:
+                return values, errors
 
 
 def traceback_text(exc: BaseException) -> str:

@@ -10,10 +10,11 @@ back.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
-Deliver = Callable[["Batch", list, Optional[dict]], None]
+Deliver = Callable[["Batch", list, dict | None], None]
 Lost = Callable[["Batch", str], None]
 
 
@@ -33,12 +34,12 @@ class Batch:
     indices: Any
     items: list
     attempt: int = 0
-    data: Optional[bytes] = field(default=None, repr=False)  # pickled items, cached
+    data: bytes | None = field(default=None, repr=False)  # pickled items, cached
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def subset(self, positions: list[int]) -> "Batch":
+    def subset(self, positions: list[int]) -> Batch:
         """A batch of the tasklets at ``positions`` of this one."""
         return Batch(
             self.task,

@@ -35,7 +35,8 @@ import multiprocessing.connection
 import pickle
 import queue
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 
@@ -106,8 +107,8 @@ class ProcessBackend(Backend):
         num: int,
         deliver: Deliver,
         lost: Lost,
-        start_method: Optional[str] = None,
-        initializer: Optional[Callable[..., Any]] = None,
+        start_method: str | None = None,
+        initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
     ) -> None:
         super().__init__(deliver, lost)
@@ -120,7 +121,7 @@ class ProcessBackend(Backend):
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
         self._stopping = False
-        self._router: Optional[threading.Thread] = None
+        self._router: threading.Thread | None = None
         self._idle_deaths: collections.Counter = collections.Counter()
 
     @property
@@ -217,7 +218,7 @@ class ProcessBackend(Backend):
             self._pending.append(batch)
             self._dispatch()
 
-    def _pickle_items(self, batch: Batch) -> Optional[Batch]:
+    def _pickle_items(self, batch: Batch) -> Batch | None:
         """Pickle the items; fail the ones that do not pickle, keep the rest."""
         try:
             batch.data = pickle.dumps(batch.items, _worker.PROTOCOL)
@@ -237,9 +238,10 @@ class ProcessBackend(Backend):
                     bad.append((pos, exc))
         for pos, exc in bad:
             part = batch.subset([pos])
+            kind = type(batch.items[pos]).__name__
             self._fail(part, UnsendableError(
-                f"item {batch.indices[pos]} of task {batch.task.id} ({type(batch.items[pos]).__name__})"
-                f" could not be pickled to send it to a worker process: {exc!r}"), exc)
+                f"item {batch.indices[pos]} of task {batch.task.id} ({kind}) could not be "
+                f"pickled to send it to a worker process: {exc!r}"), exc)
         if not good:
             return None
         kept = batch.subset(good)
@@ -263,7 +265,8 @@ class ProcessBackend(Backend):
             task = batch.task
             if task.key not in worker.known:
                 worker.known.add(task.key)
-                worker.outbox.put(pickle.dumps(("f", task.key, task.payload()[0]), _worker.PROTOCOL))
+                message = ("f", task.key, task.payload()[0])
+                worker.outbox.put(pickle.dumps(message, _worker.PROTOCOL))
             batch_id = next(self._ids)
             worker.held.append((batch_id, batch))
             worker.outbox.put(pickle.dumps(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from ._worker import run_items, traceback_text, with_traceback_cause
 from .base import Backend, Batch, Deliver, Lost
@@ -28,7 +29,7 @@ class ThreadBackend(Backend):
         num: int,
         deliver: Deliver,
         lost: Lost,
-        initializer: Optional[Callable[..., Any]] = None,
+        initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
     ) -> None:
         super().__init__(deliver, lost)
@@ -56,7 +57,7 @@ class ThreadBackend(Backend):
         self._queue.put(batch)
 
     def _loop(self) -> None:
-        init_error: Optional[BaseException] = None
+        init_error: BaseException | None = None
         if self.initializer is not None:
             try:
                 self.initializer(*self.initargs)
@@ -71,8 +72,9 @@ class ThreadBackend(Backend):
             task = batch.task
             if init_error is not None:
                 text = traceback_text(init_error)
+                message = f"worker initializer failed: {init_error!r}"
                 errors = {
-                    p: with_traceback_cause(RuntimeError(f"worker initializer failed: {init_error!r}"), text)
+                    p: with_traceback_cause(RuntimeError(message), text)
                     for p in range(len(batch))
                 }
                 self.deliver(batch, [None] * len(batch), errors)
