@@ -1,0 +1,62 @@
+"""Every script in examples/ runs to completion and prints what it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+# Text that each example must print. An example not listed here only has to
+# exit with status 0 and print something.
+EXPECTED = {
+    "chained_tasks.py": [
+        "3 chained tasks on 2 worker processes",
+        "record   0:",
+        "record  39:",
+        "progress: 40/40 results",
+        "done: 40 results, identical to the serial computation: True",
+    ],
+    "unordered_timeouts.py": [
+        "arrival order:",
+        "every item came back exactly once: True",
+        "a: value of a",
+        "slow: no answer within 0.5 s, skipped",
+        "d: value of d",
+        "results skipped: 1",
+        "not ready after 0.5 s",
+        "slow: value of slow",
+    ],
+}
+
+
+def test_every_example_has_expectations() -> None:
+    names = {path.name for path in EXAMPLES}
+    assert set(EXPECTED) <= names, f"examples missing: {sorted(set(EXPECTED) - names)}"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("script", EXAMPLES, ids=[path.name for path in EXAMPLES])
+def test_example_runs(script: Path, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    # Import the package from this source tree even when it is not installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 0, f"{script.name} exited with {proc.returncode}\n{output}"
+    assert proc.stdout.strip(), f"{script.name} printed nothing\n{output}"
+    for text in EXPECTED.get(script.name, []):
+        assert text in proc.stdout, f"{script.name} did not print {text!r}\n{output}"
