@@ -51,6 +51,7 @@ log = logging.getLogger("imap")
 WORKER_TYPES = ("process", "thread")
 START_METHODS = ("fork", "forkserver", "spawn")
 JOIN_TIMEOUT = 10.0
+FORCED_JOIN_TIMEOUT = 2.0
 
 
 class _Default:
@@ -159,7 +160,7 @@ def _shutdown(state: dict) -> None:
         except Exception:  # pragma: no cover - best effort at exit
             log.exception("stopping the workers failed")
     if feeder is not None and feeder.is_alive():
-        feeder.join(JOIN_TIMEOUT)
+        feeder.join(FORCED_JOIN_TIMEOUT)  # it may be blocked in a user's iterator
     state["feeder"] = None
     engine.backend = None
 

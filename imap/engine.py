@@ -289,10 +289,12 @@ class Engine:
                     if group > 1 and not task.track:
                         values = res.grab(group)
                         if values:
-                            task.handout.extend(values[1:])
-                            task.handout_taken += len(values) - 1
-                            self._free(1)
-                            return values[0]
+                            # Every slot of the group, this first value's too,
+                            # is given back at the next visit: slots return a
+                            # group at a time, so the Feeder draws whole batches.
+                            task.handout.extend(values)
+                            task.handout_taken += len(values)
+                            return task.handout.popleft()
                     outcome = self._pop(task)
                     if type(outcome) is Failure:
                         if outcome.slot:

@@ -325,12 +325,20 @@ class ProcessBackend(Backend):
             held = [batch for _, batch in worker.held]
             worker.held.clear()
             stopping = self._stopping
+            # A worker runs its batches one after the other, answering each
+            # before it reads the next: only the first unanswered batch was
+            # running. The others never started, so they go to other workers.
+            unstarted = held[1:]
+            held = held[:1]
+            if not stopping:
+                self._pending.extendleft(reversed(unstarted))
+                self._dispatch()
         worker.outbox.put(None)
         if stopping:
             return
         self.workers_lost += 1
-        log.warning("worker process %s died (exit code %s) holding %d batch(es); replacing it",
-                    worker.process.pid, code, len(held))
+        log.warning("worker process %s died (exit code %s) running %d tasklet(s); replacing it",
+                    worker.process.pid, code, sum(len(b) for b in held))
         refill = True
         if held:
             self._idle_deaths[worker.slot] = 0

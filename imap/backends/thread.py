@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,8 @@ from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
 
-JOIN_TIMEOUT = 5.0
+JOIN_TIMEOUT = 5.0         # seconds all threads get to end after a graceful stop
+FORCED_JOIN_TIMEOUT = 0.5  # ... after a forced one
 
 
 class ThreadBackend(Backend):
@@ -89,15 +91,18 @@ class ThreadBackend(Backend):
         self._forced = forced
         for _ in self._threads:
             self._queue.put(None)
+        # Threads cannot be killed: a forced stop gives a function that is
+        # still running a moment to return, then leaves its (daemon) thread.
+        deadline = time.monotonic() + (FORCED_JOIN_TIMEOUT if forced else JOIN_TIMEOUT)
         current = threading.current_thread()
         for thread in self._threads:
             if thread is current:
                 continue
-            thread.join(JOIN_TIMEOUT)
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning(
-                    "%s is still running a function after %.0f s; it is left to finish "
-                    "on its own (threads cannot be killed)", thread.name, JOIN_TIMEOUT,
+                    "%s is still running a function; it is left to finish on its own "
+                    "(threads cannot be killed)", thread.name,
                 )
         self._threads = []
         self._queue = queue.SimpleQueue()

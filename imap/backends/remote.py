@@ -1,0 +1,500 @@
+"""Remote workers: classic RPyC connections, each driven by one local thread.
+
+Data flow::
+
+    Feeder --submit(batch)--> pending --dispatch--> outbox --> driver thread (one a connection)
+                                                                | rpyc: run(key, payload, items)
+                                                                v
+                                                  remote agent (namespace of the connection)
+                                                                | bytes: (values, errors)
+    engine.deliver / engine.lost <------------------------------+
+
+* ``start`` opens ``n`` connections per host (TCP, optional TLS, optional
+  shared-secret handshake, then classic RPyC), uploads the agent
+  (:mod:`imap.backends._remote_agent`, as source) into each and runs the
+  initializer there. An unreachable host is a ``ConnectionError`` naming
+  ``host:port``.
+* ``submit`` (called by the Feeder) pickles the items, then queues the batch;
+  a batch goes to the least busy live connection holding fewer than
+  ``PREFETCH`` batches.
+* One **driver thread** per connection does only IO: it sends each batch as
+  an asynchronous request — the task's function travels with the first batch
+  of that task on that connection — so the next batch is already queued on
+  the server while the current one runs; it waits for answers in order,
+  dispatches queued batches to the freed connection and hands results to the
+  engine. When the connection breaks, every batch it held goes to
+  ``lost(batch, reason)``; the connection is not replaced, and once no
+  connection is left, queued batches are reported lost too.
+
+:class:`MixedBackend` puts local (thread or process) workers and remote ones
+behind one interface.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import pickle
+import queue
+import socket
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..errors import UnsendableError
+from . import _worker
+from .base import Backend, Batch, Deliver, Lost
+
+log = logging.getLogger("imap")
+
+DEFAULT_PORT = 18812
+PREFETCH = 2            # batches a connection may hold: one running, one queued on the server
+CONNECT_TIMEOUT = 10.0  # seconds to connect and authenticate
+POLL = 0.2              # seconds between checks for a forced stop while a batch runs
+AGENT_SOURCE = (Path(__file__).resolve().parent / "_remote_agent.py").read_text()
+OPTIONS = ("secret", "ssl", "ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "connect_timeout")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"host"``, ``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+    host, sep, port = text.rpartition(":")
+    if not sep or ":" in host:
+        return text, DEFAULT_PORT
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"bad port in remote worker address {text!r}") from None
+
+
+def _client_context(options: dict) -> ssl.SSLContext | None:
+    if not (options.get("ssl") or options.get("ssl_certfile") or options.get("ssl_ca_certs")):
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if options.get("ssl_ca_certs"):
+        context.load_verify_locations(options["ssl_ca_certs"])
+    else:  # encrypted, but the server is not verified
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    return context
+
+
+def connect(host: str, port: int, options: dict | None = None) -> Any:
+    """A classic RPyC connection to ``host:port``, authenticated per ``options``.
+
+    Raises:
+        ConnectionError: naming ``host:port``, when the host cannot be reached
+            or refuses the TLS handshake or the shared secret.
+    """
+    import rpyc
+    from rpyc.core.stream import SocketStream
+
+    from ..server import client_handshake
+
+    options = options or {}
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown remote option(s) {sorted(unknown)}; known: {list(OPTIONS)}")
+    timeout = options.get("connect_timeout", CONNECT_TIMEOUT)
+    secret = options.get("secret")
+    if isinstance(secret, str):
+        secret = secret.encode()
+    where = f"{host}:{port}"
+    sock = None
+    try:
+        context = _client_context(options)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname=host)
+        if secret:
+            client_handshake(sock, secret)
+        sock.settimeout(None)
+        conn = rpyc.utils.factory.connect_stream(
+            SocketStream(sock), rpyc.classic.SlaveService,
+            config={"sync_request_timeout": None})
+    except (OSError, ssl.SSLError, EOFError) as exc:
+        if sock is not None:
+            sock.close()
+        raise ConnectionError(f"cannot connect to remote worker host {where}: {exc}") from exc
+    try:
+        conn.execute(AGENT_SOURCE)
+    except (OSError, EOFError) as exc:
+        conn.close()
+        raise ConnectionError(
+            f"remote worker host {where} closed the connection at the first request "
+            f"(TLS or secret required by the server?): {exc!r}") from exc
+    except Exception as exc:
+        conn.close()
+        raise ConnectionError(
+            f"cannot start the imap agent on remote worker host {where} (is cloudpickle "
+            f"installed there?): {exc}") from exc
+    return conn
+
+
+class _Link:
+    """One connection to a remote worker, and the thread that drives it."""
+
+    __slots__ = ("name", "conn", "run", "outbox", "thread", "held", "known", "alive",
+                 "pipeline")
+
+    def __init__(self, name: str, conn: Any) -> None:
+        import rpyc
+
+        self.name = name
+        self.conn = conn
+        self.run = rpyc.async_(conn.namespace["imap_agent_run"])
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.held: collections.deque = collections.deque()  # batches, in sending order
+        self.known: set = set()     # task keys whose function this connection has
+        self.alive = True
+        # Requests sent ahead of their answer: only when the server's socket
+        # has Nagle off, else each pipelined answer waits for a delayed ACK.
+        self.pipeline = PREFETCH if conn.namespace["imap_agent_nodelay"]() else 1
+
+
+class _Forced(Exception):
+    pass
+
+
+class RemoteBackend(Backend):
+    """Connections to classic RPyC servers, one remote worker each.
+
+    Args:
+        hosts: ``[("host:port", n), ...]``.
+        options: ``secret``, ``ssl``, ``ssl_certfile``, ``ssl_keyfile``,
+            ``ssl_ca_certs``, ``connect_timeout`` (see :func:`connect`).
+    """
+
+    kind = "remote"
+
+    def __init__(self, hosts: list, deliver: Deliver, lost: Lost,
+                 initializer: Any = None, initargs: tuple = (),
+                 options: dict | None = None) -> None:
+        super().__init__(deliver, lost)
+        self.hosts = [(parse_address(address), n) for address, n in hosts]
+        self.options = dict(options or {})
+        self.initializer = initializer
+        self.initargs = initargs
+        self._lock = threading.Lock()
+        self._pending: collections.deque = collections.deque()
+        self._links: list[_Link] = []
+        self._stopping = False
+        self._forced = False
+
+    @property
+    def workers(self) -> int:
+        return sum(1 for link in self._links if link.alive)
+
+    def capacity(self) -> int:
+        """Batches the live connections can take now without queueing here."""
+        with self._lock:
+            return sum(PREFETCH - len(link.held) for link in self._links if link.alive)
+
+    # -- life cycle --------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = self._forced = False
+        init_payload = None
+        if self.initializer is not None:
+            try:
+                init_payload = cloudpickle.dumps((self.initializer, self.initargs))
+            except Exception as exc:
+                raise ValueError(f"the worker initializer could not be pickled for remote "
+                                 f"workers: {exc!r}") from exc
+        links: list[_Link] = []
+        try:
+            for (host, port), n in self.hosts:
+                for i in range(n):
+                    conn = connect(host, port, self.options)
+                    links.append(_Link(f"{host}:{port}#{i}", conn))
+                    if init_payload is not None:
+                        conn.namespace["imap_agent_init"](init_payload)
+        except BaseException:
+            for link in links:
+                _close(link.conn)
+            raise
+        self._links = links
+        for link in links:
+            link.thread = threading.Thread(target=self._drive, args=(link,),
+                                           name=f"imap-remote-{link.name}", daemon=True)
+            link.thread.start()
+
+    def stop(self, forced: bool = False) -> None:
+        with self._lock:
+            self._stopping = True
+            self._forced = forced
+            self._pending.clear()
+            links = list(self._links)
+        for link in links:
+            link.outbox.put(None)
+        for link in links:
+            if link.thread is not threading.current_thread():
+                link.thread.join()
+
+    # -- submitting ----------------------------------------------------------
+
+    def submit(self, batch: Batch) -> None:
+        task = batch.task
+        payload, error = task.payload()
+        if error is not None:
+            self._fail(batch, UnsendableError(
+                f"the function of task {task.id} ({task.name}) could not be pickled to send "
+                f"it to remote workers: {error!r}"), error)
+            return
+        if batch.data is None:
+            try:
+                batch.data = pickle.dumps(batch.items, _worker.PROTOCOL)
+            except Exception:
+                try:
+                    batch.data = cloudpickle.dumps(batch.items)
+                except Exception as exc:
+                    self._fail(batch, UnsendableError(
+                        f"the items of task {task.id} could not be pickled to send them "
+                        f"to a remote worker: {exc!r}"), exc)
+                    return
+        with self._lock:
+            if any(link.alive for link in self._links) or self._stopping:
+                self._pending.append(batch)
+                self._dispatch()
+                return
+        self.lost(batch, "no remote worker is left")
+
+    def _fail(self, batch: Batch, exc: BaseException, cause: BaseException) -> None:
+        text = _worker.traceback_text(cause)
+        errors = {p: _worker.with_traceback_cause(exc if p == 0 else type(exc)(*exc.args), text)
+                  for p in range(len(batch))}
+        self.deliver(batch, [None] * len(batch), errors)
+
+    def _dispatch(self) -> None:
+        """Give queued batches to connections with room (lock held)."""
+        while self._pending and not self._stopping:
+            free = [link for link in self._links if link.alive and len(link.held) < PREFETCH]
+            if not free:
+                return
+            link = min(free, key=lambda w: len(w.held))
+            batch = self._pending.popleft()
+            key = batch.task.key
+            payload = None
+            if key not in link.known:
+                link.known.add(key)
+                payload = batch.task.payload()[0]
+            link.held.append(batch)
+            link.outbox.put((batch, payload))
+
+    # -- the driver threads ------------------------------------------------------
+
+    def _drive(self, link: _Link) -> None:
+        inflight: collections.deque = collections.deque()  # (batch, AsyncResult)
+        closing = False
+        try:
+            while True:
+                while not closing and (not inflight or len(inflight) < link.pipeline):
+                    try:
+                        item = link.outbox.get(block=not inflight)
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        closing = True
+                        break
+                    batch, payload = item
+                    inflight.append((batch, link.run(batch.task.key, payload, batch.data)))
+                if not inflight:
+                    break  # closing, nothing left to wait for
+                batch, answer = inflight.popleft()
+                while not answer.ready:
+                    if self._forced:
+                        raise _Forced
+                    link.conn.serve(POLL)
+                try:
+                    data = answer.value
+                except (OSError, EOFError):
+                    raise
+                except Exception as exc:  # the agent itself failed: fail this batch only
+                    self._finished(link, batch)
+                    self._fail(batch, UnsendableError(
+                        f"the remote worker {link.name} failed to run a batch: {exc}"), exc)
+                    continue
+                self._finished(link, batch)
+                self._deliver(batch, data)
+        except _Forced:
+            pass
+        except Exception as exc:  # the connection broke
+            self._link_lost(link, exc)
+        finally:
+            _close(link.conn)
+
+    def _finished(self, link: _Link, batch: Batch) -> None:
+        with self._lock:
+            held = link.held.popleft()
+            assert held is batch
+            self._dispatch()
+
+    def _deliver(self, batch: Batch, data: bytes) -> None:
+        values, packed = pickle.loads(data)
+        if values is None:  # the items did not unpickle remotely
+            values, packed = [None] * len(batch), dict.fromkeys(range(len(batch)), packed)
+        errors = None
+        if packed:
+            errors = {p: _unpack(e) for p, e in packed.items()}
+        self.deliver(batch, values, errors)
+
+    def _link_lost(self, link: _Link, exc: BaseException) -> None:
+        with self._lock:
+            link.alive = False
+            held = list(link.held)
+            link.held.clear()
+            stopping = self._stopping
+            orphans: list = []
+            if not stopping and not any(w.alive for w in self._links):
+                orphans = list(self._pending)
+                self._pending.clear()
+        if stopping:
+            return
+        self.workers_lost += 1
+        log.warning("remote worker %s lost (%r) holding %d batch(es); not replacing it",
+                    link.name, exc, len(held))
+        reason = f"remote worker {link.name} lost: {exc!r}"
+        for batch in held:
+            self.lost(batch, reason)
+        for batch in orphans:
+            self.lost(batch, "no remote worker is left")
+
+
+def _unpack(packed: tuple) -> BaseException:
+    if packed[0] == "unsendable":
+        return _worker.with_traceback_cause(UnsendableError(packed[1]), packed[2])
+    return _worker.unpack_error(packed)
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # already broken
+        pass
+
+
+# -- local and remote workers together ----------------------------------------------------
+
+
+class MixedBackend(Backend):
+    """Local workers (threads or processes) and remote workers behind one interface.
+
+    A batch goes to the part with the most free room (``PREFETCH`` batches per
+    worker); when neither has room it waits here until a result frees some.
+    """
+
+    kind = "mixed"
+
+    def __init__(self, make_local: Any, make_remote: Any, deliver: Deliver, lost: Lost) -> None:
+        super().__init__(deliver, lost)
+        self._lock = threading.Lock()
+        self._pending: collections.deque = collections.deque()
+        self._stopping = False
+        self.local = make_local(self._done_cb(0, deliver), self._done_cb(0, lost))
+        self.remote = make_remote(self._done_cb(1, deliver), self._done_cb(1, lost))
+        self._parts = (self.local, self.remote)
+        self._held = [0, 0]
+
+    @property
+    def workers(self) -> int:
+        return self.local.workers + self.remote.workers
+
+    @property
+    def workers_lost(self) -> int:
+        return self.local.workers_lost + self.remote.workers_lost
+
+    @workers_lost.setter
+    def workers_lost(self, value: int) -> None:
+        pass  # the parts count their own
+
+    def start(self) -> None:
+        self._stopping = False
+        self._held = [0, 0]
+        self.local.start()  # first: "fork" forks before any thread of the remote part
+        try:
+            self.remote.start()
+        except BaseException:
+            self.local.stop(forced=True)
+            raise
+
+    def stop(self, forced: bool = False) -> None:
+        with self._lock:
+            self._stopping = True
+            self._pending.clear()
+        self.remote.stop(forced)
+        self.local.stop(forced)
+
+    def submit(self, batch: Batch) -> None:
+        with self._lock:
+            self._pending.append(batch)
+            moves = self._assign()
+        self._send(moves)
+
+    def _room(self, part: int) -> int:
+        return self._parts[part].workers * PREFETCH - self._held[part]
+
+    def _assign(self) -> list:
+        """Pick a part for each queued batch that fits somewhere (lock held)."""
+        moves = []
+        while self._pending and not self._stopping:
+            part = max((0, 1), key=self._room)
+            if self._room(part) <= 0:
+                if self.workers == 0:  # nothing will ever take them: let the engine decide
+                    moves += [(None, b) for b in self._pending]
+                    self._pending.clear()
+                break
+            self._held[part] += 1
+            moves.append((part, self._pending.popleft()))
+        return moves
+
+    def _send(self, moves: list) -> None:
+        for part, batch in moves:
+            if part is None:
+                self.lost(batch, "no worker is left")
+            else:
+                self._parts[part].submit(batch)
+
+    def _done_cb(self, part: int, callback: Any) -> Any:
+        def done(batch: Batch, *rest: Any) -> None:
+            with self._lock:
+                self._held[part] -= 1
+                moves = self._assign()
+            self._send(moves)
+            callback(batch, *rest)
+        return done
+
+
+def make_backend(imap: Any, deliver: Deliver, lost: Lost) -> Backend:
+    """The backend of an IMap with ``worker_remote``: remote only, or mixed.
+
+    Reads ``imap.worker_remote``, ``imap.worker_num``, ``imap.worker_type``,
+    ``imap.start_method``, ``imap.initializer``, ``imap.initargs`` and the
+    client options ``imap.remote_options`` (a dict; see :func:`connect`).
+    """
+    options = dict(getattr(imap, "remote_options", None) or {})
+    initializer = getattr(imap, "initializer", None)
+    initargs = getattr(imap, "initargs", ())
+
+    def make_remote(d: Deliver, lo: Lost) -> RemoteBackend:
+        return RemoteBackend(imap.worker_remote, d, lo, initializer, initargs, options)
+
+    if imap.worker_num == 0:
+        return make_remote(deliver, lost)
+
+    def make_local(d: Deliver, lo: Lost) -> Backend:
+        if imap.worker_type == "thread":
+            from .thread import ThreadBackend
+            return ThreadBackend(imap.worker_num, d, lo, initializer, initargs)
+        from .process import ProcessBackend
+        return ProcessBackend(imap.worker_num, d, lo, getattr(imap, "start_method", None),
+                              initializer, initargs)
+
+    return MixedBackend(make_local, make_remote, deliver, lost)
