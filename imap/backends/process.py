@@ -35,6 +35,7 @@ import multiprocessing.connection
 import pickle
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,27 @@ class _Worker:
         self.known: set = set()      # task keys whose function this worker has
         self.alive = True
         self.delivered = 0
+
+
+def _os_thread_count() -> int | None:
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            # the fields after the parenthesised command name; num_threads is the 20th
+            return int(stat.read().rsplit(b")", 1)[1].split()[17])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _settle_threads(limit: float = 0.5) -> None:
+    """Before forking: wait (briefly) for threads that were joined but are
+    still leaving the operating system, so the child is forked from a
+    single-threaded process where the caller has no threads of its own."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        count = _os_thread_count()
+        if count is None or count <= threading.active_count():
+            return
+        time.sleep(0.001)
 
 
 def _close(worker: _Worker) -> None:
@@ -141,13 +163,17 @@ class ProcessBackend(Backend):
                     f"the worker initializer could not be pickled for worker processes: {exc!r}"
                 ) from exc
         ctx = mp.get_context(self.start_method)
+        if self.start_method == "fork":
+            _settle_threads()
         # Workers are started before the Router thread, so "fork" forks a
         # process that has no thread of ours yet.
-        self._workers = [self._spawn(ctx, slot) for slot in range(self.num)]
+        self._workers = [self._spawn(ctx, slot, sender=False) for slot in range(self.num)]
+        for worker in self._workers:
+            self._start_sender(worker)
         self._router = threading.Thread(target=self._route, name="imap-router", daemon=True)
         self._router.start()
 
-    def _spawn(self, ctx: Any, slot: int) -> _Worker:
+    def _spawn(self, ctx: Any, slot: int, sender: bool = True) -> _Worker:
         worker = _Worker(slot)
         task_r, task_w = ctx.Pipe(duplex=False)
         result_r, result_w = ctx.Pipe(duplex=False)
@@ -164,12 +190,17 @@ class ProcessBackend(Backend):
         worker.task_conn = task_w
         worker.result_conn = result_r
         worker.outbox = queue.SimpleQueue()
+        if sender:
+            self._start_sender(worker)
+        return worker
+
+    @staticmethod
+    def _start_sender(worker: _Worker) -> None:
         worker.sender = threading.Thread(
-            target=_send_loop, args=(worker.outbox, task_w),
-            name=f"imap-sender-{slot}", daemon=True,
+            target=_send_loop, args=(worker.outbox, worker.task_conn),
+            name=f"imap-sender-{worker.slot}", daemon=True,
         )
         worker.sender.start()
-        return worker
 
     def stop(self, forced: bool = False) -> None:
         with self._lock:

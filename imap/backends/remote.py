@@ -439,7 +439,11 @@ class MixedBackend(Backend):
         self._send(moves)
 
     def _room(self, part: int) -> int:
-        return self._parts[part].workers * PREFETCH - self._held[part]
+        # The local part counts the workers it was asked for: a process being
+        # replaced is back soon, and the process backend queues meanwhile.
+        backend = self._parts[part]
+        workers = backend.workers if part else backend.num
+        return workers * PREFETCH - self._held[part]
 
     def _assign(self) -> list:
         """Pick a part for each queued batch that fits somewhere (lock held)."""
@@ -447,9 +451,6 @@ class MixedBackend(Backend):
         while self._pending and not self._stopping:
             part = max((0, 1), key=self._room)
             if self._room(part) <= 0:
-                if self.workers == 0:  # nothing will ever take them: let the engine decide
-                    moves += [(None, b) for b in self._pending]
-                    self._pending.clear()
                 break
             self._held[part] += 1
             moves.append((part, self._pending.popleft()))
@@ -457,10 +458,7 @@ class MixedBackend(Backend):
 
     def _send(self, moves: list) -> None:
         for part, batch in moves:
-            if part is None:
-                self.lost(batch, "no worker is left")
-            else:
-                self._parts[part].submit(batch)
+            self._parts[part].submit(batch)
 
     def _done_cb(self, part: int, callback: Any) -> Any:
         def done(batch: Batch, *rest: Any) -> None:
