@@ -1,0 +1,227 @@
+"""Functions that tests send to worker processes.
+
+This module is deliberately light (standard library only, no pytest, no imap):
+process workers import it when they unpickle a function defined here, and a
+heavy import would slow every worker start-up.
+
+Blocking functions never wait for ever: they wait for a file to appear, up to
+``HOLD_LIMIT`` seconds, so that a worker left behind by a failing test ends on
+its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+HOLD_LIMIT = 60.0
+
+
+# --- pure functions -------------------------------------------------------------------
+
+
+def add_one(x):
+    return x + 1
+
+
+def double(x):
+    return 2 * x
+
+
+def minus_three(x):
+    return x - 3
+
+
+def square(x):
+    return x * x
+
+
+def ident(x):
+    return x
+
+
+def power(x, exponent=2, offset=0):
+    return x**exponent + offset
+
+
+def worker_pid(x):
+    """The pid of the process that evaluated the tasklet."""
+    return os.getpid()
+
+
+# --- failing functions ----------------------------------------------------------------
+
+
+def fail_on(x, bad):
+    """Raise ``ValueError`` for item ``bad``; otherwise ``10 * x``."""
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return 10 * x
+
+
+class UnpicklableError(Exception):
+    """An exception that cannot travel between processes (it holds a lock)."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable_on(x, bad):
+    if x == bad:
+        raise UnpicklableError(f"unpicklable failure on {x}")
+    return 10 * x
+
+
+def return_lock_on(x, bad):
+    """Return an unpicklable result (a lock) for item ``bad``."""
+    if x == bad:
+        return threading.Lock()
+    return 10 * x
+
+
+# --- waiting on files -----------------------------------------------------------------
+
+
+def wait_for_path(path, limit=HOLD_LIMIT):
+    """Block until ``path`` exists (or ``limit`` seconds pass); True if it does."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def write_atomically(path, text):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def hold_until_released(x, held, release_path):
+    """``10 * x``; items in ``held`` first wait for ``release_path`` to exist."""
+    if x in held:
+        wait_for_path(release_path)
+    return 10 * x
+
+
+def report_pid_and_hold(x, victim, directory):
+    """For item ``victim``: write this process's pid to ``directory/pid`` and
+    block (until ``directory/release`` exists). Other items: ``2 * x``."""
+    if x == victim:
+        write_atomically(os.path.join(directory, "pid"), str(os.getpid()))
+        wait_for_path(os.path.join(directory, "release"))
+    return 2 * x
+
+
+def report_pid_and_hold_first_attempt(x, victim, directory):
+    """Like :func:`report_pid_and_hold`, but only the first attempt at item
+    ``victim`` blocks; a retry returns ``2 * x`` at once."""
+    if x == victim:
+        marker = os.path.join(directory, "attempted")
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return 2 * x
+        write_atomically(os.path.join(directory, "pid"), str(os.getpid()))
+        wait_for_path(os.path.join(directory, "release"))
+    return 2 * x
+
+
+# --- dying workers --------------------------------------------------------------------
+
+
+def exit_on(x, victim):
+    """The worker process exits (``os._exit(1)``) at item ``victim``."""
+    if x == victim:
+        os._exit(1)
+    return 2 * x
+
+
+def segfault_on(x, victim):
+    """The worker process dies of SIGSEGV at item ``victim``."""
+    if x == victim:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return 2 * x
+
+
+def exit_on_first_attempt(x, victim, marker):
+    """Exit the worker at the first attempt at item ``victim`` only."""
+    if x == victim:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return 2 * x
+        os._exit(1)
+    return 2 * x
+
+
+def exit_on_every_attempt(x, victim, log):
+    """Exit the worker at every attempt at item ``victim``, appending a line to
+    ``log`` per attempt."""
+    if x == victim:
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        os._exit(1)
+    return 2 * x
+
+
+# --- initializers ---------------------------------------------------------------------
+
+_INIT_VALUE = None
+
+
+def set_init_value(value):
+    global _INIT_VALUE
+    _INIT_VALUE = value
+
+
+def read_init_value(x):
+    return (x, _INIT_VALUE)
+
+
+def record_init(directory):
+    """Create ``directory/init.<pid>``; fails if this process already did."""
+    path = os.path.join(directory, f"init.{os.getpid()}")
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+
+
+def was_initialized(x, directory):
+    return os.path.exists(os.path.join(directory, f"init.{os.getpid()}"))
+
+
+# --- counting how often a function travels --------------------------------------------
+
+
+def _append_line(path, line):
+    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+class CountingAdder:
+    """A callable (``x + 1``) that logs every pickling and unpickling of itself.
+
+    Each line of the log is ``"pickle <pid>"`` or ``"unpickle <pid>"``.
+    """
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+
+    def __reduce__(self):
+        _append_line(self.log_path, f"pickle {os.getpid()}")
+        return (_rebuild_counting_adder, (self.log_path,))
+
+    def __call__(self, x):
+        return x + 1
+
+
+def _rebuild_counting_adder(log_path):
+    _append_line(log_path, f"unpickle {os.getpid()}")
+    return CountingAdder(log_path)
