@@ -373,10 +373,16 @@ class Engine:
                 self.result_ready.wait(1.0)
 
     def force(self) -> None:
-        with self.lock:
-            self.forced = True
-            self.slot_free.notify_all()
-            self.result_ready.notify_all()
+        """End everything now: waiting threads wake up and return."""
+        self.forced = True  # read by the Feeder between draws, lock or not
+        # A KeyboardInterrupt can leave the lock held by a thread that will
+        # never release it; a forced stop must not hang on it.
+        if self.lock.acquire(timeout=1.0):
+            try:
+                self.slot_free.notify_all()
+                self.result_ready.notify_all()
+            finally:
+                self.lock.release()
 
     # -- status ------------------------------------------------------------------
 

@@ -90,16 +90,18 @@ def client_handshake(sock: socket.socket, secret: bytes) -> None:
 class _Authenticator:
     """An rpyc authenticator: TLS (optional) then the secret (optional)."""
 
-    def __init__(self, context: ssl.SSLContext | None, secret: bytes | None) -> None:
+    def __init__(self, context: ssl.SSLContext | None, secret: bytes | None,
+                 timeout: float = AUTH_TIMEOUT) -> None:
         self.context = context
         self.secret = secret
+        self.timeout = timeout
 
     def __call__(self, sock: socket.socket) -> tuple[socket.socket, object]:
         from rpyc.utils.authenticators import AuthenticationError
 
         peer = sock.getpeername()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(AUTH_TIMEOUT)
+        sock.settimeout(self.timeout)
         credentials = None
         try:
             if self.context is not None:
@@ -162,9 +164,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="environment variable holding the shared secret")
     p.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback bind with neither TLS nor a secret")
+    p.add_argument("--auth-timeout", type=float, default=AUTH_TIMEOUT, metavar="SECONDS",
+                   help=f"time a client gets to pass TLS and the secret (default {AUTH_TIMEOUT})")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     return p
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the server's main process."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,18 +200,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rpyc.core.service import ClassicService
     from rpyc.utils.server import ForkingServer
 
-    authenticator = _Authenticator(context, secret) if (context or secret) else None
+    authenticator = None
+    if context or secret:
+        authenticator = _Authenticator(context, secret, args.auth_timeout)
     server = ForkingServer(
         ClassicService, hostname=args.host, port=args.port, reuse_addr=True,
         authenticator=authenticator, logger=log,
         protocol_config={"sync_request_timeout": None},
     )
-    server.listener.listen(server.backlog)  # listening before we say so (start() repeats it)
-    print(f"imap-server listening on {server.host}:{server.port}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    parent = os.getpid()
+
+    def terminate(signum: int, frame: object) -> None:
+        if os.getpid() == parent:
+            raise _Terminated  # out of accept(); start() closes the server
+        else:  # a connection's process: end at once
+            os._exit(128 + signum)
+
     try:
+        signal.signal(signal.SIGTERM, terminate)
+        server.listener.listen(server.backlog)  # listening before we say so; start() repeats it
+        print(f"imap-server listening on {server.host}:{server.port}", flush=True)
         server.start()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         pass
     finally:
         server.close()
@@ -215,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 _OPTION_FLAGS = {"certfile": "--certfile", "keyfile": "--keyfile", "ca_certs": "--ca-certs",
                  "secret_file": "--secret-file", "secret_env": "--secret-env",
-                 "log_level": "--log-level"}
+                 "log_level": "--log-level", "auth_timeout": "--auth-timeout"}
 
 
 @contextlib.contextmanager
@@ -226,7 +244,8 @@ def local(n: int = 2, timeout: float = 30.0, **options: str) -> Iterator[list[tu
         n: remote workers (connections) to offer in the yielded address list.
         timeout: seconds to wait for the server to listen.
         **options: server options by name: ``certfile``, ``keyfile``,
-            ``ca_certs``, ``secret_file``, ``secret_env``, ``log_level``.
+            ``ca_certs``, ``secret_file``, ``secret_env``, ``auth_timeout``,
+            ``log_level``.
 
     Yields:
         ``[("127.0.0.1:PORT", n)]``, ready for ``IMap(worker_remote=...)``.

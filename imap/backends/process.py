@@ -224,10 +224,15 @@ class ProcessBackend(Backend):
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join()
+        # Every process is gone, so the Router and the senders end promptly;
+        # the bound only matters if the Router is stuck delivering to an
+        # engine whose lock an interrupted thread still holds.
         if self._router is not None and self._router is not threading.current_thread():
-            self._router.join()
+            self._router.join(JOIN_TIMEOUT)
+            if self._router.is_alive():
+                log.warning("the router thread did not end; leaving it (a daemon thread)")
         for w in workers:
-            w.sender.join()
+            w.sender.join(JOIN_TIMEOUT)
             _close(w)
         self._router = None
 

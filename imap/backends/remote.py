@@ -33,6 +33,7 @@ behind one interface.
 from __future__ import annotations
 
 import collections
+import importlib
 import logging
 import pickle
 import queue
@@ -49,6 +50,10 @@ from . import _worker
 from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
+
+# ``@imports`` wrappers call helpers of imap.imports; remote hosts have no imap,
+# so that module travels by value with the functions it wraps.
+cloudpickle.register_pickle_by_value(importlib.import_module("imap.imports"))
 
 DEFAULT_PORT = 18812
 PREFETCH = 2            # batches a connection may hold: one running, one queued on the server
@@ -89,10 +94,17 @@ def _client_context(options: dict) -> ssl.SSLContext | None:
 def connect(host: str, port: int, options: dict | None = None) -> Any:
     """A classic RPyC connection to ``host:port``, authenticated per ``options``.
 
+    The agent is already uploaded into it.
+
     Raises:
         ConnectionError: naming ``host:port``, when the host cannot be reached
             or refuses the TLS handshake or the shared secret.
     """
+    return _open(host, port, options)[0]
+
+
+def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socket.socket]:
+    """:func:`connect`, also returning the connection's socket."""
     import rpyc
     from rpyc.core.stream import SocketStream
 
@@ -123,7 +135,11 @@ def connect(host: str, port: int, options: dict | None = None) -> Any:
     except (OSError, ssl.SSLError, EOFError) as exc:
         if sock is not None:
             sock.close()
-        raise ConnectionError(f"cannot connect to remote worker host {where}: {exc}") from exc
+        hint = ""
+        if sock is not None and not (secret and context):
+            hint = " (does the server require a shared secret or TLS?)"
+        raise ConnectionError(
+            f"cannot connect to remote worker host {where}: {exc}{hint}") from exc
     try:
         conn.execute(AGENT_SOURCE)
     except (OSError, EOFError) as exc:
@@ -136,20 +152,21 @@ def connect(host: str, port: int, options: dict | None = None) -> Any:
         raise ConnectionError(
             f"cannot start the imap agent on remote worker host {where} (is cloudpickle "
             f"installed there?): {exc}") from exc
-    return conn
+    return conn, sock
 
 
 class _Link:
     """One connection to a remote worker, and the thread that drives it."""
 
-    __slots__ = ("name", "conn", "run", "outbox", "thread", "held", "known", "alive",
+    __slots__ = ("name", "conn", "sock", "run", "outbox", "thread", "held", "known", "alive",
                  "pipeline")
 
-    def __init__(self, name: str, conn: Any) -> None:
+    def __init__(self, name: str, conn: Any, sock: socket.socket) -> None:
         import rpyc
 
         self.name = name
         self.conn = conn
+        self.sock = sock
         self.run = rpyc.async_(conn.namespace["imap_agent_run"])
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.held: collections.deque = collections.deque()  # batches, in sending order
@@ -193,11 +210,6 @@ class RemoteBackend(Backend):
     def workers(self) -> int:
         return sum(1 for link in self._links if link.alive)
 
-    def capacity(self) -> int:
-        """Batches the live connections can take now without queueing here."""
-        with self._lock:
-            return sum(PREFETCH - len(link.held) for link in self._links if link.alive)
-
     # -- life cycle --------------------------------------------------------
 
     def start(self) -> None:
@@ -213,13 +225,19 @@ class RemoteBackend(Backend):
         try:
             for (host, port), n in self.hosts:
                 for i in range(n):
-                    conn = connect(host, port, self.options)
-                    links.append(_Link(f"{host}:{port}#{i}", conn))
-                    if init_payload is not None:
-                        conn.namespace["imap_agent_init"](init_payload)
+                    conn, sock = _open(host, port, self.options)
+                    try:
+                        link = _Link(f"{host}:{port}#{i}", conn, sock)
+                        if init_payload is not None:
+                            conn.namespace["imap_agent_init"](init_payload)
+                    except (OSError, EOFError) as exc:
+                        sock.close()
+                        raise ConnectionError(f"lost remote worker host {host}:{port} while "
+                                              f"setting up: {exc!r}") from exc
+                    links.append(link)
         except BaseException:
             for link in links:
-                _close(link.conn)
+                _close(link, abort=True)
             raise
         self._links = links
         for link in links:
@@ -325,11 +343,11 @@ class RemoteBackend(Backend):
                 self._finished(link, batch)
                 self._deliver(batch, data)
         except _Forced:
-            pass
+            _close(link, abort=True)  # a batch may be running: do not wait for it
         except Exception as exc:  # the connection broke
             self._link_lost(link, exc)
         finally:
-            _close(link.conn)
+            _close(link)
 
     def _finished(self, link: _Link, batch: Batch) -> None:
         with self._lock:
@@ -374,9 +392,15 @@ def _unpack(packed: tuple) -> BaseException:
     return _worker.unpack_error(packed)
 
 
-def _close(conn: Any) -> None:
+def _close(link: _Link, abort: bool = False) -> None:
+    """Close a connection; ``abort``: cut the socket first, waiting for no answer."""
+    if abort:
+        try:
+            link.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
     try:
-        conn.close()
+        link.conn.close()  # asks the server to close: answered at once unless busy
     except Exception:  # already broken
         pass
 
