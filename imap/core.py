@@ -42,7 +42,9 @@ from .backends.process import ProcessBackend, default_start_method
 from .backends.thread import ThreadBackend
 from .engine import Engine, Task
 from .feeder import Feeder
+from .options import check_int, parse_remote
 from .status import IMapStatus
+from .taskiter import DEFAULT, TaskIterator
 
 __all__ = ["IMap", "TaskIterator", "imap"]
 
@@ -52,98 +54,6 @@ WORKER_TYPES = ("process", "thread")
 START_METHODS = ("fork", "forkserver", "spawn")
 JOIN_TIMEOUT = 10.0
 FORCED_JOIN_TIMEOUT = 2.0
-
-
-class _Default:
-    """Marks an argument left out: the task's own default applies."""
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Any = _Default()
-
-
-class TaskIterator:
-    """The output of one task: an iterator over its results.
-
-    ``next(it)`` uses the task's default ``timeout`` and ``block``;
-    :meth:`next` takes them per call.
-
-    Attributes:
-        task: the task's id within its IMap.
-        imap: the IMap the task belongs to.
-    """
-
-    def __init__(self, imap: IMap, task: int, generation: int,
-                 timeout: float | None = None, block: bool = True) -> None:
-        self.imap = imap
-        self.task = task
-        self.generation = generation
-        self.timeout = timeout
-        self.block = block
-        # Results already taken for this task, handed out without the lock.
-        self._handout = imap._engine.tasks[task].handout
-
-    @property
-    def keeps_timeouts(self) -> bool:
-        """True if a timed-out result is returned by a later call (skip=False)."""
-        return not self.imap.skip
-
-    def __iter__(self) -> TaskIterator:
-        return self
-
-    def __next__(self) -> Any:
-        handout = self._handout
-        if handout:
-            try:
-                return handout.popleft()
-            except IndexError:  # another thread took the last one
-                pass
-        return self.imap._take(self.task, self.generation, self.timeout, self.block, True)
-
-    def next(self, timeout: float | None = DEFAULT, block: bool = DEFAULT) -> Any:
-        """Return the next result, waiting at most ``timeout`` seconds.
-
-        Left out, ``timeout`` and ``block`` are this iterator's defaults (the
-        ones given to ``add_task`` or ``get_task``); ``timeout=None`` waits
-        as long as it takes.
-
-        Raises:
-            imap.TimeoutError: no result in time (``block=False``: at once).
-            StopIteration: the task has no more results.
-        """
-        if timeout is DEFAULT:
-            timeout = self.timeout
-        if block is DEFAULT:
-            block = self.block
-        return self.imap._take(self.task, self.generation, timeout, block)
-
-    def __repr__(self) -> str:
-        return f"<TaskIterator task={self.task} of {self.imap!r}>"
-
-
-def _check_positive_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} ({value}) must be >= {minimum}")
-
-
-def _parse_remote(worker_remote: Any) -> list:
-    if not worker_remote:
-        return []
-    hosts = []
-    for entry in worker_remote:
-        try:
-            host, n = entry
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"worker_remote entries must be (host, n) or ('host:port', n) pairs, "
-                f"got {entry!r}") from None
-        _check_positive_int(f"the worker count for {host!r}", n, 1)
-        hosts.append((str(host), n))
-    return hosts
 
 
 def _shutdown(state: dict) -> None:
@@ -231,23 +141,23 @@ class IMap:
                 f"got {worker_type!r}")
         if worker_num is None:
             worker_num = os.cpu_count() or 1
-        _check_positive_int("worker_num", worker_num, 0)
-        self.worker_remote = _parse_remote(worker_remote)
+        check_int("worker_num", worker_num, 0)
+        self.worker_remote = parse_remote(worker_remote)
         remote_num = sum(n for _, n in self.worker_remote)
         if worker_num + remote_num == 0:
             raise ValueError(
                 "the IMap has no workers: worker_num is 0 and worker_remote is empty; "
                 "give worker_num >= 1 or some remote workers")
         if stride is not None:
-            _check_positive_int("stride", stride, 1)
+            check_int("stride", stride, 1)
         if buffer is not None:
-            _check_positive_int("buffer", buffer, 1)
+            check_int("buffer", buffer, 1)
             if stride is not None and buffer < stride:
                 raise ValueError(
                     f"buffer ({buffer}) must be >= stride ({stride}); raise buffer or "
                     f"lower stride")
         if chunksize is not None:
-            _check_positive_int("chunksize", chunksize, 1)
+            check_int("chunksize", chunksize, 1)
         if start_method is not None and start_method not in START_METHODS:
             raise ValueError(
                 f"start_method must be one of {', '.join(map(repr, START_METHODS))} "
@@ -367,7 +277,7 @@ class IMap:
             raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout ({timeout}) must be >= 0 or None")
-        _check_positive_int("retries", retries, 0)
+        check_int("retries", retries, 0)
         engine = self._engine
         task = Task(
             id=len(engine.tasks), generation=engine.generation, func=func,
@@ -409,7 +319,7 @@ class IMap:
             raise RuntimeError("pop_task() after start(): stop() the IMap first")
         tasks = self._engine.tasks
         count = len(tasks) if number is True else number
-        _check_positive_int("number", count, 0)
+        check_int("number", count, 0)
         if count > len(tasks):
             raise ValueError(f"cannot pop {count} tasks, the IMap has {len(tasks)}")
         for _ in range(count):
