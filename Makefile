@@ -55,7 +55,7 @@ $(VENV)/.installed-ruff: $(VENV)/.created
 # --- targets -----------------------------------------------------------------
 
 demo: $(VENV)/.installed-base
-	$(BIN)/python examples/chained_tasks.py
+	$(BIN)/python examples/pipeline_demo.py
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
@@ -66,6 +66,7 @@ docs: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/papy_pipeline.py
 
 lint: $(VENV)/.installed-ruff
 	$(BIN)/ruff check .

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .backends.base import Backend
@@ -108,6 +108,11 @@ class IMap:
         initializer: called as ``initializer(*initargs)`` once in each worker
             before it runs any tasklet.
         initargs: arguments of ``initializer``.
+        remote_options: how to reach ``worker_remote`` hosts: ``secret``
+            (the shared secret of an ``imap-server``), ``ssl`` (True for TLS),
+            ``ssl_ca_certs`` (verify the server against this CA),
+            ``ssl_certfile`` and ``ssl_keyfile`` (a client certificate),
+            ``connect_timeout`` (seconds). See :doc:`remote`.
         stall_grace: seconds a consumer may wait on an IMap that provably
             cannot advance (the buffer is full of results of other tasks that
             nobody takes) before :class:`~imap.StallError` is raised; ``None``
@@ -134,6 +139,7 @@ class IMap:
         initializer: Callable[..., Any] | None = None,
         initargs: Sequence[Any] = (),
         stall_grace: float | None = 2.0,
+        remote_options: Mapping[str, Any] | None = None,
     ) -> None:
         if worker_type not in WORKER_TYPES:
             raise ValueError(
@@ -180,6 +186,7 @@ class IMap:
         self._chunksize = chunksize
         self.initializer = initializer
         self.initargs = tuple(initargs)
+        self.remote_options = dict(remote_options or {})
 
         self._engine = Engine(buffer=0, skip=self.skip, stall_grace=stall_grace)
         self._state: dict = {"engine": self._engine, "feeder": None}

@@ -15,6 +15,14 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 # Text that each example must print. An example not listed here only has to
 # exit with status 0 and print something.
 EXPECTED = {
+    "remote_workers.py": [
+        "2 remote workers", "computed in process remote", "done: 10 results, as expected: True",
+    ],
+    "pipeline_demo.py": [
+        "2 branches on one IMap of 2 worker processes",
+        "progress: 60/60 records",
+        "done: 60 records written",
+    ],
     "chained_tasks.py": [
         "3 chained tasks on 2 worker processes",
         "record   0:",

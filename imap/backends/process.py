@@ -82,10 +82,16 @@ def _os_thread_count() -> int | None:
         return None
 
 
-def _settle_threads(limit: float = 0.5) -> None:
-    """Before forking: wait (briefly) for threads that were joined but are
-    still leaving the operating system, so the child is forked from a
-    single-threaded process where the caller has no threads of its own."""
+_last_stop = [float("-inf")]  # when a process backend last joined its threads
+
+
+def _settle_threads(limit: float = 0.2) -> None:
+    """Before forking: wait (briefly) for threads that a backend stopped just
+    before were joined but are still leaving the operating system, so the
+    child is forked from a single-threaded process where the caller has no
+    threads of its own. Threads of the caller's are not waited for."""
+    if time.monotonic() - _last_stop[0] > 1.0:
+        return
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         count = _os_thread_count()
@@ -235,6 +241,7 @@ class ProcessBackend(Backend):
             w.sender.join(JOIN_TIMEOUT)
             _close(w)
         self._router = None
+        _last_stop[0] = time.monotonic()
 
     # -- submitting ----------------------------------------------------------
 

@@ -1,0 +1,86 @@
+"""papy pipeline benchmarks (issue 3): ratios, not absolute times.
+
+1. A 3-piper linear pipeline of ~5 ms CPU stages on one shared 2-process
+   IMap, versus the same chain as nested ``multiprocessing.Pool.imap`` calls
+   on a 2-process pool.
+2. The per-item overhead of an inline 3-piper pipeline versus nested
+   generators applying the same functions.
+
+Run: ``python benchmarks/papy_pipeline.py [items]``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+
+from imap import IMap
+from papy import Piper, Plumber
+
+
+def burn(x: int, ms: float = 5.0) -> int:
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+    return x + 1
+
+
+def stage(inbox):
+    return burn(inbox[0])
+
+
+def plain_stage(x):
+    return burn(x)
+
+
+def light(inbox):
+    return inbox[0] + 1
+
+
+def run_plumber(plumber: Plumber, data) -> list:
+    plumber.start([data])
+    plumber.run()
+    plumber.wait()
+    plumber.stop()
+    return next(iter(plumber.results.values()))
+
+
+def chained_cpu(items: int) -> tuple[float, float]:
+    pool = IMap(worker_type="process", worker_num=2)
+    plumber = Plumber(keep=True)
+    plumber.add_pipers([Piper(stage, parallel=pool) for _ in range(3)])
+    t = time.perf_counter()
+    out = run_plumber(plumber, range(items))
+    papy_time = time.perf_counter() - t
+    with multiprocessing.get_context("forkserver").Pool(2) as p:
+        t = time.perf_counter()
+        ref = list(p.imap(plain_stage, p.imap(plain_stage, p.imap(plain_stage,
+                                                                  range(items)))))
+        pool_time = time.perf_counter() - t
+    assert out == ref
+    return papy_time, pool_time
+
+
+def inline_overhead(items: int) -> tuple[float, float]:
+    plumber = Plumber(keep=True)
+    plumber.add_pipers([Piper(light) for _ in range(3)])
+    t = time.perf_counter()
+    out = run_plumber(plumber, range(items))
+    papy_time = time.perf_counter() - t
+    t = time.perf_counter()
+    ref = list(x + 1 for x in (x + 1 for x in (x + 1 for x in range(items))))
+    gen_time = time.perf_counter() - t
+    assert out == ref
+    return papy_time, gen_time
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    a, b = chained_cpu(n)
+    print(f"3 x 5 ms stages, {n} items, 2 processes: papy {a:.2f} s, nested Pool.imap "
+          f"{b:.2f} s, ratio papy/Pool {a / b:.2f}")
+    m = 100 * n
+    a, b = inline_overhead(m)
+    print(f"inline 3-piper pipeline, {m} items: {a / m * 1e6:.2f} us/item, nested "
+          f"generators {b / m * 1e6:.3f} us/item, ratio {a / b:.1f}")

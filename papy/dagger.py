@@ -1,0 +1,343 @@
+"""``Dagger``: the directed acyclic graph of pipers.
+
+Pipes point downstream (``(upstream, downstream)``). The graph is a
+:class:`~papy.graph.DictGraph` with pipers as nodes.
+
+**Deterministic order.** Every list of pipers the Dagger hands out — the
+inputs (pipers with no upstream), the outputs (pipers with no downstream)
+and the upstream pipers of a merge, which give the order of the elements of
+its inbox — is sorted by the pipers' ``branch`` attribute (pipers with
+``branch=None`` after all others), then by the order in which the pipers were
+added to the Dagger.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import Any
+
+from .errors import DaggerError, PiperError
+from .graph import DictGraph
+from .piper import Piper
+
+log = logging.getLogger("papy")
+
+
+class Dagger:
+    """A pipeline: pipers connected by pipes, no cycles.
+
+    Args:
+        pipers: pipers to add (each alone; see :meth:`add_pipers` for chains).
+        pipes: pipes to add, each ``(upstream, downstream)`` or a longer chain.
+        xtras: keyword arguments used to make a Piper when a plain Worker or
+            callable is added.
+    """
+
+    def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (),
+                 xtras: dict | None = None) -> None:
+        self.graph = DictGraph()
+        self.xtras = dict(xtras or {})
+        self._order: dict = {}
+        self._counter = itertools.count()
+        self._inputs: list = []
+        for piper in pipers:
+            self.add_piper(piper)
+        for pipe in pipes:
+            self.add_pipe(pipe)
+
+    # -- ordering ------------------------------------------------------------------
+
+    def _key(self, piper: Piper) -> tuple:
+        branch = piper.branch
+        return (branch is None, 0 if branch is None else branch, self._order[piper])
+
+    def _sorted(self, pipers: Iterable[Piper]) -> list[Piper]:
+        try:
+            return sorted(pipers, key=self._key)
+        except TypeError as exc:
+            raise DaggerError(f"branch attributes must be comparable with each other "
+                              f"(e.g. all ints or all strs): {exc}") from None
+
+    # -- pipers ----------------------------------------------------------------------
+
+    @property
+    def pipers(self) -> list[Piper]:
+        """Every piper, in insertion order."""
+        return list(self.graph)
+
+    def __contains__(self, piper: Any) -> bool:
+        return piper in self.graph
+
+    def __len__(self) -> int:
+        return len(self.graph)
+
+    def _make(self, piper: Any) -> Piper:
+        if isinstance(piper, Piper):
+            return piper
+        try:
+            return Piper(piper, **self.xtras)
+        except (TypeError, ValueError, PiperError) as exc:
+            raise DaggerError(f"cannot make a Piper of {piper!r}: {exc}") from exc
+
+    def add_piper(self, piper: Any) -> Piper:
+        """Add one piper (a Worker or callable is made into a Piper with ``xtras``)."""
+        piper = self._make(piper)
+        if piper in self.graph:
+            raise DaggerError(f"piper {piper.name!r} is already in this Dagger")
+        if any(p.name == piper.name for p in self.graph):
+            raise DaggerError(f"another piper is named {piper.name!r}; names must be unique")
+        if piper.connected:
+            raise DaggerError(f"piper {piper.name!r} is connected; disconnect() it before "
+                              f"adding it")
+        self.graph.add_node(piper)
+        self._order[piper] = next(self._counter)
+        return piper
+
+    def add_pipers(self, pipers: Sequence[Any]) -> list[Piper]:
+        """Add the chain ``pipers[0] -> pipers[1] -> ...`` (adding missing pipers)."""
+        return self.add_pipe(pipers)
+
+    def del_piper(self, piper: Any, forced: bool = False) -> None:
+        """Remove a piper; one with pipes needs ``forced=True`` (its pipes go too)."""
+        piper = self.resolve(piper)
+        if piper.connected:
+            raise DaggerError(f"piper {piper.name!r} is connected; disconnect() first")
+        if not forced and (self.graph[piper] or self.graph.parents(piper)):
+            raise DaggerError(f"piper {piper.name!r} has pipes; delete them first or use "
+                              f"forced=True")
+        self.graph.del_node(piper)
+        del self._order[piper]
+
+    def resolve(self, piper: Any) -> Piper:
+        """The piper given as itself, its ``id()`` or its name (DaggerError if absent)."""
+        for p in self.graph:
+            if p is piper or (isinstance(piper, int) and not isinstance(piper, bool)
+                              and id(p) == piper) or (isinstance(piper, str)
+                                                      and p.name == piper):
+                return p
+        raise DaggerError(f"no piper {piper!r} in this Dagger")
+
+    # -- pipes -------------------------------------------------------------------------
+
+    def add_pipe(self, pipe: Sequence[Any]) -> list[Piper]:
+        """Add a pipe ``(upstream, downstream)`` or a chain ``(a, b, c, ...)``.
+
+        Missing pipers are added. A pipe that makes a cycle, or that exists
+        already, is a DaggerError and leaves the Dagger as it was.
+        """
+        pipe = list(pipe)
+        if len(pipe) < 2:
+            if len(pipe) == 1:
+                return [self._resolve_or_add(pipe[0])]
+            raise DaggerError("a pipe needs at least two pipers")
+        snapshot = (DictGraph(), dict(self._order))
+        for node, children in self.graph.items():
+            snapshot[0][node] = dict(children)
+        try:
+            pipers = [self._resolve_or_add(p) for p in pipe]
+            for a, b in zip(pipers, pipers[1:], strict=False):
+                if a is b:
+                    raise DaggerError(f"a pipe from {a.name!r} to itself is a cycle")
+                if a.connected or b.connected:
+                    raise DaggerError(f"cannot add a pipe to connected pipers "
+                                      f"{a.name!r} -> {b.name!r}; disconnect() first")
+                if b in self.graph[a]:
+                    raise DaggerError(f"the pipe {a.name!r} -> {b.name!r} is already in "
+                                      f"this Dagger")
+                if self.graph.has_path(b, a):
+                    raise DaggerError(f"the pipe {a.name!r} -> {b.name!r} would make a "
+                                      f"cycle")
+                self.graph.add_edge((a, b))
+        except DaggerError:
+            self.graph.clear()
+            self.graph.update(snapshot[0])
+            self._order = snapshot[1]
+            raise
+        return pipers
+
+    def add_pipes(self, pipes: Iterable[Sequence[Any]]) -> None:
+        for pipe in pipes:
+            self.add_pipe(pipe)
+
+    def _resolve_or_add(self, piper: Any) -> Piper:
+        if isinstance(piper, Piper) and piper in self.graph:
+            return piper
+        if isinstance(piper, (str, int)) and not isinstance(piper, bool):
+            return self.resolve(piper)
+        return self.add_piper(piper)
+
+    def del_pipe(self, pipe: Sequence[Any]) -> None:
+        """Remove the pipe ``(upstream, downstream)`` (or each pipe of a chain)."""
+        pipers = [self.resolve(p) for p in pipe]
+        for a, b in zip(pipers, pipers[1:], strict=False):
+            if a.connected or b.connected:
+                raise DaggerError(f"cannot delete a pipe of connected pipers "
+                                  f"{a.name!r} -> {b.name!r}")
+            if b not in self.graph[a]:
+                raise DaggerError(f"no pipe {a.name!r} -> {b.name!r} in this Dagger")
+            self.graph.del_edge((a, b))
+
+    # -- reading -----------------------------------------------------------------------
+
+    def upstream(self, piper: Any) -> list[Piper]:
+        """The pipers feeding ``piper``, in inbox order."""
+        return self._sorted(self.graph.parents(self.resolve(piper)))
+
+    def downstream(self, piper: Any) -> list[Piper]:
+        """The pipers ``piper`` feeds, in order."""
+        return self._sorted(self.graph.children(self.resolve(piper)))
+
+    def get_inputs(self) -> list[Piper]:
+        """Pipers with no upstream piper (each takes one input iterable), in order."""
+        return self._sorted(self.graph.sources())
+
+    def get_outputs(self) -> list[Piper]:
+        """Pipers with no downstream piper, in order."""
+        return self._sorted(self.graph.sinks())
+
+    def postorder(self) -> list[Piper]:
+        """Every piper after the pipers it feeds (outputs first)."""
+        return self.graph.postorder()
+
+    def topological(self) -> list[Piper]:
+        """Every piper before the pipers it feeds (inputs first)."""
+        return self.graph.topological()
+
+    # -- running -----------------------------------------------------------------------
+
+    def connect_inputs(self, datas: Sequence[Iterable[Any]]) -> None:
+        """Give one input iterable to each input piper (in :meth:`get_inputs` order)."""
+        inputs = self.get_inputs()
+        datas = list(datas)
+        if len(datas) != len(inputs):
+            raise DaggerError(f"{len(datas)} input iterables for {len(inputs)} input "
+                              f"pipers {[p.name for p in inputs]}; give one each")
+        self._inputs = datas
+
+    def _check_imap_order(self) -> None:
+        """Refuse pipelines whose IMaps would stall each other.
+
+        Pipers that follow each other on one IMap (directly or through inline
+        pipers) must take per stride round what the upstream makes.
+
+        The feeder thread of an IMap draws the inputs of its tasks; if IMap A
+        feeds IMap B (through inline pipers or not) and B feeds A, each feeder
+        can end up waiting for the other. Several pipers in a row on one IMap
+        are fine when their rates match.
+        """
+        feeding: dict = {}   # piper -> [(IMap, items per stride round, piper)]
+        imaps = DictGraph()
+        for piper in self.topological():
+            sources: list = []
+            for up in self.graph.parents(piper):
+                if up.imap is not None:
+                    sources.append((up.imap, Fraction(up.spawn * up.produce), up))
+                else:
+                    sources.extend((m, rate * Fraction(up.produce, up.consume), origin)
+                                   for m, rate, origin in feeding[up])
+            feeding[piper] = sources
+            if piper.imap is None:
+                continue
+            imaps.add_node(id(piper.imap))
+            taken = piper.spawn * piper.consume
+            for m, made, origin in sources:
+                if m is not piper.imap:
+                    imaps.add_edge((id(m), id(piper.imap)))
+                elif made != taken:
+                    raise DaggerError(
+                        f"pipers {origin.name!r} and {piper.name!r} share the IMap "
+                        f"{m.name}: per stride {piper.name!r} takes {taken} x stride items "
+                        f"(spawn x consume) but receives {made} x stride (spawn x produce "
+                        f"upstream, through any inline pipers between), so the IMap would "
+                        f"stall; put them on different IMaps (or inline) or match the rates")
+        if not imaps.is_acyclic():
+            raise DaggerError(
+                "the IMaps of this pipeline feed each other in a cycle (e.g. IMap A -> "
+                "IMap B -> IMap A along a path), which can deadlock their feeders; give "
+                "each run of consecutive pipers its own IMap")
+
+    def connect(self, datas: Sequence[Iterable[Any]] | None = None) -> None:
+        """Connect every piper, inputs first (``datas``: see :meth:`connect_inputs`)."""
+        if datas is not None:
+            self.connect_inputs(datas)
+        for piper in self.graph:
+            if piper.connected:
+                raise DaggerError(f"piper {piper.name!r} is already connected; "
+                                  f"disconnect() the Dagger first")
+        if not self.graph:
+            raise DaggerError("the Dagger has no pipers")
+        inputs = self.get_inputs()
+        if len(self._inputs) != len(inputs):
+            raise DaggerError(f"the Dagger has {len(inputs)} input pipers; give "
+                              f"{len(inputs)} input iterables (connect_inputs)")
+        data = dict(zip(inputs, self._inputs, strict=False))
+        self._check_imap_order()
+        branches: dict = {}
+        done: list[Piper] = []
+        gate = threading.Event()
+        for piper in self.graph:
+            piper._gate = gate
+        try:
+            for piper in self.topological():
+                if piper in data:
+                    sources = [data[piper]]
+                else:
+                    sources = [branches[up].pop(0) for up in self.upstream(piper)]
+                piper.connect(sources)
+                done.append(piper)
+                children = self.downstream(piper)
+                if children:
+                    branches[piper] = piper.branch_out(len(children))
+                    # each child takes its branch in the child's own order of upstreams
+                    branches[piper] = list(branches[piper])
+        except PiperError as exc:
+            for piper in done:
+                piper.disconnect()
+            raise DaggerError(f"cannot connect: {exc}") from exc
+
+    @property
+    def imaps(self) -> list:
+        """The distinct IMaps the pipers run on, inputs first."""
+        seen: list = []
+        for piper in self.topological():
+            if piper.imap is not None and all(piper.imap is not m for m in seen):
+                seen.append(piper.imap)
+        return seen
+
+    def start(self) -> None:
+        """Start every IMap used (after :meth:`connect`)."""
+        for piper in self.graph:
+            if not piper.connected:
+                raise DaggerError(f"piper {piper.name!r} is not connected; connect() the "
+                                  f"Dagger before start()")
+        try:
+            for m in self.imaps:
+                if not m.status().started:
+                    m.start()
+        finally:
+            for piper in self.graph:
+                if piper._gate is not None:
+                    piper._gate.set()
+
+    def stop(self, forced: bool = False) -> None:
+        """Stop every IMap used, upstream ones first (gracefully unless ``forced``)."""
+        for m in self.imaps:
+            if m.status().started:
+                m.stop(forced=forced)
+
+    def disconnect(self) -> None:
+        """Disconnect every piper (stopping the IMaps first if they run)."""
+        Dagger.stop(self)
+        for piper in self.postorder():
+            if piper.connected:
+                piper.disconnect()
+        for m in self.imaps:
+            if m.tasks and not m.status().started:
+                m.pop_task(True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({[p.name for p in self.graph]})"

@@ -1,0 +1,265 @@
+"""``Piper``: one processing node of a pipeline.
+
+A piper evaluates its :class:`~papy.worker.Worker` on a stream of inboxes,
+either *inline* (``parallel=False``: a lazy generator chain evaluated by
+whoever pulls the output) or on an :class:`imap.IMap` (each piper becomes one
+task, or ``spawn`` interleaved tasks, of that IMap; several pipers may share
+one IMap and their tasks interleave by stride).
+
+Data flow of one piper::
+
+    inputs (one iterator per upstream pipe)
+      └─ zip ─▶ inboxes ─▶ [consume: group n] ─▶ [spawn: split round-robin]
+           ─▶ worker (inline, or IMap task(s)) ─▶ [spawn: merge round-robin]
+           ─▶ errors to PiperError values ─▶ [produce: n items each] ─▶ outbox
+
+The outbox is one iterator. A piper feeding several downstream pipers hands
+each a branch of a :class:`~papy.streams.Tee` (see there for the lag bound).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from imap import IMap
+
+from .errors import PiperError, WorkerError
+from .streams import BRANCH_LAG, Split, Tee, inboxes
+from .worker import Worker
+
+log = logging.getLogger("papy")
+_numbers = itertools.count()
+
+
+class _Call:
+    """The function an IMap task runs: the worker, errors named by piper."""
+
+    def __init__(self, worker: Worker, piper: str) -> None:
+        self.worker = worker
+        self.piper = piper
+
+    def __call__(self, inbox: Any) -> Any:
+        result = self.worker(inbox)
+        if isinstance(result, WorkerError):
+            return PiperError(f"piper {self.piper!r} failed", result, self.piper)
+        return result
+
+
+class Piper:
+    """A node of a pipeline: a worker evaluated inline or on an IMap.
+
+    Args:
+        worker: a :class:`~papy.worker.Worker` (a callable or a sequence of
+            callables is made into one).
+        parallel: an :class:`imap.IMap` to evaluate on, or ``False`` (inline,
+            lazily, in the thread that pulls the output).
+        consume: one evaluation receives the next ``consume`` inboxes: its
+            inbox holds, per upstream pipe, a tuple of ``consume`` items.
+        produce: one evaluation's result, a sequence of ``produce`` values,
+            becomes ``produce`` downstream items.
+        spawn: on an IMap, the piper runs as ``spawn`` interleaved tasks fed
+            round-robin; their outputs are merged back in order.
+        timeout: seconds to wait for one result (needs an IMap made with
+            ``skip=True``); a late result becomes a ``PiperError`` in its place.
+        branch: orders the inputs of a merge and the inputs/outputs of a
+            Dagger (by ``branch``, then insertion order).
+        debug: raise a ``PiperError`` instead of passing it downstream.
+        name: unique label (default ``<worker name>_<n>``).
+        track: keep every result in :attr:`tracked`.
+        repeat: with ``produce=n``, one result is repeated n times.
+    """
+
+    branch_lag = BRANCH_LAG
+
+    def __init__(self, worker: Any, parallel: IMap | bool = False, consume: int = 1,
+                 produce: int = 1, spawn: int = 1, timeout: float | None = None,
+                 branch: Any = None, debug: bool = False, name: str | None = None,
+                 track: bool = False, repeat: bool = False) -> None:
+        if not isinstance(worker, Worker):
+            worker = Worker(worker)
+        for label, value in (("consume", consume), ("produce", produce), ("spawn", spawn)):
+            if not isinstance(value, int) or value < 1:
+                raise PiperError(f"{label} must be an int >= 1, got {value!r}")
+        if parallel is True or not (parallel is False or parallel is None
+                                    or isinstance(parallel, IMap)):
+            raise PiperError(f"parallel must be an IMap or False, got {parallel!r}")
+        if timeout is not None:
+            if not isinstance(parallel, IMap):
+                raise PiperError("timeout needs parallel=IMap(..., skip=True); an inline "
+                                 "piper cannot be interrupted")
+            if not parallel.skip:
+                raise PiperError(f"timeout needs an IMap made with skip=True; "
+                                 f"{parallel.name} has skip=False")
+        self.worker = worker
+        self.imap: IMap | None = parallel or None
+        self.consume = consume
+        self.produce = produce
+        self.spawn = spawn
+        self.timeout = timeout
+        self.branch = branch
+        self.debug = debug
+        self.track = track
+        self.repeat = repeat
+        self.name = name or f"{worker.name}_{next(_numbers)}"
+        self.tracked: list = []
+        self.stats = {"in": 0, "out": 0, "errors": 0}
+        self._in = [0]
+        self.connected = False
+        self.outbox: Iterator[Any] | None = None
+        self._tasks: list = []
+        self._branches: list = []
+        # set when every IMap of the pipeline has started (see Dagger.start)
+        self._gate: threading.Event | None = None
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True once the IMap this piper runs on has started."""
+        return bool(self.connected and self.imap is not None and self.imap.status().started)
+
+    def __repr__(self) -> str:
+        where = self.imap.name if self.imap is not None else "inline"
+        return f"Piper({self.name!r}, {where})"
+
+    # -- wiring ------------------------------------------------------------------
+
+    def connect(self, inputs: Iterable[Any]) -> None:
+        """Take ``inputs`` (one iterable or upstream Piper per pipe) and set up the outbox.
+
+        On an IMap this adds the piper's task(s); the IMap must not be started.
+        """
+        if self.connected:
+            raise PiperError(f"piper {self.name!r} is already connected; disconnect() it "
+                             f"first")
+        if self.imap is not None and self.imap.status().started:
+            raise PiperError(f"piper {self.name!r}: its IMap {self.imap.name} is already "
+                             f"started; connect every piper before starting")
+        sources = []
+        for item in inputs:
+            if isinstance(item, Piper):
+                if item.outbox is None:
+                    raise PiperError(f"the upstream piper {item.name!r} of {self.name!r} "
+                                     f"is not connected; connect it first")
+                item = item.outbox
+            sources.append(iter(item))
+        if not sources:
+            raise PiperError(f"piper {self.name!r} needs at least one input")
+        self._in = [0]
+        if self.imap is None:   # pulled by whoever pulls the outbox: no gate
+            self._gate = None
+        elif self._gate is None:
+            self._gate = threading.Event()
+        stream = inboxes(sources, self.consume, self._in, self._gate)
+        if self.imap is None:
+            self._tasks = [map(_Call(self.worker, self.name), stream)]
+        else:
+            parts = Split(stream, self.spawn).parts() if self.spawn > 1 else [stream]
+            call = _Call(self.worker, self.name)
+            self._tasks = [self.imap.add_task(call, part, timeout=self.timeout,
+                                              name=f"{self.name}[{i}]")
+                           for i, part in enumerate(parts)]
+        self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.tracked = []
+        self.outbox = self._outputs()
+        self._branches = []
+        self.connected = True
+
+    def branch_out(self, n: int) -> list[Iterator[Any]]:
+        """Split the outbox into ``n`` branches, each seeing every item.
+
+        With ``n == 1`` the outbox itself is returned.
+        """
+        if not self.connected:
+            raise PiperError(f"piper {self.name!r} is not connected")
+        if n == 1:
+            return [self.outbox]
+        tee = Tee(self.outbox, n, self.branch_lag, self.name)
+        self._branches = tee.branches()
+        return list(self._branches)
+
+    def start(self) -> None:
+        """Start the IMap this piper runs on (an inline piper needs nothing)."""
+        if not self.connected:
+            raise PiperError(f"piper {self.name!r} must be connected before start()")
+        if self.imap is not None and not self.imap.status().started:
+            self.imap.start()
+        if self._gate is not None:
+            self._gate.set()
+
+    def stop(self, forced: bool = False) -> None:
+        """Stop the IMap this piper runs on (with every piper sharing it)."""
+        if self.imap is not None and self.imap.status().started:
+            self.imap.stop(forced=forced)
+
+    def disconnect(self) -> None:
+        """Forget the inputs and outbox; the piper may be connected again."""
+        if self.started:
+            raise PiperError(f"piper {self.name!r} is running; stop() it before "
+                             f"disconnect()")
+        if self.imap is not None and self._tasks and self.imap.tasks:
+            ids = [t.task for t in self._tasks]
+            if ids and max(ids) == self.imap.tasks - 1:
+                self.imap.pop_task(len(ids))
+        self._tasks = []
+        self._branches = []
+        self.outbox = None
+        self._gate = None
+        self.connected = False
+
+    # -- output ------------------------------------------------------------------
+
+    def _outputs(self) -> Iterator[Any]:
+        tasks = self._tasks
+        n = len(tasks)
+        name = self.name
+        stats = self.stats
+        for turn in itertools.count():
+            try:
+                value = next(tasks[turn % n])
+            except StopIteration:
+                return
+            except PiperError:   # raised upstream: debug=True or a branch lag error
+                raise
+            except Exception as exc:   # timeout, lost worker, failed input
+                value = PiperError(f"piper {name!r}: no result", exc, name)
+            stats["in"] = self._in[0]
+            if isinstance(value, PiperError):
+                stats["errors"] += 1
+                if self.debug:
+                    raise value
+            if self.track:
+                self.tracked.append(value)
+            if self.produce == 1:
+                stats["out"] += 1
+                yield value
+                continue
+            if isinstance(value, PiperError) or self.repeat:
+                values: Any = [value] * self.produce
+            else:
+                try:
+                    values = list(value)
+                except TypeError as exc:
+                    values = None
+                    error = exc
+                if values is None or len(values) != self.produce:
+                    err = PiperError(
+                        f"piper {name!r} has produce={self.produce} but its result is "
+                        f"{value!r}; return a sequence of {self.produce} or use repeat=True",
+                        error if values is None else None, name)
+                    stats["errors"] += 1
+                    if self.debug:
+                        raise err
+                    values = [err] * self.produce
+            for v in values:
+                stats["out"] += 1
+                yield v
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.outbox is None:
+            raise PiperError(f"piper {self.name!r} is not connected")
+        return self.outbox

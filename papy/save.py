@@ -1,0 +1,104 @@
+"""Saving a pipeline as a readable Python file, and loading it back.
+
+The file imports what it needs, defines the functions that were defined in
+``__main__`` (by their source), makes the IMaps, the pipers and the pipes,
+and leaves them in the names ``pipers`` (a list, in insertion order) and
+``pipes`` (a list of ``(upstream name, downstream name)``). Functions are
+referred to by import path (``module.qualname``); a lambda or a function
+defined inside another function cannot be saved. Arguments are written with
+``repr()`` and must read back as the same values.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from typing import Any
+
+from .errors import PlumberError
+
+_IMAP_OPTIONS = ("worker_type", "worker_num", "stride", "ordered", "skip", "name",
+                 "start_method")
+
+
+def _function_ref(func: Any, imports: set, sources: dict) -> str:
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if module is None or qualname is None or "<" in qualname:
+        raise PlumberError(f"cannot save {func!r}: only module-level functions (no "
+                           f"lambdas or nested functions) can be saved")
+    if module == "__main__":
+        if qualname not in sources:
+            try:
+                sources[qualname] = textwrap.dedent(inspect.getsource(func))
+            except (OSError, TypeError) as exc:
+                raise PlumberError(f"cannot save {qualname}: its source is not "
+                                   f"available ({exc})") from exc
+        return qualname
+    imports.add(module)
+    return f"{module}.{qualname}"
+
+
+def _literal(value: Any, what: str) -> str:
+    text = repr(value)
+    try:
+        if ast.literal_eval(text) != value:
+            raise ValueError
+    except (ValueError, SyntaxError):
+        raise PlumberError(f"cannot save {what}={value!r}: it must be a Python literal "
+                           f"(numbers, strings, tuples, lists, dicts, ...)") from None
+    return text
+
+
+def save_pipeline(dagger: Any) -> str:
+    """The Python source that rebuilds the pipers and pipes of ``dagger``."""
+    imports: set = set()
+    sources: dict = {}
+    imaps: list = []
+    lines: list = []
+    for piper in dagger.pipers:
+        funcs = ", ".join(_function_ref(f, imports, sources) for f in piper.worker.functions)
+        args = _literal([list(a) for a in piper.worker.arguments], "arguments")
+        kwargs = _literal(list(piper.worker.kwargs), "kwargs")
+        if piper.imap is not None and all(piper.imap is not m for m in imaps):
+            imaps.append(piper.imap)
+        parallel = (f"imaps[{[i for i, m in enumerate(imaps) if m is piper.imap][0]}]"
+                    if piper.imap is not None else "False")
+        options = {"consume": 1, "produce": 1, "spawn": 1, "timeout": None,
+                   "branch": None, "debug": False, "track": False, "repeat": False}
+        given = "".join(f", {k}={_literal(getattr(piper, k), k)}"
+                        for k, default in options.items() if getattr(piper, k) != default)
+        lines.append(f"pipers.append(Piper(Worker(({funcs},), arguments={args}, "
+                     f"kwargs={kwargs}), parallel={parallel}, "
+                     f"name={piper.name!r}{given}))")
+    out = ['"""A papy pipeline, written by Plumber.save(); load with Plumber().load()."""',
+           "", "from imap import IMap", "from papy import Piper, Worker"]
+    out += [f"import {module}" for module in sorted(imports)]
+    out.append("")
+    for source in sources.values():
+        out += ["", source.rstrip(), ""]
+    out += ["", "imaps = ["]
+    for m in imaps:
+        opts = ", ".join(f"{k}={getattr(m, k)!r}" for k in _IMAP_OPTIONS)
+        buffer = getattr(m, "_buffer", None)
+        out.append(f"    IMap({opts}, buffer={buffer!r}),")
+    out += ["]", "", "pipers = []"] + lines
+    pipes = [(a.name, b.name) for a, b in dagger.graph.edges()]
+    out += ["", f"pipes = {pipes!r}", ""]
+    return "\n".join(out)
+
+
+def load_pipeline(path: str) -> tuple[list, list]:
+    """Run a saved pipeline file; return its ``(pipers, pipes)``."""
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    namespace: dict = {"__name__": "__papy_pipeline__", "__file__": path}
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except Exception as exc:
+        raise PlumberError(f"cannot load the pipeline {path}: {exc!r}") from exc
+    try:
+        return namespace["pipers"], namespace["pipes"]
+    except KeyError as exc:
+        raise PlumberError(f"{path} is not a saved pipeline (no {exc})") from None

@@ -1,0 +1,1 @@
+"""Ready-made worker functions: see :mod:`papy.util.func`."""

@@ -1,0 +1,56 @@
+"""Module-level worker functions for the papy tests (importable by worker processes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+def inc(inbox, n=1):
+    return inbox[0] + n
+
+
+def dbl(inbox):
+    return inbox[0] * 2
+
+
+def neg(inbox):
+    return -inbox[0]
+
+
+def add(inbox):
+    return sum(inbox)
+
+
+def pair(inbox):
+    return tuple(inbox)
+
+
+def fail_on_3(inbox):
+    if inbox[0] == 3:
+        raise ValueError("three is bad")
+    return inbox[0]
+
+
+def divmod_(inbox, d=3):
+    return divmod(inbox[0], d)
+
+
+def square(inbox):
+    return inbox[0] ** 2
+
+
+def identity(inbox):
+    return inbox[0]
+
+
+def slow_on_2(inbox, event=None):
+    """Blocks for item 2 until released (or 30 s), otherwise returns the item."""
+    if inbox[0] == 2:
+        (event or threading.Event()).wait(30)
+    return inbox[0]
+
+
+def sleepy(inbox, seconds=0.001):
+    time.sleep(seconds)
+    return inbox[0]

@@ -1,0 +1,161 @@
+"""Functions and server launchers for the remote-worker tests.
+
+The functions are sent to remote servers by value (the test modules register
+this module with ``cloudpickle.register_pickle_by_value``), so the servers need
+nothing of this source tree. This module imports nothing of ``imap`` except in
+the launchers, which run only in the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDE = "IMAP_TEST_SIDE"   # set to "remote" in the environment of test servers
+
+
+def inc(x):
+    return x + 1
+
+
+def double(x):
+    return 2 * x
+
+
+def fail_on_three(x):
+    if x == 3:
+        raise ValueError(f"item {x} is bad")
+    return x
+
+
+def touch(x, directory):
+    """Create a marker file; it must never appear when authentication fails."""
+    Path(directory, f"marker-{x}").write_text("ran")
+    return x
+
+
+def hold_on_remote(x, directory):
+    """On a test server: announce the item, then hold it until killed. Locally: 2x."""
+    if os.environ.get(SIDE) == "remote":
+        Path(directory, f"held-{x}").write_text("held")
+        while True:
+            time.sleep(0.05)
+    return 2 * x
+
+
+def json_dumps(x):
+    return json.dumps({"x": x})  # noqa: F821  (json comes from @imports)
+
+
+def make_json_dumps():
+    """``json_dumps`` under ``@imports(["json"])`` (imap is imported only here)."""
+    from imap import imports
+
+    return imports(["json"])(json_dumps)
+
+
+def where(x):
+    return os.environ.get(SIDE, "local")
+
+
+def busy(x, n=15_000):
+    """About 2 ms of pure-Python work."""
+    total = 0
+    for i in range(n):
+        total += (i * x) % 7
+    return total
+
+
+def _read_until(stream, pattern: re.Pattern, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        while True:
+            match = pattern.search(buffer.decode(errors="replace"))
+            if match:
+                return match
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError(f"server did not start within {timeout} s: {buffer!r}")
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                raise AssertionError(f"server exited before listening: {buffer!r}")
+            buffer += chunk
+
+
+def rpyc_classic_command() -> list[str]:
+    """The stock ``rpyc_classic`` script next to this Python, else the module."""
+    for name in ("rpyc_classic", "rpyc_classic.py"):
+        script = Path(sys.executable).with_name(name)
+        if script.exists():
+            return [sys.executable, str(script)]
+    return [sys.executable, "-m", "rpyc.cli.rpyc_classic"]
+
+
+@contextmanager
+def server(kind: str = "imap", args: tuple = (), env: dict | None = None):
+    """Start a server on 127.0.0.1 in its own session; yield ``(address, Popen)``.
+
+    ``kind``: "imap" (``python -m imap.server``), "classic" (stock threaded
+    ``rpyc_classic``) or "classic-forking".
+    """
+    full_env = dict(os.environ, **(env or {}))
+    full_env[SIDE] = "remote"
+    if kind == "imap":
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "imap.server", "--port", "0", *args]
+        pattern, from_stdout = re.compile(r"imap-server listening on [^:]+:(\d+)"), True
+    else:
+        full_env.pop("PYTHONPATH", None)  # a stock server: nothing of this tree
+        mode = ["--mode", "forking"] if kind == "classic-forking" else []
+        cmd = [*rpyc_classic_command(), "--host", "127.0.0.1", "--port", "0", *mode, *args]
+        pattern, from_stdout = re.compile(r"server started on \[[^\]]+\]:(\d+)"), False
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE if not from_stdout else None,
+                            env=full_env, cwd="/", start_new_session=True)
+    try:
+        match = _read_until(proc.stdout if from_stdout else proc.stderr, pattern, 30)
+        yield f"127.0.0.1:{match.group(1)}", proc
+    finally:
+        kill(proc)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the server and every process it forked; reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def collect(iterator) -> list:
+    """Every result of ``iterator``; a raised exception takes its result's place."""
+    out = []
+    while True:
+        try:
+            out.append(next(iterator))
+        except StopIteration:
+            return out
+        except Exception as exc:
+            out.append(exc)
+
+
+def wait_for_file(x, path):
+    """Return ``x`` once ``path`` exists (the test decides when)."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return x

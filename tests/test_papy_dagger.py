@@ -1,0 +1,176 @@
+"""papy.Dagger: building the graph, misuse, deterministic order, running."""
+
+from __future__ import annotations
+
+import pytest
+from papy_funcs import add, dbl, inc, neg, pair
+
+import imap
+from papy import Dagger, DaggerError, Piper, PiperError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_add_pipers_adds_a_chain() -> None:
+    a, b, c = Piper(inc), Piper(dbl), Piper(neg)
+    d = Dagger()
+    d.add_pipers([a, b, c])
+    assert d.pipers == [a, b, c]
+    assert d.graph.edges() == [(a, b), (b, c)]
+    assert d.get_inputs() == [a] and d.get_outputs() == [c]
+
+
+def test_init_takes_pipers_and_pipes() -> None:
+    a, b = Piper(inc), Piper(dbl)
+    d = Dagger(pipers=[a], pipes=[(a, b)])
+    assert d.pipers == [a, b] and d.upstream(b) == [a]
+
+
+def test_double_insertion_is_an_error() -> None:
+    a = Piper(inc)
+    d = Dagger([a])
+    with pytest.raises(DaggerError, match="already in this Dagger"):
+        d.add_piper(a)
+    with pytest.raises(DaggerError, match="named"):
+        d.add_piper(Piper(dbl, name=a.name))
+
+
+def test_double_pipe_is_an_error() -> None:
+    a, b = Piper(inc), Piper(dbl)
+    d = Dagger(pipes=[(a, b)])
+    with pytest.raises(DaggerError, match="already in this Dagger"):
+        d.add_pipe((a, b))
+
+
+def test_cycle_is_an_error_and_changes_nothing() -> None:
+    a, b, c = Piper(inc), Piper(dbl), Piper(neg)
+    d = Dagger(pipes=[(a, b, c)])
+    with pytest.raises(DaggerError, match="cycle"):
+        d.add_pipe((c, a))
+    with pytest.raises(DaggerError, match="cycle"):
+        d.add_pipe((a, a))
+    assert d.graph.edges() == [(a, b), (b, c)]
+
+
+def test_resolve_by_piper_id_or_name() -> None:
+    a = Piper(inc, name="a")
+    d = Dagger([a])
+    assert d.resolve(a) is a and d.resolve(id(a)) is a and d.resolve("a") is a
+    with pytest.raises(DaggerError, match="no piper"):
+        d.resolve("b")
+
+
+def test_del_piper_with_pipes_needs_forced() -> None:
+    a, b = Piper(inc), Piper(dbl)
+    d = Dagger(pipes=[(a, b)])
+    with pytest.raises(DaggerError, match="forced"):
+        d.del_piper(a)
+    d.del_piper(a, forced=True)
+    assert d.pipers == [b] and d.graph.edges() == []
+
+
+def test_del_pipe() -> None:
+    a, b = Piper(inc), Piper(dbl)
+    d = Dagger(pipes=[(a, b)])
+    d.del_pipe((a, b))
+    assert d.graph.edges() == []
+    with pytest.raises(DaggerError, match="no pipe"):
+        d.del_pipe((a, b))
+
+
+def test_callables_become_pipers_with_xtras() -> None:
+    d = Dagger(xtras={"produce": 2, "repeat": True})
+    p = d.add_piper(inc)
+    assert isinstance(p, Piper) and p.produce == 2
+
+
+def test_inputs_outputs_and_merge_ordered_by_branch_then_insertion() -> None:
+    a = Piper(inc, name="a", branch=2)
+    b = Piper(neg, name="b", branch=1)
+    c = Piper(pair, name="c")
+    d = Dagger(pipes=[(a, c), (b, c)])
+    assert d.get_inputs() == [b, a]
+    assert d.upstream(c) == [b, a]
+    d.connect([range(3), range(10, 13)])   # b gets range(3), a gets range(10, 13)
+    assert list(c) == [(0, 11), (-1, 12), (-2, 13)]
+
+
+def test_merge_order_without_branch_is_insertion_order() -> None:
+    a, b, c = Piper(inc, name="a"), Piper(neg, name="b"), Piper(pair, name="c")
+    d = Dagger([b, a, c], pipes=[(a, c), (b, c)])
+    d.connect([range(3), range(3)])
+    assert list(c) == [(0, 1), (-1, 2), (-2, 3)]
+
+
+def test_branching_gives_every_item_to_each_branch() -> None:
+    src, left, right = Piper(inc), Piper(dbl), Piper(neg)
+    d = Dagger(pipes=[(src, left), (src, right)])
+    d.connect([range(5)])
+    assert list(left) == [2, 4, 6, 8, 10]
+    assert list(right) == [-1, -2, -3, -4, -5]
+
+
+def test_branch_lag_is_bounded() -> None:
+    src, left, right = Piper(inc), Piper(dbl), Piper(neg)
+    src.branch_lag = 3
+    d = Dagger(pipes=[(src, left), (src, right)])
+    d.connect([range(10)])
+    it = iter(left)
+    assert [next(it) for _ in range(3)] == [2, 4, 6]
+    with pytest.raises(PiperError, match="maxlag=3"):
+        next(it)
+
+
+def test_connect_start_stop_on_imaps() -> None:
+    m1 = imap.IMap(worker_type="thread", worker_num=2)
+    m2 = imap.IMap(worker_type="thread", worker_num=1, stride=3)
+    a, b, c = Piper(inc, parallel=m1), Piper(dbl, parallel=m2), Piper(add, parallel=m2)
+    d = Dagger(pipes=[(a, b, c), (a, c)])
+    try:
+        d.connect([range(10)])
+        assert d.imaps == [m1, m2]
+        d.start()
+        assert list(c) == [3 * (x + 1) for x in range(10)]
+    finally:
+        d.stop()
+    d.disconnect()
+    assert not a.connected
+
+
+def test_connecting_a_connected_piper_is_an_error() -> None:
+    a, b = Piper(inc), Piper(dbl)
+    d = Dagger(pipes=[(a, b)])
+    d.connect([range(3)])
+    with pytest.raises(DaggerError, match="already connected"):
+        d.connect([range(3)])
+    with pytest.raises(DaggerError, match="connected"):
+        d.add_pipe((b, Piper(neg)))
+
+
+def test_wrong_number_of_inputs_is_an_error() -> None:
+    d = Dagger(pipes=[(Piper(inc), Piper(dbl))])
+    with pytest.raises(DaggerError, match="1 input pipers"):
+        d.connect([range(3), range(3)])
+
+
+def test_mismatched_rates_on_one_imap_are_an_error() -> None:
+    m = imap.IMap(worker_type="thread", worker_num=1)
+    d = Dagger(pipes=[(Piper(inc, parallel=m), Piper(dbl, parallel=m, consume=2))])
+    with pytest.raises(DaggerError, match="share the IMap"):
+        d.connect([range(3)])
+    assert m.tasks == 0
+
+
+def test_postorder_puts_outputs_first() -> None:
+    a, b, c = Piper(inc), Piper(dbl), Piper(neg)
+    d = Dagger(pipes=[(a, b, c)])
+    assert d.postorder() == [c, b, a]
+
+
+def test_imaps_feeding_each_other_in_a_cycle_are_an_error() -> None:
+    m1 = imap.IMap(worker_type="thread", worker_num=1)
+    m2 = imap.IMap(worker_type="thread", worker_num=1)
+    d = Dagger(pipes=[(Piper(inc, parallel=m1), Piper(dbl, parallel=m2), Piper(neg),
+                       Piper(inc, parallel=m1))])
+    with pytest.raises(DaggerError, match="cycle"):
+        d.connect([range(3)])

@@ -1,0 +1,196 @@
+"""papy.Plumber: start/run/wait/pause/stop, stats, save/load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from papy_funcs import add, dbl, fail_on_3, inc, neg
+
+import imap
+from papy import Piper, Plumber, PlumberError, Worker
+from papy.util.func import ipasser
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def branched(m) -> Plumber:
+    a = Piper(inc, parallel=m, name="a")
+    b = Piper(dbl, parallel=m, name="b")
+    c = Piper(neg, parallel=m, name="c")
+    d = Piper(add, name="d")
+    return Plumber(pipes=[(a, b, d), (a, c, d)], keep=True)
+
+
+def expected(data) -> list:
+    return [(x + 1) * 2 - (x + 1) for x in data]
+
+
+def test_start_run_wait_stop() -> None:
+    m = imap.IMap(worker_type="thread", worker_num=2)
+    p = branched(m)
+    p.start([range(50)])
+    p.run()
+    assert p.wait(30) is True and p.finished
+    p.stop()
+    assert p.results == {"d": expected(range(50))}
+
+
+def test_run_before_start_is_an_error() -> None:
+    with pytest.raises(PlumberError, match="start"):
+        Plumber(pipes=[(Piper(inc), Piper(dbl))]).run()
+
+
+def test_start_twice_is_an_error() -> None:
+    p = Plumber(pipes=[(Piper(inc), Piper(dbl))])
+    p.start([range(3)])
+    with pytest.raises(PlumberError, match="started already"):
+        p.start([range(3)])
+    p.stop()
+
+
+def test_pause_and_resume_lose_and_duplicate_nothing() -> None:
+    gate = threading.Semaphore(0)
+
+    def gated():
+        for i in range(40):
+            gate.acquire()
+            yield i
+
+    m = imap.IMap(worker_type="thread", worker_num=2, stride=2)
+    p = branched(m)
+    p.start([gated()])
+    p.run()
+    for _ in range(10):
+        gate.release()
+    p.pause()
+    for _ in range(30):
+        gate.release()
+    p.run()
+    assert p.wait(30)
+    p.stop()
+    assert p.results["d"] == expected(range(40))
+
+
+def test_wait_timeout_returns_false_and_stop_ends_unfinished_pipeline() -> None:
+    release = threading.Event()
+
+    def endless():
+        yield from range(5)
+        release.wait(30)   # the input stalls until the test ends
+        yield from range(5, 10)
+
+    m = imap.IMap(worker_type="thread", worker_num=2)
+    p = Plumber(pipes=[(Piper(inc, parallel=m), Piper(dbl, parallel=m))], keep=True)
+    p.start([endless()])
+    p.run()
+    assert p.wait(0.2) is False
+    release.set()
+    p.stop()
+    out = list(p.results.values())[0]
+    assert out == [2 * (x + 1) for x in range(len(out))]
+
+
+def test_stats_count_items_and_errors() -> None:
+    a = Piper(fail_on_3, name="a")
+    b = Piper(inc, name="b")
+    p = Plumber(pipes=[(a, b)])
+    p.start([range(6)])
+    p.run()
+    p.wait(30)
+    p.stop()
+    stats = p.stats
+    assert stats["start_time"] <= time.time() and stats["run_time"] >= 0
+    assert stats["pipers"]["a"] == {"in": 6, "out": 6, "errors": 1}
+    assert stats["pipers"]["b"] == {"in": 6, "out": 6, "errors": 1}
+
+
+def test_debug_error_surfaces_in_wait() -> None:
+    p = Plumber(pipes=[(Piper(fail_on_3, debug=True), Piper(inc))])
+    p.start([range(6)])
+    p.run()
+    with pytest.raises(PlumberError, match="three is bad"):
+        p.wait(30)
+    p.stop()
+
+
+def test_save_load_round_trip_of_branched_pipeline(tmp_path: Path) -> None:
+    m = imap.IMap(worker_type="thread", worker_num=2, stride=3)
+    p = branched(m)
+    p.add_pipe((p.resolve("d"), Piper(Worker(ipasser, [(0,)]), name="e")))
+    path = tmp_path / "pipeline.py"
+    p.save(str(path))
+    text = path.read_text()
+    assert "papy_funcs.inc" in text and "papy.util.func.ipasser" in text
+    q = Plumber(keep=True).load(str(path))
+    assert [x.name for x in q.pipers] == [x.name for x in p.pipers]
+    for plumber in (p, q):
+        plumber.start([range(20)])
+        plumber.run()
+        plumber.wait(30)
+        plumber.stop()
+    assert p.results == q.results == {"e": expected(range(20))}
+
+
+def test_save_rejects_lambdas(tmp_path: Path) -> None:
+    p = Plumber(pipes=[(Piper(lambda inbox: inbox[0]), Piper(inc))])
+    with pytest.raises(PlumberError, match="lambda"):
+        p.save(str(tmp_path / "x.py"))
+
+
+SCRIPT = '''
+from papy import Piper, Plumber
+import imap
+
+def triple(inbox):
+    return inbox[0] * 3
+
+if __name__ == "__main__":
+    m = imap.IMap(worker_type="thread", worker_num=2)
+    p = Plumber(pipes=[(Piper(triple, parallel=m, name="t"), Piper(triple, name="u"))])
+    p.save(PATH)
+'''
+
+
+def test_save_functions_of_main_by_source(tmp_path: Path) -> None:
+    path = tmp_path / "saved.py"
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.replace("PATH", repr(str(path))))
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60,
+                   env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert "def triple(inbox):" in path.read_text()
+    q = Plumber(keep=True).load(str(path))
+    q.start([range(4)])
+    q.run()
+    q.wait(30)
+    q.stop()
+    assert q.results == {"u": [0, 9, 18, 27]}
+
+
+def test_process_imap_pipeline() -> None:
+    m = imap.IMap(worker_type="process", worker_num=2)
+    p = branched(m)
+    p.start([range(30)])
+    p.run()
+    p.wait(60)
+    p.stop()
+    assert p.results["d"] == expected(range(30))
+
+
+def test_forgotten_stop_still_exits() -> None:
+    code = (
+        "import imap\nfrom papy import Piper, Plumber\n"
+        "def inc(inbox):\n    return inbox[0] + 1\n"
+        "if __name__ == '__main__':\n"
+        "    m = imap.IMap(worker_type='process', worker_num=2)\n"
+        "    p = Plumber(pipes=[(Piper(inc, parallel=m), Piper(inc, parallel=m))])\n"
+        "    p.start([range(10**6)])\n    p.run()\n    print('bye')\n")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True,
+                          text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert "bye" in proc.stdout

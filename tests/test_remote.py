@@ -1,0 +1,265 @@
+"""Remote RPyC workers against real servers started as subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import cloudpickle
+import pytest
+import remote_helpers as h
+from remote_helpers import collect, server
+from support import wait_until
+
+from imap import IMap, WorkerLostError, WorkerTraceback, imap
+from imap.server import local
+
+# The servers have nothing of this source tree: the test functions travel by value.
+cloudpickle.register_pickle_by_value(h)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module", params=["imap", "classic", "classic-forking"])
+def address(request):
+    with server(request.param) as (addr, _):
+        yield addr
+
+
+def test_stock_servers_cannot_import_imap():
+    import rpyc
+
+    with server("classic") as (addr, _):
+        host, port = addr.split(":")
+        conn = rpyc.classic.connect(host, int(port))
+        try:
+            with pytest.raises(ImportError):
+                conn.execute("import imap")
+        finally:
+            conn.close()
+
+
+def test_chained_tasks_equal_serial(address):
+    m = IMap(worker_num=0, worker_remote=[(address, 2)], stride=8)
+    first = m.add_task(h.inc, range(100))
+    second = m.add_task(h.double, first)
+    m.start()
+    assert list(second) == [2 * (x + 1) for x in range(100)]
+    m.stop()
+
+
+def test_mixed_with_local_threads_equal_serial(address):
+    results = imap(h.inc, range(300), worker_num=2, worker_type="thread",
+                   worker_remote=[(address, 2)], stride=16)
+    assert list(results) == [x + 1 for x in range(300)]
+
+
+def test_mixed_with_local_processes_uses_both(address):
+    results = list(imap(h.where, range(200), worker_num=1, worker_type="process",
+                        worker_remote=[(address, 1)], stride=4, chunksize=1))
+    assert set(results) <= {"local", "remote"}
+    assert "remote" in results
+
+
+def test_remote_exception_has_remote_traceback(address):
+    with IMap(worker_num=0, worker_remote=[(address, 1)]) as m:
+        task = m.add_task(h.fail_on_three, range(6))
+        m.start()
+        results = collect(task)
+    assert results[:3] == [0, 1, 2] and results[4:] == [4, 5]
+    error = results[3]
+    assert isinstance(error, ValueError) and str(error) == "item 3 is bad"
+    assert isinstance(error.__cause__, WorkerTraceback)
+    assert "fail_on_three" in str(error.__cause__)
+
+
+def test_imports_decorator_runs_remotely_without_imap_there(address):
+    # The stock servers cannot import imap: the @imports wrapper travels by value.
+    results = imap(h.make_json_dumps(), range(3), worker_num=0, worker_remote=[(address, 1)])
+    assert list(results) == ['{"x": 0}', '{"x": 1}', '{"x": 2}']
+
+
+def test_initializer_runs_remotely(address):
+    with IMap(worker_num=0, worker_remote=[(address, 2)],
+              initializer=h.touch, initargs=(0, "/nonexistent-dir")) as m:
+        task = m.add_task(h.where, range(4))
+        m.start()
+        results = collect(task)
+    assert len(results) == 4
+    assert all(isinstance(r, FileNotFoundError) for r in results)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_host_is_connection_error_naming_it():
+    port = _free_port()
+    m = IMap(worker_num=0, worker_remote=[(f"127.0.0.1:{port}", 1)])
+    m.add_task(h.inc, range(3))
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        m.start()
+
+
+@pytest.mark.parametrize("kind", ["imap", "classic"])
+@pytest.mark.parametrize("retries", [0, 1])
+def test_killed_server_fails_only_its_tasklets(kind, retries, worker_type, tmp_path):
+    with server(kind) as (addr, proc):
+        m = IMap(worker_num=2, worker_type=worker_type, worker_remote=[(addr, 2)],
+                 stride=8, chunksize=1)
+        results = m.add_task(h.hold_on_remote, range(40), args=(str(tmp_path),),
+                             retries=retries)
+        m.start()
+        wait_until(lambda: any(tmp_path.glob("held-*")), 30, "a remote worker to hold an item")
+        h.kill(proc)
+        out = collect(iter(results))
+        status = m.status()
+        m.stop()
+    held = {int(p.name.split("-")[1]) for p in tmp_path.glob("held-*")}
+    assert len(out) == 40
+    lost = {i for i, r in enumerate(out) if isinstance(r, WorkerLostError)}
+    assert all(out[i] == 2 * i for i in range(40) if i not in lost)
+    assert status.workers_lost == 2
+    if retries:
+        assert not lost
+    else:  # only what the 2 connections held: at most 2 batches of 1 each
+        assert held <= lost and len(lost) <= 4
+
+
+# --- security -------------------------------------------------------------------------
+
+
+def _refused(address: str, tmp_path, **options) -> None:
+    """An IMap with these client options is refused, and the function never ran."""
+    m = IMap(worker_num=0, worker_remote=[(address, 1)])
+    m.remote_options = options
+    m.add_task(h.touch, [1], args=(str(tmp_path),))
+    with pytest.raises(ConnectionError, match=address):
+        m.start()
+    assert not (tmp_path / "marker-1").exists()
+
+
+def _raw_rpyc_refused(address: str, marker) -> None:
+    """A stock rpyc client cannot execute anything either."""
+    import rpyc
+
+    host, port = address.split(":")
+    with pytest.raises((EOFError, OSError)):
+        conn = rpyc.classic.connect(host, int(port))
+        try:
+            conn.execute(f"open({str(marker)!r}, 'w').close()")
+        finally:
+            conn.close()
+    assert not marker.exists()
+
+
+def _accepted(address: str, tmp_path, **options) -> None:
+    m = IMap(worker_num=0, worker_remote=[(address, 2)])
+    m.remote_options = options
+    results = m.add_task(h.inc, range(4))
+    m.start()
+    assert list(results) == [1, 2, 3, 4]
+    m.stop()
+
+
+@pytest.fixture(scope="module")
+def secret_server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("secret") / "secret"
+    path.write_text("correct horse battery staple\n")
+    # A client that sends no answer to the challenge is dropped after 2 s.
+    with server("imap", ("--secret-file", str(path), "--auth-timeout", "2")) as (addr, _):
+        yield addr
+
+
+def test_secret_right_is_accepted(secret_server, tmp_path):
+    _accepted(secret_server, tmp_path, secret="correct horse battery staple")
+
+
+def test_secret_wrong_is_refused(secret_server, tmp_path):
+    _refused(secret_server, tmp_path, secret="wrong")
+
+
+def test_secret_missing_is_refused(secret_server, tmp_path):
+    _refused(secret_server, tmp_path)
+    _raw_rpyc_refused(secret_server, tmp_path / "raw-marker")
+
+
+def test_secret_from_environment(tmp_path):
+    with server("imap", ("--secret-env", "IMAP_TEST_SECRET"),
+                env={"IMAP_TEST_SECRET": "s3cret"}) as (addr, _):
+        _accepted(addr, tmp_path, secret="s3cret")
+        _refused(addr, tmp_path, secret="other")
+
+
+# --- engine behaviour with remote workers ------------------------------------------------
+
+
+def test_timeout_then_same_result_later(address, tmp_path):
+    release = tmp_path / "release"
+    with IMap(worker_num=0, worker_remote=[(address, 1)]) as m:
+        task = m.add_task(h.wait_for_file, range(3), args=(str(release),))
+        m.start()
+        assert m.status().workers == 1
+        with pytest.raises(TimeoutError):
+            task.next(timeout=0.2)
+        release.write_text("go")
+        assert list(task) == [0, 1, 2]
+
+
+def test_unordered_returns_every_result(address):
+    with IMap(worker_num=0, worker_remote=[(address, 2)], ordered=False, stride=6) as m:
+        task = m.add_task(h.double, range(50))
+        m.start()
+        assert sorted(task) == [2 * x for x in range(50)]
+
+
+def test_forced_stop_does_not_wait_for_a_running_batch(tmp_path):
+    with server("imap") as (addr, _):
+        m = IMap(worker_num=0, worker_remote=[(addr, 1)])
+        m.add_task(h.hold_on_remote, range(4), args=(str(tmp_path),))
+        m.start()
+        wait_until(lambda: any(tmp_path.glob("held-*")), 30, "the remote batch to start")
+        started = time.monotonic()
+        m.stop(forced=True)
+        assert time.monotonic() - started < 5
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+def _run_server(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, PYTHONPATH=str(h.ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "imap.server", *args], env=full_env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_server_refuses_open_bind_without_protection():
+    proc = _run_server("--host", "0.0.0.0", "--port", "0")
+    assert proc.returncode == 2
+    assert "--insecure" in proc.stderr and "0.0.0.0" in proc.stderr
+
+
+def test_server_rejects_unset_secret_variable():
+    proc = _run_server("--secret-env", "IMAP_TEST_UNSET_VARIABLE")
+    assert proc.returncode == 2
+    assert "IMAP_TEST_UNSET_VARIABLE" in proc.stderr
+
+
+def test_server_exits_cleanly_on_sigterm():
+    with server("imap") as (addr, proc):
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_local_server_serves_then_stops():
+    with local(2) as remote:
+        (address, n), = remote
+        assert n == 2 and address.startswith("127.0.0.1:")
+        assert list(imap(h.inc, range(5), worker_num=0, worker_remote=remote)) == [1, 2, 3, 4, 5]
+    with pytest.raises(ConnectionError, match=address):
+        list(imap(h.inc, range(5), worker_num=0, worker_remote=remote))

@@ -1,0 +1,137 @@
+"""imap-server over TLS, with client certificates required, against real subprocesses.
+
+Certificates are made in the test with the ``openssl`` command line tool.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import cloudpickle
+import pytest
+import remote_helpers as h
+from remote_helpers import server
+
+from imap import IMap
+
+cloudpickle.register_pickle_by_value(h)
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(shutil.which("openssl") is None,
+                       reason="the openssl command line tool is needed to make certificates"),
+]
+
+
+def _openssl(*args: str, cwd) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _signed(name: str, cn: str, ext: str, cwd) -> None:
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=cwd)
+    (cwd / f"{name}.ext").write_text(ext + "\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+             "-extfile", f"{name}.ext", cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+             "-out", "ca.pem", "-days", "2", "-subj", "/CN=imap test CA", cwd=d)
+    _signed("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1", d)
+    _signed("client", "imap client", "extendedKeyUsage=clientAuth", d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tls_server(certs):
+    args = ("--certfile", str(certs / "server.pem"), "--keyfile", str(certs / "server.key"),
+            "--ca-certs", str(certs / "ca.pem"))
+    with server("imap", args) as (addr, _):
+        yield addr
+
+
+def _client(certs, with_cert: bool = True) -> dict:
+    options = {"ssl_ca_certs": str(certs / "ca.pem")}
+    if with_cert:
+        options.update(ssl_certfile=str(certs / "client.pem"),
+                       ssl_keyfile=str(certs / "client.key"))
+    return options
+
+
+def _start(address: str, options: dict, tmp_path) -> IMap:
+    m = IMap(worker_num=0, worker_remote=[(address, 2)])
+    m.remote_options = options
+    m.add_task(h.touch, range(3), args=(str(tmp_path),))
+    m.start()
+    return m
+
+
+def test_tls_with_client_certificate_runs(tls_server, certs, tmp_path):
+    m = _start(tls_server, _client(certs), tmp_path)
+    assert list(m) == [0, 1, 2]
+    m.stop()
+    assert len(list(tmp_path.glob("marker-*"))) == 3
+
+
+def test_tls_without_client_certificate_is_refused(tls_server, certs, tmp_path):
+    with pytest.raises(ConnectionError, match=tls_server):
+        _start(tls_server, _client(certs, with_cert=False), tmp_path)
+    assert not list(tmp_path.glob("marker-*"))
+
+
+def test_plain_client_against_tls_server_is_refused(tls_server, tmp_path):
+    with pytest.raises(ConnectionError, match=tls_server):
+        _start(tls_server, {}, tmp_path)
+    assert not list(tmp_path.glob("marker-*"))
+
+
+def test_stock_rpyc_client_against_tls_server_executes_nothing(tls_server, tmp_path):
+    import rpyc
+
+    marker = tmp_path / "raw-marker"
+    host, port = tls_server.split(":")
+    with pytest.raises((EOFError, OSError)):
+        conn = rpyc.classic.connect(host, int(port))
+        try:
+            conn.execute(f"open({str(marker)!r}, 'w').close()")
+        finally:
+            conn.close()
+    assert not marker.exists()
+
+
+def test_tls_client_verifies_the_server(certs, tmp_path):
+    """A client trusting another CA refuses the server."""
+    other = tmp_path / "other"
+    other.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+             "-out", "ca.pem", "-days", "2", "-subj", "/CN=other CA", cwd=other)
+    args = ("--certfile", str(certs / "server.pem"), "--keyfile", str(certs / "server.key"))
+    with server("imap", args) as (addr, _):
+        with pytest.raises(ConnectionError, match=addr):
+            _start(addr, {"ssl_ca_certs": str(other / "ca.pem")}, tmp_path)
+        m = _start(addr, {"ssl_ca_certs": str(certs / "ca.pem")}, tmp_path)
+        assert list(m) == [0, 1, 2]
+        m.stop()
+
+
+def test_tls_and_secret_together(certs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("tls-and-secret")
+    args = ("--certfile", str(certs / "server.pem"), "--keyfile", str(certs / "server.key"),
+            "--secret-file", str(secret), "--auth-timeout", "2")
+    with server("imap", args) as (addr, _):
+        m = _start(addr, {"ssl": True, "secret": "tls-and-secret"}, tmp_path)
+        assert list(m) == [0, 1, 2]
+        m.stop()
+        for marker in tmp_path.glob("marker-*"):
+            marker.unlink()
+        with pytest.raises(ConnectionError, match=addr):
+            _start(addr, {"ssl": True, "secret": "wrong"}, tmp_path)
+        with pytest.raises(ConnectionError, match=addr):
+            _start(addr, {"ssl": True}, tmp_path)
+        assert not list(tmp_path.glob("marker-*"))
