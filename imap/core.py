@@ -346,7 +346,7 @@ class IMap:
     def _make_backend(self) -> Backend:
         engine = self._engine
         if self.worker_remote:
-            from .backends.remote import make_backend  # imported only when used
+            from .backends.mixed import make_backend  # imported only when used
             return make_backend(self, engine.deliver, engine.lost)
         if self.worker_type == "thread":
             return ThreadBackend(self.worker_num, engine.deliver, engine.lost,
