@@ -14,6 +14,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +102,17 @@ def rpyc_classic_command() -> list[str]:
     return [sys.executable, "-m", "rpyc.cli.rpyc_classic"]
 
 
+def _stock_shadow() -> Path:
+    """A directory whose ``imap`` and ``papy`` modules refuse to import:
+    first on a stock server's path, it hides an installed copy of the project."""
+    directory = Path(tempfile.gettempdir()) / f"imap-stock-shadow-{os.getpid()}"
+    directory.mkdir(exist_ok=True)
+    for name in ("imap", "papy"):
+        (directory / f"{name}.py").write_text(
+            f"raise ImportError('{name} is not installed on this (stock) server')\n")
+    return directory
+
+
 @contextmanager
 def server(kind: str = "imap", args: tuple = (), env: dict | None = None):
     """Start a server on 127.0.0.1 in its own session; yield ``(address, Popen)``.
@@ -116,7 +128,9 @@ def server(kind: str = "imap", args: tuple = (), env: dict | None = None):
         cmd = [sys.executable, "-m", "imap.server", "--port", "0", *args]
         pattern, from_stdout = re.compile(r"imap-server listening on [^:]+:(\d+)"), True
     else:
-        full_env.pop("PYTHONPATH", None)  # a stock server: nothing of this tree
+        # A stock server: nothing of this tree, even where the project is
+        # installed in the interpreter (as in the test venv).
+        full_env["PYTHONPATH"] = str(_stock_shadow())
         mode = ["--mode", "forking"] if kind == "classic-forking" else []
         cmd = [*rpyc_classic_command(), "--host", "127.0.0.1", "--port", "0", *mode, *args]
         pattern, from_stdout = re.compile(r"server started on \[[^\]]+\]:(\d+)"), False
