@@ -91,14 +91,16 @@ def _ctx(start_method):
 
 
 def run_imap(stages, source, fold, consume=None, workers=2, stride=None,
-             buffer=None, chunksize=None, start_method=None, on_started=None):
+             buffer=None, chunksize=None, start_method=None, on_started=None,
+             remote=None):
     """One IMap of ``workers`` processes; the stages as chained tasks.
 
     A warm-up task (the first stage over one token per worker, at most one
     stride of them) is added before the chain and consumed before the gate
     opens.  ``buffer`` defaults
     to what IMap would choose for the chain alone (stride x number of chained
-    tasks), so the warm-up task does not enlarge it.
+    tasks), so the warm-up task does not enlarge it.  ``remote``: a
+    ``worker_remote`` list; then the IMap has only those workers.
     """
     from imap import IMap
 
@@ -106,6 +108,8 @@ def run_imap(stages, source, fold, consume=None, workers=2, stride=None,
     if buffer is None:
         buffer = eff_stride * len(stages)
     opts = dict(worker_type="process", worker_num=workers, buffer=buffer)
+    if remote is not None:
+        opts = dict(worker_num=0, worker_remote=remote, buffer=buffer)
     if stride is not None:
         opts["stride"] = stride
     if chunksize is not None:

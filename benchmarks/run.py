@@ -45,7 +45,7 @@ import rss  # noqa: E402
 import workloads as wl  # noqa: E402
 
 WORKERS = 2
-SECTIONS = ("tiny", "cpu", "chain", "memory")
+SECTIONS = ("tiny", "cpu", "chain", "memory", "remote")
 MEASUREMENT_TIMEOUT = 900   # seconds; a hung measurement dumps stacks and exits
 
 FULL = dict(tiny_items=100_000, cpu_items=1000, chain_items=200,
@@ -644,6 +644,64 @@ def versions():
     return ", ".join(out)
 
 
+def section_remote(cfg, summary):
+    """2 remote workers on one local imap-server against 2 local processes."""
+    import cloudpickle
+
+    from imap.server import local
+
+    # The server has no copy of this folder: send the workloads by value.
+    cloudpickle.register_pickle_by_value(wl)
+    n_tiny, n_cpu = cfg["tiny_items"], cfg["cpu_items"]
+    tiny_sum = n_tiny * (n_tiny - 1) // 2 + n_tiny
+    tiny = ([wl.inc], functools.partial(range, n_tiny), (n_tiny, tiny_sum))
+    burn = functools.partial(wl.burn, n=cfg["n_cpu"])
+    cpu = ([burn], functools.partial(range, n_cpu), (n_cpu, n_cpu * (n_cpu - 1) // 2 + n_cpu))
+    rep, fast = cfg["repeats"], max(cfg["repeats"], cfg["repeats_fast"])
+    log(f"[remote] {WORKERS} remote workers on a local imap-server")
+    with local(WORKERS) as remote:
+        serial = measure("serial, in-process", ad.run_serial, cpu[0], cpu[1], _add, cpu[2], rep)
+        rows = [
+            measure("tiny: remote, stride=1024", ad.run_imap, *tiny[:2], _add, tiny[2], fast,
+                    stride=1024, remote=remote),
+            measure("tiny: processes, stride=1024", ad.run_imap, *tiny[:2], _add, tiny[2],
+                    fast, stride=1024, start_method=cfg["start_method"]),
+            serial,
+            measure("cpu: remote (defaults)", ad.run_imap, *cpu[:2], _add, cpu[2], rep,
+                    remote=remote),
+            measure("cpu: processes (defaults)", ad.run_imap, *cpu[:2], _add, cpu[2], rep,
+                    start_method=cfg["start_method"]),
+        ]
+        run_interleaved(rows)
+    st = serial.med("total") if serial.ok else None
+    out, errors = [], []
+    for r in rows:
+        if not r.ok:
+            errors.append((r.label, r.error))
+            out.append([r.label, "-", "-", "-", "-"])
+            continue
+        n = n_tiny if r.label.startswith("tiny") else n_cpu
+        speed = ratio(st / r.med("total")) if st and r.label.startswith("cpu") else "-"
+        out.append([r.label, f3(r.med("startup")), f3(r.med("total")),
+                    rate((r.items or n) / r.med("total")), speed])
+    print_section(
+        f"5. Remote: {WORKERS} remote workers (one local imap-server) vs {WORKERS} processes",
+        ["system", "startup s", "run s", "items/s", "speed-up"], out, errors,
+        ["tiny: x + 1 over the tiny section's ints; cpu: the CPU section's work; "
+         "speed-up = serial time / run time."])
+
+    def get(label):
+        return next((r for r in rows if r.label == label and r.ok), None)
+
+    tiny_r, cpu_r = get("tiny: remote, stride=1024"), get("cpu: remote (defaults)")
+    v = n_tiny / tiny_r.med("total") if tiny_r else None
+    summary.append(("remote", "remote tiny tasks items/s (stride=1024)", ">= 100000",
+                    rate(v) if v else "n/a", None if v is None else v >= 100_000))
+    v = st / cpu_r.med("total") if cpu_r and st else None
+    summary.append(("remote", "remote CPU-bound speed-up over serial", ">= 1.80",
+                    ratio(v) if v else "n/a", None if v is None else v >= 1.8))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
@@ -723,7 +781,7 @@ def main(argv=None):
 
     summary = []
     runners = dict(tiny=section_tiny, cpu=section_cpu, chain=section_chain,
-                   memory=section_memory)
+                   memory=section_memory, remote=section_remote)
     for name in SECTIONS:
         if name in only:
             meter = ForeignCpu()
@@ -735,7 +793,7 @@ def main(argv=None):
                                         else ""))
 
     print()
-    title = "Summary: targets of issue 2 (imap, 2 process workers)"
+    title = "Summary: targets (imap, 2 workers)"
     print(title)
     print("=" * len(title))
     rows = []
