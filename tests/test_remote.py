@@ -14,7 +14,7 @@ import remote_helpers as h
 from remote_helpers import collect, server
 from support import wait_until
 
-from imap import IMap, WorkerLostError, WorkerTraceback, imap
+from imap import IMap, UnsendableError, WorkerLostError, WorkerTraceback, imap
 from imap.server import local
 
 # The servers have nothing of this source tree: the test functions travel by value.
@@ -74,6 +74,19 @@ def test_remote_exception_has_remote_traceback(address):
     assert isinstance(error, ValueError) and str(error) == "item 3 is bad"
     assert isinstance(error.__cause__, WorkerTraceback)
     assert "fail_on_three" in str(error.__cause__)
+
+
+def test_unpicklable_item_fails_only_its_tasklet_on_remote_workers(address):
+    import threading
+
+    items = [0, 1, threading.Lock(), 3]
+    with IMap(worker_num=0, worker_remote=[(address, 1)], stride=4) as m:
+        task = m.add_task(h.inc, items)
+        m.start()
+        results = collect(task)
+    assert results[:2] == [1, 2] and results[3] == 4
+    assert isinstance(results[2], UnsendableError)
+    assert "item 2" in str(results[2])
 
 
 def test_imports_decorator_runs_remotely_without_imap_there(address):

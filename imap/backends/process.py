@@ -41,8 +41,8 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import UnsendableError
 from . import _worker
+from ._sending import prepare
 from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
@@ -246,56 +246,12 @@ class ProcessBackend(Backend):
     # -- submitting ----------------------------------------------------------
 
     def submit(self, batch: Batch) -> None:
-        task = batch.task
-        payload, error = task.payload()
-        if error is not None:
-            self._fail(batch, UnsendableError(
-                f"the function of task {task.id} ({task.name}) could not be pickled to send "
-                f"it to worker processes: {error!r}"), error)
+        batch = prepare(self.deliver, batch, "to a worker process")
+        if batch is None:
             return
-        if batch.data is None:
-            batch = self._pickle_items(batch)
-            if batch is None:
-                return
         with self._lock:
             self._pending.append(batch)
             self._dispatch()
-
-    def _pickle_items(self, batch: Batch) -> Batch | None:
-        """Pickle the items; fail the ones that do not pickle, keep the rest."""
-        try:
-            batch.data = pickle.dumps(batch.items, _worker.PROTOCOL)
-            return batch
-        except Exception:
-            pass
-        good, bad = [], []
-        for pos, item in enumerate(batch.items):
-            try:
-                pickle.dumps(item, _worker.PROTOCOL)
-                good.append(pos)
-            except Exception:
-                try:
-                    cloudpickle.dumps(item)
-                    good.append(pos)
-                except Exception as exc:
-                    bad.append((pos, exc))
-        for pos, exc in bad:
-            part = batch.subset([pos])
-            kind = type(batch.items[pos]).__name__
-            self._fail(part, UnsendableError(
-                f"item {batch.indices[pos]} of task {batch.task.id} ({kind}) could not be "
-                f"pickled to send it to a worker process: {exc!r}"), exc)
-        if not good:
-            return None
-        kept = batch.subset(good)
-        kept.data = cloudpickle.dumps(kept.items)
-        return kept
-
-    def _fail(self, batch: Batch, exc: BaseException, cause: BaseException) -> None:
-        text = _worker.traceback_text(cause)
-        errors = {p: _worker.with_traceback_cause(exc if p == 0 else type(exc)(*exc.args), text)
-                  for p in range(len(batch))}
-        self.deliver(batch, [None] * len(batch), errors)
 
     def _dispatch(self) -> None:
         """Give queued batches to workers with room (lock held)."""

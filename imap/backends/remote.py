@@ -47,6 +47,7 @@ import cloudpickle
 
 from ..errors import UnsendableError
 from . import _worker
+from ._sending import fail_batch, prepare
 from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
@@ -260,36 +261,15 @@ class RemoteBackend(Backend):
     # -- submitting ----------------------------------------------------------
 
     def submit(self, batch: Batch) -> None:
-        task = batch.task
-        payload, error = task.payload()
-        if error is not None:
-            self._fail(batch, UnsendableError(
-                f"the function of task {task.id} ({task.name}) could not be pickled to send "
-                f"it to remote workers: {error!r}"), error)
+        batch = prepare(self.deliver, batch, "to a remote worker")
+        if batch is None:
             return
-        if batch.data is None:
-            try:
-                batch.data = pickle.dumps(batch.items, _worker.PROTOCOL)
-            except Exception:
-                try:
-                    batch.data = cloudpickle.dumps(batch.items)
-                except Exception as exc:
-                    self._fail(batch, UnsendableError(
-                        f"the items of task {task.id} could not be pickled to send them "
-                        f"to a remote worker: {exc!r}"), exc)
-                    return
         with self._lock:
             if any(link.alive for link in self._links) or self._stopping:
                 self._pending.append(batch)
                 self._dispatch()
                 return
         self.lost(batch, "no remote worker is left")
-
-    def _fail(self, batch: Batch, exc: BaseException, cause: BaseException) -> None:
-        text = _worker.traceback_text(cause)
-        errors = {p: _worker.with_traceback_cause(exc if p == 0 else type(exc)(*exc.args), text)
-                  for p in range(len(batch))}
-        self.deliver(batch, [None] * len(batch), errors)
 
     def _dispatch(self) -> None:
         """Give queued batches to connections with room (lock held)."""
@@ -337,7 +317,7 @@ class RemoteBackend(Backend):
                     raise
                 except Exception as exc:  # the agent itself failed: fail this batch only
                     self._finished(link, batch)
-                    self._fail(batch, UnsendableError(
+                    fail_batch(self.deliver, batch, UnsendableError(
                         f"the remote worker {link.name} failed to run a batch: {exc}"), exc)
                     continue
                 self._finished(link, batch)
