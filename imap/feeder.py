@@ -7,7 +7,12 @@ an item; for a task chained to an earlier task of the same IMap it takes that
 task's next result, whose slot passes to the new tasklet. Drawn items of one
 task collect into a batch of at most ``chunksize`` contiguous tasklets, sent
 when full, at the end of the stride, and always before the Feeder waits for
-anything, so nothing sits unsent while the Feeder blocks. An error drawn
+anything, so nothing sits unsent while the Feeder blocks. The Feeder may
+also block *inside* an input iterator's ``next()`` (a generator waiting for
+something); for inputs that are not plain containers, a watchdog thread
+sends the items drawn so far when such a call takes longer than
+``FLUSH_AFTER``, because the input may be waiting for exactly those results.
+An error drawn
 from the input (an exception raised by the input iterator, or an error
 result of the upstream task) becomes that position's result without calling
 the function.
@@ -27,6 +32,13 @@ from .results import Failure
 
 log = logging.getLogger("imap")
 
+FLUSH_AFTER = 0.005  # seconds inside a generic input's next() before drawn items are sent
+
+# Iterators over builtin containers never block: they are drawn in bulk.
+_PLAIN_SOURCES = frozenset(type(iter(x)) for x in (
+    [], (), range(0), "", b"", bytearray(), {}, {}.values(), {}.items(), set(), frozenset(),
+))
+
 
 class Feeder(threading.Thread):
     """Draws tasklets of ``engine.tasks`` and submits them to the backend."""
@@ -36,10 +48,38 @@ class Feeder(threading.Thread):
         self.engine = engine
         self.stride = stride
         self.chunksize = chunksize
+        # Drawn items are only touched under this lock: the watchdog may send
+        # them while the Feeder waits inside a generic input's next().
+        self._items_lock = threading.RLock()
+        self._armed: Any = None   # (task, items) while in such a next() with items held
+        self._draws = 0           # calls of such a next() so far
+        self._done = threading.Event()
+
+    def _watch(self) -> None:
+        """The watchdog: send drawn items held back by a slow ``next()``.
+
+        It looks every ``FLUSH_AFTER`` seconds; the Feeder still inside the
+        same call it was in at the last look has been there that long.
+        """
+        seen = None
+        while not self._done.wait(FLUSH_AFTER):
+            armed, draws = self._armed, self._draws
+            if armed is None or draws != seen:
+                seen = draws
+                continue
+            with self._items_lock:
+                if self._armed is armed and self._draws == draws:
+                    self._flush(armed[0], armed[1])
 
     def run(self) -> None:
         engine = self.engine
         failure = None
+        watchdog = None
+        if any(t.source is not None and type(t.source) not in _PLAIN_SOURCES
+               for t in engine.tasks):
+            watchdog = threading.Thread(target=self._watch, name="imap-feeder-watch",
+                                        daemon=True)
+            watchdog.start()
         try:
             active = list(engine.tasks)
             while active and not engine.forced:
@@ -52,17 +92,23 @@ class Feeder(threading.Thread):
             log.exception("the IMap feeder failed")
             failure = exc
         finally:
+            self._done.set()
+            if watchdog is not None:
+                watchdog.join()
             engine.finish_feeding(failure)
 
     def _flush(self, task: Task, items: list) -> None:
-        if items:
-            start = self.engine.register(task, len(items))
-            self.engine.backend.submit(Batch(task, range(start, start + len(items)), list(items)))
-            items.clear()
+        with self._items_lock:
+            if items:
+                start = self.engine.register(task, len(items))
+                batch = Batch(task, range(start, start + len(items)), list(items))
+                items.clear()
+                self.engine.backend.submit(batch)
 
     def _fail_item(self, task: Task, items: list, outcome: Failure) -> None:
-        self._flush(task, items)
-        self.engine.file_failed(task, outcome)
+        with self._items_lock:
+            self._flush(task, items)
+            self.engine.file_failed(task, outcome)
 
     def _stride(self, task: Task) -> bool:
         """Draw one stride of ``task``; True when its input is exhausted."""
@@ -111,6 +157,8 @@ class Feeder(threading.Thread):
         Returns ``(drawn, ended)``; each drawn item holds one taken slot.
         """
         source: Any = task.source
+        if type(source) not in _PLAIN_SOURCES:
+            return self._draw_watched(task, items, n)
         drawn = 0
         while drawn < n:
             before = len(items)
@@ -134,4 +182,34 @@ class Feeder(threading.Thread):
                 drawn += got
                 if got < want:
                     return drawn, True
+        return drawn, False
+
+    def _draw_watched(self, task: Task, items: list, n: int) -> tuple[int, bool]:
+        """Like :meth:`_draw`, one item at a time, for an input whose
+        ``next()`` may block: the watchdog sends ``items`` if it does."""
+        source: Any = task.source
+        drawn = 0
+        lock = self._items_lock
+        armed = (task, items)
+        while drawn < n:
+            self._draws += 1
+            self._armed = armed if items else None
+            try:
+                item = next(source)
+            except StopIteration:
+                self._armed = None
+                return drawn, True
+            except TimeoutError as exc:
+                self._armed = None
+                if getattr(source, "keeps_timeouts", False) and not self.engine.forced:
+                    continue
+                self._fail_item(task, items, Failure(exc))
+            except Exception as exc:
+                self._armed = None
+                self._fail_item(task, items, Failure(exc))
+            else:
+                self._armed = None
+                with lock:
+                    items.append(item)
+            drawn += 1
         return drawn, False

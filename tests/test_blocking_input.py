@@ -1,0 +1,40 @@
+"""An input iterator that blocks until earlier results are taken.
+
+Items already drawn must reach the workers while the Feeder waits inside the
+input's ``next()``; otherwise an input that depends on the IMap's own
+results (as a pipeline that branches across two IMaps can) never advances.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import imap
+
+
+def waits_for_results(taken: threading.Condition, counter: list, n: int):
+    """Yield 0..n-1; item i (for i >= 2) only once result i-2 was taken."""
+    for i in range(n):
+        with taken:
+            if not taken.wait_for(lambda i=i: counter[0] >= i - 1, timeout=10):
+                raise AssertionError(f"result {i - 2} never came: drawn items were held back")
+        yield i
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_items_drawn_before_a_blocking_next_are_sent(worker_type):
+    taken = threading.Condition()
+    counter = [0]
+    with imap.IMap(worker_type=worker_type, worker_num=2, stride=8, chunksize=8) as m:
+        task = m.add_task(abs, waits_for_results(taken, counter, 20))
+        m.start()
+        results = []
+        for value in task:
+            results.append(value)
+            with taken:
+                counter[0] += 1
+                taken.notify_all()
+    assert results == list(range(20))
