@@ -145,6 +145,7 @@ class IMap:
             raise ValueError(
                 f"worker_type must be one of {', '.join(map(repr, WORKER_TYPES))}, "
                 f"got {worker_type!r}")
+        given_num = worker_num
         if worker_num is None:
             worker_num = os.cpu_count() or 1
         check_int("worker_num", worker_num, 0)
@@ -184,6 +185,9 @@ class IMap:
         self.start_method = start_method or (
             default_start_method() if worker_type == "process" else None)
         self._chunksize = chunksize
+        self._given = {"worker_num": given_num, "stride": stride, "buffer": buffer,
+                       "chunksize": chunksize, "stall_grace": stall_grace,
+                       "start_method": start_method}
         self.initializer = initializer
         self.initargs = tuple(initargs)
         self.remote_options = dict(remote_options or {})
@@ -210,6 +214,31 @@ class IMap:
         if self._buffer is not None:
             return self._buffer
         return self.stride * max(1, len(self._engine.tasks))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options this IMap was made with, as keyword arguments.
+
+        ``IMap(**m.options)`` makes an IMap like ``m`` (without its tasks).
+        Options left to their defaults are given as such (``buffer=None``
+        stays ``None``: its default depends on the number of tasks).
+        """
+        return {
+            "worker_type": self.worker_type,
+            "worker_num": self._given["worker_num"],
+            "worker_remote": list(self.worker_remote),
+            "stride": self._given["stride"],
+            "buffer": self._given["buffer"],
+            "ordered": self.ordered,
+            "skip": self.skip,
+            "name": self.name,
+            "start_method": self._given["start_method"],
+            "chunksize": self._given["chunksize"],
+            "initializer": self.initializer,
+            "initargs": self.initargs,
+            "stall_grace": self._given["stall_grace"],
+            "remote_options": dict(self.remote_options),
+        }
 
     @property
     def chunksize(self) -> int:

@@ -260,6 +260,45 @@ class Dagger:
                 "IMap B -> IMap A along a path), which can deadlock their feeders; give "
                 "each run of consecutive pipers its own IMap")
 
+    def _relayed(self) -> set:
+        """Pipers on an IMap whose results something else than that IMap draws.
+
+        The feeder of an IMap draws the inputs of its tasks in a fixed order,
+        and a merge draws its upstream pipers in turn. Drawing the results of
+        an IMap in such an order from elsewhere can deadlock: the other side
+        waits for a result that the IMap can only make once a slot of its
+        buffer is free, and the slot is freed only by a later draw of that
+        same fixed order. Such pipers get a :class:`~papy.streams.Relay`
+        that takes their results as they come (see papy.streams). An output
+        piper needs none: its puller thread draws nothing else.
+        """
+        pullers: dict = {}   # piper -> what draws its outbox: IMap ids, or "out"
+        for piper in self.postorder():
+            pulled: set = set()
+            for child in self.graph.children(piper):
+                pulled |= {id(child.imap)} if child.imap is not None else pullers[child]
+            pullers[piper] = pulled or {"out"}
+        return {p for p, pulled in pullers.items()
+                if p.imap is not None and self.graph.children(p)
+                and pulled - {id(p.imap)}}
+
+    def _lag_floor(self) -> int:
+        """The least branch lag that cannot stop a feeder in the middle of a stride.
+
+        A feeder draws one input for a whole stride turn before it draws the
+        next, so a branch it reads must be allowed to run that many items
+        ahead of its siblings (twice that, for slack): per IMap piper
+        ``stride * spawn * consume``, times the ``consume`` of every inline
+        piper (which draws that many items per inbox).
+        """
+        inline = 1
+        for piper in self.graph:
+            if piper.imap is None:
+                inline *= piper.consume
+        turn = max((p.imap.stride * p.spawn * p.consume for p in self.graph
+                    if p.imap is not None), default=1)
+        return 2 * turn * inline
+
     def connect(self, datas: Sequence[Iterable[Any]] | None = None) -> None:
         """Connect every piper, inputs first (``datas``: see :meth:`connect_inputs`)."""
         if datas is not None:
@@ -276,6 +315,8 @@ class Dagger:
                               f"{len(inputs)} input iterables (connect_inputs)")
         data = dict(zip(inputs, self._inputs, strict=False))
         self._check_imap_order()
+        relayed = self._relayed()
+        lag_floor = self._lag_floor()
         branches: dict = {}
         done: list[Piper] = []
         gate = threading.Event()
@@ -289,9 +330,12 @@ class Dagger:
                     sources = [branches[up].pop(0) for up in self.upstream(piper)]
                 piper.connect(sources)
                 done.append(piper)
+                if piper in relayed:
+                    piper.relay()
                 children = self.downstream(piper)
                 if children:
-                    branches[piper] = piper.branch_out(len(children))
+                    branches[piper] = piper.branch_out(
+                        len(children), max(piper.branch_lag, lag_floor))
                     # each child takes its branch in the child's own order of upstreams
                     branches[piper] = list(branches[piper])
         except PiperError as exc:
@@ -322,12 +366,25 @@ class Dagger:
             for piper in self.graph:
                 if piper._gate is not None:
                     piper._gate.set()
+        for piper in self.graph:
+            if piper._relay is not None:
+                piper._relay.start()
 
     def stop(self, forced: bool = False) -> None:
-        """Stop every IMap used, upstream ones first (gracefully unless ``forced``)."""
+        """Stop every IMap used, upstream ones first (gracefully unless ``forced``).
+
+        Relays stop drawing first (after their current item); they are joined
+        once the IMaps are stopped.
+        """
+        relays = [p._relay for p in self.graph if p._relay is not None]
+        for relay in relays:
+            relay.close()
         for m in self.imaps:
             if m.status().started:
                 m.stop(forced=forced)
+        for relay in relays:
+            if not relay.join(30):
+                log.warning("relay %r is still blocked; left as a daemon thread", relay.name)
 
     def disconnect(self) -> None:
         """Disconnect every piper (stopping the IMaps first if they run)."""

@@ -25,10 +25,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from imap import IMap
+from imap import IMap, StallError
 
 from .errors import PiperError, WorkerError
-from .streams import BRANCH_LAG, Split, Tee, inboxes
+from .streams import BRANCH_LAG, Relay, Split, Tee, inboxes
 from .worker import Worker
 
 log = logging.getLogger("papy")
@@ -112,6 +112,7 @@ class Piper:
         self.outbox: Iterator[Any] | None = None
         self._tasks: list = []
         self._branches: list = []
+        self._relay: Relay | None = None
         # set when every IMap of the pipeline has started (see Dagger.start)
         self._gate: threading.Event | None = None
 
@@ -166,19 +167,36 @@ class Piper:
         self.stats = {"in": 0, "out": 0, "errors": 0}
         self.tracked = []
         self.outbox = self._outputs()
+        self._relay = None
         self._branches = []
         self.connected = True
 
-    def branch_out(self, n: int) -> list[Iterator[Any]]:
+    def relay(self, maxlen: int | None = None) -> Relay:
+        """Put a :class:`~papy.streams.Relay` after the outbox (before any branches).
+
+        The Dagger does this for a piper on an IMap whose results are drawn
+        by the feeder of another IMap; the relay runs from :meth:`start`.
+        """
+        if not self.connected:
+            raise PiperError(f"piper {self.name!r} is not connected")
+        if self._branches or self._relay is not None:
+            raise PiperError(f"piper {self.name!r}: relay() before branch_out(), once")
+        self._relay = Relay(self.outbox, maxlen or self.branch_lag, self.name)
+        self.outbox = self._relay
+        return self._relay
+
+    def branch_out(self, n: int, maxlag: int | None = None) -> list[Iterator[Any]]:
         """Split the outbox into ``n`` branches, each seeing every item.
 
-        With ``n == 1`` the outbox itself is returned.
+        A branch runs at most ``maxlag`` items (default :attr:`branch_lag`)
+        ahead of the others (see :class:`~papy.streams.Tee`). With ``n == 1``
+        the outbox itself is returned.
         """
         if not self.connected:
             raise PiperError(f"piper {self.name!r} is not connected")
         if n == 1:
             return [self.outbox]
-        tee = Tee(self.outbox, n, self.branch_lag, self.name)
+        tee = Tee(self.outbox, n, maxlag or self.branch_lag, self.name)
         self._branches = tee.branches()
         return list(self._branches)
 
@@ -190,11 +208,17 @@ class Piper:
             self.imap.start()
         if self._gate is not None:
             self._gate.set()
+        if self._relay is not None:
+            self._relay.start()
 
     def stop(self, forced: bool = False) -> None:
         """Stop the IMap this piper runs on (with every piper sharing it)."""
+        if self._relay is not None:
+            self._relay.close()
         if self.imap is not None and self.imap.status().started:
             self.imap.stop(forced=forced)
+        if self._relay is not None:
+            self._relay.join()
 
     def disconnect(self) -> None:
         """Forget the inputs and outbox; the piper may be connected again."""
@@ -205,6 +229,9 @@ class Piper:
             ids = [t.task for t in self._tasks]
             if ids and max(ids) == self.imap.tasks - 1:
                 self.imap.pop_task(len(ids))
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         self._tasks = []
         self._branches = []
         self.outbox = None
@@ -220,7 +247,15 @@ class Piper:
         stats = self.stats
         for turn in itertools.count():
             try:
-                value = next(tasks[turn % n])
+                while True:
+                    try:
+                        value = next(tasks[turn % n])
+                        break
+                    except StallError:
+                        # Nothing was taken: another thread of the pipeline (a relay,
+                        # an output puller) is to take the results that fill the
+                        # buffer; ask again.
+                        log.debug("piper %r: its IMap is stalled; waiting on", name)
             except StopIteration:
                 return
             except PiperError:   # raised upstream: debug=True or a branch lag error

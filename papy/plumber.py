@@ -1,16 +1,17 @@
 """``Plumber``: a Dagger that runs itself.
 
 ``start(datas)`` connects the pipers and starts their IMaps; ``run()``
-starts the *puller*, a background thread that pulls the outputs of the
-pipeline round-robin — at most a stride (the output piper's IMap stride, 1
-inline) from one output before moving to the next, so that one shared IMap
-can proceed; ``pause()`` stops the puller at the end of the current stride
+starts the *pullers*, one background thread per output piper, each pulling
+its output as fast as it comes (outputs never wait for each other, so one
+slow output holds back the others only through the buffers and branch lags
+they share); ``pause()`` makes each puller stop after its current item
 (nothing is lost: the next ``run()`` continues where it paused); ``wait()``
 waits for the end of the input; ``stop()`` stops the IMaps (gracefully: at a
-stride boundary) and joins the puller.
+stride boundary) and joins the pullers.
 
-The puller writes only :attr:`Plumber.results` (when ``keep=True``) and the
-piper counters; the caller's thread only starts, pauses and joins it.
+A puller writes only its output's list in :attr:`Plumber.results` (when
+``keep=True``) and the piper counters; the caller's thread only starts,
+pauses and joins them.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ class Plumber(Dagger):
         super().__init__(pipers, pipes, xtras)
         self.keep = keep
         self.results: dict[str, list] = {}
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._pulling: set[int] = set()     # outputs with a live puller
+        self._lock = threading.Lock()
         self._pause = threading.Event()
         self._finished = threading.Event()
         self._error: BaseException | None = None
-        self._outputs: list = []
-        self._turn = 0
+        self._outputs: list = []            # (piper, outbox), None once exhausted
         self._started = False
         self._start_time: float | None = None
         self._end_time: float | None = None
@@ -68,10 +70,9 @@ class Plumber(Dagger):
             Dagger.stop(self, forced=True)
             self.disconnect()
             raise
-        self._outputs = [(p, iter(p.outbox), p.imap.stride if p.imap else 1)
-                         for p in self.get_outputs()]
-        self.results = {p.name: [] for p, _, _ in self._outputs}
-        self._turn = 0
+        self._outputs = [(p, iter(p.outbox)) for p in self.get_outputs()]
+        self.results = {p.name: [] for p, _ in self._outputs}
+        self._pulling = set()
         self._finished.clear()
         self._error = None
         self._started = True
@@ -82,34 +83,46 @@ class Plumber(Dagger):
         """Start (or resume after :meth:`pause`) pulling the outputs in the background."""
         if not self._started:
             raise PlumberError("start(datas) the Plumber before run()")
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._pause.clear()
-        self._thread = threading.Thread(target=self._pull, name="papy-plumber", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._pause.clear()
+            for index, output in enumerate(self._outputs):
+                if output is not None and index not in self._pulling:
+                    self._pulling.add(index)
+                    thread = threading.Thread(target=self._pull, args=(index,),
+                                              name=f"papy-plumber-{output[0].name}",
+                                              daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
 
-    def _pull(self) -> None:
-        outputs = self._outputs
+    def _pull(self, index: int) -> None:
+        piper, outbox = self._outputs[index]
+        kept = self.results[piper.name] if self.keep else None
         try:
-            while outputs and not self._pause.is_set():
-                piper, outbox, stride = outputs[self._turn % len(outputs)]
-                for _ in range(stride):
-                    try:
-                        value = next(outbox)
-                    except StopIteration:
-                        outputs.remove((piper, outbox, stride))
-                        self._turn -= 1
-                        break
-                    if self.keep:
-                        self.results[piper.name].append(value)
-                self._turn += 1
-            if not outputs:
+            while True:
+                with self._lock:
+                    if self._pause.is_set():
+                        self._pulling.discard(index)
+                        return
+                try:
+                    value = next(outbox)
+                except StopIteration:
+                    with self._lock:
+                        self._outputs[index] = None
+                        self._pulling.discard(index)
+                        if all(o is None for o in self._outputs):
+                            self._end_time = time.time()
+                            self._finished.set()
+                    return
+                if kept is not None:
+                    kept.append(value)
+        except BaseException as exc:   # debug=True pipers raise here
+            with self._lock:
+                self._pulling.discard(index)
+                if self._error is None:
+                    self._error = exc
+                self._pause.set()
                 self._end_time = time.time()
                 self._finished.set()
-        except BaseException as exc:   # debug=True pipers raise here
-            self._error = exc
-            self._end_time = time.time()
-            self._finished.set()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -123,27 +136,35 @@ class Plumber(Dagger):
         if not self._started and not self._finished.is_set():
             raise PlumberError("the Plumber is not started")
         done = self._finished.wait(timeout)
-        if done and self._thread is not None:
-            self._thread.join()
+        if done:
+            self._join_threads(None)
         self._raise()
         return done
 
+    def _join_threads(self, timeout: float | None) -> bool:
+        for thread in list(self._threads):
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+            self._threads.remove(thread)
+        return True
+
     def pause(self) -> None:
-        """Stop pulling at the end of the current stride; :meth:`run` resumes."""
-        self._pause.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        """Stop pulling; :meth:`run` resumes, losing and repeating nothing.
+
+        Returns at once. A puller that is waiting for an item stops after
+        that item arrives (the item is kept).
+        """
+        with self._lock:
+            self._pause.set()
 
     def stop(self, forced: bool = False) -> None:  # type: ignore[override]
-        """Stop the IMaps (gracefully unless ``forced``) and join the puller."""
-        self._pause.set()
+        """Stop the IMaps (gracefully unless ``forced``) and join the pullers."""
+        self.pause()
         super().stop(forced=forced)
-        if self._thread is not None:
-            self._thread.join(30)
-            if self._thread.is_alive():
-                log.warning("the papy puller is blocked in an inline piper; left as daemon")
-            self._thread = None
+        if not self._join_threads(30):
+            log.warning("a papy puller is blocked in an inline piper; left as daemon")
+        self._threads = []
         if self._started and self._end_time is None:
             self._end_time = time.time()
         self._started = False

@@ -18,8 +18,11 @@ from typing import Any
 
 from .errors import PlumberError
 
-_IMAP_OPTIONS = ("worker_type", "worker_num", "stride", "ordered", "skip", "name",
-                 "start_method")
+# IMap options written even when they have their default value
+_IMAP_ALWAYS = ("worker_type", "worker_num", "stride", "buffer", "name")
+_IMAP_DEFAULTS = {"worker_remote": [], "ordered": True, "skip": False, "start_method": None,
+                  "chunksize": None, "initializer": None, "initargs": (),
+                  "stall_grace": 2.0, "remote_options": {}}
 
 
 def _function_ref(func: Any, imports: set, sources: dict) -> str:
@@ -51,6 +54,20 @@ def _literal(value: Any, what: str) -> str:
     return text
 
 
+def _imap_options(m: Any, imports: set, sources: dict) -> str:
+    """The keyword arguments that remake IMap ``m`` (without its tasks)."""
+    options = m.options
+    given = []
+    for key, value in options.items():
+        if key not in _IMAP_ALWAYS and value == _IMAP_DEFAULTS[key]:
+            continue
+        if key == "initializer":
+            given.append(f"initializer={_function_ref(value, imports, sources)}")
+        else:
+            given.append(f"{key}={_literal(value, f'IMap {key}')}")
+    return ", ".join(given)
+
+
 def save_pipeline(dagger: Any) -> str:
     """The Python source that rebuilds the pipers and pipes of ``dagger``."""
     imports: set = set()
@@ -72,17 +89,14 @@ def save_pipeline(dagger: Any) -> str:
         lines.append(f"pipers.append(Piper(Worker(({funcs},), arguments={args}, "
                      f"kwargs={kwargs}), parallel={parallel}, "
                      f"name={piper.name!r}{given}))")
+    imap_lines = [f"    IMap({_imap_options(m, imports, sources)})," for m in imaps]
     out = ['"""A papy pipeline, written by Plumber.save(); load with Plumber().load()."""',
            "", "from imap import IMap", "from papy import Piper, Worker"]
     out += [f"import {module}" for module in sorted(imports)]
     out.append("")
     for source in sources.values():
         out += ["", source.rstrip(), ""]
-    out += ["", "imaps = ["]
-    for m in imaps:
-        opts = ", ".join(f"{k}={getattr(m, k)!r}" for k in _IMAP_OPTIONS)
-        buffer = getattr(m, "_buffer", None)
-        out.append(f"    IMap({opts}, buffer={buffer!r}),")
+    out += ["", "imaps = ["] + imap_lines
     out += ["]", "", "pipers = []"] + lines
     pipes = [(a.name, b.name) for a, b in dagger.graph.edges()]
     out += ["", f"pipes = {pipes!r}", ""]

@@ -1,17 +1,28 @@
-"""Iterators that wire pipers together: tee (branches), split (spawn), inboxes.
+"""Iterators that wire pipers together: tee (branches), split (spawn),
+relays (between IMaps) and inboxes.
 
 Each of them may be drawn by the feeder thread of an IMap, so the shared ones
-(``Tee``, ``Split``) are thread-safe; none holds a lock while it waits for an
-upstream item.
+(``Tee``, ``Split``, ``Relay``) are thread-safe; none holds a lock while it
+waits for an upstream item.
 
 **Branch lag bound.** A :class:`Tee` gives each of its branches every item of
-its source. Items fetched for one branch wait in the queues of the others;
-no queue ever holds more than ``maxlag`` items (default
-:data:`BRANCH_LAG`): a branch that would have to fetch further ahead raises a
-:class:`~papy.errors.PiperError` naming the lagging branch instead of
-buffering without limit. The :class:`~papy.plumber.Plumber`, which pulls its
-outputs round-robin a stride at a time, keeps branches of equal item counts
-within a few strides of each other.
+its source. Items fetched for one branch wait in the queues of the others; no
+queue ever holds more than ``maxlag`` items (default :data:`BRANCH_LAG`). A
+branch that runs that far ahead waits until the lagging branch catches up. If
+the thread that would have to catch up is the waiting thread itself (one
+thread reading both branches at different rates, e.g. a merge whose inputs
+come from a fork through pipers of unequal ``consume``/``produce``), waiting
+could never end: the Tee raises a :class:`~papy.errors.PiperError` naming the
+lagging branch instead.
+
+**Relays.** The feeder thread of an IMap draws the inputs of its tasks in a
+fixed order (a stride from each task in turn). When it draws the results of a
+piper on *another* IMap, a fixed order can deadlock two IMaps (each waiting
+for a result the other can only make after it has taken one). The
+:class:`~papy.dagger.Dagger` therefore puts a :class:`Relay` after each such
+piper: a thread that takes the piper's results as they come, into a queue of
+at most ``maxlen`` items, so the upstream IMap's buffer never waits for the
+downstream feeder's turn.
 """
 
 from __future__ import annotations
@@ -40,8 +51,12 @@ class _Shared:
         """File ``item`` fetched by ``reader``; True if the reader keeps it."""
         raise NotImplementedError
 
-    def _check(self, reader: int) -> None:
-        """Raise if ``reader`` may not fetch now."""
+    def _blocked(self, reader: int) -> bool:
+        """True if ``reader`` must wait before fetching (lock held); may raise."""
+        return False
+
+    def _taken(self, queue: collections.deque) -> None:
+        """Called after an item left ``queue`` (lock held)."""
 
     def next(self, reader: int) -> Any:
         queue = self.queues[reader]
@@ -49,13 +64,14 @@ class _Shared:
             with self.cond:
                 while True:
                     if queue:
-                        return queue.popleft()
+                        item = queue.popleft()
+                        self._taken(queue)
+                        return item
                     if self.done:
                         raise StopIteration
-                    if not self.fetching:
+                    if not self.fetching and not self._blocked(reader):
                         break
                     self.cond.wait()
-                self._check(reader)
                 self.fetching = True
             try:
                 item = next(self.source)
@@ -98,18 +114,29 @@ class Tee(_Shared):
         super().__init__(source, n)
         self.maxlag = maxlag
         self.name = name
+        self.readers: list[int | None] = [None] * n   # thread that last read each branch
 
     def branches(self) -> list[_Reader]:
         return [_Reader(self, i) for i in range(len(self.queues))]
 
-    def _check(self, reader: int) -> None:
+    def _blocked(self, reader: int) -> bool:
+        me = threading.get_ident()
+        self.readers[reader] = me
         for i, queue in enumerate(self.queues):
             if i != reader and len(queue) >= self.maxlag:
-                raise PiperError(
-                    f"branch {i} of piper {self.name!r} is {len(queue)} items behind branch "
-                    f"{reader}, the most a branch may lag (maxlag={self.maxlag}); consume "
-                    f"the branches in turn (the Plumber does) or balance their "
-                    f"consume/produce")
+                if self.readers[i] == me:
+                    raise PiperError(
+                        f"branch {i} of piper {self.name!r} is {len(queue)} items behind "
+                        f"branch {reader}, the most a branch may lag (maxlag={self.maxlag}), "
+                        f"and the thread reading branch {reader} is the one that reads "
+                        f"branch {i}, so it would wait forever; balance the consume/produce "
+                        f"of the pipers between the fork and where the branches meet")
+                return True
+        return False
+
+    def _taken(self, queue: collections.deque) -> None:
+        if len(queue) == self.maxlag - 1:
+            self.cond.notify_all()
 
     def _route(self, item: Any, reader: int) -> bool:
         for i, queue in enumerate(self.queues):
@@ -135,6 +162,94 @@ class Split(_Shared):
             return True
         self.queues[target].append(item)
         return False
+
+
+_END = object()
+
+
+class Relay:
+    """Take the items of ``source`` in a thread of its own, into a bounded queue.
+
+    Iterating a Relay takes from the queue. The thread starts with
+    :meth:`start` and holds at most ``maxlen`` items; an exception raised by
+    ``source`` is raised to the reader in the item's place (it ends the
+    stream). :meth:`close` makes the thread stop after its current item and
+    the reader see the end; :meth:`join` waits for the thread.
+    """
+
+    def __init__(self, source: Iterable[Any], maxlen: int = BRANCH_LAG,
+                 name: str = "") -> None:
+        self.source = iter(source)
+        self.maxlen = maxlen
+        self.name = name
+        self.queue: collections.deque = collections.deque()
+        self.cond = threading.Condition()
+        self.closed = False
+        self.end: Any = None            # _END, or the exception that ended the source
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is None and not self.closed:
+            self.thread = threading.Thread(target=self._run, daemon=True,
+                                           name=f"papy-relay-{self.name}")
+            self.thread.start()
+
+    def _run(self) -> None:
+        source, queue, cond, maxlen = self.source, self.queue, self.cond, self.maxlen
+        while True:
+            with cond:
+                while len(queue) >= maxlen and not self.closed:
+                    cond.wait()
+                if self.closed:
+                    return
+            try:
+                item = next(source)
+            except StopIteration:
+                item = _END
+            except BaseException as exc:   # passed to the reader, in its place
+                with cond:
+                    self.end = exc
+                    cond.notify_all()
+                return
+            with cond:
+                if item is _END:
+                    self.end = _END
+                else:
+                    queue.append(item)
+                cond.notify_all()
+            if item is _END:
+                return
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        queue, cond = self.queue, self.cond
+        with cond:
+            while True:
+                if queue:
+                    item = queue.popleft()
+                    if len(queue) == self.maxlen - 1:
+                        cond.notify_all()
+                    return item
+                if self.closed or self.end is _END:
+                    raise StopIteration
+                if self.end is not None:
+                    exc, self.end = self.end, _END
+                    raise exc
+                cond.wait()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True if it has ended (or never started)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+            return not self.thread.is_alive()
+        return True
 
 
 def inboxes(inputs: list[Iterable[Any]], consume: int, counter: list,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from papy_funcs import add, dbl, inc, neg, pair
+from support import wait_until
 
 import imap
 from papy import Dagger, DaggerError, Piper, PiperError
@@ -110,15 +113,37 @@ def test_branching_gives_every_item_to_each_branch() -> None:
     assert list(right) == [-1, -2, -3, -4, -5]
 
 
-def test_branch_lag_is_bounded() -> None:
+def test_branch_lag_read_by_one_thread_is_an_error() -> None:
     src, left, right = Piper(inc), Piper(dbl), Piper(neg)
     src.branch_lag = 3
     d = Dagger(pipes=[(src, left), (src, right)])
     d.connect([range(10)])
-    it = iter(left)
-    assert [next(it) for _ in range(3)] == [2, 4, 6]
-    with pytest.raises(PiperError, match="maxlag=3"):
+    it, other = iter(left), iter(right)
+    assert next(other) == -1            # this thread reads both branches
+    assert [next(it) for _ in range(4)] == [2, 4, 6, 8]
+    with pytest.raises(PiperError, match="maxlag=3.*wait forever"):
         next(it)
+
+
+def test_branch_lag_blocks_the_leader_until_the_other_branch_reads() -> None:
+    src, left, right = Piper(inc), Piper(dbl), Piper(neg)
+    src.branch_lag = 3
+    d = Dagger(pipes=[(src, left), (src, right)])
+    d.connect([range(10)])
+    got: list = []
+    def lead() -> None:
+        for value in left:
+            got.append(value)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    # the leader takes 3 items, then waits for the other branch (it may not run ahead)
+    wait_until(lambda: len(got) == 3, 10)
+    assert len(src._branches[1].shared.queues[1]) == 3
+    assert leader.is_alive()
+    assert list(right) == [-(x + 1) for x in range(10)]
+    leader.join(10)
+    assert got == [2 * (x + 1) for x in range(10)]
 
 
 def test_connect_start_stop_on_imaps() -> None:
@@ -174,3 +199,69 @@ def test_imaps_feeding_each_other_in_a_cycle_are_an_error() -> None:
                        Piper(inc, parallel=m1))])
     with pytest.raises(DaggerError, match="cycle"):
         d.connect([range(3)])
+
+
+def test_diamond_across_two_imaps_keeps_item_count() -> None:
+    # The fork runs on IMap m1, which also runs the right branch; the left branch
+    # and the merge run on m0, whose stride (3) is larger than m1's buffer (2).
+    # m1's results drawn by m0's feeder go through a relay, so m1's buffer never
+    # waits for m0's merge turn (without it this pipeline stalls).
+    m0 = imap.IMap(worker_type="thread", worker_num=1, stride=3, buffer=6)
+    m1 = imap.IMap(worker_type="thread", worker_num=1, stride=1, buffer=2)
+    src = Piper(inc, parallel=m1, name="src")
+    left = [Piper(inc, name="l1"), Piper(inc, name="l2"), Piper(inc, parallel=m0, name="l3")]
+    right = [Piper(inc, name="r1"), Piper(inc, name="r2"), Piper(inc, parallel=m1, name="r3")]
+    merge = Piper(add, parallel=m0, name="merge")
+    d = Dagger(pipes=[(src, *left, merge), (src, *right, merge)])
+    try:
+        d.connect([range(20)])
+        assert {p.name for p in d.pipers if p._relay is not None} == {"src", "r3"}
+        d.start()
+        assert list(merge) == [2 * (x + 4) for x in range(20)]
+    finally:
+        d.stop()
+        d.disconnect()
+    assert [p for p in d.pipers if p._relay is not None] == []
+
+
+def test_relay_is_only_where_another_imap_or_a_merge_draws() -> None:
+    m0 = imap.IMap(worker_type="thread", worker_num=1)
+    m1 = imap.IMap(worker_type="thread", worker_num=1)
+    a, b = Piper(inc, parallel=m0, name="a"), Piper(dbl, parallel=m0, name="b")
+    c, e = Piper(neg, parallel=m1, name="c"), Piper(inc, name="e")
+    d = Dagger(pipes=[(a, b, c, e)])   # a -> b share m0; c on m1 draws b; e is the output
+    d.connect([range(5)])
+    try:
+        assert {p.name for p in d.pipers if p._relay is not None} == {"b", "c"}
+        d.start()
+        assert list(e) == [-2 * (x + 1) + 1 for x in range(5)]
+    finally:
+        d.stop()
+        d.disconnect()
+
+
+def test_stalled_imap_is_waited_on_not_turned_into_an_item(caplog) -> None:
+    # Two input pipers share an IMap whose buffer the results of q fill while a
+    # thread waits on p: the engine reports a stall; the piper waits on (another
+    # thread takes q's results) instead of passing an extra error downstream.
+    m = imap.IMap(worker_type="thread", worker_num=1, stride=1, buffer=2, stall_grace=0.05)
+    p, q = Piper(inc, parallel=m, name="p"), Piper(dbl, parallel=m, name="q")
+    d = Dagger(pipers=[p, q])
+    d.connect([range(10), range(10)])
+    got: list = []
+
+    def pull() -> None:
+        got.extend(p)
+
+    caplog.set_level("DEBUG", logger="papy")
+    d.start()
+    puller = threading.Thread(target=pull)
+    try:
+        puller.start()
+        wait_until(lambda: any("stalled" in r.getMessage() for r in caplog.records), 20)
+        assert list(q) == [2 * x for x in range(10)]
+        puller.join(20)
+        assert got == [x + 1 for x in range(10)]
+    finally:
+        d.stop()
+        d.disconnect()

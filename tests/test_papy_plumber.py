@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from papy_funcs import add, dbl, fail_on_3, inc, neg
+from support import wait_until
 
 import imap
 from papy import Piper, Plumber, PlumberError, Worker
@@ -194,3 +195,57 @@ def test_forgotten_stop_still_exits() -> None:
     proc = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True,
                           text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert "bye" in proc.stdout
+
+
+def test_outputs_are_pulled_independently() -> None:
+    # Two outputs of one fork pulled at different rates (an IMap of stride 8 and
+    # an inline piper) with a small branch lag: each output has its own puller,
+    # so neither waits for the other's turn and no lag error is raised.
+    m = imap.IMap(worker_type="thread", worker_num=2, stride=8)
+    src = Piper(inc, name="src")
+    src.branch_lag = 2
+    fast = Piper(dbl, parallel=m, name="fast")
+    slow = Piper(neg, name="slow")
+    p = Plumber(pipes=[(src, fast), (src, slow)], keep=True)
+    p.start([range(300)])
+    p.run()
+    assert p.wait(30)
+    p.stop()
+    assert p.results == {"fast": [2 * (x + 1) for x in range(300)],
+                         "slow": [-(x + 1) for x in range(300)]}
+
+
+def test_pause_returns_while_an_output_waits_for_input() -> None:
+    gate = threading.Semaphore(0)
+
+    def gated():
+        for i in range(6):
+            gate.acquire()
+            yield i
+
+    m = imap.IMap(worker_type="thread", worker_num=1, stride=1)
+    p = Plumber(pipes=[(Piper(inc, parallel=m, name="a"), Piper(dbl, name="b"))], keep=True)
+    p.start([gated()])
+    p.run()
+    gate.release()
+    wait_until(lambda: p.results["b"] == [2], 10)
+    p.pause()                        # the puller is waiting for item 1: returns at once
+    for _ in range(5):
+        gate.release()
+    p.run()
+    assert p.wait(30)
+    p.stop()
+    assert p.results["b"] == [2 * (x + 1) for x in range(6)]
+
+
+def test_save_keeps_imap_options(tmp_path: Path) -> None:
+    m = imap.IMap(worker_type="thread", worker_num=3, stride=5, buffer=12, ordered=False,
+                  skip=True, chunksize=2, stall_grace=None, name="pool")
+    a = Piper(inc, parallel=m, timeout=5.0, name="a")
+    p = Plumber(pipes=[(a, Piper(dbl, name="b"))])
+    path = tmp_path / "saved.py"
+    p.save(str(path))
+    q = Plumber().load(str(path))
+    loaded = q.resolve("a").imap
+    assert loaded is not m and loaded.options == m.options
+    assert q.resolve("a").timeout == 5.0
