@@ -4,7 +4,7 @@
    IMap, versus the same chain as nested ``multiprocessing.Pool.imap`` calls
    on a 2-process pool.
 2. The per-item overhead of an inline 3-piper pipeline versus nested
-   generators applying the same functions.
+   generators calling the same functions (each on a 1-tuple inbox).
 
 Run: ``python benchmarks/papy_pipeline.py [items]``.
 """
@@ -69,7 +69,8 @@ def inline_overhead(items: int) -> tuple[float, float]:
     out = run_plumber(plumber, range(items))
     papy_time = time.perf_counter() - t
     t = time.perf_counter()
-    ref = list(x + 1 for x in (x + 1 for x in (x + 1 for x in range(items))))
+    ref = list(light((x,)) for x in (light((x,)) for x in (light((x,))
+                                                           for x in range(items))))
     gen_time = time.perf_counter() - t
     assert out == ref
     return papy_time, gen_time

@@ -15,6 +15,9 @@ Data flow of one piper::
 
 The outbox is one iterator. A piper feeding several downstream pipers hands
 each a branch of a :class:`~papy.streams.Tee` (see there for the lag bound).
+In a Dagger, a piper on an IMap whose results something else than its IMap
+draws gets a :class:`~papy.streams.Relay` before the Tee (see
+:meth:`papy.dagger.Dagger.connect`).
 """
 
 from __future__ import annotations
@@ -241,6 +244,35 @@ class Piper:
     # -- output ------------------------------------------------------------------
 
     def _outputs(self) -> Iterator[Any]:
+        if len(self._tasks) == 1 and self.produce == 1 and not (self.track or self.debug):
+            return self._plain_outputs()
+        return self._general_outputs()
+
+    def _plain_outputs(self) -> Iterator[Any]:
+        """:meth:`_general_outputs` for one task, ``produce=1``, no track or debug."""
+        task = self._tasks[0]
+        name = self.name
+        stats = self.stats
+        counter = self._in
+        while True:
+            try:
+                value = next(task)
+            except StopIteration:
+                return
+            except PiperError:   # raised upstream: debug=True or a branch lag error
+                raise
+            except StallError:
+                log.debug("piper %r: its IMap is stalled; waiting on", name)
+                continue
+            except Exception as exc:   # timeout, lost worker, failed input
+                value = PiperError(f"piper {name!r}: no result", exc, name)
+            stats["in"] = counter[0]
+            if isinstance(value, PiperError):
+                stats["errors"] += 1
+            stats["out"] += 1
+            yield value
+
+    def _general_outputs(self) -> Iterator[Any]:
         tasks = self._tasks
         n = len(tasks)
         name = self.name

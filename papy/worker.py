@@ -17,9 +17,13 @@ from typing import Any
 
 from .errors import PiperError, WorkerError
 
+_ERRORS = (PiperError, WorkerError)
+# an inbox element of these types needs a closer look for errors
+_LOOK_CLOSER = (PiperError, WorkerError, tuple, list)
+
 
 def _is_error(value: Any) -> bool:
-    return isinstance(value, (PiperError, WorkerError))
+    return isinstance(value, _ERRORS)
 
 
 def find_error(inbox: Any) -> Any:
@@ -94,9 +98,23 @@ class Worker:
 
     def __call__(self, inbox: Any) -> Any:
         """Evaluate the functions on ``inbox``; return the result or a WorkerError."""
-        error = find_error(inbox)
-        if error is not None:
-            return error
+        if type(inbox) is tuple:
+            for element in inbox:
+                if isinstance(element, _LOOK_CLOSER):
+                    error = find_error(inbox)
+                    if error is not None:
+                        return error
+                    break
+        else:
+            error = find_error(inbox)
+            if error is not None:
+                return error
+        if len(self.functions) == 1 and not self.arguments[0] and not self.kwargs[0]:
+            func = self.functions[0]
+            try:
+                return func(inbox)
+            except Exception as exc:
+                return WorkerError(exc, _name(func), inbox, traceback.format_exc())
         value = inbox
         last = len(self.functions) - 1
         for i, (func, args, kwargs) in enumerate(
