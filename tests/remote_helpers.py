@@ -8,9 +8,12 @@ the launchers, which run only in the test process.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,11 +105,13 @@ def rpyc_classic_command() -> list[str]:
     return [sys.executable, "-m", "rpyc.cli.rpyc_classic"]
 
 
+@functools.cache
 def _stock_shadow() -> Path:
     """A directory whose ``imap`` and ``papy`` modules refuse to import:
-    first on a stock server's path, it hides an installed copy of the project."""
-    directory = Path(tempfile.gettempdir()) / f"imap-stock-shadow-{os.getpid()}"
-    directory.mkdir(exist_ok=True)
+    first on a stock server's path, it hides an installed copy of the project.
+    One per test process, removed when it exits."""
+    directory = Path(tempfile.mkdtemp(prefix="imap-stock-shadow-"))
+    atexit.register(shutil.rmtree, directory, True)
     for name in ("imap", "papy"):
         (directory / f"{name}.py").write_text(
             f"raise ImportError('{name} is not installed on this (stock) server')\n")
