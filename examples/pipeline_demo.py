@@ -1,13 +1,14 @@
-"""Quick start: a branched pipeline on a shared pool of worker processes.
+"""Quick start: a branched pipeline on processes and remote workers.
 
     split ─┬─ words  (process IMap) ─┐
-           └─ digest (process IMap) ─┴─ merge ─ score (remote IMap) ─ write (to a file)
+           ├─ digest (process IMap) ─┼─ merge ─ write (to a file)
+           └─ score  (remote IMap)  ─┘
 
-Each line of text is split off the input stream, two branches run in parallel
-on one shared IMap of 2 processes (counting words; hashing the line), a merge
-piper joins their results per line, a scoring piper runs on 2 remote workers
-of a local ``imap-server`` that the example starts itself (the embedded
-default; run on a thread IMap if the server cannot start), and an inline
+Each line of text is split off the input stream and three branches run in
+parallel: two on one shared IMap of 2 processes (counting words; hashing the
+line) and one on 2 remote workers of a local ``imap-server`` that the example
+starts itself (the embedded default; on a thread IMap if the server cannot
+start). A merge piper joins the three results of each line and an inline
 piper writes the records to a file in a temporary directory. Progress and a
 summary are printed.
 """
@@ -40,17 +41,16 @@ def digest(inbox):
     return hashlib.sha256(inbox[0].encode()).hexdigest()[:12]
 
 
-def merge(inbox):
-    words, hashed = inbox
-    return {"words": words, "sha": hashed}
-
-
 def score(inbox):
-    """Runs on the remote workers: adds a score and where it was computed."""
-    record = dict(inbox[0])
-    record["score"] = record["words"] * int(record["sha"][:2], 16)
-    record["remote"] = os.getpid() != MAIN_PID
-    return record
+    """Runs on the remote workers: a score, and whether it was computed remotely."""
+    line = inbox[0]
+    return {"score": sum(map(ord, line)) % 997, "remote": os.getpid() != MAIN_PID}
+
+
+def merge(inbox):
+    """The inbox holds one result per branch, in branch order."""
+    words, hashed, scored = inbox
+    return {"words": words, "sha": hashed, **scored}
 
 
 MAIN_PID = os.getpid()
@@ -76,13 +76,13 @@ def run(remote: IMap) -> None:
     source = Piper(split, name="split")
     words = Piper(count_words, parallel=pool, name="words", branch=0)
     hashes = Piper(digest, parallel=pool, name="digest", branch=1)
+    scored = Piper(score, parallel=remote, name="score", branch=2)
     joined = Piper(merge, name="merge")
-    scored = Piper(score, parallel=remote, name="score")
     writer = Piper(Worker(write_line, arguments=[(out,)]), name="write")
     plumber = Plumber(pipes=[(source, words, joined), (source, hashes, joined),
-                             (joined, scored, writer)])
+                             (source, scored, joined), (joined, writer)])
     print(f"pipeline: {[p.name for p in plumber.topological()]}")
-    print("2 branches on one IMap of 2 worker processes")
+    print("2 branches on one IMap of 2 worker processes, 1 on remote workers")
     plumber.start([iter(TEXT)])
     plumber.run()
     while not plumber.wait(0.05):

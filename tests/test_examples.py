@@ -19,7 +19,8 @@ EXPECTED = {
         "2 remote workers", "computed in process remote", "done: 10 results, as expected: True",
     ],
     "pipeline_demo.py": [
-        "2 branches on one IMap of 2 worker processes",
+        "2 branches on one IMap of 2 worker processes, 1 on remote workers",
+        "merge   in= 60 out= 60 errors=0",
         "progress: 60/60 records",
         "done: 60 records written",
     ],
