@@ -373,12 +373,13 @@ class Dagger:
     def stop(self, forced: bool = False) -> None:
         """Stop every IMap used, upstream ones first (gracefully unless ``forced``).
 
-        Relays stop drawing first (after their current item); they are joined
-        once the IMaps are stopped.
+        Relays stop drawing first (after their current item) and branches
+        end, so that no feeder waits on them; relays are joined once the
+        IMaps are stopped.
         """
         relays = [p._relay for p in self.graph if p._relay is not None]
-        for relay in relays:
-            relay.close()
+        for piper in self.graph:
+            piper._close_streams()
         for m in self.imaps:
             if m.status().started:
                 m.stop(forced=forced)

@@ -116,6 +116,7 @@ class Piper:
         self._tasks: list = []
         self._branches: list = []
         self._relay: Relay | None = None
+        self._tee: Tee | None = None
         # set when every IMap of the pipeline has started (see Dagger.start)
         self._gate: threading.Event | None = None
 
@@ -171,6 +172,7 @@ class Piper:
         self.tracked = []
         self.outbox = self._outputs()
         self._relay = None
+        self._tee = None
         self._branches = []
         self.connected = True
 
@@ -199,8 +201,8 @@ class Piper:
             raise PiperError(f"piper {self.name!r} is not connected")
         if n == 1:
             return [self.outbox]
-        tee = Tee(self.outbox, n, maxlag or self.branch_lag, self.name)
-        self._branches = tee.branches()
+        self._tee = Tee(self.outbox, n, maxlag or self.branch_lag, self.name)
+        self._branches = self._tee.branches()
         return list(self._branches)
 
     def start(self) -> None:
@@ -216,12 +218,18 @@ class Piper:
 
     def stop(self, forced: bool = False) -> None:
         """Stop the IMap this piper runs on (with every piper sharing it)."""
-        if self._relay is not None:
-            self._relay.close()
+        self._close_streams()
         if self.imap is not None and self.imap.status().started:
             self.imap.stop(forced=forced)
         if self._relay is not None:
             self._relay.join()
+
+    def _close_streams(self) -> None:
+        """End the relay and the branches of this piper: nothing waits on them."""
+        if self._relay is not None:
+            self._relay.close()
+        if self._tee is not None:
+            self._tee.close()
 
     def disconnect(self) -> None:
         """Forget the inputs and outbox; the piper may be connected again."""
@@ -235,6 +243,9 @@ class Piper:
         if self._relay is not None:
             self._relay.close()
             self._relay = None
+        if self._tee is not None:
+            self._tee.close()
+            self._tee = None
         self._tasks = []
         self._branches = []
         self.outbox = None

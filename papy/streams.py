@@ -55,6 +55,12 @@ class _Shared:
         """True if ``reader`` must wait before fetching (lock held); may raise."""
         return False
 
+    def close(self) -> None:
+        """End every reader's stream after what its queue holds (waiters wake)."""
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+
     def _taken(self, queue: collections.deque) -> None:
         """Called after an item left ``queue`` (lock held)."""
 

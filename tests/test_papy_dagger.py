@@ -265,3 +265,31 @@ def test_stalled_imap_is_waited_on_not_turned_into_an_item(caplog) -> None:
     finally:
         d.stop()
         d.disconnect()
+
+
+def test_stop_wakes_a_feeder_waiting_for_a_lagging_branch() -> None:
+    # IMap m's feeder draws branch "a" and runs ahead of branch "b", which nobody
+    # reads, until it waits for "b"; stop() ends the branches, so it returns
+    # and no thread is left waiting.
+    m = imap.IMap(worker_type="thread", worker_num=1, stride=1)
+    src, a, b = Piper(inc, name="src"), Piper(dbl, parallel=m, name="a"), Piper(neg, name="b")
+    src.branch_lag = 2
+    d = Dagger(pipes=[(src, a), (src, b)])
+    d.connect([range(100)])
+    d.start()
+    got: list = []
+
+    def read() -> None:
+        for value in a:
+            got.append(value)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        wait_until(lambda: len(src._branches[0].shared.queues[1]) == 2 and len(got) == 2, 10)
+        assert got == [2, 4]
+    finally:
+        d.stop()
+    reader.join(10)
+    assert not reader.is_alive() and got == [2, 4]
+    d.disconnect()
