@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -36,6 +37,18 @@ from .worker import Worker
 
 log = logging.getLogger("papy")
 _numbers = itertools.count()
+
+
+def _stalled(name: str) -> None:
+    """Called when the IMap a piper waits on reports a stall; then it asks again.
+
+    Nothing was taken: in a pipeline another thread (a relay, an output
+    puller) is to take the results that fill the buffer. The engine raises
+    the stall only after its ``stall_grace``; the short pause here keeps an
+    IMap made with ``stall_grace=0`` from spinning.
+    """
+    log.debug("piper %r: its IMap is stalled; waiting on", name)
+    time.sleep(0.01)
 
 
 class _Call:
@@ -273,7 +286,7 @@ class Piper:
             except PiperError:   # raised upstream: debug=True or a branch lag error
                 raise
             except StallError:
-                log.debug("piper %r: its IMap is stalled; waiting on", name)
+                _stalled(name)
                 continue
             except Exception as exc:   # timeout, lost worker, failed input
                 value = PiperError(f"piper {name!r}: no result", exc, name)
@@ -295,10 +308,7 @@ class Piper:
                         value = next(tasks[turn % n])
                         break
                     except StallError:
-                        # Nothing was taken: another thread of the pipeline (a relay,
-                        # an output puller) is to take the results that fill the
-                        # buffer; ask again.
-                        log.debug("piper %r: its IMap is stalled; waiting on", name)
+                        _stalled(name)
             except StopIteration:
                 return
             except PiperError:   # raised upstream: debug=True or a branch lag error

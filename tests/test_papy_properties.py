@@ -158,3 +158,24 @@ def test_fan_out_and_in_equals_composition(data) -> None:
         assert results == {rest[-1].name: [sum(v) for v in zip(*per_branch, strict=True)]}
     else:
         assert results == {c[-1].name: r for c, r in zip(chains, per_branch, strict=True)}
+
+
+@pytest.mark.timeout(180)
+@settings(max_examples=8)
+@given(st.data())
+def test_diamond_on_two_process_imaps_equals_composition(data) -> None:
+    left = data.draw(st.lists(st.sampled_from(FUNCS), min_size=1, max_size=2))
+    right = data.draw(st.lists(st.sampled_from(FUNCS), min_size=1, max_size=2))
+    # the branches on different IMaps; the source and the merge anywhere
+    where = ([data.draw(st.sampled_from([None, 0, 1]))] + [0] * len(left) + [1] * len(right)
+             + [data.draw(st.sampled_from([None, 0, 1]))])
+    items = data.draw(st.lists(st.integers(-20, 20), max_size=40))
+    imaps = make_imaps(data.draw, "process", [where.count(0), where.count(1)])
+    src, *rest = build(data.draw, [inc] + left + right + [add], where, imaps, "d")
+    lpipers, rpipers, merge = rest[:len(left)], rest[len(left):-1], rest[-1]
+    plumber = Plumber(keep=True)
+    plumber.add_pipers([src, *lpipers, merge])
+    plumber.add_pipers([src, *rpipers, merge])
+    results = run(plumber, items)
+    expected = [plain(left, x + 1) + plain(right, x + 1) for x in items]
+    assert results == {merge.name: expected}
