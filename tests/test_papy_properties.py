@@ -179,3 +179,15 @@ def test_diamond_on_two_process_imaps_equals_composition(data) -> None:
     results = run(plumber, items)
     expected = [plain(left, x + 1) + plain(right, x + 1) for x in items]
     assert results == {merge.name: expected}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@settings(max_examples=400)
+@given(st.data())
+def test_branched_pipelines_soak(data) -> None:
+    """Many more random diamonds and fans than the fast suite runs (make test-all)."""
+    if data.draw(st.booleans()):
+        test_branched_pipeline_equals_composition.hypothesis.inner_test(data)
+    else:
+        test_fan_out_and_in_equals_composition.hypothesis.inner_test(data)
