@@ -260,6 +260,36 @@ class Dagger:
                 "IMap B -> IMap A along a path), which can deadlock their feeders; give "
                 "each run of consecutive pipers its own IMap")
 
+    def _check_merge_rates(self) -> None:
+        """Refuse merges whose inputs from one fork come at different rates.
+
+        A merge takes one item of each upstream piper per inbox. Where two of
+        them descend from the same input piper, they must make the same
+        number of items per item of that input (``produce / consume`` along
+        each path), or the merge pairs items that do not belong together and
+        one branch runs ever further ahead of the other.
+        """
+        rates: dict = {}   # piper -> {input piper: items out per item of that input}
+        for piper in self.topological():
+            ups = self.graph.parents(piper)
+            if not ups:
+                rates[piper] = {piper: Fraction(piper.produce, piper.consume)}
+                continue
+            got: dict = {}
+            for up in self._sorted(ups):
+                for source, rate in rates[up].items():
+                    if source in got and got[source][0] != rate:
+                        other, first = got[source][1], got[source][0]
+                        raise DaggerError(
+                            f"piper {piper.name!r} merges {other.name!r} ({first} items "
+                            f"per item of {source.name!r}) and {up.name!r} ({rate} per "
+                            f"item of {source.name!r}): its inboxes would pair items that "
+                            f"do not belong together; balance the consume/produce of the "
+                            f"pipers between {source.name!r} and {piper.name!r}")
+                    got.setdefault(source, (rate, up))
+            factor = Fraction(piper.produce, piper.consume)
+            rates[piper] = {source: rate * factor for source, (rate, _) in got.items()}
+
     def _relayed(self) -> set:
         """Pipers on an IMap whose results something else than that IMap draws.
 
@@ -315,6 +345,7 @@ class Dagger:
                               f"{len(inputs)} input iterables (connect_inputs)")
         data = dict(zip(inputs, self._inputs, strict=False))
         self._check_imap_order()
+        self._check_merge_rates()
         relayed = self._relayed()
         lag_floor = self._lag_floor()
         branches: dict = {}

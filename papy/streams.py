@@ -10,10 +10,9 @@ its source. Items fetched for one branch wait in the queues of the others; no
 queue ever holds more than ``maxlag`` items (default :data:`BRANCH_LAG`). A
 branch that runs that far ahead waits until the lagging branch catches up. If
 the thread that would have to catch up is the waiting thread itself (one
-thread reading both branches at different rates, e.g. a merge whose inputs
-come from a fork through pipers of unequal ``consume``/``produce``), waiting
-could never end: the Tee raises a :class:`~papy.errors.PiperError` naming the
-lagging branch instead.
+thread reading both branches at different rates), waiting could never end:
+the Tee raises a :class:`~papy.errors.PiperError` naming the lagging branch
+instead.
 
 **Relays.** The feeder thread of an IMap draws the inputs of its tasks in a
 fixed order (a stride from each task in turn). When it draws the results of a

@@ -54,3 +54,8 @@ def slow_on_2(inbox, event=None):
 def sleepy(inbox, seconds=0.001):
     time.sleep(seconds)
     return inbox[0]
+
+
+def total(inbox):
+    """The sum of the items of the first input (a tuple of them with consume > 1)."""
+    return sum(inbox[0])

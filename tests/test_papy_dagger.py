@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from papy_funcs import add, dbl, inc, neg, pair
+from papy_funcs import add, dbl, inc, neg, pair, total
 from support import wait_until
 
 import imap
@@ -293,3 +293,21 @@ def test_stop_wakes_a_feeder_waiting_for_a_lagging_branch() -> None:
     reader.join(10)
     assert not reader.is_alive() and got == [2, 4]
     d.disconnect()
+
+
+def test_merge_of_branches_with_different_rates_is_refused() -> None:
+    src = Piper(inc, name="src")
+    twice = Piper(inc, produce=2, repeat=True, name="twice")
+    once = Piper(dbl, name="once")
+    d = Dagger(pipes=[(src, twice, Piper(add, name="m")), (src, once, "m")])
+    with pytest.raises(DaggerError, match=r"'m' merges 'twice' \(2 items per item of 'src'\)"
+                                          r" and 'once' \(1 per"):
+        d.connect([range(4)])
+    assert not any(p.connected for p in d.pipers)
+    # balanced again further down: a consume=2 piper after the produce=2 one
+    d2 = Dagger(pipes=[(src2 := Piper(inc, name="s2"), Piper(inc, produce=2, repeat=True,
+                                                            name="t2"),
+                        Piper(total, consume=2, name="back"), Piper(add, name="m2")),
+                       (src2, Piper(dbl, name="o2"), "m2")])
+    d2.connect([range(4)])
+    assert list(d2.resolve("m2")) == [2 * (x + 2) + 2 * (x + 1) for x in range(4)]
