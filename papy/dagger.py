@@ -408,15 +408,13 @@ class Dagger:
         end, so that no feeder waits on them; relays are joined once the
         IMaps are stopped.
         """
-        relays = [p._relay for p in self.graph if p._relay is not None]
         for piper in self.graph:
             piper._close_streams()
         for m in self.imaps:
             if m.status().started:
                 m.stop(forced=forced)
-        for relay in relays:
-            if not relay.join(30):
-                log.warning("relay %r is still blocked; left as a daemon thread", relay.name)
+        for piper in self.graph:
+            piper._join_relay()
 
     def disconnect(self) -> None:
         """Disconnect every piper (stopping the IMaps first if they run)."""

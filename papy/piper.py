@@ -192,8 +192,8 @@ class Piper:
     def relay(self, maxlen: int | None = None) -> Relay:
         """Put a :class:`~papy.streams.Relay` after the outbox (before any branches).
 
-        The Dagger does this for a piper on an IMap whose results are drawn
-        by the feeder of another IMap; the relay runs from :meth:`start`.
+        The Dagger does this for a piper on an IMap whose results something
+        else than that IMap draws; the relay runs from :meth:`start`.
         """
         if not self.connected:
             raise PiperError(f"piper {self.name!r} is not connected")
@@ -234,8 +234,11 @@ class Piper:
         self._close_streams()
         if self.imap is not None and self.imap.status().started:
             self.imap.stop(forced=forced)
-        if self._relay is not None:
-            self._relay.join()
+        self._join_relay()
+
+    def _join_relay(self, timeout: float = 30) -> None:
+        if self._relay is not None and not self._relay.join(timeout):
+            log.warning("relay %r is still blocked; left as a daemon thread", self.name)
 
     def _close_streams(self) -> None:
         """End the relay and the branches of this piper: nothing waits on them."""
@@ -253,12 +256,9 @@ class Piper:
             ids = [t.task for t in self._tasks]
             if ids and max(ids) == self.imap.tasks - 1:
                 self.imap.pop_task(len(ids))
-        if self._relay is not None:
-            self._relay.close()
-            self._relay = None
-        if self._tee is not None:
-            self._tee.close()
-            self._tee = None
+        self._close_streams()
+        self._relay = None
+        self._tee = None
         self._tasks = []
         self._branches = []
         self.outbox = None

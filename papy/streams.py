@@ -209,21 +209,14 @@ class Relay:
                     return
             try:
                 item = next(source)
-            except StopIteration:
-                item = _END
-            except BaseException as exc:   # passed to the reader, in its place
+            except BaseException as exc:   # the end, or an error for the reader
                 with cond:
-                    self.end = exc
+                    self.end = _END if isinstance(exc, StopIteration) else exc
                     cond.notify_all()
                 return
             with cond:
-                if item is _END:
-                    self.end = _END
-                else:
-                    queue.append(item)
+                queue.append(item)
                 cond.notify_all()
-            if item is _END:
-                return
 
     def __iter__(self) -> Iterator[Any]:
         return self
