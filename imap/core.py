@@ -262,6 +262,11 @@ class IMap:
         """The number of tasks."""
         return len(self._engine.tasks)
 
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._started
+
     def __repr__(self) -> str:
         state = "running" if self._started else ("stopped" if self._stopped else "new")
         return (f"<IMap {self.name} {state} {self.worker_type}x{self.worker_num}"
