@@ -32,17 +32,14 @@ interpreter exit.
 from __future__ import annotations
 
 import logging
-import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .backends.base import Backend
-from .backends.process import ProcessBackend, default_start_method
-from .backends.thread import ThreadBackend
+from . import backends
 from .engine import Engine, Task
 from .feeder import Feeder
-from .options import check_int, parse_remote
+from .options import Options, check_int
 from .status import IMapStatus
 from .taskiter import DEFAULT, TaskIterator
 
@@ -50,8 +47,6 @@ __all__ = ["IMap", "TaskIterator", "imap"]
 
 log = logging.getLogger("imap")
 
-WORKER_TYPES = ("process", "thread")
-START_METHODS = ("fork", "forkserver", "spawn")
 JOIN_TIMEOUT = 10.0
 FORCED_JOIN_TIMEOUT = 2.0
 
@@ -141,62 +136,19 @@ class IMap:
         stall_grace: float | None = 2.0,
         remote_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if worker_type not in WORKER_TYPES:
-            raise ValueError(
-                f"worker_type must be one of {', '.join(map(repr, WORKER_TYPES))}, "
-                f"got {worker_type!r}")
-        given_num = worker_num
-        if worker_num is None:
-            worker_num = os.cpu_count() or 1
-        check_int("worker_num", worker_num, 0)
-        self.worker_remote = parse_remote(worker_remote)
-        remote_num = sum(n for _, n in self.worker_remote)
-        if worker_num + remote_num == 0:
-            raise ValueError(
-                "the IMap has no workers: worker_num is 0 and worker_remote is empty; "
-                "give worker_num >= 1 or some remote workers")
-        if stride is not None:
-            check_int("stride", stride, 1)
-        if buffer is not None:
-            check_int("buffer", buffer, 1)
-            if stride is not None and buffer < stride:
-                raise ValueError(
-                    f"buffer ({buffer}) must be >= stride ({stride}); raise buffer or "
-                    f"lower stride")
-        if chunksize is not None:
-            check_int("chunksize", chunksize, 1)
-        if start_method is not None and start_method not in START_METHODS:
-            raise ValueError(
-                f"start_method must be one of {', '.join(map(repr, START_METHODS))} "
-                f"or None, got {start_method!r}")
-        if stall_grace is not None and stall_grace < 0:
-            raise ValueError(f"stall_grace ({stall_grace}) must be >= 0 or None")
-        if initializer is not None and not callable(initializer):
-            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        self._options = Options(
+            worker_type=worker_type, worker_num=worker_num, worker_remote=worker_remote,
+            stride=stride, buffer=buffer, ordered=ordered, skip=skip, name=name,
+            start_method=start_method, chunksize=chunksize, initializer=initializer,
+            initargs=initargs, stall_grace=stall_grace, remote_options=remote_options,
+        )
+        options = self._options
+        self._name = options.name or f"IMap-{id(self):x}"
+        self._start_method = options.resolved_start_method
 
-        self.worker_type = worker_type
-        self.worker_num = worker_num
-        self.workers = worker_num + remote_num
-        self.stride = stride if stride is not None else self.workers
-        self._buffer = buffer
-        self.ordered = bool(ordered)
-        self.skip = bool(skip)
-        self.name = name or f"IMap-{id(self):x}"
-        self.start_method = start_method or (
-            default_start_method() if worker_type == "process" else None)
-        self._chunksize = chunksize
-        self._given = {"worker_num": given_num, "stride": stride, "buffer": buffer,
-                       "chunksize": chunksize, "stall_grace": stall_grace,
-                       "start_method": start_method}
-        self.initializer = initializer
-        self.initargs = tuple(initargs)
-        self.remote_options = dict(remote_options or {})
-
-        self._engine = Engine(buffer=0, skip=self.skip, stall_grace=stall_grace)
+        self._engine = Engine(buffer=0, skip=options.skip, stall_grace=options.stall_grace)
         self._state: dict = {"engine": self._engine, "feeder": None}
         self._finalizer = weakref.finalize(self, _shutdown, self._state)
-        self._started = False
-        self._stopped = False
         self._iterators: dict[int, TaskIterator] = {}
         if func is not None:
             if iterable is None:
@@ -208,11 +160,66 @@ class IMap:
 
     # -- properties ----------------------------------------------------------------
 
+    # The options, read-only: an IMap's options are fixed when it is made.
+
+    @property
+    def worker_type(self) -> str:
+        return self._options.worker_type
+
+    @property
+    def worker_num(self) -> int:
+        """Local workers (``os.cpu_count()`` unless given)."""
+        return self._options.local_workers
+
+    @property
+    def worker_remote(self) -> list:
+        return list(self._options.worker_remote)
+
+    @property
+    def workers(self) -> int:
+        """Local and remote workers configured (see ``status().workers`` for those alive)."""
+        return self._options.workers
+
+    @property
+    def stride(self) -> int:
+        """Tasklets of a task drawn per turn (default: the number of workers)."""
+        stride = self._options.stride
+        return stride if stride is not None else self.workers
+
+    @property
+    def ordered(self) -> bool:
+        return self._options.ordered
+
+    @property
+    def skip(self) -> bool:
+        return self._options.skip
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def start_method(self) -> str | None:
+        """The start method of process workers (None for thread workers)."""
+        return self._start_method
+
+    @property
+    def initializer(self) -> Callable[..., Any] | None:
+        return self._options.initializer
+
+    @property
+    def initargs(self) -> tuple:
+        return self._options.initargs
+
+    @property
+    def remote_options(self) -> dict[str, Any]:
+        return dict(self._options.remote_options)
+
     @property
     def buffer(self) -> int:
         """The buffer size (the default is known once tasks are added)."""
-        if self._buffer is not None:
-            return self._buffer
+        if self._options.buffer is not None:
+            return self._options.buffer
         return self.stride * max(1, len(self._engine.tasks))
 
     @property
@@ -223,28 +230,15 @@ class IMap:
         Options left to their defaults are given as such (``buffer=None``
         stays ``None``: its default depends on the number of tasks).
         """
-        return {
-            "worker_type": self.worker_type,
-            "worker_num": self._given["worker_num"],
-            "worker_remote": list(self.worker_remote),
-            "stride": self._given["stride"],
-            "buffer": self._given["buffer"],
-            "ordered": self.ordered,
-            "skip": self.skip,
-            "name": self.name,
-            "start_method": self._given["start_method"],
-            "chunksize": self._given["chunksize"],
-            "initializer": self.initializer,
-            "initargs": self.initargs,
-            "stall_grace": self._given["stall_grace"],
-            "remote_options": dict(self.remote_options),
-        }
+        kwargs = self._options.as_kwargs()
+        kwargs["name"] = self.name
+        return kwargs
 
     @property
     def chunksize(self) -> int:
         """The most tasklets sent to a worker in one message."""
-        if self._chunksize is not None:
-            return self._chunksize
+        if self._options.chunksize is not None:
+            return self._options.chunksize
         return max(1, self.stride // (2 * self.workers))
 
     @property
@@ -258,19 +252,20 @@ class IMap:
         return self._engine.high_water
 
     @property
-    def tasks(self) -> int:
+    def task_count(self) -> int:
         """The number of tasks."""
         return len(self._engine.tasks)
 
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
-        return self._started
+        return self._engine.started
 
     def __repr__(self) -> str:
-        state = "running" if self._started else ("stopped" if self._stopped else "new")
+        engine = self._engine
+        state = "running" if engine.started else ("stopped" if engine.stopped else "new")
         return (f"<IMap {self.name} {state} {self.worker_type}x{self.worker_num}"
-                f"{'+remote' if self.worker_remote else ''} tasks={self.tasks}>")
+                f"{'+remote' if self.worker_remote else ''} tasks={self.task_count}>")
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -304,7 +299,7 @@ class IMap:
         Returns:
             The task's :class:`TaskIterator`.
         """
-        if self._started:
+        if self._engine.started:
             raise RuntimeError(
                 "add_task() after start(): add every task first, or stop() the IMap "
                 "and add tasks for a new run")
@@ -333,16 +328,16 @@ class IMap:
             if iterable.generation != engine.generation:
                 raise ValueError("that task iterator belongs to an earlier run of this IMap")
             upstream = engine.tasks[iterable.task]
-            if upstream.consumed_inside:
+            if upstream.consumer is not None:
                 raise ValueError(
-                    f"task {upstream.id} already feeds another task of this IMap; a task's "
-                    f"output can be the input of one task only")
-            upstream.consumed_inside = True
+                    f"task {upstream.id} already feeds task {upstream.consumer.id} of this "
+                    f"IMap; a task's output can be the input of one task only")
+            upstream.consumer = task
             task.upstream = upstream
         else:
             task.iterable = iterable
         engine.tasks.append(task)
-        iterator = TaskIterator(self, task.id, engine.generation, timeout, block)
+        iterator = TaskIterator(self, engine, task, timeout, block)
         self._iterators[task.id] = iterator
         return iterator
 
@@ -351,12 +346,11 @@ class IMap:
     def get_task(self, task: int = 0, timeout: float | None = None,
                  block: bool = True) -> TaskIterator:
         """A :class:`TaskIterator` of task ``task`` with these defaults."""
-        self._task(task)
-        return TaskIterator(self, task, self._engine.generation, timeout, block)
+        return TaskIterator(self, self._engine, self._task(task), timeout, block)
 
     def pop_task(self, number: int | bool = 1) -> None:
         """Remove the last ``number`` tasks (``True``: all); only before start."""
-        if self._started:
+        if self._engine.started:
             raise RuntimeError("pop_task() after start(): stop() the IMap first")
         tasks = self._engine.tasks
         count = len(tasks) if number is True else number
@@ -367,7 +361,7 @@ class IMap:
             task = tasks.pop()
             self._iterators.pop(task.id, None)
             if task.upstream is not None:
-                task.upstream.consumed_inside = False
+                task.upstream.consumer = None
 
     def _task(self, task: int) -> Task:
         tasks = self._engine.tasks
@@ -377,20 +371,9 @@ class IMap:
 
     # -- running ---------------------------------------------------------------------
 
-    def _make_backend(self) -> Backend:
-        engine = self._engine
-        if self.worker_remote:
-            from .backends.mixed import make_backend  # imported only when used
-            return make_backend(self, engine.deliver, engine.lost)
-        if self.worker_type == "thread":
-            return ThreadBackend(self.worker_num, engine.deliver, engine.lost,
-                                 self.initializer, self.initargs)
-        return ProcessBackend(self.worker_num, engine.deliver, engine.lost,
-                              self.start_method, self.initializer, self.initargs)
-
     def start(self) -> None:
         """Start evaluation: the workers, then the Feeder. Nothing runs before."""
-        if self._started:
+        if self._engine.started:
             raise RuntimeError("the IMap is already started")
         engine = self._engine
         if not engine.tasks:
@@ -405,28 +388,17 @@ class IMap:
                     raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
         engine.reset()
         engine.buffer = self.buffer
-        backend = self._make_backend()
+        engine.group = self.chunksize
+        backend = backends.make(self._options, engine.deliver, engine.lost)
         engine.backend = backend
         backend.start()
         feeder = Feeder(engine, self.stride, self.chunksize)
         self._state["feeder"] = feeder
-        self._started = True
-        self._stopped = False
+        engine.started = True
+        engine.stopped = False
         feeder.start()
         log.debug("%r started: stride %d, buffer %d, chunksize %d",
                   self, self.stride, self.buffer, self.chunksize)
-
-    def _take(self, task: int, generation: int, timeout: float | None, block: bool,
-              group: bool = False) -> Any:
-        engine = self._engine
-        if generation != engine.generation:
-            raise StopIteration
-        if not self._started:
-            if self._stopped:
-                raise StopIteration
-            raise RuntimeError("next() before start(): call start() first")
-        return engine.take(engine.tasks[task], timeout, block,
-                           self.chunksize if group else 1)
 
     def next(self, timeout: float | None = DEFAULT, task: int = 0,
              block: bool = DEFAULT) -> Any:
@@ -440,14 +412,14 @@ class IMap:
             timeout = record.timeout
         if block is DEFAULT:
             block = record.block
-        return self._take(task, self._engine.generation, timeout, block)
+        return self._engine.next_result(record, record.generation, timeout, block)
 
     def __iter__(self) -> Iterator[Any]:
         return self.get_task(0)
 
     def status(self) -> IMapStatus:
         """A snapshot: workers, buffer use and per-task counters."""
-        return self._engine.status(self._started, self._stopped)
+        return self._engine.status(self._engine.started, self._engine.stopped)
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -466,7 +438,7 @@ class IMap:
             forced: stop at once.
         """
         engine = self._engine
-        if self._started:
+        if engine.started:
             if ends is None:
                 ends_tasks = [t for t in engine.tasks if not t.consumed_inside]
             else:
@@ -492,9 +464,9 @@ class IMap:
                     engine.backend.stop(forced=False)
                     engine.backend = None
                 self._state["feeder"] = None
-        self._started = False
-        self._stopped = True
         with engine.lock:
+            engine.started = False
+            engine.stopped = True
             engine.generation += 1
             for task in engine.tasks:
                 task.handout.clear()

@@ -39,7 +39,8 @@ class Task:
                  kwargs: dict, name: str, timeout: float | None, block: bool,
                  track: bool, retries: int, ordered: bool) -> None:
         self.id = id
-        self.key = (generation, id)
+        self.generation = generation      # the IMap run this task belongs to
+        self.key = (generation, id)       # names the task to workers
         self.func = func
         self.args = args
         self.kwargs = kwargs
@@ -51,7 +52,7 @@ class Task:
         self.iterable: Any = None                # the input as given
         self.source: Iterator | None = None   # iterator drawn by the Feeder
         self.upstream: Task | None = None   # a task of the same IMap
-        self.consumed_inside = False             # another task of this IMap eats it
+        self.consumer: Task | None = None   # the task of this IMap that eats this one
         self.results = ResultBuffer(ordered)
         # Results taken from ``results`` in a group by a consumer and handed
         # out one by one without the lock (TaskIterator.__next__). Their
@@ -62,6 +63,8 @@ class Task:
         self.drawn = 0
         self.in_flight = 0
         self.errors = 0
+        self.busy = 0.0        # seconds workers spent on this task's batches (measured there)
+        self.timed = 0         # tasklets whose time is in ``busy``
         self.exhausted = False
         self._payload: Any = _NO_PAYLOAD
 
@@ -73,6 +76,11 @@ class Task:
             except Exception as exc:
                 self._payload = (None, exc)
         return self._payload
+
+    @property
+    def consumed_inside(self) -> bool:
+        """Another task of the same IMap takes this task's results."""
+        return self.consumer is not None
 
     def finished(self) -> bool:
         return self.exhausted and self.results.exhausted(self.drawn)
@@ -92,13 +100,17 @@ class Engine:
         self.generation = 0
         self.tracked: dict[int, dict[int, Any]] = {}
         self.backend: Any = None
+        self.started = False     # between IMap.start() and IMap.stop()
+        self.stopped = False     # stopped at least once, not started since
+        self.group = 1           # results a task iterator takes per visit
         self.reset()
 
     def reset(self) -> None:
         self.slots_used = 0
         self.high_water = 0
         self.in_flight = 0
-        self.feeder_wait: Any = None     # None | "slot" | the upstream Task waited on
+        self.feeder_waits_slot = False   # the Feeder waits for a free buffer slot
+        self.feeder_waits_on: Task | None = None  # ... or for a result of this upstream task
         self.draw_stop = False           # graceful stop: sources draw no new stride
         self.forced = False              # forced stop: everything ends now
         self.feeder_done = False
@@ -121,10 +133,10 @@ class Engine:
                     return got
                 if not wait:
                     return 0
-                self.feeder_wait = "slot"
+                self.feeder_waits_slot = True
                 self.result_ready.notify_all()  # let stalled consumers see it
                 self.slot_free.wait()
-                self.feeder_wait = None
+                self.feeder_waits_slot = False
 
     def give_back(self, n: int) -> None:
         if n:
@@ -168,10 +180,10 @@ class Engine:
                             f"task {up.id} ({up.name}): result {index} not ready within "
                             f"{up.timeout} s; skipped")
                         return [Failure(err, slot=False)], False
-                self.feeder_wait = up
+                self.feeder_waits_on = up
                 self.result_ready.notify_all()
                 self.result_ready.wait(remaining)
-                self.feeder_wait = None
+                self.feeder_waits_on = None
 
     def register(self, task: Task, n: int) -> int:
         """Record ``n`` tasklets drawn for ``task``; return the first index."""
@@ -208,12 +220,16 @@ class Engine:
 
     # -- the backends' side ----------------------------------------------------
 
-    def deliver(self, batch: Any, values: list, errors: dict | None) -> None:
-        """File the results of a batch."""
+    def deliver(self, batch: Any, values: list, errors: dict | None,
+                busy: float | None = None) -> None:
+        """File the results of a batch (``busy``: the worker's seconds on it)."""
         task = batch.task
         with self.lock:
-            if task.key[0] != self.generation or self.forced:
+            if task.generation != self.generation or self.forced:
                 return
+            if busy is not None:
+                task.busy += busy
+                task.timed += len(batch.indices)
             res = task.results
             if errors:
                 values = list(values)
@@ -231,7 +247,7 @@ class Engine:
     def lost(self, batch: Any, reason: str) -> None:
         """A worker died holding ``batch``: resubmit it or fail its tasklets."""
         task = batch.task
-        if task.key[0] != self.generation or self.forced:
+        if task.generation != self.generation or self.forced:
             return
         if batch.attempt < task.retries:
             batch.attempt += 1
@@ -250,7 +266,7 @@ class Engine:
     def _free(self, n: int) -> None:
         """Give ``n`` slots back (lock held)."""
         self.slots_used -= n
-        if self.feeder_wait == "slot":
+        if self.feeder_waits_slot:
             self.slot_free.notify()
 
     def _pop(self, task: Task) -> Any:
@@ -265,6 +281,24 @@ class Engine:
         if handed > 0:
             task.handout_freed += handed
             self._free(handed)
+
+    def next_result(self, task: Task, generation: int, timeout: float | None,
+                    block: bool, group: int = 1) -> Any:
+        """:meth:`take` for a consumer outside the engine (a task iterator,
+        ``IMap.next``): checks the IMap runs this task and that no other
+        task of the IMap consumes it."""
+        if generation != self.generation:
+            raise StopIteration
+        if not self.started:
+            if self.stopped:
+                raise StopIteration
+            raise RuntimeError("next() before start(): call start() first")
+        if task.consumer is not None:
+            raise RuntimeError(
+                f"task {task.id} ({task.name}) is the input of task {task.consumer.id} "
+                f"({task.consumer.name}) of the same IMap, which takes its results; read "
+                f"task {task.consumer.id} instead (or add a separate task to see both)")
+        return self.take(task, timeout, block, group)
 
     def take(self, task: Task, timeout: float | None, block: bool,
              group: int = 1) -> Any:
@@ -302,7 +336,7 @@ class Engine:
                         raise outcome.exc
                     self._free(1)
                     return outcome
-                if task.finished() or self.forced or task.key[0] != self.generation:
+                if task.finished() or self.forced or task.generation != self.generation:
                     raise StopIteration
                 if self.failure is not None:
                     raise RuntimeError(
@@ -331,11 +365,13 @@ class Engine:
 
     def _stalled(self) -> bool:
         """Nothing can change until somebody takes a result (lock held)."""
-        if self.in_flight or self.forced or self.feeder_wait is None:
+        if self.in_flight or self.forced:
             return False
-        if self.feeder_wait == "slot":
+        if self.feeder_waits_slot:
             return self.slots_used >= self.buffer
-        up = self.feeder_wait
+        up = self.feeder_waits_on
+        if up is None:
+            return False
         return not up.results.has_next() and not up.finished()
 
     def _stall_message(self, task: Task) -> str:
@@ -394,13 +430,14 @@ class Engine:
                     done=t.results.arrived, buffered=len(t.results) + len(t.handout),
                     consumed=t.results.taken - len(t.handout), errors=t.errors,
                     skipped=t.results.nskipped, finished=t.finished(),
+                    busy=t.busy,
                 )
                 for t in self.tasks
             ]
             backend = self.backend
             return IMapStatus(
                 started=started, stopped=stopped,
-                workers=backend.workers if backend is not None and started else 0,
+                workers=backend.alive if backend is not None and started else 0,
                 workers_lost=backend.workers_lost if backend is not None else 0,
                 slots_used=self.slots_used, buffer=self.buffer,
                 high_water=self.high_water, tasks=tasks,

@@ -1,10 +1,24 @@
-"""Checking the options of an IMap."""
+"""The options of an IMap: one frozen record, checked once.
+
+:class:`Options` is the single source of truth for what an IMap was made
+with: ``IMap.__init__`` builds and checks it, ``IMap.options`` reads it back
+as keyword arguments, :func:`imap.backends.make` builds the workers from it,
+and ``papy.save`` writes it out (a field left at its default is written only
+when it matters). A new option is one new field here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["check_int", "parse_remote"]
+__all__ = ["Options", "check_int", "parse_remote", "WORKER_TYPES", "START_METHODS"]
+
+WORKER_TYPES = ("process", "thread")
+START_METHODS = ("fork", "forkserver", "spawn")
 
 
 def check_int(name: str, value: Any, minimum: int) -> None:
@@ -14,9 +28,9 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} ({value}) must be >= {minimum}")
 
 
-def parse_remote(worker_remote: Any) -> list:
+def parse_remote(worker_remote: Any) -> tuple:
     if not worker_remote:
-        return []
+        return ()
     hosts = []
     for entry in worker_remote:
         try:
@@ -27,4 +41,107 @@ def parse_remote(worker_remote: Any) -> list:
                 f"got {entry!r}") from None
         check_int(f"the worker count for {host!r}", n, 1)
         hosts.append((str(host), n))
-    return hosts
+    return tuple(hosts)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything an IMap is made with, except its first task.
+
+    The meaning of each field is documented with :class:`imap.IMap`. ``None``
+    means "the default", which may depend on the machine (``worker_num``,
+    ``start_method``) or be chosen while the IMap runs (``stride``,
+    ``buffer``, ``chunksize``).
+    """
+
+    worker_type: str = "process"
+    worker_num: int | None = None
+    worker_remote: tuple = ()
+    stride: int | None = None
+    buffer: int | None = None
+    ordered: bool = True
+    skip: bool = False
+    name: str | None = None
+    start_method: str | None = None
+    chunksize: int | None = None
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple = ()
+    stall_grace: float | None = 2.0
+    remote_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # normalising a frozen record as it is made
+        if self.worker_type not in WORKER_TYPES:
+            raise ValueError(
+                f"worker_type must be one of {', '.join(map(repr, WORKER_TYPES))}, "
+                f"got {self.worker_type!r}")
+        set_(self, "worker_remote", parse_remote(self.worker_remote))
+        if self.worker_num is not None:
+            check_int("worker_num", self.worker_num, 0)
+        if self.local_workers + self.remote_workers == 0:
+            raise ValueError(
+                "the IMap has no workers: worker_num is 0 and worker_remote is empty; "
+                "give worker_num >= 1 or some remote workers")
+        if self.stride is not None:
+            check_int("stride", self.stride, 1)
+        if self.buffer is not None:
+            check_int("buffer", self.buffer, 1)
+            if self.stride is not None and self.buffer < self.stride:
+                raise ValueError(
+                    f"buffer ({self.buffer}) must be >= stride ({self.stride}); raise "
+                    f"buffer or lower stride")
+        if self.chunksize is not None:
+            check_int("chunksize", self.chunksize, 1)
+        if self.start_method is not None and self.start_method not in START_METHODS:
+            raise ValueError(
+                f"start_method must be one of {', '.join(map(repr, START_METHODS))} "
+                f"or None, got {self.start_method!r}")
+        if self.stall_grace is not None and self.stall_grace < 0:
+            raise ValueError(f"stall_grace ({self.stall_grace}) must be >= 0 or None")
+        if self.initializer is not None and not callable(self.initializer):
+            raise TypeError(f"initializer must be callable, got {self.initializer!r}")
+        set_(self, "ordered", bool(self.ordered))
+        set_(self, "skip", bool(self.skip))
+        set_(self, "initargs", tuple(self.initargs))
+        set_(self, "remote_options", dict(self.remote_options or {}))
+
+    # -- resolved values --------------------------------------------------------
+
+    @property
+    def local_workers(self) -> int:
+        """Local workers: ``worker_num``, or the number of CPUs."""
+        return self.worker_num if self.worker_num is not None else (os.cpu_count() or 1)
+
+    @property
+    def remote_workers(self) -> int:
+        return sum(n for _, n in self.worker_remote)
+
+    @property
+    def workers(self) -> int:
+        """Local and remote workers."""
+        return self.local_workers + self.remote_workers
+
+    @property
+    def resolved_start_method(self) -> str | None:
+        """The start method process workers use (None for thread workers)."""
+        if self.worker_type != "process":
+            return None
+        if self.start_method is not None:
+            return self.start_method
+        from .backends.process import default_start_method
+        return default_start_method()
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options as keyword arguments of ``IMap`` (defaults as given)."""
+        kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        kwargs["worker_remote"] = list(self.worker_remote)
+        kwargs["remote_options"] = dict(self.remote_options)
+        return kwargs
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Each option's default value."""
+        return {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)
+        }

@@ -22,6 +22,8 @@ class TaskStatus:
         errors: results that are errors.
         skipped: results abandoned by a timeout with ``skip=True``.
         finished: the input is exhausted and every result was taken or skipped.
+        busy: seconds the workers spent running this task's tasklets, as
+            measured in the workers (the batches delivered so far).
     """
 
     task: int
@@ -34,6 +36,7 @@ class TaskStatus:
     errors: int
     skipped: int
     finished: bool
+    busy: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .core import IMap
+from .engine import Engine, Task
 
 __all__ = ["TaskIterator", "DEFAULT"]
 
@@ -31,20 +30,22 @@ class TaskIterator:
         imap: the IMap the task belongs to.
     """
 
-    def __init__(self, imap: IMap, task: int, generation: int,
+    def __init__(self, imap: Any, engine: Engine, record: Task,
                  timeout: float | None = None, block: bool = True) -> None:
         self.imap = imap
-        self.task = task
-        self.generation = generation
+        self.task = record.id
+        self.generation = record.generation
         self.timeout = timeout
         self.block = block
+        self._engine = engine
+        self._record = record
         # Results already taken for this task, handed out without the lock.
-        self._handout = imap._engine.tasks[task].handout
+        self._handout = record.handout
 
     @property
     def keeps_timeouts(self) -> bool:
         """True if a timed-out result is returned by a later call (skip=False)."""
-        return not self.imap.skip
+        return not self._engine.skip
 
     def __iter__(self) -> TaskIterator:
         return self
@@ -56,7 +57,9 @@ class TaskIterator:
                 return handout.popleft()
             except IndexError:  # another thread took the last one
                 pass
-        return self.imap._take(self.task, self.generation, self.timeout, self.block, True)
+        engine = self._engine
+        return engine.next_result(self._record, self.generation, self.timeout, self.block,
+                                  engine.group)
 
     def next(self, timeout: float | None = DEFAULT, block: bool = DEFAULT) -> Any:
         """Return the next result, waiting at most ``timeout`` seconds.
@@ -68,12 +71,14 @@ class TaskIterator:
         Raises:
             imap.TimeoutError: no result in time (``block=False``: at once).
             StopIteration: the task has no more results.
+            RuntimeError: before ``start()``, or when another task of the
+                same IMap consumes this one.
         """
         if timeout is DEFAULT:
             timeout = self.timeout
         if block is DEFAULT:
             block = self.block
-        return self.imap._take(self.task, self.generation, timeout, block)
+        return self._engine.next_result(self._record, self.generation, timeout, block)
 
     def __repr__(self) -> str:
         return f"<TaskIterator task={self.task} of {self.imap!r}>"

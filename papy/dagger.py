@@ -423,7 +423,7 @@ class Dagger:
             if piper.connected:
                 piper.disconnect()
         for m in self.imaps:
-            if m.tasks and not m.status().started:
+            if m.task_count and not m.status().started:
                 m.pop_task(True)
 
     def __repr__(self) -> str:

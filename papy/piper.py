@@ -252,9 +252,9 @@ class Piper:
         if self.started:
             raise PiperError(f"piper {self.name!r} is running; stop() it before "
                              f"disconnect()")
-        if self.imap is not None and self._tasks and self.imap.tasks:
+        if self.imap is not None and self._tasks and self.imap.task_count:
             ids = [t.task for t in self._tasks]
-            if ids and max(ids) == self.imap.tasks - 1:
+            if ids and max(ids) == self.imap.task_count - 1:
                 self.imap.pop_task(len(ids))
         self._close_streams()
         self._relay = None

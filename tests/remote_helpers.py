@@ -178,3 +178,13 @@ def wait_for_file(x, path):
     while not os.path.exists(path):
         time.sleep(0.01)
     return x
+
+
+def raise_local_class_on(x, bad):
+    """Raise an exception of a class only cloudpickle can carry (see worker_funcs)."""
+    if x == bad:
+        class LocalError(Exception):
+            pass
+
+        raise LocalError(f"local failure on {x}")
+    return x

@@ -129,6 +129,18 @@ def test_exception_that_cannot_be_pickled_is_still_raised_at_its_result():
     assert [got[0], got[2], got[3]] == [0, 20, 30]
 
 
+def test_exception_only_cloudpickle_can_carry_arrives_intact(worker_type):
+    with imap.IMap(worker_type=worker_type, worker_num=2) as m:
+        task = m.add_task(wf.raise_local_class_on, range(4), args=(2,))
+        m.start()
+        got = results_and_errors(task, 4)
+    assert [got[0], got[1], got[3]] == [0, 1, 3]
+    assert type(got[2]).__name__ == "LocalError"
+    assert str(got[2]) == "local failure on 2"
+    assert isinstance(got[2].__cause__, imap.WorkerTraceback)
+    assert "raise_local_class_on" in str(got[2].__cause__)
+
+
 # --- things that cannot travel between processes --------------------------------------
 
 

@@ -183,7 +183,7 @@ def test_mismatched_rates_on_one_imap_are_an_error() -> None:
     d = Dagger(pipes=[(Piper(inc, parallel=m), Piper(dbl, parallel=m, consume=2))])
     with pytest.raises(DaggerError, match="share the IMap"):
         d.connect([range(3)])
-    assert m.tasks == 0
+    assert m.task_count == 0
 
 
 def test_postorder_puts_outputs_first() -> None:

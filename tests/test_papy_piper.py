@@ -114,7 +114,7 @@ def test_repeat_repeats_the_result() -> None:
 def test_spawn_makes_interleaved_tasks_in_order(pool) -> None:
     p = Piper(inc, parallel=pool, spawn=3)
     p.connect([range(20)])
-    assert pool.tasks == 3
+    assert pool.task_count == 3
     p.start()
     assert list(p) == list(range(1, 21))
     p.stop()

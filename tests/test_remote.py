@@ -76,6 +76,17 @@ def test_remote_exception_has_remote_traceback(address):
     assert "fail_on_three" in str(error.__cause__)
 
 
+def test_exception_only_cloudpickle_can_carry_arrives_intact_from_remote(address):
+    with IMap(worker_num=0, worker_remote=[(address, 1)]) as m:
+        task = m.add_task(h.raise_local_class_on, range(4), args=(2,))
+        m.start()
+        results = collect(task)
+    assert [results[0], results[1], results[3]] == [0, 1, 3]
+    assert type(results[2]).__name__ == "LocalError"
+    assert str(results[2]) == "local failure on 2"
+    assert isinstance(results[2].__cause__, WorkerTraceback)
+
+
 def test_unpicklable_item_fails_only_its_tasklet_on_remote_workers(address):
     import threading
 
@@ -149,8 +160,7 @@ def test_killed_server_fails_only_its_tasklets(kind, retries, worker_type, tmp_p
 
 def _refused(address: str, tmp_path, **options) -> None:
     """An IMap with these client options is refused, and the function never ran."""
-    m = IMap(worker_num=0, worker_remote=[(address, 1)])
-    m.remote_options = options
+    m = IMap(worker_num=0, worker_remote=[(address, 1)], remote_options=options)
     m.add_task(h.touch, [1], args=(str(tmp_path),))
     with pytest.raises(ConnectionError, match=address):
         m.start()
@@ -172,8 +182,7 @@ def _raw_rpyc_refused(address: str, marker) -> None:
 
 
 def _accepted(address: str, tmp_path, **options) -> None:
-    m = IMap(worker_num=0, worker_remote=[(address, 2)])
-    m.remote_options = options
+    m = IMap(worker_num=0, worker_remote=[(address, 2)], remote_options=options)
     results = m.add_task(h.inc, range(4))
     m.start()
     assert list(results) == [1, 2, 3, 4]

@@ -64,8 +64,7 @@ def _client(certs, with_cert: bool = True) -> dict:
 
 
 def _start(address: str, options: dict, tmp_path) -> IMap:
-    m = IMap(worker_num=0, worker_remote=[(address, 2)])
-    m.remote_options = options
+    m = IMap(worker_num=0, worker_remote=[(address, 2)], remote_options=options)
     m.add_task(h.touch, range(3), args=(str(tmp_path),))
     m.start()
     return m

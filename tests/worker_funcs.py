@@ -225,3 +225,14 @@ class CountingAdder:
 def _rebuild_counting_adder(log_path):
     _append_line(log_path, f"unpickle {os.getpid()}")
     return CountingAdder(log_path)
+
+
+def raise_local_class_on(x, bad):
+    """Raise, for ``bad``, an exception of a class defined in this call:
+    ``pickle`` cannot carry it (a local class), cloudpickle can."""
+    if x == bad:
+        class LocalError(Exception):
+            pass
+
+        raise LocalError(f"local failure on {x}")
+    return x

@@ -1,5 +1,41 @@
-"""Worker pools behind one interface: threads, local processes, remote hosts."""
+"""Worker pools behind one interface (:class:`~.base.Backend`), and
+:func:`make`, the one place that builds them from an IMap's options."""
 
-from .base import Backend, Batch
+from __future__ import annotations
 
-__all__ = ["Backend", "Batch"]
+from typing import TYPE_CHECKING
+
+from .base import Backend, Deliver, Lost
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..options import Options
+
+__all__ = ["Backend", "make"]
+
+
+def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
+    """The backend of an IMap with these options: threads, processes,
+    remote workers, or local and remote workers mixed."""
+    local = options.local_workers
+
+    def make_local(d: Deliver, lo: Lost) -> Backend:
+        if options.worker_type == "thread":
+            from .thread import ThreadBackend
+            return ThreadBackend(local, d, lo, options.initializer, options.initargs)
+        from .process import ProcessBackend
+        return ProcessBackend(local, d, lo, options.resolved_start_method,
+                              options.initializer, options.initargs)
+
+    if not options.worker_remote:
+        return make_local(deliver, lost)
+
+    from .remote import RemoteBackend  # imported only when used
+
+    def make_remote(d: Deliver, lo: Lost) -> Backend:
+        return RemoteBackend(list(options.worker_remote), d, lo, options.initializer,
+                             options.initargs, dict(options.remote_options))
+
+    if local == 0:
+        return make_remote(deliver, lost)
+    from .mixed import MixedBackend
+    return MixedBackend(make_local, make_remote, deliver, lost)

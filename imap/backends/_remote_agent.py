@@ -1,12 +1,12 @@
 """The code a remote worker runs, uploaded as source into each connection.
 
-:class:`~imap.backends.remote.RemoteBackend` sends the text of this file with
-``conn.execute(...)`` into the namespace of a classic RPyC connection and
-then calls the two entry points through ``conn.namespace``:
+:class:`~imap.backends.remote.RemoteBackend` executes the batch kernel
+(:mod:`imap.backends.kernel`) and then this file, as text, in the namespace
+of a classic RPyC connection with ``conn.execute(...)``, and calls these
+entry points through ``conn.namespace``:
 
 * ``imap_agent_nodelay()`` -> bool — once per connection: turns Nagle's
   algorithm off on the server's socket, so pipelined answers are not delayed.
-
 * ``imap_agent_init(payload)`` — once per connection, only when the IMap has
   an ``initializer``: ``payload`` is the cloudpickle of
   ``(initializer, initargs)``.
@@ -14,88 +14,19 @@ then calls the two entry points through ``conn.namespace``:
   round trip) per batch. ``payload`` is the cloudpickle of
   ``(func, args, kwargs)`` of task ``key`` the first time this connection
   sees that task, else None; ``data`` is the pickle of the list of input
-  items. The answer is the pickle of ``(values, errors)``: ``errors`` is None
-  or a dict position -> packed error ``(exception_pickle_or_None, repr,
-  traceback_text)``, the format of :func:`imap.backends._worker.pack_error`;
-  a packed error whose first element is the string ``"unsendable"`` means
-  "data could not travel" and becomes an :class:`~imap.errors.UnsendableError`.
+  items. The answer is the kernel's (:func:`kernel.answer_batch`): the
+  pickle of ``(values, errors, busy)``.
 
-Self-contained on purpose: it imports nothing of ``imap``, so the remote host
-needs only Python, rpyc and cloudpickle (the unpickling of functions sent by
-value needs cloudpickle's helpers).
+It imports nothing of ``imap`` when uploaded, so the remote host needs only
+Python, rpyc and cloudpickle.
 """
 
-import pickle
-import traceback
+if "answer_batch" not in globals():  # imported as a module, not uploaded after the kernel
+    from .kernel import answer_batch, load_task, pack_error
 
-import cloudpickle  # noqa: F401  (functions pickled by value load through it)
-
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_WHERE = "the remote worker"
 _funcs = {}             # task key -> (func, args, kwargs) or (None, packed error)
 _state = {"init_error": None}
-
-
-def _tb_text(exc):
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
-def _pack_error(exc):
-    text = _tb_text(exc)
-    data = None
-    for dumps in (pickle.dumps, cloudpickle.dumps):
-        try:
-            candidate = dumps(exc, _PROTOCOL)
-            pickle.loads(candidate)  # some exceptions pickle but do not unpickle
-            data = candidate
-            break
-        except Exception:
-            pass
-    return (data, repr(exc), text)
-
-
-def _unsendable(message, exc):
-    return ("unsendable", f"{message}: {exc!r}", _tb_text(exc))
-
-
-def _run_items(func, args, kwargs, items):
-    if args or kwargs:
-        def call(item):
-            return func(item, *args, **kwargs)
-    else:
-        call = func
-    values = []
-    errors = None
-    n = len(items)
-    while True:
-        try:  # map() at C speed; on an exception the values before it are kept
-            values.extend(map(call, items[len(values):] if values else items))
-            return values, errors
-        except (Exception, SystemExit) as exc:
-            if errors is None:
-                errors = {}
-            errors[len(values)] = _pack_error(exc)
-            values.append(None)
-            if len(values) == n:
-                return values, errors
-
-
-def _encode(values, errors):
-    try:
-        return pickle.dumps((values, errors), _PROTOCOL)
-    except Exception:
-        pass
-    errors = dict(errors or {})
-    for pos, value in enumerate(values):
-        if pos in errors:
-            continue
-        try:
-            pickle.dumps(value, _PROTOCOL)
-        except Exception as exc:
-            errors[pos] = _unsendable(
-                f"the result ({type(value).__name__}) could not be pickled to send it "
-                "back from the remote worker", exc)
-            values[pos] = None
-    return pickle.dumps((values, errors), _PROTOCOL)
 
 
 def imap_agent_nodelay():
@@ -124,36 +55,21 @@ def imap_agent_nodelay():
 
 def imap_agent_init(payload):
     """Run the IMap's initializer once in this connection."""
+    import pickle
+
     try:
         initializer, initargs = pickle.loads(payload)
         initializer(*initargs)
         _state["init_error"] = None
     except Exception as exc:
-        _state["init_error"] = _pack_error(exc)
+        _state["init_error"] = pack_error(exc)
 
 
 def imap_agent_run(key, payload, data):
-    """Evaluate one batch; return the pickled ``(values, errors)``."""
+    """Evaluate one batch; return the kernel's pickled answer."""
     key = tuple(key)
     if payload is not None:
         for old in [k for k in _funcs if k[0] != key[0]]:  # an older IMap run
             del _funcs[old]
-        try:
-            _funcs[key] = pickle.loads(payload)
-        except Exception as exc:
-            _funcs[key] = (None, _unsendable(
-                "the function could not be unpickled on the remote worker", exc))
-    try:
-        items = pickle.loads(data)
-    except Exception as exc:
-        return pickle.dumps((None, _unsendable(
-            "the items could not be unpickled on the remote worker", exc)), _PROTOCOL)
-    n = len(items)
-    entry = _funcs.get(key)
-    failure = _state["init_error"]
-    if failure is None and (entry is None or entry[0] is None):
-        failure = entry[1] if entry else ("unsendable", "function not received", "")
-    if failure is not None:
-        return pickle.dumps(([None] * n, {pos: failure for pos in range(n)}), _PROTOCOL)
-    values, errors = _run_items(entry[0], entry[1], entry[2], items)
-    return _encode(values, errors)
+        _funcs[key] = load_task(payload, _WHERE)
+    return answer_batch(_funcs.get(key), _state["init_error"], data, _WHERE)

@@ -1,10 +1,12 @@
 """The interface every kind of worker pool implements.
 
 The engine hands a backend :class:`Batch` es (contiguous tasklets of one
-task); the backend runs them and calls back ``deliver(batch, values, errors)``
-or ``lost(batch)`` from one of its own threads. Thread, process and remote
-backends differ only in how a batch reaches a worker and how a result comes
-back.
+task); the backend runs them and calls back ``deliver(batch, values, errors,
+busy)`` or ``lost(batch, reason)`` from one of its own threads. Thread,
+process and remote backends differ only in how a batch reaches a worker and
+how a result comes back; the process and remote backends share their core
+(:mod:`.slots`), and every worker runs a batch with the same kernel
+(:mod:`.kernel`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Deliver = Callable[["Batch", list, dict | None], None]
+PREFETCH = 2  # batches a worker may hold: one running, one queued behind it
+
+Deliver = Callable[["Batch", list, "dict | None", "float | None"], None]
 Lost = Callable[["Batch", str], None]
 
 
@@ -53,10 +57,11 @@ class Backend(ABC):
     """A pool of workers of one kind.
 
     Args:
-        deliver: ``deliver(batch, values, errors)``: the results of a batch;
-            ``values`` aligned with ``batch.indices``, ``errors`` None or a
-            dict position -> exception (whose ``__cause__`` is a
-            :class:`~imap.errors.WorkerTraceback`).
+        deliver: ``deliver(batch, values, errors, busy)``: the results of a
+            batch; ``values`` aligned with ``batch.indices``, ``errors`` None
+            or a dict position -> exception (whose ``__cause__`` is a
+            :class:`~imap.errors.WorkerTraceback`), ``busy`` the seconds the
+            worker spent on the batch (None if not measured).
         lost: ``lost(batch, reason)``: the worker holding the batch died.
     """
 
@@ -65,12 +70,22 @@ class Backend(ABC):
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver
         self.lost = lost
-        self.workers_lost = 0
+        self._workers_lost = 0
+
+    @property
+    def workers_lost(self) -> int:
+        """Workers that died since start."""
+        return self._workers_lost
 
     @property
     @abstractmethod
-    def workers(self) -> int:
+    def alive(self) -> int:
         """Workers alive now."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """Batches the workers can hold now without queueing them here."""
 
     @abstractmethod
     def start(self) -> None:

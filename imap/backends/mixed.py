@@ -1,4 +1,4 @@
-"""Local and remote workers behind one backend, and the choice between them."""
+"""Local and remote workers behind one backend."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import threading
 from typing import Any
 
 from .base import Backend, Batch, Deliver, Lost
-from .remote import PREFETCH, RemoteBackend
 
 
 class MixedBackend(Backend):
     """Local workers (threads or processes) and remote workers behind one interface.
 
-    A batch goes to the part with the most free room (``PREFETCH`` batches per
-    worker); when neither has room it waits here until a result frees some.
+    A batch goes to the part with the most free room (its ``capacity`` less
+    the batches it holds); when neither has room it waits here until a result
+    frees some.
     """
 
     kind = "mixed"
@@ -30,16 +30,16 @@ class MixedBackend(Backend):
         self._held = [0, 0]
 
     @property
-    def workers(self) -> int:
-        return self.local.workers + self.remote.workers
+    def alive(self) -> int:
+        return self.local.alive + self.remote.alive
+
+    @property
+    def capacity(self) -> int:
+        return self.local.capacity + self.remote.capacity
 
     @property
     def workers_lost(self) -> int:
         return self.local.workers_lost + self.remote.workers_lost
-
-    @workers_lost.setter
-    def workers_lost(self, value: int) -> None:
-        pass  # the parts count their own
 
     def start(self) -> None:
         self._stopping = False
@@ -65,11 +65,7 @@ class MixedBackend(Backend):
         self._send(moves)
 
     def _room(self, part: int) -> int:
-        # The local part counts the workers it was asked for: a process being
-        # replaced is back soon, and the process backend queues meanwhile.
-        backend = self._parts[part]
-        workers = backend.workers if part else backend.num
-        return workers * PREFETCH - self._held[part]
+        return self._parts[part].capacity - self._held[part]
 
     def _assign(self) -> list:
         """Pick a part for each queued batch that fits somewhere (lock held)."""
@@ -94,31 +90,3 @@ class MixedBackend(Backend):
             self._send(moves)
             callback(batch, *rest)
         return done
-
-
-def make_backend(imap: Any, deliver: Deliver, lost: Lost) -> Backend:
-    """The backend of an IMap with ``worker_remote``: remote only, or mixed.
-
-    Reads ``imap.worker_remote``, ``imap.worker_num``, ``imap.worker_type``,
-    ``imap.start_method``, ``imap.initializer``, ``imap.initargs`` and the
-    client options ``imap.remote_options`` (a dict; see :func:`connect`).
-    """
-    options = dict(getattr(imap, "remote_options", None) or {})
-    initializer = getattr(imap, "initializer", None)
-    initargs = getattr(imap, "initargs", ())
-
-    def make_remote(d: Deliver, lo: Lost) -> RemoteBackend:
-        return RemoteBackend(imap.worker_remote, d, lo, initializer, initargs, options)
-
-    if imap.worker_num == 0:
-        return make_remote(deliver, lost)
-
-    def make_local(d: Deliver, lo: Lost) -> Backend:
-        if imap.worker_type == "thread":
-            from .thread import ThreadBackend
-            return ThreadBackend(imap.worker_num, d, lo, initializer, initargs)
-        from .process import ProcessBackend
-        return ProcessBackend(imap.worker_num, d, lo, getattr(imap, "start_method", None),
-                              initializer, initargs)
-
-    return MixedBackend(make_local, make_remote, deliver, lost)

@@ -6,13 +6,14 @@ Data flow::
                                                         | pipe: "f" (once per task), "b"
                                                         v
                                                    worker process
-                                                        | pipe: "r" (one per batch)
+                                                        | pipe: answer (one per batch)
     engine.deliver / engine.lost <---- Router thread <--+  (+ process sentinels)
 
 * ``submit`` (called by the Feeder) pickles the items, then queues the batch;
   a batch goes to the least busy live worker holding fewer than
   ``PREFETCH`` batches, preceded by the task's function if that worker has
-  not had it yet.
+  not had it yet (the dispatch common to process and remote workers:
+  :mod:`.slots`).
 * One **sender thread** per worker writes that worker's pipe, so a slow or
   full pipe never blocks the Feeder or the Router.
 * The **Router thread** waits on every result pipe and every process
@@ -28,7 +29,6 @@ shared.
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
@@ -39,15 +39,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
 from . import _worker
-from ._sending import prepare
-from .base import Backend, Batch, Deliver, Lost
+from .base import PREFETCH, Batch, Deliver, Lost
+from .kernel import PROTOCOL
+from .slots import Slot, SlotBackend
 
 log = logging.getLogger("imap")
 
-PREFETCH = 2           # batches a worker may hold: one running, one queued in its pipe
 JOIN_TIMEOUT = 5.0     # seconds a stopping worker gets before it is terminated
 IDLE_DEATHS = 3        # a slot whose workers die this often with no work is not refilled
 
@@ -59,18 +57,14 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-class _Worker:
+class _Worker(Slot):
     """One worker process, its pipes and its sender thread."""
 
-    __slots__ = ("slot", "process", "task_conn", "result_conn", "outbox", "sender",
-                 "held", "known", "alive", "delivered")
+    __slots__ = ("slot", "process", "task_conn", "result_conn", "outbox", "sender")
 
     def __init__(self, slot: int) -> None:
+        super().__init__(f"worker-{slot}")
         self.slot = slot
-        self.held: collections.deque = collections.deque()  # (batch_id, batch)
-        self.known: set = set()      # task keys whose function this worker has
-        self.alive = True
-        self.delivered = 0
 
 
 def _os_thread_count() -> int | None:
@@ -125,10 +119,12 @@ def _send_loop(outbox: queue.SimpleQueue, conn: Any) -> None:
         conn.close()
 
 
-class ProcessBackend(Backend):
+class ProcessBackend(SlotBackend):
     """``num`` worker processes fed through per-worker pipes."""
 
     kind = "process"
+    where = "to a worker process"
+    _none_left = "no worker process is left"
 
     def __init__(
         self,
@@ -139,42 +135,35 @@ class ProcessBackend(Backend):
         initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
     ) -> None:
-        super().__init__(deliver, lost)
+        super().__init__(deliver, lost, initializer, initargs)
         self.num = num
         self.start_method = start_method or default_start_method()
-        self.initializer = initializer
-        self.initargs = initargs
-        self._lock = threading.Lock()
-        self._pending: collections.deque = collections.deque()
-        self._workers: list[_Worker] = []
-        self._ids = itertools.count()
-        self._stopping = False
         self._router: threading.Thread | None = None
         self._idle_deaths: collections.Counter = collections.Counter()
+        self._refilling: set = set()   # slots whose replacement is starting
+
+    def _accepting(self) -> bool:
+        return any(w.alive for w in self._slots) or bool(self._refilling)
 
     @property
-    def workers(self) -> int:
-        return sum(1 for w in self._workers if w.alive)
+    def capacity(self) -> int:
+        # The slots asked for: a process being replaced is back soon, and
+        # batches queue here meanwhile.
+        return sum(1 for w in self._slots if w.alive or w.slot in self._refilling) * PREFETCH
 
     # -- life cycle --------------------------------------------------------
 
     def start(self) -> None:
         self._stopping = False
-        self._init_payload = None
-        if self.initializer is not None:
-            try:
-                self._init_payload = cloudpickle.dumps((self.initializer, self.initargs))
-            except Exception as exc:
-                raise ValueError(
-                    f"the worker initializer could not be pickled for worker processes: {exc!r}"
-                ) from exc
+        self._refilling.clear()
+        self._payload = self._init_payload()
         ctx = mp.get_context(self.start_method)
         if self.start_method == "fork":
             _settle_threads()
         # Workers are started before the Router thread, so "fork" forks a
         # process that has no thread of ours yet.
-        self._workers = [self._spawn(ctx, slot, sender=False) for slot in range(self.num)]
-        for worker in self._workers:
+        self._slots = [self._spawn(ctx, slot, sender=False) for slot in range(self.num)]
+        for worker in self._slots:
             self._start_sender(worker)
         self._router = threading.Thread(target=self._route, name="imap-router", daemon=True)
         self._router.start()
@@ -185,7 +174,7 @@ class ProcessBackend(Backend):
         result_r, result_w = ctx.Pipe(duplex=False)
         process = ctx.Process(
             target=_worker.process_main,
-            args=(task_r, result_w, self._init_payload),
+            args=(task_r, result_w, self._payload),
             name=f"imap-worker-{slot}",
             daemon=True,
         )
@@ -209,10 +198,7 @@ class ProcessBackend(Backend):
         worker.sender.start()
 
     def stop(self, forced: bool = False) -> None:
-        with self._lock:
-            self._stopping = True
-            self._pending.clear()
-            workers = list(self._workers)
+        workers = self._begin_stop()
         for w in workers:
             if not forced:
                 w.outbox.put(_QUIT)
@@ -243,33 +229,13 @@ class ProcessBackend(Backend):
         self._router = None
         _last_stop[0] = time.monotonic()
 
-    # -- submitting ----------------------------------------------------------
+    # -- sending -------------------------------------------------------------------
 
-    def submit(self, batch: Batch) -> None:
-        batch = prepare(self.deliver, batch, "to a worker process")
-        if batch is None:
-            return
-        with self._lock:
-            self._pending.append(batch)
-            self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Give queued batches to workers with room (lock held)."""
-        while self._pending:
-            free = [w for w in self._workers if w.alive and len(w.held) < PREFETCH]
-            if not free:
-                return
-            worker = min(free, key=lambda w: len(w.held))
-            batch = self._pending.popleft()
-            task = batch.task
-            if task.key not in worker.known:
-                worker.known.add(task.key)
-                message = ("f", task.key, task.payload()[0])
-                worker.outbox.put(pickle.dumps(message, _worker.PROTOCOL))
-            batch_id = next(self._ids)
-            worker.held.append((batch_id, batch))
-            worker.outbox.put(pickle.dumps(
-                ("b", task.key, batch_id, len(batch), batch.data), _worker.PROTOCOL))
+    def _send(self, worker: _Worker, batch: Batch, payload: bytes | None) -> None:
+        key = batch.task.key
+        if payload is not None:
+            worker.outbox.put(pickle.dumps(("f", key, payload), PROTOCOL))
+        worker.outbox.put(pickle.dumps(("b", key, batch.data), PROTOCOL))
 
     # -- the Router thread -----------------------------------------------------
 
@@ -277,8 +243,8 @@ class ProcessBackend(Backend):
         wait = multiprocessing.connection.wait
         while True:
             with self._lock:
-                live = [w for w in self._workers if w.alive]
-                if not live and (self._stopping or not self._workers):
+                live = [w for w in self._slots if w.alive]
+                if not live and (self._stopping or not self._slots):
                     return
             by_conn = {w.result_conn: w for w in live}
             by_sentinel = {w.process.sentinel: w for w in live}
@@ -292,50 +258,29 @@ class ProcessBackend(Backend):
                     except (EOFError, OSError):
                         self._died(worker)
                         continue
-                    self._result(worker, data)
+                    self._answered(worker, data)
                 else:
                     worker = by_sentinel[ready]
                     if worker.alive:
                         self._died(worker)
 
-    def _result(self, worker: _Worker, data: bytes) -> None:
-        _, batch_id, values, packed = pickle.loads(data)
-        with self._lock:
-            held_id, batch = worker.held.popleft()
-            assert held_id == batch_id, (held_id, batch_id)
-            worker.delivered += 1
-            self._dispatch()
-        errors = None
-        if packed:
-            errors = {p: _worker.unpack_error(e) for p, e in packed.items()}
-        self.deliver(batch, values, errors)
-
     def _died(self, worker: _Worker) -> None:
         # Results the process sent before it died are still in the pipe.
         try:
             while worker.held and worker.result_conn.poll():
-                self._result(worker, worker.result_conn.recv_bytes())
+                self._answered(worker, worker.result_conn.recv_bytes())
         except (EOFError, OSError):
             pass
         worker.process.join(1.0)
         code = worker.process.exitcode
-        with self._lock:
-            worker.alive = False
-            held = [batch for _, batch in worker.held]
-            worker.held.clear()
-            stopping = self._stopping
-            # A worker runs its batches one after the other, answering each
-            # before it reads the next: only the first unanswered batch was
-            # running. The others never started, so they go to other workers.
-            unstarted = held[1:]
-            held = held[:1]
-            if not stopping:
-                self._pending.extendleft(reversed(unstarted))
-                self._dispatch()
+        # A worker runs its batches one after the other, answering each
+        # before it reads the next: only the first unanswered batch was
+        # running. The others never started, so they go to other workers.
+        held, stopping = self._slot_died(worker, started=1)
         worker.outbox.put(None)
         if stopping:
             return
-        self.workers_lost += 1
+        self._workers_lost += 1
         log.warning("worker process %s died (exit code %s) running %d tasklet(s); replacing it",
                     worker.process.pid, code, sum(len(b) for b in held))
         refill = True
@@ -348,12 +293,14 @@ class ProcessBackend(Backend):
                 log.error("workers in slot %d keep dying with no work; not replacing it",
                           worker.slot)
         if refill:
+            self._refilling.add(worker.slot)
             method = "forkserver" if self.start_method == "fork" else self.start_method
             replacement = self._spawn(mp.get_context(method), worker.slot)
             with self._lock:
+                self._refilling.discard(worker.slot)
                 stopping = self._stopping
                 if not stopping:
-                    self._workers[self._workers.index(worker)] = replacement
+                    self._slots[self._slots.index(worker)] = replacement
                     self._dispatch()
             if stopping:  # stop() began while the replacement started
                 replacement.outbox.put(None)
@@ -368,11 +315,5 @@ class ProcessBackend(Backend):
         _close(worker)
         if not refill:
             with self._lock:
-                self._workers.remove(worker)
-                orphans = list(self._pending) if not any(w.alive for w in self._workers) else []
-                if orphans:
-                    self._pending.clear()
-            for batch in orphans:
-                self.lost(batch, "no worker process is left")
-
-
+                self._slots.remove(worker)
+            self._orphans()

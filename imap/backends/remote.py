@@ -11,12 +11,13 @@ Data flow::
 
 * ``start`` opens ``n`` connections per host (TCP, optional TLS, optional
   shared-secret handshake, then classic RPyC), uploads the agent
-  (:mod:`imap.backends._remote_agent`, as source) into each and runs the
+  (the batch kernel and :mod:`imap.backends._remote_agent`, as source) into each and runs the
   initializer there. An unreachable host is a ``ConnectionError`` naming
   ``host:port``.
 * ``submit`` (called by the Feeder) pickles the items, then queues the batch;
   a batch goes to the least busy live connection holding fewer than
-  ``PREFETCH`` batches.
+  ``PREFETCH`` batches (the dispatch common to process and remote workers:
+  :mod:`.slots`).
 * One **driver thread** per connection does only IO: it sends each batch as
   an asynchronous request — the task's function travels with the first batch
   of that task on that connection — so the next batch is already queued on
@@ -35,7 +36,6 @@ from __future__ import annotations
 import collections
 import importlib
 import logging
-import pickle
 import queue
 import socket
 import ssl
@@ -45,10 +45,8 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import UnsendableError
-from . import _worker
-from ._sending import fail_batch, prepare
-from .base import Backend, Batch, Deliver, Lost
+from .base import PREFETCH, Batch, Deliver, Lost
+from .slots import Slot, SlotBackend
 
 log = logging.getLogger("imap")
 
@@ -57,10 +55,11 @@ log = logging.getLogger("imap")
 cloudpickle.register_pickle_by_value(importlib.import_module("imap.imports"))
 
 DEFAULT_PORT = 18812
-PREFETCH = 2            # batches a connection may hold: one running, one queued on the server
 CONNECT_TIMEOUT = 10.0  # seconds to connect and authenticate
 POLL = 0.2              # seconds between checks for a forced stop while a batch runs
-AGENT_SOURCE = (Path(__file__).resolve().parent / "_remote_agent.py").read_text()
+_HERE = Path(__file__).resolve().parent
+# The batch kernel, then the agent that calls it, run in each connection.
+AGENT_SOURCE = (_HERE / "kernel.py").read_text() + "\n" + (_HERE / "_remote_agent.py").read_text()
 OPTIONS = ("secret", "ssl", "ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "connect_timeout")
 
 
@@ -156,23 +155,19 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
     return conn, sock
 
 
-class _Link:
+class _Link(Slot):
     """One connection to a remote worker, and the thread that drives it."""
 
-    __slots__ = ("name", "conn", "sock", "run", "outbox", "thread", "held", "known", "alive",
-                 "pipeline")
+    __slots__ = ("conn", "sock", "run", "outbox", "thread", "pipeline")
 
     def __init__(self, name: str, conn: Any, sock: socket.socket) -> None:
         import rpyc
 
-        self.name = name
+        super().__init__(name)
         self.conn = conn
         self.sock = sock
         self.run = rpyc.async_(conn.namespace["imap_agent_run"])
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.held: collections.deque = collections.deque()  # batches, in sending order
-        self.known: set = set()     # task keys whose function this connection has
-        self.alive = True
         # Requests sent ahead of their answer: only when the server's socket
         # has Nagle off, else each pipelined answer waits for a delayed ACK.
         self.pipeline = PREFETCH if conn.namespace["imap_agent_nodelay"]() else 1
@@ -182,7 +177,7 @@ class _Forced(Exception):
     pass
 
 
-class RemoteBackend(Backend):
+class RemoteBackend(SlotBackend):
     """Connections to classic RPyC servers, one remote worker each.
 
     Args:
@@ -192,36 +187,22 @@ class RemoteBackend(Backend):
     """
 
     kind = "remote"
+    where = "to a remote worker"
+    _none_left = "no remote worker is left"
 
     def __init__(self, hosts: list, deliver: Deliver, lost: Lost,
                  initializer: Any = None, initargs: tuple = (),
                  options: dict | None = None) -> None:
-        super().__init__(deliver, lost)
+        super().__init__(deliver, lost, initializer, initargs)
         self.hosts = [(parse_address(address), n) for address, n in hosts]
         self.options = dict(options or {})
-        self.initializer = initializer
-        self.initargs = initargs
-        self._lock = threading.Lock()
-        self._pending: collections.deque = collections.deque()
-        self._links: list[_Link] = []
-        self._stopping = False
         self._forced = False
-
-    @property
-    def workers(self) -> int:
-        return sum(1 for link in self._links if link.alive)
 
     # -- life cycle --------------------------------------------------------
 
     def start(self) -> None:
         self._stopping = self._forced = False
-        init_payload = None
-        if self.initializer is not None:
-            try:
-                init_payload = cloudpickle.dumps((self.initializer, self.initargs))
-            except Exception as exc:
-                raise ValueError(f"the worker initializer could not be pickled for remote "
-                                 f"workers: {exc!r}") from exc
+        init_payload = self._init_payload()
         links: list[_Link] = []
         try:
             for (host, port), n in self.hosts:
@@ -240,52 +221,23 @@ class RemoteBackend(Backend):
             for link in links:
                 _close(link, abort=True)
             raise
-        self._links = links
+        self._slots = links
         for link in links:
             link.thread = threading.Thread(target=self._drive, args=(link,),
                                            name=f"imap-remote-{link.name}", daemon=True)
             link.thread.start()
 
     def stop(self, forced: bool = False) -> None:
-        with self._lock:
-            self._stopping = True
-            self._forced = forced
-            self._pending.clear()
-            links = list(self._links)
+        self._forced = forced
+        links = self._begin_stop()
         for link in links:
             link.outbox.put(None)
         for link in links:
             if link.thread is not threading.current_thread():
                 link.thread.join()
 
-    # -- submitting ----------------------------------------------------------
-
-    def submit(self, batch: Batch) -> None:
-        batch = prepare(self.deliver, batch, "to a remote worker")
-        if batch is None:
-            return
-        with self._lock:
-            if any(link.alive for link in self._links) or self._stopping:
-                self._pending.append(batch)
-                self._dispatch()
-                return
-        self.lost(batch, "no remote worker is left")
-
-    def _dispatch(self) -> None:
-        """Give queued batches to connections with room (lock held)."""
-        while self._pending and not self._stopping:
-            free = [link for link in self._links if link.alive and len(link.held) < PREFETCH]
-            if not free:
-                return
-            link = min(free, key=lambda w: len(w.held))
-            batch = self._pending.popleft()
-            key = batch.task.key
-            payload = None
-            if key not in link.known:
-                link.known.add(key)
-                payload = batch.task.payload()[0]
-            link.held.append(batch)
-            link.outbox.put((batch, payload))
+    def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
+        link.outbox.put((batch, payload))
 
     # -- the driver threads ------------------------------------------------------
 
@@ -316,12 +268,10 @@ class RemoteBackend(Backend):
                 except (OSError, EOFError):
                     raise
                 except Exception as exc:  # the agent itself failed: fail this batch only
-                    self._finished(link, batch)
-                    fail_batch(self.deliver, batch, UnsendableError(
-                        f"the remote worker {link.name} failed to run a batch: {exc}"), exc)
+                    self._failed_one(link, exc, f"the remote worker {link.name} failed to "
+                                                f"run a batch: {exc}")
                     continue
-                self._finished(link, batch)
-                self._deliver(batch, data)
+                self._answered(link, data)
         except _Forced:
             _close(link, abort=True)  # a batch may be running: do not wait for it
         except Exception as exc:  # the connection broke
@@ -329,47 +279,18 @@ class RemoteBackend(Backend):
         finally:
             _close(link)
 
-    def _finished(self, link: _Link, batch: Batch) -> None:
-        with self._lock:
-            held = link.held.popleft()
-            assert held is batch
-            self._dispatch()
-
-    def _deliver(self, batch: Batch, data: bytes) -> None:
-        values, packed = pickle.loads(data)
-        if values is None:  # the items did not unpickle remotely
-            values, packed = [None] * len(batch), dict.fromkeys(range(len(batch)), packed)
-        errors = None
-        if packed:
-            errors = {p: _unpack(e) for p, e in packed.items()}
-        self.deliver(batch, values, errors)
-
     def _link_lost(self, link: _Link, exc: BaseException) -> None:
-        with self._lock:
-            link.alive = False
-            held = list(link.held)
-            link.held.clear()
-            stopping = self._stopping
-            orphans: list = []
-            if not stopping and not any(w.alive for w in self._links):
-                orphans = list(self._pending)
-                self._pending.clear()
+        # Batches queued on the server may or may not have started: all fail.
+        held, stopping = self._slot_died(link, started=len(link.held))
         if stopping:
             return
-        self.workers_lost += 1
+        self._workers_lost += 1
         log.warning("remote worker %s lost (%r) holding %d batch(es); not replacing it",
                     link.name, exc, len(held))
         reason = f"remote worker {link.name} lost: {exc!r}"
         for batch in held:
             self.lost(batch, reason)
-        for batch in orphans:
-            self.lost(batch, "no remote worker is left")
-
-
-def _unpack(packed: tuple) -> BaseException:
-    if packed[0] == "unsendable":
-        return _worker.with_traceback_cause(UnsendableError(packed[1]), packed[2])
-    return _worker.unpack_error(packed)
+        self._orphans()
 
 
 def _close(link: _Link, abort: bool = False) -> None:

@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._worker import run_items, traceback_text, with_traceback_cause
-from .base import Backend, Batch, Deliver, Lost
+from .base import PREFETCH, Backend, Batch, Deliver, Lost
+from .kernel import run_batch, traceback_text
+from .wire import with_traceback_cause
 
 log = logging.getLogger("imap")
 
@@ -43,8 +44,12 @@ class ThreadBackend(Backend):
         self._forced = False
 
     @property
-    def workers(self) -> int:
+    def alive(self) -> int:
         return sum(t.is_alive() for t in self._threads)
+
+    @property
+    def capacity(self) -> int:
+        return self.num * PREFETCH
 
     def start(self) -> None:
         self._forced = False
@@ -81,11 +86,12 @@ class ThreadBackend(Backend):
                 }
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
-            values, errors = run_items(task.func, task.args, task.kwargs, batch.items)
+            values, errors, busy = run_batch(task.func, task.args, task.kwargs, batch.items,
+                                             pack=False)
             if errors:
                 for exc in errors.values():
                     with_traceback_cause(exc, traceback_text(exc))
-            self.deliver(batch, values, errors)
+            self.deliver(batch, values, errors, busy)
 
     def stop(self, forced: bool = False) -> None:
         self._forced = forced

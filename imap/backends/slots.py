@@ -1,0 +1,172 @@
+"""The common core of backends whose workers hold batches: process, remote.
+
+A *slot* is one worker as the parent sees it: the batches it holds (at most
+``PREFETCH``: one running, the next already queued so the worker never waits
+a round trip), the tasks whose function it has received, and whether it is
+alive. :class:`SlotBackend` does what every such backend does alike:
+
+* ``submit`` (the Feeder) prepares a batch to travel (``wire.prepare``),
+  queues it, and *dispatches*: each queued batch goes to the least busy live
+  slot with room, preceded by the task's function if that slot has not had
+  it yet. The subclass's :meth:`SlotBackend._send` does the actual sending
+  (a pipe, an RPyC request) and must not block.
+* :meth:`SlotBackend._answered` (a subclass's receiving thread) takes the
+  slot's oldest batch, dispatches more work to the freed slot, decodes the
+  answer and hands it to the engine with the worker-side busy time.
+* :meth:`SlotBackend._slot_died` marks a slot dead: the batches it had
+  started are returned for the caller to report lost; those it never started
+  go back to the queue for other slots. :meth:`SlotBackend._orphans` reports
+  queued batches lost once no slot is left.
+
+Subclasses differ only in how a batch reaches a worker, how an answer comes
+back and what happens when a worker dies (a process is replaced, a remote
+connection is not).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from abc import abstractmethod
+from typing import Any
+
+from ..errors import UnsendableError
+from . import wire
+from .base import PREFETCH, Backend, Batch, Deliver, Lost
+
+log = logging.getLogger("imap")
+
+
+class Slot:
+    """One worker as the backend sees it."""
+
+    __slots__ = ("name", "held", "known", "alive")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.held: collections.deque = collections.deque()  # batches, in sending order
+        self.known: set = set()   # task keys whose function this worker has
+        self.alive = True
+
+
+class SlotBackend(Backend):
+    """Workers that each hold up to ``PREFETCH`` batches (see the module doc).
+
+    Args:
+        where: how error messages name the destination ("to a worker process").
+    """
+
+    where = "to a worker"
+
+    def __init__(self, deliver: Deliver, lost: Lost, initializer: Any = None,
+                 initargs: tuple = ()) -> None:
+        super().__init__(deliver, lost)
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self._lock = threading.Lock()
+        self._pending: collections.deque = collections.deque()
+        self._slots: list = []
+        self._stopping = False
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for s in self._slots if s.alive)
+
+    @property
+    def capacity(self) -> int:
+        return self.alive * PREFETCH
+
+    def _init_payload(self) -> bytes | None:
+        return wire.pickle_initializer(self.initializer, self.initargs, self.where[3:])
+
+    # -- submitting ----------------------------------------------------------------
+
+    def submit(self, batch: Batch) -> None:
+        batch = wire.prepare(self.deliver, batch, self.where)
+        if batch is None:
+            return
+        with self._lock:
+            if self._stopping or self._accepting():
+                self._pending.append(batch)
+                self._dispatch()
+                return
+        self.lost(batch, self._none_left)
+
+    def _accepting(self) -> bool:
+        """Whether a queued batch can still be run (lock held)."""
+        return any(s.alive for s in self._slots)
+
+    _none_left = "no worker is left"
+
+    def _dispatch(self) -> None:
+        """Give queued batches to live slots with room (lock held)."""
+        pending = self._pending
+        while pending and not self._stopping:
+            free = [s for s in self._slots if s.alive and len(s.held) < PREFETCH]
+            if not free:
+                return
+            slot = min(free, key=lambda s: len(s.held))
+            batch = pending.popleft()
+            key = batch.task.key
+            payload = None
+            if key not in slot.known:
+                slot.known.add(key)
+                payload = batch.task.payload()[0]
+            slot.held.append(batch)
+            self._send(slot, batch, payload)
+
+    @abstractmethod
+    def _send(self, slot: Any, batch: Batch, payload: bytes | None) -> None:
+        """Send ``batch`` (and first the task's ``payload`` if not None) to
+        ``slot``'s worker. Called with the lock held: must not block."""
+
+    # -- answers and deaths ------------------------------------------------------------
+
+    def _answered(self, slot: Any, data: bytes) -> None:
+        """File the answer ``data`` of ``slot``'s oldest batch."""
+        with self._lock:
+            batch = slot.held.popleft()
+            self._dispatch()
+        values, errors, busy = wire.decode_answer(batch, data)
+        self.deliver(batch, values, errors, busy)
+
+    def _failed_one(self, slot: Any, exc: BaseException, message: str) -> None:
+        """``slot``'s oldest batch failed as a whole (the worker lives on)."""
+        with self._lock:
+            batch = slot.held.popleft()
+            self._dispatch()
+        wire.fail_batch(self.deliver, batch, UnsendableError(message), exc)
+
+    def _slot_died(self, slot: Any, started: int) -> tuple[list, bool]:
+        """Mark ``slot`` dead. Returns ``(batches it had started, stopping)``.
+
+        Its first ``started`` held batches were (or may have been) running;
+        the others go back to the queue for other slots.
+        """
+        with self._lock:
+            slot.alive = False
+            held = list(slot.held)
+            slot.held.clear()
+            stopping = self._stopping
+            if not stopping:
+                self._pending.extendleft(reversed(held[started:]))
+                self._dispatch()
+        return held[:started], stopping
+
+    def _orphans(self) -> None:
+        """Report queued batches lost when no slot can run them any more."""
+        with self._lock:
+            if self._stopping or self._accepting():
+                return
+            orphans = list(self._pending)
+            self._pending.clear()
+        for batch in orphans:
+            self.lost(batch, self._none_left)
+
+    def _begin_stop(self) -> list:
+        """Stop dispatching; return the slots to shut down."""
+        with self._lock:
+            self._stopping = True
+            self._pending.clear()
+            return list(self._slots)

@@ -1,0 +1,121 @@
+"""The parent's side of the batch kernel's wire format.
+
+Shared by every backend whose workers live in another process (process,
+remote, executor): preparing a batch to travel (:func:`prepare`), reading a
+worker's answer (:func:`decode_answer`), and rebuilding errors
+(:func:`unpack_error`). The worker's side is :mod:`imap.backends.kernel`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from ..errors import UnsendableError, WorkerTraceback
+from . import kernel
+from .base import Batch
+
+PROTOCOL = kernel.PROTOCOL
+traceback_text = kernel.traceback_text
+
+
+def with_traceback_cause(exc: BaseException, text: str) -> BaseException:
+    """Attach the worker-side traceback text as ``__cause__``."""
+    exc.__cause__ = WorkerTraceback(text)
+    return exc
+
+
+def unpack_error(packed: tuple) -> BaseException:
+    """Rebuild an exception packed by :func:`kernel.pack_error` or
+    :func:`kernel.unsendable`, its worker-side traceback as ``__cause__``."""
+    data, text_repr, tb_text = packed
+    exc: BaseException
+    if data == kernel.UNSENDABLE:
+        exc = UnsendableError(text_repr)
+    elif data is None:
+        exc = UnsendableError(f"{text_repr} (the exception could not be pickled)")
+    else:
+        try:
+            exc = pickle.loads(data)
+        except Exception as err:  # checked on the worker side; a missing module here
+            exc = UnsendableError(f"{text_repr} (the exception could not be unpickled: {err!r})")
+    return with_traceback_cause(exc, tb_text)
+
+
+def decode_answer(batch: Batch, data: bytes) -> tuple[list, dict | None, float]:
+    """``(values, errors, busy)`` of a batch from a worker's pickled answer;
+    ``errors`` holds exceptions, ready for ``Engine.deliver``."""
+    values, packed, busy = pickle.loads(data)
+    if values is None:  # the items did not unpickle in the worker
+        values, packed = kernel.failed(len(batch), packed)
+    errors = None
+    if packed:
+        errors = {p: unpack_error(e) for p, e in packed.items()}
+    return values, errors, busy
+
+
+def fail_batch(deliver: Callable, batch: Batch, exc: BaseException,
+               cause: BaseException) -> None:
+    """Deliver ``exc`` (a copy per tasklet) as the result of every tasklet of
+    ``batch``, with the traceback of ``cause`` attached."""
+    text = traceback_text(cause)
+    errors = {p: with_traceback_cause(exc if p == 0 else type(exc)(*exc.args), text)
+              for p in range(len(batch))}
+    deliver(batch, [None] * len(batch), errors)
+
+
+def prepare(deliver: Callable, batch: Batch, where: str) -> Batch | None:
+    """Check the task's function pickles and pickle the items into
+    ``batch.data``. Tasklets that cannot be sent fail at once (each with its
+    own :class:`~imap.UnsendableError`); returns the batch of the others, or
+    None if none is left. ``where`` ends the error messages ("to a worker
+    process")."""
+    task = batch.task
+    _, error = task.payload()
+    if error is not None:
+        fail_batch(deliver, batch, UnsendableError(
+            f"the function of task {task.id} ({task.name}) could not be pickled to send "
+            f"it {where}: {error!r}"), error)
+        return None
+    if batch.data is not None:
+        return batch
+    try:
+        batch.data = pickle.dumps(batch.items, PROTOCOL)
+        return batch
+    except Exception:
+        pass
+    good, bad = [], []
+    for pos, item in enumerate(batch.items):
+        try:
+            pickle.dumps(item, PROTOCOL)
+            good.append(pos)
+        except Exception:
+            try:
+                cloudpickle.dumps(item)
+                good.append(pos)
+            except Exception as exc:
+                bad.append((pos, exc))
+    for pos, exc in bad:
+        kind = type(batch.items[pos]).__name__
+        fail_batch(deliver, batch.subset([pos]), UnsendableError(
+            f"item {batch.indices[pos]} of task {task.id} ({kind}) could not be "
+            f"pickled to send it {where}: {exc!r}"), exc)
+    if not good:
+        return None
+    kept = batch.subset(good)
+    kept.data = cloudpickle.dumps(kept.items)
+    return kept
+
+
+def pickle_initializer(initializer: Any, initargs: tuple, where: str) -> bytes | None:
+    """The cloudpickle of ``(initializer, initargs)``, or None without one."""
+    if initializer is None:
+        return None
+    try:
+        return cloudpickle.dumps((initializer, initargs))
+    except Exception as exc:
+        raise ValueError(
+            f"the worker initializer could not be pickled for {where}: {exc!r}") from exc
