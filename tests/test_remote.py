@@ -12,7 +12,7 @@ import cloudpickle
 import pytest
 import remote_helpers as h
 from remote_helpers import collect, server
-from support import wait_until
+from support import kill_group, wait_until
 
 from imap import IMap, UnsendableError, WorkerLostError, WorkerTraceback, imap
 from imap.embedded import local
@@ -129,7 +129,7 @@ def test_killed_server_fails_only_its_tasklets(kind, retries, worker_type, tmp_p
                              retries=retries)
         m.start()
         wait_until(lambda: any(tmp_path.glob("held-*")), 30, "a remote worker to hold an item")
-        h.kill(proc)
+        kill_group(proc)
         out = collect(iter(results))
         status = m.status()
         m.stop()
