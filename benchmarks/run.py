@@ -648,7 +648,7 @@ def section_remote(cfg, summary):
     """2 remote workers on one local imap-server against 2 local processes."""
     import cloudpickle
 
-    from imap.server import local
+    from imap.embedded import local
 
     # The server has no copy of this folder: send the workloads by value.
     cloudpickle.register_pickle_by_value(wl)

@@ -21,7 +21,7 @@ import os
 import tempfile
 
 from imap import IMap
-from imap.server import local
+from imap.embedded import local
 from papy import Piper, Plumber, Worker
 from papy.util.func import write_line
 

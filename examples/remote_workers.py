@@ -1,6 +1,6 @@
 """Remote workers: an imap-server on this machine, two connections to it.
 
-``imap.server.local(2)`` starts ``python -m imap.server`` on a free loopback
+``imap.embedded.local(2)`` starts ``python -m imap.server`` on a free loopback
 port and yields ``[("127.0.0.1:PORT", 2)]`` for ``worker_remote``; leaving
 the ``with`` block stops the server. Against real hosts, start
 ``imap-server`` there and list them instead (see doc/remote.rst).
@@ -9,7 +9,7 @@ the ``with`` block stops the server. Against real hosts, start
 import os
 
 from imap import IMap
-from imap.server import local
+from imap.embedded import local
 
 
 def square(x):

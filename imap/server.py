@@ -2,119 +2,49 @@
 
 Each accepted connection is served by its own forked process, so one host
 uses all its cores (one remote worker = one connection = one process).
-Authentication (TLS, then a shared secret) happens in that process before
-the first RPyC request is read, so a client that fails it executes nothing.
+Authentication (TLS, then a shared secret; see :mod:`imap.auth`) happens in
+that process before the first RPyC request is read, so a client that fails it
+executes nothing.
 
 Run it as ``imap-server`` or ``python -m imap.server``; see ``--help`` and
-the "Remote workers" page of the documentation. :func:`local` starts one on a
-free loopback port for examples and tests.
+the "Remote workers" page of the documentation. This module holds the
+command line and the server; :func:`imap.embedded.local` starts one on a free
+loopback port for examples and tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import hmac
+import importlib
 import ipaddress
 import logging
 import os
-import selectors
 import signal
 import socket
 import ssl
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_PORT = 18812
-AUTH_TIMEOUT = 10.0      # seconds a client gets to finish TLS and the secret handshake
-_MAGIC = b"imap-auth-1\n"
-_NONCE = 32
-_DIGEST = hashlib.sha256().digest_size
+from .auth import AUTH_TIMEOUT, DEFAULT_PORT, Authenticator
 
 log = logging.getLogger("imap.server")
 
-
-# --- the shared-secret handshake (both sides) ----------------------------------------
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("the peer closed the connection during authentication")
-        data += chunk
-    return data
+# Names that moved out of this module, and where to: still reachable here, with a
+# DeprecationWarning (the README and the docs showed ``from imap.server import local``).
+_MOVED = {"local": "imap.embedded", "kill_group": "imap.embedded",
+          "client_handshake": "imap.auth", "server_handshake": "imap.auth"}
 
 
-def _mac(secret: bytes, role: bytes, nonce: bytes) -> bytes:
-    return hmac.new(secret, role + nonce, hashlib.sha256).digest()
-
-
-def server_handshake(sock: socket.socket, secret: bytes) -> bool:
-    """Challenge the client; True if it proved it knows ``secret``.
-
-    The server sends a magic line and a random nonce; the client answers
-    HMAC-SHA256(secret, "client" + nonce); the server then proves itself with
-    HMAC-SHA256(secret, "server" + nonce). The secret never travels.
-    """
-    nonce = os.urandom(_NONCE)
-    sock.sendall(_MAGIC + nonce)
-    answer = _recv_exact(sock, _DIGEST)
-    if not hmac.compare_digest(answer, _mac(secret, b"client", nonce)):
-        return False
-    sock.sendall(_mac(secret, b"server", nonce))
-    return True
-
-
-def client_handshake(sock: socket.socket, secret: bytes) -> None:
-    """Answer the server's challenge; raise ``ConnectionError`` on failure."""
-    header = _recv_exact(sock, len(_MAGIC) + _NONCE)
-    if not header.startswith(_MAGIC):
-        raise ConnectionError("the server did not send an imap-server secret challenge "
-                              "(is it a server without --secret-file/--secret-env?)")
-    nonce = header[len(_MAGIC):]
-    sock.sendall(_mac(secret, b"client", nonce))
-    try:
-        proof = _recv_exact(sock, _DIGEST)
-    except ConnectionError:
-        raise ConnectionError("the server refused the shared secret") from None
-    if not hmac.compare_digest(proof, _mac(secret, b"server", nonce)):
-        raise ConnectionError("the server did not prove it knows the shared secret")
-
-
-class _Authenticator:
-    """An rpyc authenticator: TLS (optional) then the secret (optional)."""
-
-    def __init__(self, context: ssl.SSLContext | None, secret: bytes | None,
-                 timeout: float = AUTH_TIMEOUT) -> None:
-        self.context = context
-        self.secret = secret
-        self.timeout = timeout
-
-    def __call__(self, sock: socket.socket) -> tuple[socket.socket, object]:
-        from rpyc.utils.authenticators import AuthenticationError
-
-        peer = sock.getpeername()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.timeout)
-        credentials = None
-        try:
-            if self.context is not None:
-                sock = self.context.wrap_socket(sock, server_side=True)
-                credentials = sock.getpeercert()
-            if self.secret is not None and not server_handshake(sock, self.secret):
-                raise AuthenticationError(f"{peer}: wrong shared secret")
-        except AuthenticationError:
-            raise
-        except (OSError, ConnectionError, ssl.SSLError) as exc:
-            raise AuthenticationError(f"{peer}: {exc}") from exc
-        sock.settimeout(None)
-        return sock, credentials
+def __getattr__(name: str) -> object:
+    """A moved name, imported from its new module on first use (PEP 562)."""
+    where = _MOVED.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"imap.server.{name} is deprecated: import it from {where} "
+                  f"(from {where} import {name})", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(where), name)
 
 
 # --- the command line ----------------------------------------------------------------
@@ -202,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     authenticator = None
     if context or secret:
-        authenticator = _Authenticator(context, secret, args.auth_timeout)
+        authenticator = Authenticator(context, secret, args.auth_timeout)
     server = ForkingServer(
         ClassicService, hostname=args.host, port=args.port, reuse_addr=True,
         authenticator=authenticator, logger=log,
@@ -226,82 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.close()
     return 0
-
-
-# --- an embedded server for examples and tests -----------------------------------------
-
-
-_OPTION_FLAGS = {"certfile": "--certfile", "keyfile": "--keyfile", "ca_certs": "--ca-certs",
-                 "secret_file": "--secret-file", "secret_env": "--secret-env",
-                 "log_level": "--log-level", "auth_timeout": "--auth-timeout"}
-
-
-@contextlib.contextmanager
-def local(n: int = 2, timeout: float = 30.0, **options: str) -> Iterator[list[tuple[str, int]]]:
-    """Run an ``imap-server`` on a free loopback port for the ``with`` block.
-
-    Args:
-        n: remote workers (connections) to offer in the yielded address list.
-        timeout: seconds to wait for the server to listen.
-        **options: server options by name: ``certfile``, ``keyfile``,
-            ``ca_certs``, ``secret_file``, ``secret_env``, ``auth_timeout``,
-            ``log_level``.
-
-    Yields:
-        ``[("127.0.0.1:PORT", n)]``, ready for ``IMap(worker_remote=...)``.
-
-    Example:
-        >>> with local(2) as remote:                                # doctest: +SKIP
-        ...     print(list(imap(abs, [-1, -2], worker_num=0, worker_remote=remote)))
-    """
-    cmd = [sys.executable, "-m", "imap.server", "--host", "127.0.0.1", "--port", "0"]
-    for name, value in options.items():
-        if name not in _OPTION_FLAGS:
-            raise TypeError(f"local() got an unknown option {name!r}; "
-                            f"known: {', '.join(sorted(_OPTION_FLAGS))}")
-        cmd += [_OPTION_FLAGS[name], str(value)]
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    # Its own session: stopping kills the server and every forked connection process.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
-    try:
-        port = _wait_listening(proc, timeout)
-        yield [(f"127.0.0.1:{port}", n)]
-    finally:
-        kill_group(proc)
-
-
-def _wait_listening(proc: subprocess.Popen, timeout: float) -> int:
-    """The port from the server's ``imap-server listening on HOST:PORT`` line."""
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while b"\n" not in buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise RuntimeError(f"imap-server did not start listening within {timeout} s")
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError(f"imap-server exited with code {proc.wait()} before "
-                                   "listening (see its stderr)")
-            buffer += chunk
-    line = buffer.split(b"\n", 1)[0].decode()
-    if not line.startswith("imap-server listening on "):
-        raise RuntimeError(f"unexpected first line from imap-server: {line!r}")
-    return int(line.rsplit(":", 1)[1])
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a server started in its own session, with its children; reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ import os
 import re
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from support import kill_group
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDE = "IMAP_TEST_SIDE"   # set to "remote" in the environment of test servers
@@ -146,19 +147,10 @@ def server(kind: str = "imap", args: tuple = (), env: dict | None = None):
         match = _read_until(proc.stdout if from_stdout else proc.stderr, pattern, 30)
         yield f"127.0.0.1:{match.group(1)}", proc
     finally:
-        kill(proc)
-
-
-def kill(proc: subprocess.Popen) -> None:
-    """SIGKILL the server and every process it forked; reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+        kill_group(proc)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def collect(iterator) -> list:

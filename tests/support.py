@@ -162,7 +162,13 @@ def script_env() -> dict[str, str]:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    """Kill a script started with ``start_new_session=True`` and all it started."""
+    """Kill a process started with ``start_new_session=True`` and all it started;
+    reap it.
+
+    Its pipes stay open, so the caller can still collect what it wrote
+    (``communicate()`` after a timeout). ``imap.embedded.kill_group`` closes
+    them instead: ``local()`` reads nothing after the kill.
+    """
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -12,10 +12,10 @@ import cloudpickle
 import pytest
 import remote_helpers as h
 from remote_helpers import collect, server
-from support import wait_until
+from support import kill_group, wait_until
 
 from imap import IMap, UnsendableError, WorkerLostError, WorkerTraceback, imap
-from imap.server import local
+from imap.embedded import local
 
 # The servers have nothing of this source tree: the test functions travel by value.
 cloudpickle.register_pickle_by_value(h)
@@ -140,7 +140,7 @@ def test_killed_server_fails_only_its_tasklets(kind, retries, worker_type, tmp_p
                              retries=retries)
         m.start()
         wait_until(lambda: any(tmp_path.glob("held-*")), 30, "a remote worker to hold an item")
-        h.kill(proc)
+        kill_group(proc)
         out = collect(iter(results))
         status = m.status()
         m.stop()
@@ -276,6 +276,19 @@ def test_server_exits_cleanly_on_sigterm():
     with server("imap") as (addr, proc):
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+def test_server_local_is_a_deprecated_alias_of_embedded_local():
+    with pytest.warns(DeprecationWarning, match=r"from imap\.embedded import local"):
+        from imap.server import local as old_local
+    assert old_local is local
+
+
+def test_server_module_still_raises_attribute_error_for_unknown_names():
+    import imap.server
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        imap.server.no_such_name  # noqa: B018 - the access is the test
 
 
 def test_local_server_serves_then_stops():

@@ -108,7 +108,7 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
     import rpyc
     from rpyc.core.stream import SocketStream
 
-    from ..server import client_handshake
+    from ..auth import client_handshake
 
     options = options or {}
     unknown = set(options) - set(OPTIONS)
