@@ -45,6 +45,7 @@ from typing import Any
 
 import cloudpickle
 
+from ..auth import DEFAULT_PORT
 from .base import PREFETCH, Batch, Deliver, Lost
 from .slots import Slot, SlotBackend
 
@@ -54,7 +55,6 @@ log = logging.getLogger("imap")
 # so that module travels by value with the functions it wraps.
 cloudpickle.register_pickle_by_value(importlib.import_module("imap.imports"))
 
-DEFAULT_PORT = 18812
 CONNECT_TIMEOUT = 10.0  # seconds to connect and authenticate
 POLL = 0.2              # seconds between checks for a forced stop while a batch runs
 _HERE = Path(__file__).resolve().parent
