@@ -6,7 +6,7 @@ their tasklets by *stride*, bounding memory by a *buffer*, returning results
 ordered or unordered, with timeouts and skipping.
 """
 
-from .core import IMap, TaskIterator, imap
+from .core import IMap, IMapResults, TaskIterator, imap
 from .errors import (
     StallError,
     TimeoutError,
@@ -19,6 +19,7 @@ from .status import IMapStatus, TaskStatus
 
 __all__ = [
     "IMap",
+    "IMapResults",
     "TaskIterator",
     "imap",
     "imports",

@@ -176,6 +176,7 @@ class Engine:
                     remaining = deadline - now
                     if remaining <= 0:
                         index = res.skip(up.drawn)
+                        self._abandoned(up, index)
                         err = TimeoutError(
                             f"task {up.id} ({up.name}): result {index} not ready within "
                             f"{up.timeout} s; skipped")
@@ -345,6 +346,8 @@ class Engine:
                 now = time.monotonic()
                 if not block or (deadline is not None and now >= deadline):
                     index = res.skip(task.drawn) if self.skip else res.next_index
+                    if self.skip:
+                        self._abandoned(task, index)
                     what = "skipped" if self.skip else "ask again to wait more"
                     raise TimeoutError(
                         f"task {task.id} ({task.name}): no result within "
@@ -362,6 +365,11 @@ class Engine:
                 else:
                     stalled_since = None
                 self.result_ready.wait(wait)
+
+    def _abandoned(self, task: Task, index: int) -> None:
+        """Tell the backend a consumer gave up on a tasklet (lock held)."""
+        if self.backend is not None and index < task.drawn:
+            self.backend.abandon(task, index)
 
     def _stalled(self) -> bool:
         """Nothing can change until somebody takes a result (lock held)."""

@@ -21,7 +21,8 @@ def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
     def make_local(d: Deliver, lo: Lost) -> Backend:
         if options.worker_type == "thread":
             from .thread import ThreadBackend
-            return ThreadBackend(local, d, lo, options.initializer, options.initargs)
+            return ThreadBackend(local, d, lo, options.initializer, options.initargs,
+                                 options.skip)
         from .process import ProcessBackend
         return ProcessBackend(local, d, lo, options.resolved_start_method,
                               options.initializer, options.initargs)

@@ -11,12 +11,16 @@ how a result comes back; the process and remote backends share their core
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 PREFETCH = 2  # batches a worker may hold: one running, one queued behind it
+# Seconds a worker may go on running a batch holding an abandoned tasklet
+# (skip=True) before it is replaced, so that the items behind it run.
+GIVE_UP_AFTER = 1.0
 
 Deliver = Callable[["Batch", list, "dict | None", "float | None"], None]
 Lost = Callable[["Batch", str], None]
@@ -39,6 +43,8 @@ class Batch:
     items: list
     attempt: int = 0
     data: bytes | None = field(default=None, repr=False)  # pickled items, cached
+    abandoned: set | None = field(default=None, repr=False)  # indices skipped by a consumer
+    given_up: bool = False   # its worker was replaced; an answer that still comes is ignored
 
     def __len__(self) -> int:
         return len(self.items)
@@ -71,6 +77,7 @@ class Backend(ABC):
         self.deliver = deliver
         self.lost = lost
         self._workers_lost = 0
+        self._timers: list[threading.Timer] = []
 
     @property
     def workers_lost(self) -> int:
@@ -102,3 +109,67 @@ class Backend(ABC):
         ``forced=False`` is called once all results were delivered;
         ``forced=True`` ends at once, dropping queued batches.
         """
+
+    # -- abandoned tasklets (skip=True) ------------------------------------------------
+
+    def abandon(self, task: Any, index: int) -> None:
+        """A consumer abandoned tasklet ``index`` of ``task`` (a timeout with
+        ``skip=True``). If a worker is running it and still is
+        ``GIVE_UP_AFTER`` seconds later, that worker is replaced (see
+        :meth:`_give_up`). Called with the engine's lock held: takes only
+        this backend's own locks, briefly."""
+        batch = self._running_batch(task, index)
+        if batch is None:
+            return
+        first = not batch.abandoned
+        if batch.abandoned is None:
+            batch.abandoned = set()
+        batch.abandoned.add(index)
+        if first:
+            self._arm(batch)
+
+    def _arm(self, batch: Batch) -> None:
+        timer = threading.Timer(GIVE_UP_AFTER, self._on_timer, args=(batch,))
+        timer.name = "imap-give-up"
+        timer.daemon = True
+        self._timers = [t for t in self._timers if t.is_alive()]
+        self._timers.append(timer)
+        timer.start()
+
+    def _on_timer(self, batch: Batch) -> None:
+        if self._give_up(batch):
+            self._arm(batch)  # not running yet: look again later
+
+    def _running_batch(self, task: Any, index: int) -> Batch | None:
+        """The batch holding tasklet ``index`` of ``task`` that a worker runs
+        or will run (None if there is none, or the backend cannot replace a
+        worker)."""
+        return None
+
+    def _give_up(self, batch: Batch) -> bool:
+        """Replace the worker still running ``batch``, if one is (timer
+        thread). True if ``batch`` has not started yet: look again later."""
+        return False
+
+    def _settle_given_up(self, batch: Batch) -> None:
+        """The worker running ``batch`` was replaced: its abandoned tasklets
+        end (their results were skipped), the others run again elsewhere."""
+        from ..errors import TimeoutError
+
+        abandoned = batch.abandoned or set()
+        gone = [p for p, i in enumerate(batch.indices) if i in abandoned]
+        rest = [p for p, i in enumerate(batch.indices) if i not in abandoned]
+        if gone:
+            error = TimeoutError("abandoned by its consumer; its worker was replaced")
+            errors = dict.fromkeys(range(len(gone)), error)
+            self.deliver(batch.subset(gone), [None] * len(gone), errors, None)
+        if rest:
+            self.submit(batch.subset(rest))
+
+    def _stop_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for timer in self._timers:
+            if timer is not threading.current_thread():
+                timer.join()
+        self._timers = []

@@ -29,6 +29,7 @@ shared.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
@@ -40,8 +41,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _worker
-from .base import PREFETCH, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
 from .kernel import PROTOCOL
+from .main_check import check_main_module
 from .slots import Slot, SlotBackend
 
 log = logging.getLogger("imap")
@@ -156,6 +158,7 @@ class ProcessBackend(SlotBackend):
     def start(self) -> None:
         self._stopping = False
         self._refilling.clear()
+        check_main_module(self.start_method)
         self._payload = self._init_payload()
         ctx = mp.get_context(self.start_method)
         if self.start_method == "fork":
@@ -199,12 +202,14 @@ class ProcessBackend(SlotBackend):
 
     def stop(self, forced: bool = False) -> None:
         workers = self._begin_stop()
+        self._stop_timers()
         for w in workers:
             if not forced:
                 w.outbox.put(_QUIT)
             w.outbox.put(None)
         for w in workers:
-            if forced:
+            # A worker still running an abandoned tasklet would not quit in time.
+            if forced or (w.held and w.held[0].abandoned):
                 w.process.terminate()
             w.process.join(0 if forced else JOIN_TIMEOUT)
             if w.process.is_alive():
@@ -228,6 +233,28 @@ class ProcessBackend(SlotBackend):
             _close(w)
         self._router = None
         _last_stop[0] = time.monotonic()
+
+    # -- abandoned tasklets -----------------------------------------------------------
+
+    def _running_batch(self, task: Any, index: int) -> Batch | None:
+        with self._lock:
+            for batch in itertools.chain(self._pending, *(w.held for w in self._slots)):
+                if batch.task is task and index in batch.indices:
+                    return batch
+        return None
+
+    def _give_up(self, batch: Batch) -> bool:
+        """Kill the worker still running ``batch`` (it holds an abandoned
+        tasklet); the Router replaces it like any dead worker."""
+        with self._lock:
+            if self._stopping:
+                return False
+            for w in self._slots:
+                if w.alive and w.held and w.held[0] is batch:
+                    batch.given_up = True
+                    w.process.kill()
+                    return False
+            return batch in self._pending or any(batch in w.held for w in self._slots)
 
     # -- sending -------------------------------------------------------------------
 
@@ -281,8 +308,15 @@ class ProcessBackend(SlotBackend):
         if stopping:
             return
         self._workers_lost += 1
-        log.warning("worker process %s died (exit code %s) running %d tasklet(s); replacing it",
-                    worker.process.pid, code, sum(len(b) for b in held))
+        given_up = [b for b in held if b.given_up]
+        if given_up:
+            log.warning("worker process %s still ran a tasklet abandoned %.0f s ago "
+                        "(skip=True); it was killed and is replaced", worker.process.pid,
+                        GIVE_UP_AFTER)
+            held = [b for b in held if not b.given_up]
+        else:
+            log.warning("worker process %s died (exit code %s) running %d tasklet(s); "
+                        "replacing it", worker.process.pid, code, sum(len(b) for b in held))
         refill = True
         if held:
             self._idle_deaths[worker.slot] = 0
@@ -311,6 +345,8 @@ class ProcessBackend(SlotBackend):
         reason = f"worker process {worker.process.pid} died (exit code {code})"
         for batch in held:
             self.lost(batch, reason)
+        for batch in given_up:
+            self._settle_given_up(batch)
         worker.sender.join()
         _close(worker)
         if not refill:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import PREFETCH, Backend, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, PREFETCH, Backend, Batch, Deliver, Lost
 from .kernel import run_batch, traceback_text
 from .wire import with_traceback_cause
 
@@ -34,6 +35,7 @@ class ThreadBackend(Backend):
         lost: Lost,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
+        skip: bool = False,
     ) -> None:
         super().__init__(deliver, lost)
         self.num = num
@@ -42,6 +44,12 @@ class ThreadBackend(Backend):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._forced = False
+        self._lock = threading.Lock()
+        self._running: dict[threading.Thread, Batch] = {}   # what each thread runs now
+        self._retired: set = set()    # threads replaced while stuck in an abandoned tasklet
+        self._queued: set = set()     # batches submitted, not yet taken (skip=True only)
+        self._skip = skip
+        self._stopping = False
 
     @property
     def alive(self) -> int:
@@ -52,15 +60,53 @@ class ThreadBackend(Backend):
         return self.num * PREFETCH
 
     def start(self) -> None:
-        self._forced = False
-        self._threads = [
-            threading.Thread(target=self._loop, name=f"imap-thread-worker-{i}", daemon=True)
-            for i in range(self.num)
-        ]
+        self._forced = self._stopping = False
+        self._running.clear()
+        self._retired.clear()
+        self._threads = [self._new_thread(i) for i in range(self.num)]
         for thread in self._threads:
             thread.start()
 
+    def _new_thread(self, number: int) -> threading.Thread:
+        return threading.Thread(target=self._loop, name=f"imap-thread-worker-{number}",
+                                daemon=True)
+
+    def _running_batch(self, task: Any, index: int) -> Batch | None:
+        with self._lock:
+            for batch in itertools.chain(self._running.values(), self._queued):
+                if batch.task is task and index in batch.indices:
+                    return batch
+        return None
+
+    def _give_up(self, batch: Batch) -> bool:
+        """A thread still runs ``batch``, which holds an abandoned tasklet: it
+        cannot be killed, so it is left to finish on its own (its answer is
+        ignored) and a new thread takes its place."""
+        with self._lock:
+            if self._stopping:
+                return False
+            stuck = [t for t, b in self._running.items() if b is batch]
+            if not stuck:
+                return batch in self._queued
+            thread = stuck[0]
+            batch.given_up = True
+            self._retired.add(thread)
+            del self._running[thread]
+            replacement = self._new_thread(len(self._threads))
+            self._threads.append(replacement)
+            replacement.start()
+        self._workers_lost += 1
+        log.warning(
+            "%s still runs a tasklet abandoned %.0f s ago (skip=True); it is left to "
+            "finish on its own (threads cannot be killed) and a new thread takes its place",
+            thread.name, GIVE_UP_AFTER)
+        self._settle_given_up(batch)
+        return False
+
     def submit(self, batch: Batch) -> None:
+        if self._skip:
+            with self._lock:
+                self._queued.add(batch)
         self._queue.put(batch)
 
     def _loop(self) -> None:
@@ -72,10 +118,14 @@ class ThreadBackend(Backend):
                 init_error = exc
                 log.error("worker initializer failed: %r", exc)
         get = self._queue.get
+        me = threading.current_thread()
         while True:
             batch = get()
             if batch is None or self._forced:
                 break
+            with self._lock:
+                self._running[me] = batch
+                self._queued.discard(batch)
             task = batch.task
             if init_error is not None:
                 text = traceback_text(init_error)
@@ -88,12 +138,19 @@ class ThreadBackend(Backend):
                 continue
             values, errors, busy = run_batch(task.func, task.args, task.kwargs, batch.items,
                                              pack=False)
+            with self._lock:
+                self._running.pop(me, None)
+                if me in self._retired:  # replaced while stuck: its answer is not wanted
+                    return
             if errors:
                 for exc in errors.values():
                     with_traceback_cause(exc, traceback_text(exc))
             self.deliver(batch, values, errors, busy)
 
     def stop(self, forced: bool = False) -> None:
+        with self._lock:
+            self._stopping = True
+        self._stop_timers()
         self._forced = forced
         for _ in self._threads:
             self._queue.put(None)
