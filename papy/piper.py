@@ -32,7 +32,7 @@ from typing import Any
 from imap import IMap, StallError
 
 from .errors import PiperError, WorkerError
-from .streams import BRANCH_LAG, Relay, Split, Tee, inboxes
+from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, inboxes
 from .worker import Worker
 
 log = logging.getLogger("papy")
@@ -130,7 +130,7 @@ class Piper:
         self._branches: list = []
         self._relay: Relay | None = None
         self._tee: Tee | None = None
-        # set when every IMap of the pipeline has started (see Dagger.start)
+        # nothing is drawn before it is set (see connect and open)
         self._gate: threading.Event | None = None
 
     # -- state -------------------------------------------------------------------
@@ -138,7 +138,7 @@ class Piper:
     @property
     def started(self) -> bool:
         """True once the IMap this piper runs on has started."""
-        return bool(self.connected and self.imap is not None and self.imap.status().started)
+        return bool(self.connected and self.imap is not None and self.imap.running)
 
     def __repr__(self) -> str:
         where = self.imap.name if self.imap is not None else "inline"
@@ -146,15 +146,18 @@ class Piper:
 
     # -- wiring ------------------------------------------------------------------
 
-    def connect(self, inputs: Iterable[Any]) -> None:
+    def connect(self, inputs: Iterable[Any], gate: threading.Event | None = None) -> None:
         """Take ``inputs`` (one iterable or upstream Piper per pipe) and set up the outbox.
 
         On an IMap this adds the piper's task(s); the IMap must not be started.
+        A piper on an IMap draws nothing before its *gate* is set (by
+        :meth:`open`); ``gate`` shares one among the pipers of a pipeline (the
+        Dagger sets it once every IMap has started). An inline piper has none.
         """
         if self.connected:
             raise PiperError(f"piper {self.name!r} is already connected; disconnect() it "
                              f"first")
-        if self.imap is not None and self.imap.status().started:
+        if self.imap is not None and self.imap.running:
             raise PiperError(f"piper {self.name!r}: its IMap {self.imap.name} is already "
                              f"started; connect every piper before starting")
         sources = []
@@ -170,8 +173,8 @@ class Piper:
         self._in = [0]
         if self.imap is None:   # pulled by whoever pulls the outbox: no gate
             self._gate = None
-        elif self._gate is None:
-            self._gate = threading.Event()
+        else:
+            self._gate = gate if gate is not None else threading.Event()
         stream = inboxes(sources, self.consume, self._in, self._gate)
         if self.imap is None:
             self._tasks = [map(_Call(self.worker, self.name), stream)]
@@ -218,12 +221,30 @@ class Piper:
         self._branches = self._tee.branches()
         return list(self._branches)
 
+    def guard(self) -> None:
+        """Make the outbox safe to draw from several threads at once.
+
+        The Dagger guards its output pipers (see :class:`~papy.streams.Guarded`).
+        """
+        if not self.connected:
+            raise PiperError(f"piper {self.name!r} is not connected")
+        if not isinstance(self.outbox, Guarded):
+            self.outbox = Guarded(self.outbox)
+
     def start(self) -> None:
         """Start the IMap this piper runs on (an inline piper needs nothing)."""
         if not self.connected:
             raise PiperError(f"piper {self.name!r} must be connected before start()")
-        if self.imap is not None and not self.imap.status().started:
+        if self.imap is not None and not self.imap.running:
             self.imap.start()
+        self.open()
+
+    def open(self) -> None:
+        """Let the piper draw its inputs and start its relay, if it has one.
+
+        Called by :meth:`start`, and by :meth:`papy.dagger.Dagger.start` once
+        every IMap of the pipeline has started.
+        """
         if self._gate is not None:
             self._gate.set()
         if self._relay is not None:
@@ -231,17 +252,28 @@ class Piper:
 
     def stop(self, forced: bool = False) -> None:
         """Stop the IMap this piper runs on (with every piper sharing it)."""
-        self._close_streams()
-        if self.imap is not None and self.imap.status().started:
+        self.close_streams()
+        if self.imap is not None and self.imap.running:
             self.imap.stop(forced=forced)
-        self._join_relay()
+        self.join_relay()
 
-    def _join_relay(self, timeout: float = 30) -> None:
+    def join_relay(self, timeout: float = 30) -> bool:
+        """Wait for the relay's thread (after :meth:`close_streams`); True if it ended.
+
+        A relay still blocked after ``timeout`` is left as a daemon thread
+        (logged).
+        """
         if self._relay is not None and not self._relay.join(timeout):
             log.warning("relay %r is still blocked; left as a daemon thread", self.name)
+            return False
+        return True
 
-    def _close_streams(self) -> None:
-        """End the relay and the branches of this piper: nothing waits on them."""
+    def close_streams(self) -> None:
+        """End the relay and the branches of this piper: nothing waits on them.
+
+        A reader of a branch or of the relay sees the end after what is
+        queued for it; items not yet taken from the outbox stay there.
+        """
         if self._relay is not None:
             self._relay.close()
         if self._tee is not None:
@@ -256,7 +288,7 @@ class Piper:
             ids = [t.task for t in self._tasks]
             if ids and max(ids) == self.imap.tasks - 1:
                 self.imap.pop_task(len(ids))
-        self._close_streams()
+        self.close_streams()
         self._relay = None
         self._tee = None
         self._tasks = []

@@ -124,6 +124,13 @@ class Plumber(Dagger):
                 self._end_time = time.time()
                 self._finished.set()
 
+    def _run_dry(self) -> bool:
+        """Run the pullers until every output has ended (inputs closed); True if so."""
+        if self._error is not None:
+            return False
+        self.run()
+        return self._wait_dry(self._finished) and self._error is None
+
     def _raise(self) -> None:
         if self._error is not None:
             raise PlumberError(f"the pipeline failed: {self._error!r}") from self._error
@@ -159,9 +166,19 @@ class Plumber(Dagger):
             self._pause.set()
 
     def stop(self, forced: bool = False) -> None:  # type: ignore[override]
-        """Stop the IMaps (gracefully unless ``forced``) and join the pullers."""
-        self.pause()
+        """Stop the pipeline; join the pullers, relays and IMaps.
+
+        A graceful stop (the default) draws nothing more from the inputs and
+        lets the items already drawn flow to the outputs: the pullers run
+        (after a :meth:`pause` too) until the outputs end, so with
+        ``keep=True`` every item drawn is in :attr:`results`. See
+        :meth:`papy.dagger.Dagger.stop` for when it is forced instead.
+        ``forced=True`` stops at once and drops the items in flight.
+        """
+        if forced:
+            self.pause()
         super().stop(forced=forced)
+        self.pause()
         if not self._join_threads(30):
             log.warning("a papy puller is blocked in an inline piper; left as daemon")
         self._threads = []
