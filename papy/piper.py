@@ -65,6 +65,16 @@ class _Call:
         return result
 
 
+def _describe(error: PiperError) -> str:
+    """The log text of an error: what failed and, if known, the worker's traceback."""
+    cause = error.error
+    text = str(error)
+    trace = getattr(cause, "traceback", "")
+    if trace:
+        text += "\n" + trace.rstrip()
+    return text
+
+
 class Piper:
     """A node of a pipeline: a worker evaluated inline or on an IMap.
 
@@ -123,6 +133,7 @@ class Piper:
         self.name = name or f"{worker.name}_{next(_numbers)}"
         self.tracked: list = []
         self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.first_error: PiperError | None = None
         self._in = [0]
         self.connected = False
         self.outbox: Iterator[Any] | None = None
@@ -185,6 +196,7 @@ class Piper:
                                               name=f"{self.name}[{i}]")
                            for i, part in enumerate(parts)]
         self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.first_error = None
         self.tracked = []
         self.outbox = self._outputs()
         self._relay = None
@@ -325,6 +337,8 @@ class Piper:
             stats["in"] = counter[0]
             if isinstance(value, PiperError):
                 stats["errors"] += 1
+                if self.first_error is None and value.piper == name:
+                    self._note_first(value)
             stats["out"] += 1
             yield value
 
@@ -350,6 +364,8 @@ class Piper:
             stats["in"] = self._in[0]
             if isinstance(value, PiperError):
                 stats["errors"] += 1
+                if self.first_error is None and value.piper == name:
+                    self._note_first(value)
                 if self.debug:
                     raise value
             if self.track:
@@ -372,12 +388,20 @@ class Piper:
                         f"{value!r}; return a sequence of {self.produce} or use repeat=True",
                         error if values is None else None, name)
                     stats["errors"] += 1
+                    if self.first_error is None:
+                        self._note_first(err)
                     if self.debug:
                         raise err
                     values = [err] * self.produce
             for v in values:
                 stats["out"] += 1
                 yield v
+
+    def _note_first(self, error: PiperError) -> None:
+        """Log the first error that arises in this piper in a run (not those passed on)."""
+        self.first_error = error
+        log.warning("piper %r: first failed item of this run (later errors of this piper "
+                    "are only counted): %s", self.name, _describe(error))
 
     def __iter__(self) -> Iterator[Any]:
         if self.outbox is None:

@@ -41,6 +41,26 @@ def find_error(inbox: Any) -> Any:
     return None
 
 
+def inbox_hint(func: Callable, exc: BaseException, inbox: Any) -> str:
+    """A hint when ``func`` looks written for an item instead of an inbox.
+
+    Only for a TypeError that names ``tuple``, raised by a function called
+    with an inbox (a tuple; a later function of a worker gets
+    ``(previous_result,)``): the most likely cause is a function that takes
+    the item itself, ``def f(x)``, where papy passes ``(x,)``.
+    """
+    if type(exc) is TypeError and type(inbox) is tuple and "tuple" in str(exc):
+        return (f"{_name(func)} was called with the inbox {_short(inbox)}, a tuple with "
+                f"one item per input pipe; a function written for one item takes it "
+                f"as inbox[0]")
+    return ""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...)"
+
+
 def _name(func: Callable) -> str:
     return getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
 
@@ -114,7 +134,8 @@ class Worker:
             try:
                 return func(inbox)
             except Exception as exc:
-                return WorkerError(exc, _name(func), inbox, traceback.format_exc())
+                return WorkerError(exc, _name(func), inbox, traceback.format_exc(),
+                                   inbox_hint(func, exc, inbox))
         value = inbox
         last = len(self.functions) - 1
         for i, (func, args, kwargs) in enumerate(
@@ -122,7 +143,8 @@ class Worker:
             try:
                 value = func(value, *args, **kwargs)
             except Exception as exc:
-                return WorkerError(exc, _name(func), value, traceback.format_exc())
+                return WorkerError(exc, _name(func), value, traceback.format_exc(),
+                                   inbox_hint(func, exc, value))
             if i < last:
                 value = (value,)
         return value
