@@ -97,6 +97,10 @@ class Piper:
         name: unique label (default ``<worker name>_<n>``).
         track: keep every result in :attr:`tracked`.
         repeat: with ``produce=n``, one result is repeated n times.
+
+    Extra arguments of the function belong to its Worker:
+    ``Piper(Worker(times, arguments=[(10,)]))``; a Piper given ``args``,
+    ``arguments`` or ``kwargs`` says so.
     """
 
     branch_lag = BRANCH_LAG
@@ -104,7 +108,15 @@ class Piper:
     def __init__(self, worker: Any, parallel: IMap | bool = False, consume: int = 1,
                  produce: int = 1, spawn: int = 1, timeout: float | None = None,
                  branch: Any = None, debug: bool = False, name: str | None = None,
-                 track: bool = False, repeat: bool = False) -> None:
+                 track: bool = False, repeat: bool = False, **misplaced: Any) -> None:
+        if misplaced:
+            names = ", ".join(sorted(misplaced))
+            if set(misplaced) & {"args", "arguments", "kwargs"}:
+                raise TypeError(
+                    f"Piper() got {names}: the extra arguments of a function belong to "
+                    f"its Worker, e.g. Piper(Worker(times, arguments=[(10,)], "
+                    f"kwargs=[{{'k': 1}}]), parallel=...)")
+            raise TypeError(f"Piper() got unexpected keyword arguments: {names}")
         if not isinstance(worker, Worker):
             worker = Worker(worker)
         for label, value in (("consume", consume), ("produce", produce), ("spawn", spawn)):
