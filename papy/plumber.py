@@ -31,7 +31,7 @@ from typing import Any
 
 from .dagger import Dagger
 from .errors import PiperError, PlumberError
-from .save import load_pipeline, save_pipeline
+from .save import load_pipeline, save_pipeline, write_atomically
 
 log = logging.getLogger("papy")
 
@@ -255,9 +255,13 @@ class Plumber(Dagger):
     # -- save / load -----------------------------------------------------------------------
 
     def save(self, path: str) -> None:
-        """Write a readable Python file that rebuilds this pipeline (see papy.save)."""
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(save_pipeline(self))
+        """Write a readable Python file that rebuilds this pipeline (see papy.save).
+
+        The file is written whole or not at all: a pipeline that cannot be
+        saved (a lambda, an argument that is not a literal) raises
+        PlumberError and leaves no file behind (nor changes an existing one).
+        """
+        write_atomically(path, save_pipeline(self))
 
     def load(self, path: str) -> Plumber:
         """Add the pipers and pipes saved in ``path`` to this (empty) Plumber."""
