@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -23,8 +24,13 @@ from typing import Any
 from .errors import DaggerError, PiperError
 from .graph import DictGraph
 from .piper import Piper
+from .streams import Tap
 
 log = logging.getLogger("papy")
+
+#: Seconds a graceful :meth:`Dagger.stop` lets an input's ``next()`` block
+#: (a generator waiting for something) before it stops at once instead.
+INPUT_GRACE = 10.0
 
 
 class Dagger:
@@ -44,6 +50,9 @@ class Dagger:
         self._order: dict = {}
         self._counter = itertools.count()
         self._inputs: list = []
+        self._taps: list[Tap] = []
+        self._running = False
+        self._drainers: list[threading.Thread] = []
         for piper in pipers:
             self.add_piper(piper)
         for pipe in pipes:
@@ -260,7 +269,7 @@ class Dagger:
                 "IMap B -> IMap A along a path), which can deadlock their feeders; give "
                 "each run of consecutive pipers its own IMap")
 
-    def _check_merge_rates(self) -> None:
+    def _check_merge_rates(self) -> dict:
         """Refuse merges whose inputs from one fork come at different rates.
 
         A merge takes one item of each upstream piper per inbox. Where two of
@@ -268,12 +277,16 @@ class Dagger:
         number of items per item of that input (``produce / consume`` along
         each path), or the merge pairs items that do not belong together and
         one branch runs ever further ahead of the other.
+
+        Returns, per piper, ``{input piper: inboxes per item of that input}``.
         """
         rates: dict = {}   # piper -> {input piper: items out per item of that input}
+        arriving: dict = {}
         for piper in self.topological():
             ups = self.graph.parents(piper)
             if not ups:
                 rates[piper] = {piper: Fraction(piper.produce, piper.consume)}
+                arriving[piper] = {piper: Fraction(1)}
                 continue
             got: dict = {}
             for up in self._sorted(ups):
@@ -289,6 +302,23 @@ class Dagger:
                     got.setdefault(source, (rate, up))
             factor = Fraction(piper.produce, piper.consume)
             rates[piper] = {source: rate * factor for source, (rate, _) in got.items()}
+            arriving[piper] = {source: rate for source, (rate, _) in got.items()}
+        return arriving
+
+    @staticmethod
+    def _quanta(arriving: dict) -> dict:
+        """Per input piper, the item counts at which its input may end cleanly.
+
+        An input ended after a multiple of this many items gives every piper
+        downstream whole ``consume`` groups (a graceful stop ends the inputs
+        there, so no evaluation sees a group cut short).
+        """
+        quanta: dict = {}
+        for piper, sources in arriving.items():
+            for source, rate in sources.items():
+                need = (rate / piper.consume).denominator
+                quanta[source] = math.lcm(quanta.get(source, 1), need)
+        return quanta
 
     def _relayed(self) -> set:
         """Pipers on an IMap whose results something else than that IMap draws.
@@ -343,27 +373,29 @@ class Dagger:
         if len(self._inputs) != len(inputs):
             raise DaggerError(f"the Dagger has {len(inputs)} input pipers; give "
                               f"{len(inputs)} input iterables (connect_inputs)")
-        data = dict(zip(inputs, self._inputs, strict=False))
         self._check_imap_order()
-        self._check_merge_rates()
+        quanta = self._quanta(self._check_merge_rates())
+        self._taps = [Tap(source, quanta[piper])
+                      for piper, source in zip(inputs, self._inputs, strict=False)]
+        data = dict(zip(inputs, self._taps, strict=False))
         relayed = self._relayed()
         lag_floor = self._lag_floor()
         branches: dict = {}
         done: list[Piper] = []
-        gate = threading.Event()
-        for piper in self.graph:
-            piper._gate = gate
+        gate = threading.Event()   # opened once every IMap has started
         try:
             for piper in self.topological():
                 if piper in data:
                     sources = [data[piper]]
                 else:
                     sources = [branches[up].pop(0) for up in self.upstream(piper)]
-                piper.connect(sources)
+                piper.connect(sources, gate)
                 done.append(piper)
                 if piper in relayed:
                     piper.relay()
                 children = self.downstream(piper)
+                if not children:
+                    piper.guard()   # stop() may drain it while the caller reads it
                 if children:
                     branches[piper] = piper.branch_out(
                         len(children), max(piper.branch_lag, lag_floor))
@@ -389,32 +421,89 @@ class Dagger:
             if not piper.connected:
                 raise DaggerError(f"piper {piper.name!r} is not connected; connect() the "
                                   f"Dagger before start()")
+        self._running = True
         try:
             for m in self.imaps:
-                if not m.status().started:
+                if not m.running:
                     m.start()
-        finally:
+        finally:   # even after a failure: no feeder is left waiting on the gate
             for piper in self.graph:
-                if piper._gate is not None:
-                    piper._gate.set()
-        for piper in self.graph:
-            if piper._relay is not None:
-                piper._relay.start()
+                piper.open()
 
     def stop(self, forced: bool = False) -> None:
-        """Stop every IMap used, upstream ones first (gracefully unless ``forced``).
+        """Stop the pipeline and every IMap used; join every thread it started.
 
-        Relays stop drawing first (after their current item) and branches
-        end, so that no feeder waits on them; relays are joined once the
-        IMaps are stopped.
+        A graceful stop (the default) ends the inputs: nothing more is drawn
+        from the input iterables, and the items already drawn flow through
+        the pipeline to the outputs as at the natural end of the input. The
+        Dagger takes and discards what its outputs still yield (read them
+        first to keep it; :class:`~papy.plumber.Plumber` keeps it); then the
+        IMaps, which have nothing left in flight, stop. If the pipeline
+        cannot run dry — an input's ``next()`` blocks for more than
+        :data:`INPUT_GRACE` seconds, or an output raised — the stop is
+        forced instead (logged).
+
+        ``forced=True`` stops at once: relays and branches end, the IMaps
+        drop what is in flight.
         """
+        for tap in self._taps:
+            tap.close()
+        if not forced and self._running and not self._run_dry():
+            log.warning("%r cannot finish the items in flight (an input blocks, or an "
+                        "output raised); stopping it at once", self)
+            forced = True
+        self._running = False
         for piper in self.graph:
-            piper._close_streams()
+            piper.close_streams()
         for m in self.imaps:
-            if m.status().started:
+            if m.running:
                 m.stop(forced=forced)
         for piper in self.graph:
-            piper._join_relay()
+            piper.join_relay()
+        self._join_drainers()
+
+    def _join_drainers(self, timeout: float = 30) -> None:
+        for thread in self._drainers:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("%s is blocked in an inline piper; left as a daemon thread",
+                            thread.name)
+        self._drainers = []
+
+    def _run_dry(self) -> bool:
+        """Drain the outputs until every one has ended (inputs closed); True if so."""
+        outputs = self.get_outputs()
+        left = [len(outputs)]
+        failed: list = []
+        lock = threading.Lock()
+        dry = threading.Event()
+
+        def drain(piper: Piper) -> None:
+            try:
+                for _ in piper.outbox:   # guarded: the caller may still read it
+                    pass
+            except BaseException as exc:   # e.g. a debug=True piper raised
+                failed.append(exc)
+            with lock:
+                left[0] -= 1
+                if not left[0]:
+                    dry.set()
+
+        self._drainers = [threading.Thread(target=drain, args=(p,), daemon=True,
+                                           name=f"papy-drain-{p.name}") for p in outputs]
+        for thread in self._drainers:
+            thread.start()
+        return self._wait_dry(dry) and not failed
+
+    def _wait_dry(self, dry: threading.Event) -> bool:
+        """Wait for ``dry``; False once an input has blocked for INPUT_GRACE seconds."""
+        while not dry.wait(0.05):
+            for tap in self._taps:
+                if tap.blocked_for() > INPUT_GRACE:
+                    log.warning("%r: an input has blocked in next() for %.0f s", self,
+                                tap.blocked_for())
+                    return False
+        return True
 
     def disconnect(self) -> None:
         """Disconnect every piper (stopping the IMaps first if they run)."""
@@ -423,7 +512,7 @@ class Dagger:
             if piper.connected:
                 piper.disconnect()
         for m in self.imaps:
-            if m.task_count and not m.status().started:
+            if m.task_count and not m.running:
                 m.pop_task(True)
 
     def __repr__(self) -> str:

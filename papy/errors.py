@@ -29,24 +29,26 @@ class WorkerError(Exception):
         function: the name of the function that raised it.
         input: the inbox (or previous result) the function was called with.
         traceback: the traceback text, as formatted where it was raised.
+        hint: a likely fix, when the error looks like a known mistake (or "").
     """
 
     def __init__(self, exception: BaseException, function: str, input: Any = None,
-                 traceback: str = "") -> None:
-        super().__init__(exception, function, input, traceback)
+                 traceback: str = "", hint: str = "") -> None:
+        super().__init__(exception, function, input, traceback, hint)
         self.exception = exception
         self.function = function
         self.input = input
         self.traceback = traceback
+        self.hint = hint
 
     def __reduce__(self) -> tuple:
         exc = _picklable(self.exception, RuntimeError(repr(self.exception)))
         inp = _picklable(self.input, repr(self.input))
-        return (WorkerError, (exc, self.function, inp, self.traceback))
+        return (WorkerError, (exc, self.function, inp, self.traceback, self.hint))
 
     def __str__(self) -> str:
-        return (f"{self.function}() raised {type(self.exception).__name__}: "
-                f"{self.exception}")
+        text = f"{self.function}() raised {type(self.exception).__name__}: {self.exception}"
+        return f"{text} ({self.hint})" if self.hint else text
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, WorkerError) and self.function == other.function

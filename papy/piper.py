@@ -32,7 +32,7 @@ from typing import Any
 from imap import IMap, StallError
 
 from .errors import PiperError, WorkerError
-from .streams import BRANCH_LAG, Relay, Split, Tee, inboxes
+from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, inboxes
 from .worker import Worker
 
 log = logging.getLogger("papy")
@@ -65,6 +65,16 @@ class _Call:
         return result
 
 
+def _describe(error: PiperError) -> str:
+    """The log text of an error: what failed and, if known, the worker's traceback."""
+    cause = error.error
+    text = str(error)
+    trace = getattr(cause, "traceback", "")
+    if trace:
+        text += "\n" + trace.rstrip()
+    return text
+
+
 class Piper:
     """A node of a pipeline: a worker evaluated inline or on an IMap.
 
@@ -87,6 +97,10 @@ class Piper:
         name: unique label (default ``<worker name>_<n>``).
         track: keep every result in :attr:`tracked`.
         repeat: with ``produce=n``, one result is repeated n times.
+
+    Extra arguments of the function belong to its Worker:
+    ``Piper(Worker(times, arguments=[(10,)]))``; a Piper given ``args``,
+    ``arguments`` or ``kwargs`` says so.
     """
 
     branch_lag = BRANCH_LAG
@@ -94,7 +108,15 @@ class Piper:
     def __init__(self, worker: Any, parallel: IMap | bool = False, consume: int = 1,
                  produce: int = 1, spawn: int = 1, timeout: float | None = None,
                  branch: Any = None, debug: bool = False, name: str | None = None,
-                 track: bool = False, repeat: bool = False) -> None:
+                 track: bool = False, repeat: bool = False, **misplaced: Any) -> None:
+        if misplaced:
+            names = ", ".join(sorted(misplaced))
+            if set(misplaced) & {"args", "arguments", "kwargs"}:
+                raise TypeError(
+                    f"Piper() got {names}: the extra arguments of a function belong to "
+                    f"its Worker, e.g. Piper(Worker(times, arguments=[(10,)], "
+                    f"kwargs=[{{'k': 1}}]), parallel=...)")
+            raise TypeError(f"Piper() got unexpected keyword arguments: {names}")
         if not isinstance(worker, Worker):
             worker = Worker(worker)
         for label, value in (("consume", consume), ("produce", produce), ("spawn", spawn)):
@@ -123,6 +145,7 @@ class Piper:
         self.name = name or f"{worker.name}_{next(_numbers)}"
         self.tracked: list = []
         self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.first_error: PiperError | None = None
         self._in = [0]
         self.connected = False
         self.outbox: Iterator[Any] | None = None
@@ -130,7 +153,7 @@ class Piper:
         self._branches: list = []
         self._relay: Relay | None = None
         self._tee: Tee | None = None
-        # set when every IMap of the pipeline has started (see Dagger.start)
+        # nothing is drawn before it is set (see connect and open)
         self._gate: threading.Event | None = None
 
     # -- state -------------------------------------------------------------------
@@ -138,7 +161,7 @@ class Piper:
     @property
     def started(self) -> bool:
         """True once the IMap this piper runs on has started."""
-        return bool(self.connected and self.imap is not None and self.imap.status().started)
+        return bool(self.connected and self.imap is not None and self.imap.running)
 
     def __repr__(self) -> str:
         where = self.imap.name if self.imap is not None else "inline"
@@ -146,15 +169,18 @@ class Piper:
 
     # -- wiring ------------------------------------------------------------------
 
-    def connect(self, inputs: Iterable[Any]) -> None:
+    def connect(self, inputs: Iterable[Any], gate: threading.Event | None = None) -> None:
         """Take ``inputs`` (one iterable or upstream Piper per pipe) and set up the outbox.
 
         On an IMap this adds the piper's task(s); the IMap must not be started.
+        A piper on an IMap draws nothing before its *gate* is set (by
+        :meth:`open`); ``gate`` shares one among the pipers of a pipeline (the
+        Dagger sets it once every IMap has started). An inline piper has none.
         """
         if self.connected:
             raise PiperError(f"piper {self.name!r} is already connected; disconnect() it "
                              f"first")
-        if self.imap is not None and self.imap.status().started:
+        if self.imap is not None and self.imap.running:
             raise PiperError(f"piper {self.name!r}: its IMap {self.imap.name} is already "
                              f"started; connect every piper before starting")
         sources = []
@@ -170,8 +196,8 @@ class Piper:
         self._in = [0]
         if self.imap is None:   # pulled by whoever pulls the outbox: no gate
             self._gate = None
-        elif self._gate is None:
-            self._gate = threading.Event()
+        else:
+            self._gate = gate if gate is not None else threading.Event()
         stream = inboxes(sources, self.consume, self._in, self._gate)
         if self.imap is None:
             self._tasks = [map(_Call(self.worker, self.name), stream)]
@@ -182,6 +208,7 @@ class Piper:
                                               name=f"{self.name}[{i}]")
                            for i, part in enumerate(parts)]
         self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.first_error = None
         self.tracked = []
         self.outbox = self._outputs()
         self._relay = None
@@ -218,12 +245,30 @@ class Piper:
         self._branches = self._tee.branches()
         return list(self._branches)
 
+    def guard(self) -> None:
+        """Make the outbox safe to draw from several threads at once.
+
+        The Dagger guards its output pipers (see :class:`~papy.streams.Guarded`).
+        """
+        if not self.connected:
+            raise PiperError(f"piper {self.name!r} is not connected")
+        if not isinstance(self.outbox, Guarded):
+            self.outbox = Guarded(self.outbox)
+
     def start(self) -> None:
         """Start the IMap this piper runs on (an inline piper needs nothing)."""
         if not self.connected:
             raise PiperError(f"piper {self.name!r} must be connected before start()")
-        if self.imap is not None and not self.imap.status().started:
+        if self.imap is not None and not self.imap.running:
             self.imap.start()
+        self.open()
+
+    def open(self) -> None:
+        """Let the piper draw its inputs and start its relay, if it has one.
+
+        Called by :meth:`start`, and by :meth:`papy.dagger.Dagger.start` once
+        every IMap of the pipeline has started.
+        """
         if self._gate is not None:
             self._gate.set()
         if self._relay is not None:
@@ -231,17 +276,28 @@ class Piper:
 
     def stop(self, forced: bool = False) -> None:
         """Stop the IMap this piper runs on (with every piper sharing it)."""
-        self._close_streams()
-        if self.imap is not None and self.imap.status().started:
+        self.close_streams()
+        if self.imap is not None and self.imap.running:
             self.imap.stop(forced=forced)
-        self._join_relay()
+        self.join_relay()
 
-    def _join_relay(self, timeout: float = 30) -> None:
+    def join_relay(self, timeout: float = 30) -> bool:
+        """Wait for the relay's thread (after :meth:`close_streams`); True if it ended.
+
+        A relay still blocked after ``timeout`` is left as a daemon thread
+        (logged).
+        """
         if self._relay is not None and not self._relay.join(timeout):
             log.warning("relay %r is still blocked; left as a daemon thread", self.name)
+            return False
+        return True
 
-    def _close_streams(self) -> None:
-        """End the relay and the branches of this piper: nothing waits on them."""
+    def close_streams(self) -> None:
+        """End the relay and the branches of this piper: nothing waits on them.
+
+        A reader of a branch or of the relay sees the end after what is
+        queued for it; items not yet taken from the outbox stay there.
+        """
         if self._relay is not None:
             self._relay.close()
         if self._tee is not None:
@@ -256,7 +312,7 @@ class Piper:
             ids = [t.task for t in self._tasks]
             if ids and max(ids) == self.imap.task_count - 1:
                 self.imap.pop_task(len(ids))
-        self._close_streams()
+        self.close_streams()
         self._relay = None
         self._tee = None
         self._tasks = []
@@ -293,6 +349,8 @@ class Piper:
             stats["in"] = counter[0]
             if isinstance(value, PiperError):
                 stats["errors"] += 1
+                if self.first_error is None and value.piper == name:
+                    self._note_first(value)
             stats["out"] += 1
             yield value
 
@@ -318,6 +376,8 @@ class Piper:
             stats["in"] = self._in[0]
             if isinstance(value, PiperError):
                 stats["errors"] += 1
+                if self.first_error is None and value.piper == name:
+                    self._note_first(value)
                 if self.debug:
                     raise value
             if self.track:
@@ -340,12 +400,20 @@ class Piper:
                         f"{value!r}; return a sequence of {self.produce} or use repeat=True",
                         error if values is None else None, name)
                     stats["errors"] += 1
+                    if self.first_error is None:
+                        self._note_first(err)
                     if self.debug:
                         raise err
                     values = [err] * self.produce
             for v in values:
                 stats["out"] += 1
                 yield v
+
+    def _note_first(self, error: PiperError) -> None:
+        """Log the first error that arises in this piper in a run (not those passed on)."""
+        self.first_error = error
+        log.warning("piper %r: first failed item of this run (later errors of this piper "
+                    "are only counted): %s", self.name, _describe(error))
 
     def __iter__(self) -> Iterator[Any]:
         if self.outbox is None:

@@ -10,8 +10,15 @@ waits for the end of the input; ``stop()`` stops the IMaps (gracefully: at a
 stride boundary) and joins the pullers.
 
 A puller writes only its output's list in :attr:`Plumber.results` (when
-``keep=True``) and the piper counters; the caller's thread only starts,
-pauses and joins them.
+``keep=True``), its output's counters and the piper counters; the caller's
+thread only starts, pauses and joins them.
+
+**Errors are reported, not hidden.** An item that failed travels to the
+outputs as a :class:`~papy.errors.PiperError`. Each piper logs the first error
+that arises in it in a run (logger ``papy``, WARNING, with the worker's
+traceback); at the end of a run that produced errors, :meth:`Plumber.wait`
+(or :meth:`Plumber.stop`) logs one ERROR line counting, per output, the items
+that are errors; ``stats["outputs"]`` holds the same counts.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .dagger import Dagger
-from .errors import PlumberError
-from .save import load_pipeline, save_pipeline
+from .errors import PiperError, PlumberError
+from .save import load_pipeline, save_pipeline, write_atomically
 
 log = logging.getLogger("papy")
 
@@ -51,6 +58,8 @@ class Plumber(Dagger):
         self._finished = threading.Event()
         self._error: BaseException | None = None
         self._outputs: list = []            # (piper, outbox), None once exhausted
+        self._counts: dict[str, list] = {}  # output name -> [items, errors] pulled
+        self._reported = False
         self._started = False
         self._start_time: float | None = None
         self._end_time: float | None = None
@@ -72,6 +81,8 @@ class Plumber(Dagger):
             raise
         self._outputs = [(p, iter(p.outbox)) for p in self.get_outputs()]
         self.results = {p.name: [] for p, _ in self._outputs}
+        self._counts = {p.name: [0, 0] for p, _ in self._outputs}
+        self._reported = False
         self._pulling = set()
         self._finished.clear()
         self._error = None
@@ -97,6 +108,7 @@ class Plumber(Dagger):
     def _pull(self, index: int) -> None:
         piper, outbox = self._outputs[index]
         kept = self.results[piper.name] if self.keep else None
+        counts = self._counts[piper.name]
         try:
             while True:
                 with self._lock:
@@ -113,6 +125,9 @@ class Plumber(Dagger):
                             self._end_time = time.time()
                             self._finished.set()
                     return
+                counts[0] += 1
+                if isinstance(value, PiperError):
+                    counts[1] += 1
                 if kept is not None:
                     kept.append(value)
         except BaseException as exc:   # debug=True pipers raise here
@@ -124,6 +139,13 @@ class Plumber(Dagger):
                 self._end_time = time.time()
                 self._finished.set()
 
+    def _run_dry(self) -> bool:
+        """Run the pullers until every output has ended (inputs closed); True if so."""
+        if self._error is not None:
+            return False
+        self.run()
+        return self._wait_dry(self._finished) and self._error is None
+
     def _raise(self) -> None:
         if self._error is not None:
             raise PlumberError(f"the pipeline failed: {self._error!r}") from self._error
@@ -131,6 +153,9 @@ class Plumber(Dagger):
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every output is exhausted; True if it is, False on timeout.
 
+        True means *finished*, not *succeeded*: if items failed, ``wait()``
+        logs an ERROR (logger ``papy``) counting the failed items per output,
+        once per run, and ``stats["outputs"]`` holds the counts.
         Raises PlumberError if an output raised (e.g. a ``debug=True`` piper).
         """
         if not self._started and not self._finished.is_set():
@@ -139,7 +164,25 @@ class Plumber(Dagger):
         if done:
             self._join_threads(None)
         self._raise()
+        if done:
+            self._report()
         return done
+
+    def _report(self) -> None:
+        """Log, once per run, how many items of each output are errors."""
+        if self._reported:
+            return
+        self._reported = True
+        failed = {name: c for name, c in self._counts.items() if c[1]}
+        if not failed:
+            return
+        parts = [f"{name!r}: {errors} of {items} items" for name, (items, errors)
+                 in failed.items()]
+        origins = [p.name for p in self.topological() if p.first_error is not None]
+        log.error("the pipeline ran with errors: failed items per output: %s (first "
+                  "errors logged for piper%s %s; each failed item is a PiperError in its "
+                  "place)", ", ".join(parts), "s" if len(origins) != 1 else "",
+                  ", ".join(map(repr, origins)) or "-")
 
     def _join_threads(self, timeout: float | None) -> bool:
         for thread in list(self._threads):
@@ -159,9 +202,21 @@ class Plumber(Dagger):
             self._pause.set()
 
     def stop(self, forced: bool = False) -> None:  # type: ignore[override]
-        """Stop the IMaps (gracefully unless ``forced``) and join the pullers."""
-        self.pause()
+        """Stop the pipeline; join the pullers, relays and IMaps.
+
+        A graceful stop (the default) draws nothing more from the inputs and
+        lets the items already drawn flow to the outputs: the pullers run
+        (after a :meth:`pause` too) until the outputs end, so with
+        ``keep=True`` every item drawn is in :attr:`results`. See
+        :meth:`papy.dagger.Dagger.stop` for when it is forced instead.
+        ``forced=True`` stops at once and drops the items in flight.
+        """
+        if forced:
+            self.pause()
         super().stop(forced=forced)
+        self.pause()
+        if self._started:
+            self._report()
         if not self._join_threads(30):
             log.warning("a papy puller is blocked in an inline piper; left as daemon")
         self._threads = []
@@ -179,7 +234,13 @@ class Plumber(Dagger):
 
     @property
     def stats(self) -> dict:
-        """``start_time`` (epoch s), ``run_time`` (s), ``pipers``: name -> in/out/errors."""
+        """The counters of the current (or last) run.
+
+        ``start_time`` (epoch s), ``run_time`` (s), ``pipers``: name ->
+        ``{"in", "out", "errors"}`` (inboxes drawn, items handed on, of which
+        errors, whether they arose there or upstream), ``outputs``: output
+        name -> ``{"items", "errors"}`` (items pulled, of which PiperErrors).
+        """
         run_time = None
         if self._start_time is not None:
             run_time = (self._end_time or time.time()) - self._start_time
@@ -187,14 +248,20 @@ class Plumber(Dagger):
             "start_time": self._start_time,
             "run_time": run_time,
             "pipers": {p.name: dict(p.stats) for p in self.graph},
+            "outputs": {name: {"items": items, "errors": errors}
+                        for name, (items, errors) in self._counts.items()},
         }
 
     # -- save / load -----------------------------------------------------------------------
 
     def save(self, path: str) -> None:
-        """Write a readable Python file that rebuilds this pipeline (see papy.save)."""
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(save_pipeline(self))
+        """Write a readable Python file that rebuilds this pipeline (see papy.save).
+
+        The file is written whole or not at all: a pipeline that cannot be
+        saved (a lambda, an argument that is not a literal) raises
+        PlumberError and leaves no file behind (nor changes an existing one).
+        """
+        write_atomically(path, save_pipeline(self))
 
     def load(self, path: str) -> Plumber:
         """Add the pipers and pipes saved in ``path`` to this (empty) Plumber."""

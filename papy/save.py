@@ -13,16 +13,26 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
+import tempfile
 import textwrap
 from typing import Any
+
+from imap import IMap
 
 from .errors import PlumberError
 
 # IMap options written even when they have their default value
 _IMAP_ALWAYS = ("worker_type", "worker_num", "stride", "buffer", "name")
-_IMAP_DEFAULTS = {"worker_remote": [], "ordered": True, "skip": False, "start_method": None,
-                  "chunksize": None, "initializer": None, "initargs": (),
-                  "stall_grace": 2.0, "remote_options": {}}
+
+
+def _imap_defaults() -> dict:
+    """The options of an IMap made with no arguments (never started).
+
+    ``IMap.options`` is the one source of truth: an option added to IMap is
+    saved without any change here.
+    """
+    return IMap().options
 
 
 def _function_ref(func: Any, imports: set, sources: dict) -> str:
@@ -57,9 +67,10 @@ def _literal(value: Any, what: str) -> str:
 def _imap_options(m: Any, imports: set, sources: dict) -> str:
     """The keyword arguments that remake IMap ``m`` (without its tasks)."""
     options = m.options
+    defaults = _imap_defaults()
     given = []
     for key, value in options.items():
-        if key not in _IMAP_ALWAYS and value == _IMAP_DEFAULTS[key]:
+        if key not in _IMAP_ALWAYS and key in defaults and value == defaults[key]:
             continue
         if key == "initializer":
             given.append(f"initializer={_function_ref(value, imports, sources)}")
@@ -101,6 +112,24 @@ def save_pipeline(dagger: Any) -> str:
     pipes = [(a.name, b.name) for a, b in dagger.graph.edges()]
     out += ["", f"pipes = {pipes!r}", ""]
     return "\n".join(out)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all.
+
+    The text goes to a temporary file in the same directory, which then
+    replaces ``path``; on any failure the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".papy-save-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def load_pipeline(path: str) -> tuple[list, list]:

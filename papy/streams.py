@@ -1,5 +1,5 @@
 """Iterators that wire pipers together: tee (branches), split (spawn),
-relays (between IMaps) and inboxes.
+relays (between IMaps), taps (the inputs of a pipeline) and inboxes.
 
 Each of them may be drawn by the feeder thread of an IMap, so the shared ones
 (``Tee``, ``Split``, ``Relay``) are thread-safe; none holds a lock while it
@@ -22,12 +22,18 @@ for a result the other can only make after it has taken one). The
 piper: a thread that takes the piper's results as they come, into a queue of
 at most ``maxlen`` items, so the upstream IMap's buffer never waits for the
 downstream feeder's turn.
+
+**Taps.** Each input iterable of a :class:`~papy.dagger.Dagger` is drawn
+through a :class:`Tap`. A graceful stop closes the taps: the pipeline sees
+the end of its input, and the items already drawn flow to the outputs as
+they would at the natural end.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -248,6 +254,67 @@ class Relay:
             self.thread.join(timeout)
             return not self.thread.is_alive()
         return True
+
+
+class Tap:
+    """The input iterable of an input piper, with a valve: :meth:`close` ends it.
+
+    After :meth:`close`, the tap ends at the next multiple of ``multiple``
+    items drawn (so that every piper downstream gets whole ``consume``
+    groups, as the Dagger computes), or at the end of ``source`` if that
+    comes first. An item whose ``next()`` is under way when the tap closes
+    is kept. One thread draws a tap at a time (the feeder of the input
+    piper's IMap, or whoever pulls an inline input piper).
+    """
+
+    def __init__(self, source: Iterable[Any], multiple: int = 1) -> None:
+        self.source = iter(source)
+        self.multiple = multiple
+        self.drawn = 0
+        self.closed = False
+        self._since: float | None = None   # when the next() under way began
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self.closed and self.drawn % self.multiple == 0:
+            raise StopIteration
+        self._since = time.monotonic()
+        try:
+            item = next(self.source)
+        finally:
+            self._since = None
+        self.drawn += 1
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+
+    def blocked_for(self) -> float:
+        """Seconds the ``next()`` under way on the source has taken (0 if none)."""
+        since = self._since
+        return 0.0 if since is None else time.monotonic() - since
+
+
+class Guarded:
+    """An iterator that several threads may draw at once (one ``next()`` at a time).
+
+    The Dagger guards the outboxes of its output pipers: a graceful
+    :meth:`~papy.dagger.Dagger.stop` drains them while a caller's thread may
+    still be reading them.
+    """
+
+    def __init__(self, source: Iterable[Any]) -> None:
+        self.source = iter(source)
+        self.lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        with self.lock:
+            return next(self.source)
 
 
 def inboxes(inputs: list[Iterable[Any]], consume: int, counter: list,

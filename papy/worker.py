@@ -41,6 +41,76 @@ def find_error(inbox: Any) -> Any:
     return None
 
 
+def inbox_hint(func: Callable, exc: BaseException, inbox: Any) -> str:
+    """A hint when ``func`` looks written for an item instead of an inbox.
+
+    Only for a TypeError that names ``tuple``, raised by a function called
+    with an inbox (a tuple; a later function of a worker gets
+    ``(previous_result,)``): the most likely cause is a function that takes
+    the item itself, ``def f(x)``, where papy passes ``(x,)``.
+    """
+    if type(exc) is TypeError and type(inbox) is tuple and "tuple" in str(exc):
+        return (f"{_name(func)} was called with the inbox {_short(inbox)}, a tuple with "
+                f"one item per input pipe; a function written for one item takes it "
+                f"as inbox[0]")
+    return ""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...)"
+
+
+_SEQUENCES = (tuple, list)
+
+
+def _arguments(given: Any, n: int) -> list[tuple]:
+    """One tuple of extra positional arguments per function (see Worker)."""
+    if given is None:
+        return [()] * n
+    example = ("e.g. Worker(f, arguments=[(10,)]) calls f(inbox, 10); Worker((f, g), "
+               "arguments=[(10,), ()]) gives 10 to f only")
+    if not isinstance(given, _SEQUENCES):
+        raise TypeError(f"arguments must be a list of tuples, one tuple of extra arguments "
+                        f"per function, or None; got {given!r} ({example})")
+    entries = list(given)
+    for i, entry in enumerate(entries):
+        if isinstance(entry, (str, bytes)):
+            raise ValueError(
+                f"arguments[{i}] is {entry!r}, which would be unpacked into one argument "
+                f"per character; give one tuple per function: arguments=[({entry!r},)]")
+    if all(e is None or isinstance(e, _SEQUENCES) for e in entries):
+        if len(entries) != n:
+            raise ValueError(f"arguments has {len(entries)} entries but there are {n} "
+                             f"functions; give one entry per function, a tuple ({example})")
+        return [tuple(e) if e else () for e in entries]
+    if n == 1 and not any(e is None or isinstance(e, _SEQUENCES) for e in entries):
+        return [tuple(entries)]   # one function, a flat tuple of its arguments
+    raise TypeError(f"arguments {given!r} mixes tuples and single values; give one tuple "
+                    f"of extra arguments per function ({example})")
+
+
+def _kwargs(given: Any, n: int) -> list[dict]:
+    """One dict of keyword arguments per function (see Worker)."""
+    if given is None:
+        return [{}] * n
+    example = ("e.g. Worker(f, kwargs={'k': 10}) calls f(inbox, k=10); Worker((f, g), "
+               "kwargs=[{'k': 10}, {}]) gives k=10 to f only")
+    if isinstance(given, dict):
+        if n != 1:
+            raise ValueError(f"kwargs is one dict but the worker has {n} functions; give "
+                             f"one dict per function ({example})")
+        return [dict(given)]
+    if not isinstance(given, _SEQUENCES) or not all(e is None or isinstance(e, dict)
+                                                    for e in given):
+        raise TypeError(f"kwargs must be a dict (one function) or a list with one dict "
+                        f"per function; got {given!r} ({example})")
+    if len(given) != n:
+        raise ValueError(f"kwargs has {len(given)} entries but there are {n} functions; "
+                         f"give one entry per function, a dict ({example})")
+    return [dict(e) if e else {} for e in given]
+
+
 def _name(func: Callable) -> str:
     return getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
 
@@ -52,17 +122,22 @@ class Worker:
     Args:
         functions: a callable, a :class:`Worker`, or a sequence of them
             (workers are flattened into their functions).
-        arguments: one sequence of extra positional arguments per function
-            (``None`` = none for every function).
-        kwargs: one dict of keyword arguments per function.
+        arguments: one tuple of extra positional arguments per function
+            (``None``: none), e.g. ``[(10,), ()]`` for ``(f, g)``. With a
+            single function, a flat tuple of single values, ``(10,)``, is
+            its arguments too; a string where a tuple belongs is refused (it
+            would be unpacked into characters).
+        kwargs: one dict of keyword arguments per function (``None``: none),
+            or for a single function, that function's dict.
         name: a label (default: the function names joined by ``_``).
 
     Workers built from the same functions and arguments are equal.
     """
 
     def __init__(self, functions: Callable | Sequence[Callable] | Worker,
-                 arguments: Sequence[Sequence[Any]] | None = None,
-                 kwargs: Sequence[dict] | None = None, name: str | None = None) -> None:
+                 arguments: Sequence[Any] | None = None,
+                 kwargs: dict | Sequence[dict | None] | None = None,
+                 name: str | None = None) -> None:
         if callable(functions) and not isinstance(functions, Worker):
             functions = (functions,)
         elif isinstance(functions, Worker):
@@ -70,16 +145,11 @@ class Worker:
         funcs: list = []
         args: list = []
         kws: list = []
-        given_args = list(arguments) if arguments is not None else None
-        given_kws = list(kwargs) if kwargs is not None else None
         functions = tuple(functions)
         if not functions:
             raise ValueError("a Worker needs at least one function")
-        for seq, label in ((given_args, "arguments"), (given_kws, "kwargs")):
-            if seq is not None and len(seq) != len(functions):
-                raise ValueError(
-                    f"{label} has {len(seq)} entries but there are {len(functions)} "
-                    f"functions; give one entry per function")
+        given_args = _arguments(arguments, len(functions))
+        given_kws = _kwargs(kwargs, len(functions))
         for i, func in enumerate(functions):
             if isinstance(func, Worker):
                 funcs.extend(func.functions)
@@ -89,8 +159,8 @@ class Worker:
             if not callable(func):
                 raise TypeError(f"Worker functions must be callable, got {func!r}")
             funcs.append(func)
-            args.append(tuple(given_args[i]) if given_args and given_args[i] else ())
-            kws.append(dict(given_kws[i]) if given_kws and given_kws[i] else {})
+            args.append(given_args[i])
+            kws.append(given_kws[i])
         self.functions: tuple = tuple(funcs)
         self.arguments: tuple = tuple(args)
         self.kwargs: tuple = tuple(kws)
@@ -114,7 +184,8 @@ class Worker:
             try:
                 return func(inbox)
             except Exception as exc:
-                return WorkerError(exc, _name(func), inbox, traceback.format_exc())
+                return WorkerError(exc, _name(func), inbox, traceback.format_exc(),
+                                   inbox_hint(func, exc, inbox))
         value = inbox
         last = len(self.functions) - 1
         for i, (func, args, kwargs) in enumerate(
@@ -122,7 +193,8 @@ class Worker:
             try:
                 value = func(value, *args, **kwargs)
             except Exception as exc:
-                return WorkerError(exc, _name(func), value, traceback.format_exc())
+                return WorkerError(exc, _name(func), value, traceback.format_exc(),
+                                   inbox_hint(func, exc, value))
             if i < last:
                 value = (value,)
         return value

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from papy_funcs import add, dbl, fail_on_3, inc, neg
+from papy_funcs import add, dbl, fail_on_3, identity, inc, neg
 from support import wait_until
 
 import imap
@@ -249,3 +249,63 @@ def test_save_keeps_imap_options(tmp_path: Path) -> None:
     loaded = q.resolve("a").imap
     assert loaded is not m and loaded.options == m.options
     assert q.resolve("a").timeout == 5.0
+
+
+def test_save_that_fails_leaves_no_file_behind(tmp_path: Path) -> None:
+    p = Plumber(pipes=[(Piper(lambda inbox: inbox[0]), Piper(inc))])
+    with pytest.raises(PlumberError, match="lambda"):
+        p.save(str(tmp_path / "x.py"))
+    assert list(tmp_path.iterdir()) == []
+    old = tmp_path / "old.py"
+    old.write_text("# an earlier save\n")
+    with pytest.raises(PlumberError):
+        p.save(str(old))
+    assert old.read_text() == "# an earlier save\n" and list(tmp_path.iterdir()) == [old]
+
+
+# One value per IMap option, none of them the default. A new IMap option makes
+# the first test below fail until it is added here, so it cannot go unsaved.
+NON_DEFAULT_IMAP_OPTIONS = {
+    "worker_type": "thread", "worker_num": 3, "worker_remote": [("localhost:18861", 2)],
+    "stride": 5, "buffer": 12, "ordered": False, "skip": True, "name": "pool",
+    "start_method": "spawn", "chunksize": 2, "initializer": identity, "initargs": ((1,),),
+    "stall_grace": None, "remote_options": {"secret": "s3cret", "connect_timeout": 3.0},
+}
+
+
+def test_every_imap_option_is_covered_and_not_its_default() -> None:
+    defaults = imap.IMap().options
+    assert set(NON_DEFAULT_IMAP_OPTIONS) == set(defaults)
+    m = imap.IMap(**NON_DEFAULT_IMAP_OPTIONS)
+    for key, value in m.options.items():
+        assert value != defaults[key], key
+
+
+def test_save_round_trips_every_imap_option(tmp_path: Path) -> None:
+    m = imap.IMap(**NON_DEFAULT_IMAP_OPTIONS)
+    p = Plumber(pipes=[(Piper(inc, parallel=m, name="a"), Piper(dbl, name="b"))])
+    path = tmp_path / "saved.py"
+    p.save(str(path))
+    assert "papy_funcs.identity" in path.read_text()
+    loaded = Plumber().load(str(path)).resolve("a").imap
+    assert loaded.options == m.options
+
+
+def test_save_writes_default_imap_options_briefly(tmp_path: Path) -> None:
+    m = imap.IMap(worker_type="thread", worker_num=2)
+    p = Plumber(pipes=[(Piper(inc, parallel=m, name="a"),)])
+    path = tmp_path / "saved.py"
+    p.save(str(path))
+    line = [x for x in path.read_text().splitlines() if x.strip().startswith("IMap(")][0]
+    assert "ordered" not in line and "stall_grace" not in line and "worker_remote" not in line
+    assert Plumber().load(str(path)).resolve("a").imap.options == m.options
+
+
+def test_save_takes_imap_defaults_from_imap_options(tmp_path: Path, monkeypatch) -> None:
+    # An option IMap gains later is saved without a change to papy.save.
+    options = imap.IMap.options
+    monkeypatch.setattr(imap.IMap, "options",
+                        property(lambda m: {**options.fget(m), "future_option": 7}))
+    p = Plumber(pipes=[(Piper(inc, parallel=imap.IMap(worker_type="thread"), name="a"),)])
+    p.save(str(tmp_path / "saved.py"))
+    assert "future_option" not in (tmp_path / "saved.py").read_text()   # its default

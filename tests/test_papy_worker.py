@@ -7,7 +7,7 @@ import pickle
 import pytest
 from papy_funcs import add, dbl, fail_on_3, inc
 
-from papy import PiperError, Worker, WorkerError
+from papy import Piper, PiperError, Worker, WorkerError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,3 +69,51 @@ def test_workers_nest_into_their_functions() -> None:
 def test_bad_arguments_length_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="one entry per function"):
         Worker((inc, dbl), arguments=[(1,)])
+
+
+def times(inbox, k=1):
+    return inbox[0] * k
+
+
+def test_a_string_where_a_tuple_of_arguments_belongs_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"arguments\[0\] is 'data.txt'.*\[\('data.txt',\)\]"):
+        Worker(times, ("data.txt",))
+
+
+def test_a_plain_dict_is_the_kwargs_of_a_single_function() -> None:
+    assert Worker(times, kwargs={"k": 10})((2,)) == 20
+
+
+def test_a_plain_dict_for_several_functions_is_refused_with_an_example() -> None:
+    with pytest.raises(ValueError, match=r"one dict per function.*kwargs=\[\{'k': 10\}, \{\}\]"):
+        Worker((times, times), kwargs={"k": 10})
+
+
+def test_a_flat_tuple_is_the_arguments_of_a_single_function() -> None:
+    assert Worker(times, arguments=(10,))((2,)) == 20
+    assert Worker(times, arguments=[(10,)])((2,)) == 20   # the general form
+
+
+def test_a_flat_tuple_for_several_functions_is_refused_with_an_example() -> None:
+    with pytest.raises(TypeError, match=r"one tuple of extra arguments per function.*e\.g\."):
+        Worker((times, times), arguments=(10, ()))
+
+
+def test_arguments_that_are_not_a_sequence_are_refused_with_an_example() -> None:
+    with pytest.raises(TypeError, match=r"list of tuples.*arguments=\[\(10,\)\]"):
+        Worker(times, arguments=10)
+    with pytest.raises(TypeError, match=r"kwargs must be a dict.*kwargs=\{'k': 10\}"):
+        Worker(times, kwargs=[10])
+
+
+def test_arguments_per_function_count_must_match() -> None:
+    with pytest.raises(ValueError, match="2 entries but there are 1 functions"):
+        Worker(times, arguments=[(1,), (2,)])
+
+
+def test_piper_given_function_arguments_points_to_the_worker() -> None:
+    for misplaced in ({"args": (10,)}, {"arguments": [(10,)]}, {"kwargs": {"k": 1}}):
+        with pytest.raises(TypeError, match=r"belong to its Worker.*Worker\(times"):
+            Piper(times, **misplaced)
+    with pytest.raises(TypeError, match="unexpected keyword arguments: colour"):
+        Piper(times, colour="red")
