@@ -120,13 +120,15 @@ plumber.stop()
 '''
 
 
-def test_an_unguarded_script_whose_workers_die_reports_the_failure(tmp_path) -> None:
-    # No `if __name__ == "__main__":`: each worker process re-runs the script
-    # and dies. The run ends, but the failure is on stderr, not silent.
+def test_an_unguarded_script_is_refused_with_one_clear_error(tmp_path) -> None:
+    # No `if __name__ == "__main__":`: each worker process would re-run the
+    # script. The IMap refuses to start, saying what to add, instead of a run
+    # whose every item fails.
     script = tmp_path / "tutorial.py"
     script.write_text(UNGUARDED)
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=50, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
-    assert "first failed item" in proc.stderr
-    assert "'a': 2 of 2 items" in proc.stderr
+    assert proc.returncode == 1
+    assert 'if __name__ == "__main__":' in proc.stderr
+    assert proc.stderr.count("Traceback") == 1
