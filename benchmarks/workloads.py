@@ -28,7 +28,7 @@ def inc(x):
 
 def gen_ints(n):
     """``0 .. n-1`` from a generator: the tiny workload's other input kind."""
-    yield from range(n)
+    return (x for x in range(n))
 
 
 # --------------------------------------------------------------------------
