@@ -145,7 +145,10 @@ def capped_items(n, rates, budget, floor):
 
 
 def cap_note(what, k, n, speed, budget, probe="its probe run"):
-    """The table note of a row capped by :func:`capped_items`."""
+    """The table note of a row capped by :func:`capped_items` (``speed`` None:
+    the probe failed)."""
+    if speed is None:
+        return f"{what} ran over {k:,} items, not {n:,}: {probe} failed."
     return (f"{what} ran over {k:,} items, not {n:,}: {probe} did {speed:,.0f} "
             f"items/s, so all would take over {budget[0]:g} s; capped to ~{budget[1]:g} s "
             f"a run.")
