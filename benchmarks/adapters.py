@@ -19,8 +19,12 @@ Protocol, the same for every system:
    one warm-up token (``None``, which every workload function returns at
    once) per worker.  ``startup`` = the time until the warm-up results are
    back.  For systems whose workers belong to one run (imap tasks, pypeln
-   stages) the timed input is held behind a gate (a generator blocked on an
-   ``Event``) while the warm-up runs in the same pool.
+   stages) the timed work is held behind a gate meanwhile: pypeln's input
+   (and a remote IMap's) is a generator that yields the warm-up tokens and
+   then blocks on an ``Event``; a local IMap's workers are held in their
+   initializer instead (``gate.py``), so the IMap gets the workload's own
+   input object and only the options of the row, and ``startup`` ends when
+   every worker is ready.
 2. ``t1``: open the gate / submit the timed work.  ``first`` = time from
    ``t1`` to the first result of the last stage, ``total`` = time from ``t1``
    to the last result.
@@ -67,13 +71,16 @@ def _drain(iterator, t1, fold, consume):
 
 
 class _Gate:
-    """An iterable that yields nothing until ``open()`` is called."""
+    """An iterable that yields ``tokens`` warm-up tokens (``None``), then
+    nothing until ``open()`` is called, then the items of ``iterable``."""
 
-    def __init__(self, iterable):
+    def __init__(self, iterable, tokens=0):
         self.iterable = iterable
+        self.tokens = tokens
         self.event = threading.Event()
 
     def __iter__(self):
+        yield from [None] * self.tokens
         if not self.event.wait(WARMUP_TIMEOUT * 2):
             return   # never opened (warm-up failed): end the input
         yield from self.iterable
@@ -92,58 +99,89 @@ def _ctx(start_method):
 
 def run_imap(stages, source, fold, consume=None, workers=2, stride=None,
              buffer=None, chunksize=None, start_method=None, on_started=None,
-             remote=None):
+             remote=None, gate="workers"):
     """One IMap of ``workers`` processes; the stages as chained tasks.
 
-    A warm-up task (the first stage over one token per worker, at most one
-    stride of them) is added before the chain and consumed before the gate
-    opens.  ``buffer`` defaults
-    to what IMap would choose for the chain alone (stride x number of chained
-    tasks), so the warm-up task does not enlarge it.  ``remote``: a
-    ``worker_remote`` list; then the IMap has only those workers.
+    ``stride``, ``buffer``, ``chunksize`` and ``start_method`` are given to
+    the IMap exactly as passed: None means "not given", so a row without
+    them runs at the IMap's own default settings.
+
+    ``gate`` says how start-up is kept out of the clock:
+
+    - ``"workers"`` (local processes): every worker is held in its
+      initializer until the clock starts (see ``gate.py``); the IMap gets
+      the source's own iterable and exactly the stages as tasks.
+    - ``"input"`` (one stage only; always used with ``remote``): the input
+      is a generator that yields one warm-up token per worker, then waits
+      until the clock starts; the warm-up results are taken before it.
+
+    ``remote``: a ``worker_remote`` list; then the IMap has only those
+    workers.
     """
+    from gate import WorkerGate, hold
+
     from imap import IMap
 
-    eff_stride = stride if stride is not None else workers
-    if buffer is None:
-        buffer = eff_stride * len(stages)
-    opts = dict(worker_type="process", worker_num=workers, buffer=buffer)
     if remote is not None:
-        opts = dict(worker_num=0, worker_remote=remote, buffer=buffer)
-    if stride is not None:
-        opts["stride"] = stride
-    if chunksize is not None:
-        opts["chunksize"] = chunksize
-    if start_method is not None:
-        opts["start_method"] = start_method
+        gate = "input"
+    if gate == "input" and len(stages) != 1:
+        raise ValueError("the input gate warms up one stage only")
+    opts = dict(worker_type="process", worker_num=workers)
+    if remote is not None:
+        opts = dict(worker_num=0, worker_remote=remote)
+    for key, value in (("stride", stride), ("buffer", buffer),
+                       ("chunksize", chunksize), ("start_method", start_method)):
+        if value is not None:
+            opts[key] = value
 
-    gate = _Gate(source())
     t0 = now()
-    m = IMap(**opts)
+    if gate == "workers":
+        held = WorkerGate(workers)
+        opts.update(initializer=hold, initargs=(held.port,))
+        inputs, release = source(), held.open
+    else:
+        tokens = _Gate(source(), tokens=workers)
+        inputs, release = tokens, tokens.open
     try:
-        # the Feeder draws one stride of the warm-up task, then blocks on the
-        # gate: never ask for more warm-up tokens than one stride
-        tokens = min(workers, eff_stride)
-        warm = m.add_task(stages[0], [None] * tokens)
-        last = gate
+        m = IMap(**opts)
+        last = inputs
         for f in stages:
             last = m.add_task(f, last)
         m.start()
-        for _ in range(tokens):
-            warm.next(timeout=WARMUP_TIMEOUT)
+    except BaseException:
+        release()
+        raise
+    try:
+        if gate == "workers":
+            held.wait_ready(WARMUP_TIMEOUT)
+        else:
+            for _ in range(workers):
+                last.next(timeout=WARMUP_TIMEOUT)
         startup = now() - t0
         if on_started is not None:
             on_started()
         t1 = now()
-        gate.open()
+        release()
         first, total, count, acc, cpu = _drain(last, t1, fold, consume)
-        extra = {"high_water": getattr(m, "high_water", None)}
+        extra = {"high_water": getattr(m, "high_water", None),
+                 "settings": _settings(m)}
     except BaseException:
-        gate.open()
+        release()
         m.stop(forced=True)
         raise
     m.stop()
     return Run(startup, first, total, count, acc, extra, cpu)
+
+
+def _settings(m):
+    """What the IMap reports for stride, buffer and chunksize (None: unknown)."""
+    out = {}
+    for key in ("stride", "buffer", "chunksize"):
+        try:
+            out[key] = getattr(m, key, None)
+        except Exception:
+            out[key] = None
+    return out
 
 
 # --------------------------------------------------------------------------

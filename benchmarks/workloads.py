@@ -26,6 +26,11 @@ def inc(x):
     return x + 1
 
 
+def gen_ints(n):
+    """``0 .. n-1`` from a generator: the tiny workload's other input kind."""
+    return (x for x in range(n))
+
+
 # --------------------------------------------------------------------------
 # 2./3. CPU-bound work: a fixed amount of pure-Python work, not a busy-wait on
 # the clock, so oversubscribed workers really do take longer.
@@ -75,6 +80,64 @@ def calibrate(seconds, repeats=7):
         spin(probe)
         best = min(best, time.perf_counter() - t0)
     return max(1, int(probe * seconds / best))
+
+
+# --------------------------------------------------------------------------
+# mixed: CPU work of a duration drawn at random between MIXED_MIN_MS and
+# MIXED_MAX_MS, log-uniformly (as many calls of 0.1-1 ms as of 1-10 ms). The
+# draw is a hash of the item, so every system, run and machine gets the same
+# durations for the same items; the work is spin(), scaled by the calibration.
+
+MIXED_MIN_MS = 0.1
+MIXED_MAX_MS = 10.0
+MIXED_SEED = 0x5EED_1234
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    """A 64-bit integer hash (splitmix64's finaliser): well spread bits."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def mixed_ms(i):
+    """The duration of item ``i`` of the mixed workload, in milliseconds."""
+    u = _mix64(i ^ MIXED_SEED) / 2.0 ** 64
+    return MIXED_MIN_MS * (MIXED_MAX_MS / MIXED_MIN_MS) ** u
+
+
+def mixed(x, n_per_ms):
+    """``spin`` for ``mixed_ms(x)`` worth of work, then return ``x + 1``."""
+    if x is None:
+        return None
+    spin(int(n_per_ms * mixed_ms(x)))
+    return x + 1
+
+
+def mixed_many(xs, n_per_ms):
+    """``mixed`` over a list of items in one call: the sum of the results."""
+    if xs is None:
+        return None
+    return sum(mixed(x, n_per_ms) for x in xs)
+
+
+def balanced_parts(n, parts):
+    """Split ``range(n)`` into ``parts`` contiguous lists of nearly equal work.
+
+    Each cut is placed where the running sum of ``mixed_ms`` first reaches its
+    share of the total, so no part exceeds its share by more than one item.
+    """
+    cuts, acc, k = [0], 0.0, 1
+    total = sum(mixed_ms(i) for i in range(n))
+    for i in range(n):
+        if k < parts and acc + mixed_ms(i) / 2 >= total * k / parts:
+            cuts.append(i)
+            k += 1
+        acc += mixed_ms(i)
+    cuts += [n] * (parts + 1 - len(cuts))
+    return [list(range(a, b)) for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
 # --------------------------------------------------------------------------
