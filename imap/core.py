@@ -39,6 +39,7 @@ from typing import Any
 from . import backends
 from .engine import Engine, Task
 from .feeder import Feeder
+from .flow import DEFAULT_BUFFER_BYTES, MAX_BATCH, FlowPolicy
 from .options import Options, check_int
 from .status import IMapStatus
 from .taskiter import DEFAULT, TaskIterator
@@ -88,18 +89,22 @@ class IMap:
         worker_remote: ``[("host", n), ("host:port", n), ...]``: n remote
             workers on each host.
         stride: tasklets of one task drawn before moving to the next task.
-            Default: the number of workers (local + remote).
+            Default ``None``: adaptive, chosen turn by turn from what the
+            engine measures (see :doc:`engine`, *Adaptive flow*).
         buffer: the most tasklets that may exist between being drawn and
-            their result being taken. Default ``stride * number of tasks``.
+            their result being taken. Default ``None``: ``stride * number of
+            tasks`` when ``stride`` is given, else adaptive within
+            ``buffer_bytes``.
         ordered: results of a task in input order (True) or arrival order.
         skip: a timed-out result is abandoned (True) or returned later (False).
         name: a name for logs and ``repr``.
         start_method: for process workers: ``"forkserver"`` (default where
             available), ``"spawn"`` or ``"fork"``.
         chunksize: the most contiguous tasklets of one task sent to a worker
-            in one message. Default: about ``stride / (2 * workers)``, at
-            least 1. Larger batches cut messaging overhead for tiny
-            tasklets; they never change results, their order, or the buffer.
+            in one message. Default ``None``: about ``stride / (2 * workers)``
+            (at least 1) when ``stride`` is given, else adaptive per task.
+            Larger batches cut messaging overhead for tiny tasklets; they
+            never change results, their order, or the buffer.
         initializer: called as ``initializer(*initargs)`` once in each worker
             before it runs any tasklet.
         initargs: arguments of ``initializer``.
@@ -113,6 +118,11 @@ class IMap:
             nobody takes) before :class:`~imap.StallError` is raised; ``None``
             waits forever. The grace leaves room for another thread that is
             about to take those results.
+        buffer_bytes: with an adaptive buffer, the most bytes the tasklets
+            alive may hold (their pickled items and results, an object and a
+            pickle of each, as measured for process and remote workers).
+            Default 32 MiB; ``None``: no byte limit. A ``buffer`` given is
+            obeyed exactly instead.
     """
 
     def __init__(
@@ -135,18 +145,24 @@ class IMap:
         initargs: Sequence[Any] = (),
         stall_grace: float | None = 2.0,
         remote_options: Mapping[str, Any] | None = None,
+        buffer_bytes: int | None = DEFAULT_BUFFER_BYTES,
     ) -> None:
         self._options = Options(
             worker_type=worker_type, worker_num=worker_num, worker_remote=worker_remote,
             stride=stride, buffer=buffer, ordered=ordered, skip=skip, name=name,
             start_method=start_method, chunksize=chunksize, initializer=initializer,
             initargs=initargs, stall_grace=stall_grace, remote_options=remote_options,
+            buffer_bytes=buffer_bytes,
         )
         options = self._options
         self._name = options.name or f"IMap-{id(self):x}"
         self._start_method = options.resolved_start_method
 
-        self._engine = Engine(buffer=0, skip=options.skip, stall_grace=options.stall_grace)
+        self._policy = FlowPolicy(
+            options.stride, options.buffer, options.chunksize,
+            options.buffer_bytes if options.buffer is None else None, options.workers)
+        self._engine = Engine(buffer=0, skip=options.skip, stall_grace=options.stall_grace,
+                              policy=self._policy)
         self._state: dict = {"engine": self._engine, "feeder": None}
         self._finalizer = weakref.finalize(self, _shutdown, self._state)
         self._iterators: dict[int, TaskIterator] = {}
@@ -181,10 +197,24 @@ class IMap:
         return self._options.workers
 
     @property
+    def adaptive(self) -> bool:
+        """True when the stride is left to the engine (``stride=None``)."""
+        return self._policy.adaptive
+
+    @property
     def stride(self) -> int:
-        """Tasklets of a task drawn per turn (default: the number of workers)."""
-        stride = self._options.stride
-        return stride if stride is not None else self.workers
+        """Tasklets of a task drawn per turn: the stride given, or, when it
+        is adaptive, the one in force (before start: the first one)."""
+        if self._options.stride is not None:
+            return self._options.stride
+        return self._policy.stride if self.running else self.workers
+
+    @property
+    def max_stride(self) -> int:
+        """The largest stride this IMap may use (the stride given, if fixed)."""
+        if self._options.stride is not None:
+            return self._options.stride
+        return MAX_BATCH * self.workers
 
     @property
     def ordered(self) -> bool:
@@ -217,9 +247,12 @@ class IMap:
 
     @property
     def buffer(self) -> int:
-        """The buffer size (the default is known once tasks are added)."""
+        """The most tasklets alive at once: the buffer given, or the bound in
+        force (adaptive; before start: the first one)."""
         if self._options.buffer is not None:
             return self._options.buffer
+        if self.running or self._options.stride is None:
+            return max(1, self._policy.bound)
         return self.stride * max(1, len(self._engine.tasks))
 
     @property
@@ -235,11 +268,15 @@ class IMap:
         return kwargs
 
     @property
-    def chunksize(self) -> int:
-        """The most tasklets sent to a worker in one message."""
+    def chunksize(self) -> int | None:
+        """The most tasklets sent to a worker in one message: the chunksize
+        given, the one that follows from a fixed stride, or None when each
+        task's batch size is adaptive (see ``status()``)."""
         if self._options.chunksize is not None:
             return self._options.chunksize
-        return max(1, self.stride // (2 * self.workers))
+        if self._options.stride is not None:
+            return max(1, self.stride // (2 * self.workers))
+        return None
 
     @property
     def tracked(self) -> dict[int, dict[int, Any]]:
@@ -383,8 +420,6 @@ class IMap:
         engine = self._engine
         if not engine.tasks:
             raise RuntimeError("start() with no tasks: add_task() first")
-        if self.buffer < self.stride:
-            raise ValueError(f"buffer ({self.buffer}) must be >= stride ({self.stride})")
         for task in engine.tasks:
             if task.upstream is None:
                 try:
@@ -392,18 +427,19 @@ class IMap:
                 except TypeError as exc:
                     raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
         engine.reset()
-        engine.buffer = self.buffer
-        engine.group = self.chunksize
+        self._policy.start(engine.tasks)
+        engine.buffer = self._policy.bound
         backend = backends.make(self._options, engine.deliver, engine.lost)
         engine.backend = backend
         backend.start()
-        feeder = Feeder(engine, self.stride, self.chunksize)
+        feeder = Feeder(engine)
         self._state["feeder"] = feeder
         engine.started = True
         engine.stopped = False
         feeder.start()
-        log.debug("%r started: stride %d, buffer %d, chunksize %d",
-                  self, self.stride, self.buffer, self.chunksize)
+        log.debug("%r started: stride %s, buffer %s, chunksize %s", self,
+                  self._options.stride or "adaptive", self._options.buffer or "adaptive",
+                  self.chunksize or "adaptive")
 
     def next(self, timeout: float | None = DEFAULT, task: int = 0,
              block: bool = DEFAULT) -> Any:

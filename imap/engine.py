@@ -63,6 +63,7 @@ class Task:
         self.drawn = 0
         self.in_flight = 0
         self.errors = 0
+        self.flow: Any = None  # the flow policy's record (flow.TaskFlow)
         self.busy = 0.0        # seconds workers spent on this task's batches (measured there)
         self.timed = 0         # tasklets whose time is in ``busy``
         self.exhausted = False
@@ -89,7 +90,8 @@ class Task:
 class Engine:
     """State shared by the Feeder, the backends and the consumers."""
 
-    def __init__(self, buffer: int, skip: bool, stall_grace: float | None) -> None:
+    def __init__(self, buffer: int, skip: bool, stall_grace: float | None,
+                 policy: Any = None) -> None:
         self.lock = threading.Lock()
         self.slot_free = threading.Condition(self.lock)
         self.result_ready = threading.Condition(self.lock)
@@ -102,7 +104,7 @@ class Engine:
         self.backend: Any = None
         self.started = False     # between IMap.start() and IMap.stop()
         self.stopped = False     # stopped at least once, not started since
-        self.group = 1           # results a task iterator takes per visit
+        self.policy = policy     # flow.FlowPolicy: stride, batch and bound in force
         self.reset()
 
     def reset(self) -> None:
@@ -137,6 +139,13 @@ class Engine:
                 self.result_ready.notify_all()  # let stalled consumers see it
                 self.slot_free.wait()
                 self.feeder_waits_slot = False
+
+    def new_turn(self) -> int:
+        """Ask the flow policy for this turn's stride and the bound in force."""
+        with self.lock:
+            stride = self.policy.turn(self.tasks, self.slots_used)
+            self.buffer = self.policy.bound
+            return stride
 
     def give_back(self, n: int) -> None:
         if n:
@@ -228,9 +237,14 @@ class Engine:
         with self.lock:
             if task.generation != self.generation or self.forced:
                 return
+            n = len(batch.indices)
             if busy is not None:
                 task.busy += busy
-                task.timed += len(batch.indices)
+                task.timed += n
+            sent = batch.sent
+            self.policy.observe(task, n, busy,
+                                None if sent is None else time.perf_counter() - sent,
+                                batch.nbytes)
             res = task.results
             if errors:
                 values = list(values)
@@ -238,7 +252,6 @@ class Engine:
                     values[pos] = Failure(exc)
                 task.errors += len(errors)
             freed = res.put_many(batch.indices, values)
-            n = len(batch.indices)
             task.in_flight -= n
             self.in_flight -= n
             if freed:
@@ -249,6 +262,13 @@ class Engine:
         """A worker died holding ``batch``: resubmit it or fail its tasklets."""
         task = batch.task
         if task.generation != self.generation or self.forced:
+            return
+        if len(batch) > 1 and self.backend.capacity > 0:
+            # One of its tasklets may have killed the worker: run the halves
+            # again, so that only a tasklet that kills every worker fails.
+            half = len(batch) // 2
+            for part in (range(half), range(half, len(batch))):
+                self.backend.submit(batch.subset(list(part)))
             return
         if batch.attempt < task.retries:
             batch.attempt += 1
@@ -284,7 +304,7 @@ class Engine:
             self._free(handed)
 
     def next_result(self, task: Task, generation: int, timeout: float | None,
-                    block: bool, group: int = 1) -> Any:
+                    block: bool, grouped: bool = False) -> Any:
         """:meth:`take` for a consumer outside the engine (a task iterator,
         ``IMap.next``): checks the IMap runs this task and that no other
         task of the IMap consumes it."""
@@ -299,7 +319,7 @@ class Engine:
                 f"task {task.id} ({task.name}) is the input of task {task.consumer.id} "
                 f"({task.consumer.name}) of the same IMap, which takes its results; read "
                 f"task {task.consumer.id} instead (or add a separate task to see both)")
-        return self.take(task, timeout, block, group)
+        return self.take(task, timeout, block, task.flow.batch if grouped else 1)
 
     def take(self, task: Task, timeout: float | None, block: bool,
              group: int = 1) -> Any:
@@ -439,6 +459,8 @@ class Engine:
                     consumed=t.results.taken - len(t.handout), errors=t.errors,
                     skipped=t.results.nskipped, finished=t.finished(),
                     busy=t.busy,
+                    batch=t.flow.batch if t.flow else 1,
+                    tasklet_time=t.flow.tasklet if t.flow else None,
                 )
                 for t in self.tasks
             ]
@@ -449,4 +471,6 @@ class Engine:
                 workers_lost=backend.workers_lost if backend is not None else 0,
                 slots_used=self.slots_used, buffer=self.buffer,
                 high_water=self.high_water, tasks=tasks,
+                stride=self.policy.stride, bytes_alive=self.policy.bytes_alive(
+                    self.tasks, self.slots_used),
             )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from itertools import islice
 from typing import Any
 
@@ -43,11 +44,10 @@ _PLAIN_SOURCES = frozenset(type(iter(x)) for x in (
 class Feeder(threading.Thread):
     """Draws tasklets of ``engine.tasks`` and submits them to the backend."""
 
-    def __init__(self, engine: Engine, stride: int, chunksize: int) -> None:
+    def __init__(self, engine: Engine) -> None:
         super().__init__(name="imap-feeder", daemon=True)
         self.engine = engine
-        self.stride = stride
-        self.chunksize = chunksize
+        self.stride = 1   # this turn's, chosen by the flow policy
         # Drawn items are only touched under this lock: the watchdog may send
         # them while the Feeder waits inside a generic input's next().
         self._items_lock = threading.RLock()
@@ -83,6 +83,7 @@ class Feeder(threading.Thread):
         try:
             active = list(engine.tasks)
             while active and not engine.forced:
+                self.stride = engine.new_turn()
                 for task in list(active):
                     if engine.forced:
                         break
@@ -102,6 +103,7 @@ class Feeder(threading.Thread):
             if items:
                 start = self.engine.register(task, len(items))
                 batch = Batch(task, range(start, start + len(items)), list(items))
+                batch.sent = time.perf_counter()
                 items.clear()
                 self.engine.backend.submit(batch)
 
@@ -118,7 +120,7 @@ class Feeder(threading.Thread):
             return True
         remaining = self.stride
         items: list = []
-        chunk = self.chunksize
+        chunk = task.flow.batch
         while remaining > 0:
             want = min(remaining, chunk - len(items))
             if task.upstream is not None:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .flow import DEFAULT_BUFFER_BYTES
+
 __all__ = ["Options", "check_int", "parse_remote", "WORKER_TYPES", "START_METHODS"]
 
 WORKER_TYPES = ("process", "thread")
@@ -68,6 +70,7 @@ class Options:
     initargs: tuple = ()
     stall_grace: float | None = 2.0
     remote_options: Mapping[str, Any] = field(default_factory=dict)
+    buffer_bytes: int | None = DEFAULT_BUFFER_BYTES
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen record as it is made
@@ -92,6 +95,8 @@ class Options:
                     f"buffer or lower stride")
         if self.chunksize is not None:
             check_int("chunksize", self.chunksize, 1)
+        if self.buffer_bytes is not None:
+            check_int("buffer_bytes", self.buffer_bytes, 1)
         if self.start_method is not None and self.start_method not in START_METHODS:
             raise ValueError(
                 f"start_method must be one of {', '.join(map(repr, START_METHODS))} "

@@ -24,6 +24,10 @@ class TaskStatus:
         finished: the input is exhausted and every result was taken or skipped.
         busy: seconds the workers spent running this task's tasklets, as
             measured in the workers (the batches delivered so far).
+        batch: the batch size in force (tasklets sent to a worker in one
+            message).
+        tasklet_time: the running mean of one tasklet's time in a worker
+            (seconds; None before the first batch came back).
     """
 
     task: int
@@ -37,6 +41,8 @@ class TaskStatus:
     skipped: int
     finished: bool
     busy: float = 0.0
+    batch: int = 1
+    tasklet_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,14 @@ class IMapStatus:
         workers: workers alive now.
         workers_lost: workers that died and were replaced since start.
         slots_used: buffer slots held now (tasklets drawn, results not taken).
-        buffer: the buffer size (the most slots that may be held).
+        buffer: the bound in force: the most slots that may be held now (the
+            buffer given, or the adaptive bound).
         high_water: the most slots ever held at once since start.
         tasks: one :class:`TaskStatus` per task.
+        stride: the stride in force (the stride given, or this turn's).
+        bytes_alive: an estimate of the bytes the tasklets alive hold (their
+            pickled items and results, two copies each), from the sizes
+            measured; 0 when not measured (thread workers).
     """
 
     started: bool
@@ -62,3 +73,5 @@ class IMapStatus:
     buffer: int
     high_water: int
     tasks: list[TaskStatus] = field(default_factory=list)
+    stride: int = 1
+    bytes_alive: int = 0

@@ -57,9 +57,8 @@ class TaskIterator:
                 return handout.popleft()
             except IndexError:  # another thread took the last one
                 pass
-        engine = self._engine
-        return engine.next_result(self._record, self.generation, self.timeout, self.block,
-                                  engine.group)
+        return self._engine.next_result(self._record, self.generation, self.timeout,
+                                        self.block, grouped=True)
 
     def next(self, timeout: float | None = DEFAULT, block: bool = DEFAULT) -> Any:
         """Return the next result, waiting at most ``timeout`` seconds.

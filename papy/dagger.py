@@ -355,7 +355,7 @@ class Dagger:
         for piper in self.graph:
             if piper.imap is None:
                 inline *= piper.consume
-        turn = max((p.imap.stride * p.spawn * p.consume for p in self.graph
+        turn = max((p.imap.max_stride * p.spawn * p.consume for p in self.graph
                     if p.imap is not None), default=1)
         return 2 * turn * inline
 

@@ -46,10 +46,13 @@ def test_buffer_below_stride_is_a_value_error_naming_both():
     assert "2" in message and "4" in message
 
 
-def test_buffer_below_the_default_stride_is_a_value_error():
-    # The default stride is the number of workers (4 here).
-    message = error_of(ValueError, worker_type="thread", worker_num=4, buffer=2)
-    assert "buffer" in message and "stride" in message
+def test_buffer_below_the_number_of_workers_bounds_the_adaptive_stride():
+    # Without a stride the engine chooses one that fits the buffer given.
+    with imap.IMap(worker_type="thread", worker_num=4, buffer=2) as m:
+        task = m.add_task(abs, range(-50, 0))
+        m.start()
+        assert list(task) == list(range(50, 0, -1))
+        assert m.high_water <= 2
 
 
 def test_negative_worker_num_is_a_value_error_naming_worker_num():
@@ -180,12 +183,17 @@ def test_default_stride_is_the_number_of_workers():
     assert drawn == weave_order([7, 7], stride=3)
 
 
-def test_default_buffer_is_stride_times_number_of_tasks():
+def test_default_stride_buffer_and_chunksize_are_adaptive():
     with imap.IMap(worker_type="thread", worker_num=3) as m:
-        tasks = [m.add_task(wf.ident, range(2)) for _ in range(2)]
+        assert m.adaptive and m.chunksize is None
+        tasks = [m.add_task(wf.ident, range(200)) for _ in range(2)]
         m.start()
-        assert m.status().buffer == 3 * 2
-        consume_round_robin(tasks, stride=3)
+        # The first turn: one tasklet per worker and task, three turns alive.
+        assert m.status().buffer == 3 * 2 * 3
+        assert [len(r) for r in consume_round_robin(tasks, stride=1)] == [200, 200]
+        status = m.status()
+        assert status.stride == m.stride >= 3
+        assert all(t.batch >= 1 for t in status.tasks)
 
 
 def test_default_buffer_uses_an_explicit_stride():

@@ -8,6 +8,7 @@ consumes the ends of the chains the legal way (round-robin, a stride at a time).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -92,11 +93,11 @@ def build(m: imap.IMap, config: Config, wrap=None) -> list:
     return ends
 
 
-def imap_for(config: Config, worker_type: str) -> imap.IMap:
+def imap_for(config: Config, worker_type: str, stride: int | None = None) -> imap.IMap:
     return imap.IMap(
         worker_type=worker_type,
         worker_num=config.worker_num,
-        stride=config.stride,
+        stride=stride or config.stride,
         buffer=config.buffer,
         chunksize=config.chunksize,
         ordered=config.ordered,
@@ -104,13 +105,35 @@ def imap_for(config: Config, worker_type: str) -> imap.IMap:
 
 
 def check_results_and_buffer(config: Config, worker_type: str) -> None:
+    adaptive = config.stride is None and config.buffer is None
     with imap_for(config, worker_type) as m:
         ends = build(m, config)
         m.start()
-        results = consume_round_robin(ends, config.effective_stride, timeout=30)
+        # With an adaptive stride, snapshots taken while the IMap runs show the
+        # bound in force at that moment; no snapshot may exceed it.
+        snapshots: list = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                snapshots.append(m.status())
+
+        sampler = threading.Thread(target=sample)
+        if adaptive:
+            sampler.start()
+        try:
+            results = consume_round_robin(ends, config.stride or 1, timeout=30)
+        finally:
+            done.set()
+            if adaptive:
+                sampler.join()
         status = m.status()
-        assert status.buffer == config.effective_buffer
-        assert status.high_water <= config.effective_buffer
+        if adaptive:
+            assert all(s.slots_used <= s.buffer for s in snapshots)
+            assert all(s.high_water <= imap.flow.MAX_ALIVE for s in snapshots)
+        else:
+            assert status.buffer == config.effective_buffer
+            assert status.high_water <= config.effective_buffer
         assert m.high_water == status.high_water
         assert all(task.finished for task in status.tasks)
     for (names, items), got in zip(config.chains, results, strict=True):
@@ -148,7 +171,8 @@ def test_one_thread_worker_calls_functions_in_weave_order(config):
 
         return recorded
 
-    with imap_for(config, "thread") as m:
+    # The weave with a fixed stride (an adaptive one is chosen turn by turn).
+    with imap_for(config, "thread", stride=config.effective_stride) as m:
         ends = build(m, config, wrap)
         m.start()
         consume_round_robin(ends, config.effective_stride, timeout=30)

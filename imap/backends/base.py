@@ -44,6 +44,8 @@ class Batch:
     attempt: int = 0
     data: bytes | None = field(default=None, repr=False)  # pickled items, cached
     abandoned: set | None = field(default=None, repr=False)  # indices skipped by a consumer
+    sent: float | None = field(default=None, repr=False)     # perf_counter() when submitted
+    nbytes: int | None = field(default=None, repr=False)     # pickled items + results
     given_up: bool = False   # its worker was replaced; an answer that still comes is ignored
 
     def __len__(self) -> int:

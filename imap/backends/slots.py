@@ -128,6 +128,7 @@ class SlotBackend(Backend):
         with self._lock:
             batch = slot.held.popleft()
             self._dispatch()
+        batch.nbytes = len(data) + len(batch.data or b"")
         values, errors, busy = wire.decode_answer(batch, data)
         self.deliver(batch, values, errors, busy)
 

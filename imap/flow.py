@@ -1,0 +1,171 @@
+"""Adaptive flow: the stride, batch size and buffer bound in force.
+
+:class:`FlowPolicy` is the one place that decides, while an IMap runs, how
+many tasklets of a task the Feeder draws per turn (the *stride*), how many
+contiguous tasklets travel to a worker in one message (the *batch*), and the
+most tasklets that may be alive at once (the *bound*, the buffer in force).
+The Feeder asks it at every turn; the engine tells it what each delivered
+batch measured. Nothing else decides these.
+
+What it measures (``observe``, once per batch, under the engine's lock):
+
+* the time the batch took in the worker (``busy``, measured by the batch
+  kernel), giving a running mean **tasklet time** per task;
+* the **messaging cost**: the time from sending a batch to its results being
+  filed, less the worker's busy time. Its smallest recent value is taken as
+  the cost of one round trip (a larger one is a batch that waited behind
+  another);
+* the **bytes** a tasklet costs (its pickled item and result; process and
+  remote workers only), giving a count of tasklets that fits the byte budget.
+
+What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
+
+* **batch** = enough tasklets for ``RTT_FACTOR`` round trips of work (at
+  least ``MIN_BATCH_WORK`` seconds, at most ``MAX_BATCH_WORK`` so that load
+  stays balanced), between 1 and ``MAX_BATCH``. A task starts at 1 tasklet so
+  its first result comes fast, and at most doubles per delivered batch; a
+  task whose tasklets get slower gets smaller batches at once.
+* **stride** = the largest batch of any task times the number of workers:
+  one turn gives every worker a batch. The stride is the same for every task
+  in a turn, as with a fixed stride, so chained tasks keep pace.
+* **bound** = ``BOUND_TURNS`` turns of every task (each worker has a batch
+  running and one queued, and the consumer has one to take), at most
+  ``MAX_ALIVE`` tasklets and at most what fits in ``buffer_bytes``, counting
+  two copies (object and pickle) of each item and result. It never drops
+  below the slots already in use (so ``high_water`` never exceeds it) nor
+  below one stride per task.
+
+Anything set explicitly is obeyed exactly: a given ``stride`` fixes the
+stride (and, unless given, ``buffer = stride * tasks`` and ``chunksize =
+stride // (2 * workers)``, as before); a given ``buffer`` is the bound; a
+given ``chunksize`` is the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["FlowPolicy"]
+
+MAX_BATCH = 4096          # tasklets in one message
+MIN_BATCH_WORK = 0.002    # seconds of work per batch, at least (once measured)
+MAX_BATCH_WORK = 0.02     # ... at most: the most one worker may lag behind the others
+RTT_FACTOR = 50           # a batch holds this many round trips of work: messaging <= 2 %
+BOUND_TURNS = 3           # the bound holds this many turns of every task
+MAX_ALIVE = 1 << 16       # tasklets alive at once, at most
+COPIES = 2                # an item or result is alive as an object and as a pickle
+EWMA = 0.3                # weight of the newest measurement in the running means
+DEFAULT_BUFFER_BYTES = 32 << 20
+
+
+class TaskFlow:
+    """What the policy knows and chose for one task."""
+
+    __slots__ = ("batch", "tasklet", "size")
+
+    def __init__(self) -> None:
+        self.batch = 1                     # the batch size in force
+        self.tasklet: float | None = None  # mean seconds per tasklet in a worker
+        self.size: float | None = None     # mean pickled bytes per tasklet (item + result)
+
+
+class FlowPolicy:
+    """Chooses stride, batch and bound (see the module docstring).
+
+    Args:
+        stride, buffer, chunksize: the IMap's options (None: adaptive).
+        buffer_bytes: the byte budget of an adaptive bound (None: no budget).
+        workers: the IMap's workers (local and remote).
+    """
+
+    def __init__(self, stride: int | None, buffer: int | None, chunksize: int | None,
+                 buffer_bytes: int | None, workers: int) -> None:
+        self.fixed_stride = stride
+        self.fixed_buffer = buffer
+        self.fixed_chunk = chunksize
+        self.buffer_bytes = buffer_bytes
+        self.workers = max(1, workers)
+        self.adaptive = stride is None
+        self.rtt: float | None = None      # seconds of one round trip, as measured
+        self.stride = 1
+        self.bound = 1
+
+    # -- at start ------------------------------------------------------------------------
+
+    def start(self, tasks: list) -> None:
+        """Reset for a run of ``tasks`` and choose the first stride and bound."""
+        for task in tasks:
+            task.flow = TaskFlow()
+            if self.fixed_chunk is not None:
+                task.flow.batch = self.fixed_chunk
+            elif not self.adaptive:
+                task.flow.batch = max(1, self.fixed_stride // (2 * self.workers))
+        self.rtt = None
+        self.bound = 0
+        self.turn(tasks, slots_used=0)
+
+    # -- every turn (the Feeder, under the engine's lock) ----------------------------------
+
+    def turn(self, tasks: list, slots_used: int) -> int:
+        """Choose this turn's stride and the bound in force; return the stride."""
+        n = max(1, len(tasks))
+        if not self.adaptive:
+            self.stride = self.fixed_stride
+            self.bound = self.fixed_buffer or self.stride * n
+            return self.stride
+        widest = max((t.flow.batch for t in tasks), default=1)
+        want = widest * self.workers
+        if self.fixed_buffer:
+            bound = self.fixed_buffer
+        else:
+            # Never below what is in use (the bound in force is never
+            # exceeded), and room for at least one stride of every task.
+            bound = max(self._adaptive_bound(tasks, want * n * BOUND_TURNS), slots_used, n)
+        self.bound = bound
+        self.stride = max(1, min(want, bound // n))
+        return self.stride
+
+    def _adaptive_bound(self, tasks: list, want: int) -> int:
+        bound = min(want, MAX_ALIVE)
+        sizes = [t.flow.size for t in tasks if t.flow.size]
+        if self.buffer_bytes is not None and sizes:
+            per_tasklet = COPIES * sum(sizes)  # mean over tasks: a slot moves along a chain
+            bound = min(bound, int(self.buffer_bytes * len(sizes) / per_tasklet))
+        return bound
+
+    def bytes_alive(self, tasks: list, slots_used: int) -> int:
+        """An estimate of the bytes ``slots_used`` tasklets hold (0 if unmeasured)."""
+        sizes = [t.flow.size for t in tasks if t.flow is not None and t.flow.size]
+        if not sizes:
+            return 0
+        return int(slots_used * COPIES * sum(sizes) / len(sizes))
+
+    # -- every delivered batch (the engine, under its lock) ----------------------------------
+
+    def observe(self, task: Any, n: int, busy: float | None, latency: float | None,
+                nbytes: int | None) -> None:
+        """A batch of ``n`` tasklets of ``task`` came back."""
+        flow = task.flow
+        if nbytes:
+            per = nbytes / n
+            flow.size = per if flow.size is None else flow.size + EWMA * (per - flow.size)
+        if busy is None or n <= 0:
+            return
+        per = busy / n
+        flow.tasklet = per if flow.tasklet is None else flow.tasklet + EWMA * (per - flow.tasklet)
+        if latency is not None:
+            cost = max(0.0, latency - busy)
+            # The smallest recent cost: a batch that waited behind another costs more.
+            self.rtt = cost if self.rtt is None else min(cost, self.rtt * 1.05)
+        if self.fixed_chunk is None and self.adaptive:
+            target = self._target(flow.tasklet)
+            flow.batch = min(target, 2 * flow.batch) if target > flow.batch else target
+
+    def _target(self, tasklet: float) -> int:
+        work = MIN_BATCH_WORK
+        if self.rtt is not None:
+            work = max(work, RTT_FACTOR * self.rtt)
+        work = min(work, MAX_BATCH_WORK)
+        if tasklet <= 0:
+            return MAX_BATCH
+        return max(1, min(MAX_BATCH, int(work / tasklet)))
