@@ -147,6 +147,14 @@ class Engine:
             self.buffer = self.policy.bound
             return stride
 
+    def sent(self, task: Task, n: int, nbytes: int) -> int:
+        """The first batch of ``task`` was pickled (``nbytes`` for ``n``
+        tasklets): the bound in force takes sizes into account at once.
+        Returns the stride of the rest of this turn."""
+        with self.lock:
+            self.buffer, stride = self.policy.sent(task, n, nbytes, self.tasks, self.slots_used)
+            return stride
+
     def give_back(self, n: int) -> None:
         if n:
             with self.lock:

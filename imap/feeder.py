@@ -106,6 +106,8 @@ class Feeder(threading.Thread):
                 batch.sent = time.perf_counter()
                 items.clear()
                 self.engine.backend.submit(batch)
+                if task.flow.size is None and batch.data is not None:  # the first pickled
+                    self.stride = self.engine.sent(task, len(batch), len(batch.data))
 
     def _fail_item(self, task: Task, items: list, outcome: Failure) -> None:
         with self._items_lock:
@@ -118,11 +120,12 @@ class Feeder(threading.Thread):
         if task.upstream is None and engine.draw_stop:
             engine.mark_exhausted(task)
             return True
-        remaining = self.stride
+        done = 0   # tasklets of this stride drawn so far
         items: list = []
         chunk = task.flow.batch
-        while remaining > 0:
-            want = min(remaining, chunk - len(items))
+        # self.stride may shrink during the stride (a first size measured).
+        while done < self.stride:
+            want = min(self.stride - done, chunk - len(items))
             if task.upstream is not None:
                 outcomes, ended = engine.pull_upstream(task, want, wait=False)
                 if not outcomes and not ended:
@@ -133,7 +136,7 @@ class Feeder(threading.Thread):
                         self._fail_item(task, items, outcome)
                     else:
                         items.append(outcome)
-                remaining -= len(outcomes)
+                done += len(outcomes)
             else:
                 got = engine.take_slots(want, wait=False)
                 if not got:
@@ -143,7 +146,7 @@ class Feeder(threading.Thread):
                         return True
                 drawn, ended = self._draw(task, items, got)
                 engine.give_back(got - drawn)
-                remaining -= drawn
+                done += drawn
             if ended:
                 self._flush(task, items)
                 engine.mark_exhausted(task)

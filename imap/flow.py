@@ -89,6 +89,7 @@ class FlowPolicy:
         self.rtt: float | None = None      # seconds of one round trip, as measured
         self.stride = 1
         self.bound = 1
+        self._want = 1
 
     # -- at start ------------------------------------------------------------------------
 
@@ -116,14 +117,21 @@ class FlowPolicy:
         widest = max((t.flow.batch for t in tasks), default=1)
         want = widest * self.workers
         if self.fixed_buffer:
-            bound = self.fixed_buffer
+            self.bound = self.fixed_buffer
         else:
+            self._want = want * n * BOUND_TURNS
+            self.rebound(tasks, slots_used)
+        self.stride = max(1, min(want, self.bound // n))
+        return self.stride
+
+    def rebound(self, tasks: list, slots_used: int) -> int:
+        """Recompute an adaptive bound (sizes may have become known)."""
+        if self.adaptive and not self.fixed_buffer:
             # Never below what is in use (the bound in force is never
             # exceeded), and room for at least one stride of every task.
-            bound = max(self._adaptive_bound(tasks, want * n * BOUND_TURNS), slots_used, n)
-        self.bound = bound
-        self.stride = max(1, min(want, bound // n))
-        return self.stride
+            self.bound = max(self._adaptive_bound(tasks, self._want), slots_used,
+                             len(tasks), 1)
+        return self.bound
 
     def _adaptive_bound(self, tasks: list, want: int) -> int:
         bound = min(want, MAX_ALIVE)
@@ -141,6 +149,21 @@ class FlowPolicy:
         return int(slots_used * COPIES * sum(sizes) / len(sizes))
 
     # -- every delivered batch (the engine, under its lock) ----------------------------------
+
+    def sent(self, task: Any, n: int, nbytes: int, tasks: list,
+             slots_used: int) -> tuple[int, int]:
+        """The first batch of ``task`` was pickled: ``nbytes`` for ``n`` items.
+
+        Until a result comes back, a result is taken to be as large as its
+        item, so the byte budget holds from the first batch on. Returns the
+        bound in force and the stride for the rest of the turn (lowered to
+        fit the bound, as at the start of a turn).
+        """
+        if task.flow.size is None and n:
+            task.flow.size = 2 * nbytes / n
+        bound = self.rebound(tasks, slots_used)
+        self.stride = max(1, min(self.stride, bound // max(1, len(tasks))))
+        return bound, self.stride
 
     def observe(self, task: Any, n: int, busy: float | None, latency: float | None,
                 nbytes: int | None) -> None:

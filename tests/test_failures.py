@@ -151,6 +151,33 @@ def test_tasklet_fails_when_its_retries_are_exhausted(tmp_path):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("settings", [{}, {"stride": 64}, {"stride": 1024}],
+                         ids=["adaptive", "stride64", "stride1024"])
+def test_an_item_that_kills_its_worker_fails_alone_in_a_large_batch(settings):
+    with imap.IMap(worker_type="process", worker_num=2, **settings) as m:
+        task = m.add_task(wf.exit_on, range(100), args=(3,))
+        m.start()
+        got = results_or_errors(task, 100)
+    assert isinstance(got[3], imap.WorkerLostError)
+    assert got[:3] + got[4:] == [2 * x for x in range(100) if x != 3]
+
+
+@pytest.mark.timeout(90)
+def test_retries_count_per_tasklet_in_a_large_batch(tmp_path):
+    attempts = tmp_path / "attempts"
+    with imap.IMap(worker_type="process", worker_num=2, stride=64) as m:
+        task = m.add_task(wf.exit_on_every_attempt, range(64), args=(5, str(attempts)),
+                          retries=2)
+        m.start()
+        got = results_or_errors(task, 64)
+    assert isinstance(got[5], imap.WorkerLostError)
+    assert got[:5] + got[6:] == [2 * x for x in range(64) if x != 5]
+    # Halving a batch of 16 to the item alone takes 4 deaths (16, 8, 4, 2), then
+    # the item alone dies once and twice more on retry.
+    assert len(attempts.read_text().splitlines()) == 4 + 3
+
+
+@pytest.mark.timeout(90)
 def test_worker_lost_error_travels_down_a_chain():
     with imap.IMap(worker_type="process", worker_num=2, chunksize=1) as m:
         first = m.add_task(wf.exit_on, range(5), args=(1,))

@@ -1,0 +1,154 @@
+"""Adaptive flow: what the engine chooses when stride, buffer and chunksize
+are left unset (imap/flow.py), checked through status() snapshots taken while
+IMaps run, and results compared with the serial composition."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+import worker_funcs as wf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import consume_round_robin
+
+import imap
+from imap import flow
+
+
+def run_sampled(m: imap.IMap, consume) -> tuple[object, list]:
+    """Run ``consume()`` while another thread takes status() snapshots."""
+    snapshots: list = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            snapshots.append(m.status())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        return consume(), snapshots
+    finally:
+        done.set()
+        sampler.join()
+
+
+def echo(item):
+    return item
+
+
+def test_first_batches_are_single_tasklets_and_batches_grow_for_tiny_tasklets(worker_type):
+    with imap.IMap(worker_type=worker_type, worker_num=2) as m:
+        task = m.add_task(wf.add_one, range(200_000))
+        m.start()
+        first = m.status()
+        assert first.stride == 2 and first.tasks[0].batch == 1
+        assert list(task) == list(range(1, 200_001))
+        last = m.status()
+    assert last.tasks[0].batch > 64
+    assert last.stride == last.tasks[0].batch * 2
+    assert last.tasks[0].tasklet_time is not None and last.tasks[0].busy > 0
+
+
+def test_slow_tasklets_get_small_batches():
+    with imap.IMap(worker_type="process", worker_num=2) as m:
+        task = m.add_task(time.sleep, [0.01] * 40)
+        m.start()
+        assert list(task) == [None] * 40
+        status = m.status()
+    # 10 ms tasklets: at most MAX_BATCH_WORK (20 ms) of work per batch.
+    assert status.tasks[0].batch <= int(flow.MAX_BATCH_WORK / 0.01)
+
+
+@pytest.mark.timeout(120)
+def test_megabyte_items_stay_within_the_byte_budget():
+    budget = 16 << 20
+    items = [bytes(1 << 20)] * 60
+    with imap.IMap(worker_type="process", worker_num=2, buffer_bytes=budget) as m:
+        task = m.add_task(echo, items)
+        m.start()
+        got, snapshots = run_sampled(m, lambda: [len(x) for x in task])
+    assert got == [1 << 20] * 60
+    measured = [s for s in snapshots if s.bytes_alive]
+    assert measured, "no snapshot saw a measured size"
+    # An item and its result are 1 MB each, alive as an object and a pickle:
+    # about 4 MB a tasklet, so at most 4 tasklets fit in 16 MB once measured.
+    assert all(s.bytes_alive <= budget for s in measured)
+    assert all(s.buffer <= 4 for s in measured)
+    assert all(s.slots_used <= s.buffer for s in snapshots)
+
+
+def test_without_a_byte_budget_the_bound_is_a_count():
+    with imap.IMap(worker_type="process", worker_num=2, buffer_bytes=None) as m:
+        task = m.add_task(echo, [bytes(1 << 16)] * 2000)
+        m.start()
+        got, snapshots = run_sampled(m, lambda: sum(1 for _ in task))
+    assert got == 2000
+    assert all(s.slots_used <= s.buffer <= flow.MAX_ALIVE for s in snapshots)
+    assert max(s.buffer for s in snapshots) > 4
+
+
+def test_an_explicit_buffer_bounds_the_adaptive_stride():
+    with imap.IMap(worker_type="thread", worker_num=2, buffer=7) as m:
+        a = m.add_task(wf.add_one, range(3000))
+        b = m.add_task(wf.double, a)
+        m.start()
+        got, snapshots = run_sampled(m, lambda: list(b))
+    assert got == [2 * (x + 1) for x in range(3000)]
+    assert all(s.buffer == 7 and s.slots_used <= 7 and s.stride <= 3 for s in snapshots)
+
+
+def test_an_explicit_stride_keeps_the_old_defaults():
+    with imap.IMap(worker_type="thread", worker_num=2, stride=8) as m:
+        tasks = [m.add_task(wf.ident, range(100)) for _ in range(3)]
+        m.start()
+        status = m.status()
+        assert (status.stride, status.buffer, m.chunksize) == (8, 24, 2)
+        assert all(t.batch == 2 for t in status.tasks)
+        assert [len(r) for r in consume_round_robin(tasks, stride=8)] == [100] * 3
+
+
+def test_remote_like_latency_does_not_break_results():
+    # Mixed tasklet durations: batches shrink and grow; results stay exact.
+    rng = random.Random(7)
+    delays = [rng.choice([0.0, 0.0, 0.0005, 0.003]) for _ in range(300)]
+    with imap.IMap(worker_type="process", worker_num=2, ordered=False) as m:
+        task = m.add_task(wf.sleep_and_return, list(enumerate(delays)))
+        m.start()
+        got = sorted(task)
+    assert got == list(range(300))
+
+
+# --- properties -------------------------------------------------------------------------
+
+FUNCS = {"add_one": wf.add_one, "double": wf.double, "sleepy": wf.sleep_and_return_value}
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=60)
+@given(
+    worker_type=st.sampled_from(["thread", "process"]),
+    workers=st.integers(1, 3),
+    ordered=st.booleans(),
+    chain=st.lists(st.sampled_from(sorted(FUNCS)), min_size=1, max_size=3),
+    items=st.lists(st.integers(-100, 100), max_size=300),
+    budget=st.sampled_from([None, 64, 1 << 12, flow.DEFAULT_BUFFER_BYTES]),
+)
+def test_adaptive_results_equal_the_serial_composition_within_the_bound(
+        worker_type, workers, ordered, chain, items, budget):
+    with imap.IMap(worker_type=worker_type, worker_num=workers, ordered=ordered,
+                   buffer_bytes=budget) as m:
+        upstream = items
+        for name in chain:
+            upstream = m.add_task(FUNCS[name], upstream)
+        m.start()
+        got, snapshots = run_sampled(m, lambda: list(upstream))
+    expected = list(items)
+    for name in chain:
+        expected = [FUNCS[name](x) for x in expected]
+    assert (got if ordered else sorted(got)) == (expected if ordered else sorted(expected))
+    assert all(s.slots_used <= s.buffer for s in snapshots)
+    assert all(s.stride * len(chain) <= s.buffer for s in snapshots)
