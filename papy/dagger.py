@@ -43,6 +43,11 @@ class Dagger:
             callable is added.
     """
 
+    #: :meth:`connect` makes the outboxes of the output pipers safe to draw
+    #: from two threads (see :class:`~papy.streams.Guarded`): a graceful
+    #: :meth:`stop` drains them while the caller may still be reading them.
+    guard_outputs = True
+
     def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (),
                  xtras: dict | None = None) -> None:
         self.graph = DictGraph()
@@ -394,7 +399,7 @@ class Dagger:
                 if piper in relayed:
                     piper.relay()
                 children = self.downstream(piper)
-                if not children:
+                if not children and self.guard_outputs:
                     piper.guard()   # stop() may drain it while the caller reads it
                 if children:
                     branches[piper] = piper.branch_out(

@@ -33,7 +33,7 @@ from imap import IMap, StallError
 
 from .errors import PiperError, WorkerError
 from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, inboxes
-from .worker import Worker
+from .worker import ERROR_TYPES, LOOK_CLOSER, PLAIN_TYPES, Worker
 
 log = logging.getLogger("papy")
 _numbers = itertools.count()
@@ -61,8 +61,13 @@ class _Call:
     def __call__(self, inbox: Any) -> Any:
         result = self.worker(inbox)
         if isinstance(result, WorkerError):
-            return PiperError(f"piper {self.piper!r} failed", result, self.piper)
+            return _failed(result, self.piper)
         return result
+
+
+def _failed(error: WorkerError, piper: str) -> PiperError:
+    """The value that travels downstream in place of an item ``piper`` failed on."""
+    return PiperError(f"piper {piper!r} failed", error, piper)
 
 
 def _describe(error: PiperError) -> str:
@@ -198,19 +203,22 @@ class Piper:
             self._gate = None
         else:
             self._gate = gate if gate is not None else threading.Event()
-        stream = inboxes(sources, self.consume, self._in, self._gate)
-        if self.imap is None:
-            self._tasks = [map(_Call(self.worker, self.name), stream)]
+        if self._common(sources):
+            self._tasks = []   # _inline_outputs calls the worker itself
         else:
-            parts = Split(stream, self.spawn).parts() if self.spawn > 1 else [stream]
+            stream = inboxes(sources, self.consume, self._in, self._gate)
             call = _Call(self.worker, self.name)
-            self._tasks = [self.imap.add_task(call, part, timeout=self.timeout,
-                                              name=f"{self.name}[{i}]")
-                           for i, part in enumerate(parts)]
+            if self.imap is None:
+                self._tasks = [map(call, stream)]
+            else:
+                parts = Split(stream, self.spawn).parts() if self.spawn > 1 else [stream]
+                self._tasks = [self.imap.add_task(call, part, timeout=self.timeout,
+                                                  name=f"{self.name}[{i}]")
+                               for i, part in enumerate(parts)]
         self.stats = {"in": 0, "out": 0, "errors": 0}
         self.first_error = None
         self.tracked = []
-        self.outbox = self._outputs()
+        self.outbox = self._outputs(sources)
         self._relay = None
         self._tee = None
         self._branches = []
@@ -275,7 +283,18 @@ class Piper:
             self._relay.start()
 
     def stop(self, forced: bool = False) -> None:
-        """Stop the IMap this piper runs on (with every piper sharing it)."""
+        """Stop the IMap this piper runs on (with every piper sharing it).
+
+        A graceful stop is the IMap's own (see :meth:`imap.IMap.stop`): it
+        ends the inputs of tasks and drains the results of the tasks no
+        other task of the IMap takes. The IMap cannot see that one piper
+        draws another (a piper reads the outbox of its upstream piper, not
+        its IMap task), so pipers connected by hand in a chain on one
+        shared IMap are not stopped gracefully: the stop can hang. Connect
+        such pipers with a :class:`~papy.dagger.Dagger` (or
+        :class:`~papy.plumber.Plumber`), whose stop ends the inputs and runs
+        the pipeline dry first, or stop them with ``forced=True``.
+        """
         self.close_streams()
         if self.imap is not None and self.imap.running:
             self.imap.stop(forced=forced)
@@ -323,10 +342,58 @@ class Piper:
 
     # -- output ------------------------------------------------------------------
 
-    def _outputs(self) -> Iterator[Any]:
+    def _common(self, sources: list) -> bool:
+        """True for the common inline piper that :meth:`_inline_outputs` evaluates."""
+        return (self.imap is None and len(sources) == 1 and self.consume == 1
+                and self.produce == 1 and not (self.track or self.debug))
+
+    def _outputs(self, sources: list) -> Iterator[Any]:
+        if self._common(sources):
+            return self._inline_outputs(sources[0])
         if len(self._tasks) == 1 and self.produce == 1 and not (self.track or self.debug):
             return self._plain_outputs()
         return self._general_outputs()
+
+    def _inline_outputs(self, source: Iterator[Any]) -> Iterator[Any]:
+        """The outbox of the common inline piper: one input, ``consume=1``,
+        ``produce=1``, no track or debug.
+
+        The same values, counts and logging as :func:`inboxes` through
+        :class:`_Call` into :meth:`_general_outputs`, in one generator: per
+        item, the function is called directly (the whole worker if it has
+        several functions or extra arguments, or if the item may hold an error).
+        """
+        worker, name, stats = self.worker, self.name, self.stats
+        func = worker.single or worker   # a whole worker returns its errors itself
+        try:
+            for count, item in enumerate(source, 1):
+                inbox = (item,)
+                if type(item) not in PLAIN_TYPES and isinstance(item, LOOK_CLOSER):
+                    # an error, or a sequence that may hold one: the worker passes it on
+                    value = worker(inbox)
+                else:
+                    try:
+                        value = func(inbox)
+                    except Exception as exc:
+                        value = worker.failure(func, exc, inbox)
+                stats["in"] = stats["out"] = count
+                if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
+                    value = self._counted(value)
+                yield value
+        except PiperError:   # raised upstream: debug=True or a branch lag error
+            raise
+        except Exception as exc:   # the input failed: its error is the last item
+            stats["out"] += 1
+            yield self._counted(PiperError(f"piper {name!r}: no result", exc, name))
+
+    def _counted(self, error: PiperError | WorkerError) -> PiperError:
+        """Count an error this piper hands on; log it if it is the first arising here."""
+        if isinstance(error, WorkerError):
+            error = _failed(error, self.name)
+        self.stats["errors"] += 1
+        if self.first_error is None and error.piper == self.name:
+            self._note_first(error)
+        return error
 
     def _plain_outputs(self) -> Iterator[Any]:
         """:meth:`_general_outputs` for one task, ``produce=1``, no track or debug."""
@@ -348,9 +415,7 @@ class Piper:
                 value = PiperError(f"piper {name!r}: no result", exc, name)
             stats["in"] = counter[0]
             if isinstance(value, PiperError):
-                stats["errors"] += 1
-                if self.first_error is None and value.piper == name:
-                    self._note_first(value)
+                value = self._counted(value)
             stats["out"] += 1
             yield value
 
@@ -375,9 +440,7 @@ class Piper:
                 value = PiperError(f"piper {name!r}: no result", exc, name)
             stats["in"] = self._in[0]
             if isinstance(value, PiperError):
-                stats["errors"] += 1
-                if self.first_error is None and value.piper == name:
-                    self._note_first(value)
+                value = self._counted(value)
                 if self.debug:
                     raise value
             if self.track:
@@ -399,9 +462,7 @@ class Piper:
                         f"piper {name!r} has produce={self.produce} but its result is "
                         f"{value!r}; return a sequence of {self.produce} or use repeat=True",
                         error if values is None else None, name)
-                    stats["errors"] += 1
-                    if self.first_error is None:
-                        self._note_first(err)
+                    self._counted(err)
                     if self.debug:
                         raise err
                     values = [err] * self.produce

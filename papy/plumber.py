@@ -36,6 +36,10 @@ from .save import load_pipeline, save_pipeline, write_atomically
 log = logging.getLogger("papy")
 
 
+def _drop(value: Any) -> None:
+    """Where a puller puts the items it does not keep."""
+
+
 class Plumber(Dagger):
     """A :class:`~papy.dagger.Dagger` with a life cycle, statistics and save/load.
 
@@ -45,6 +49,10 @@ class Plumber(Dagger):
             ``results[piper name]`` (otherwise they are dropped: the output
             pipers are expected to write their results somewhere).
     """
+
+    # Each output has one reader, its puller (a graceful stop drains through
+    # the pullers too), so the outboxes need no lock.
+    guard_outputs = False
 
     def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (),
                  xtras: dict | None = None, keep: bool = False) -> None:
@@ -107,35 +115,43 @@ class Plumber(Dagger):
 
     def _pull(self, index: int) -> None:
         piper, outbox = self._outputs[index]
-        kept = self.results[piper.name] if self.keep else None
+        keep = self.results[piper.name].append if self.keep else _drop
         counts = self._counts[piper.name]
+        paused = self._pause.is_set
         try:
             while True:
+                # Checked without the lock for each item; a pause seen is
+                # checked again under the lock, against a run() in between.
+                if not paused():
+                    for value in outbox:
+                        counts[0] += 1
+                        if isinstance(value, PiperError):
+                            counts[1] += 1
+                        keep(value)
+                        if paused():
+                            break
+                    else:
+                        self._ended(index)
+                        return
                 with self._lock:
                     if self._pause.is_set():
                         self._pulling.discard(index)
                         return
-                try:
-                    value = next(outbox)
-                except StopIteration:
-                    with self._lock:
-                        self._outputs[index] = None
-                        self._pulling.discard(index)
-                        if all(o is None for o in self._outputs):
-                            self._end_time = time.time()
-                            self._finished.set()
-                    return
-                counts[0] += 1
-                if isinstance(value, PiperError):
-                    counts[1] += 1
-                if kept is not None:
-                    kept.append(value)
         except BaseException as exc:   # debug=True pipers raise here
             with self._lock:
                 self._pulling.discard(index)
                 if self._error is None:
                     self._error = exc
                 self._pause.set()
+                self._end_time = time.time()
+                self._finished.set()
+
+    def _ended(self, index: int) -> None:
+        """The output ``index`` is exhausted: its puller ends (the last one finishes)."""
+        with self._lock:
+            self._outputs[index] = None
+            self._pulling.discard(index)
+            if all(o is None for o in self._outputs):
                 self._end_time = time.time()
                 self._finished.set()
 

@@ -265,6 +265,10 @@ class Tap:
     comes first. An item whose ``next()`` is under way when the tap closes
     is kept. One thread draws a tap at a time (the feeder of the input
     piper's IMap, or whoever pulls an inline input piper).
+
+    The items flow through one generator, which costs a drawn item no more
+    than a counter: whether a ``next()`` is under way is the generator's
+    ``gi_running``, and :meth:`blocked_for` times it from the outside.
     """
 
     def __init__(self, source: Iterable[Any], multiple: int = 1) -> None:
@@ -272,29 +276,40 @@ class Tap:
         self.multiple = multiple
         self.drawn = 0
         self.closed = False
-        self._since: float | None = None   # when the next() under way began
+        self._items = self._flow()
+        self._seen: tuple[int, float] | None = None   # (drawn, first seen blocked at)
+
+    def _flow(self) -> Iterator[Any]:
+        if self.closed:
+            return
+        for item in self.source:
+            self.drawn += 1
+            yield item
+            if self.closed and self.drawn % self.multiple == 0:
+                return
 
     def __iter__(self) -> Iterator[Any]:
-        return self
+        return self._items
 
     def __next__(self) -> Any:
-        if self.closed and self.drawn % self.multiple == 0:
-            raise StopIteration
-        self._since = time.monotonic()
-        try:
-            item = next(self.source)
-        finally:
-            self._since = None
-        self.drawn += 1
-        return item
+        return next(self._items)
 
     def close(self) -> None:
         self.closed = True
 
     def blocked_for(self) -> float:
-        """Seconds the ``next()`` under way on the source has taken (0 if none)."""
-        since = self._since
-        return 0.0 if since is None else time.monotonic() - since
+        """Seconds the ``next()`` under way on the source has taken (0 if none).
+
+        Counted from the first call that found this same ``next()`` under
+        way, so a caller polling every *t* seconds sees it at most *t* late.
+        """
+        now = time.monotonic()
+        if not self._items.gi_running:
+            self._seen = None
+            return 0.0
+        if self._seen is None or self._seen[0] != self.drawn:
+            self._seen = (self.drawn, now)
+        return now - self._seen[1]
 
 
 class Guarded:

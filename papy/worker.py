@@ -17,13 +17,17 @@ from typing import Any
 
 from .errors import PiperError, WorkerError
 
-_ERRORS = (PiperError, WorkerError)
-# an inbox element of these types needs a closer look for errors
-_LOOK_CLOSER = (PiperError, WorkerError, tuple, list)
+#: The types of the error values that travel in an item's place.
+ERROR_TYPES = (PiperError, WorkerError)
+#: An inbox element of these types needs a closer look for errors.
+LOOK_CLOSER = (PiperError, WorkerError, tuple, list)
+#: Items of these exact types are no error and hold none: no need to look
+#: closer (a set lookup costs less than isinstance with a tuple of types).
+PLAIN_TYPES = frozenset({bool, bytes, complex, dict, float, int, str, type(None)})
 
 
 def _is_error(value: Any) -> bool:
-    return isinstance(value, _ERRORS)
+    return isinstance(value, ERROR_TYPES)
 
 
 def find_error(inbox: Any) -> Any:
@@ -165,12 +169,18 @@ class Worker:
         self.arguments: tuple = tuple(args)
         self.kwargs: tuple = tuple(kws)
         self.name = name or "_".join(_name(f).split(".")[-1] for f in self.functions)
+        # The function itself when it is the only one and takes no extra
+        # arguments (the common case): called as is, it is the whole worker
+        # but for the error handling (see __call__ and failure).
+        self.single: Callable | None = None
+        if len(funcs) == 1 and not args[0] and not kws[0]:
+            self.single = funcs[0]
 
     def __call__(self, inbox: Any) -> Any:
         """Evaluate the functions on ``inbox``; return the result or a WorkerError."""
         if type(inbox) is tuple:
             for element in inbox:
-                if isinstance(element, _LOOK_CLOSER):
+                if isinstance(element, LOOK_CLOSER):
                     error = find_error(inbox)
                     if error is not None:
                         return error
@@ -179,13 +189,11 @@ class Worker:
             error = find_error(inbox)
             if error is not None:
                 return error
-        if len(self.functions) == 1 and not self.arguments[0] and not self.kwargs[0]:
-            func = self.functions[0]
+        if self.single is not None:
             try:
-                return func(inbox)
+                return self.single(inbox)
             except Exception as exc:
-                return WorkerError(exc, _name(func), inbox, traceback.format_exc(),
-                                   inbox_hint(func, exc, inbox))
+                return self.failure(self.single, exc, inbox)
         value = inbox
         last = len(self.functions) - 1
         for i, (func, args, kwargs) in enumerate(
@@ -193,11 +201,16 @@ class Worker:
             try:
                 value = func(value, *args, **kwargs)
             except Exception as exc:
-                return WorkerError(exc, _name(func), value, traceback.format_exc(),
-                                   inbox_hint(func, exc, value))
+                return self.failure(func, exc, value)
             if i < last:
                 value = (value,)
         return value
+
+    @staticmethod
+    def failure(func: Callable, exc: Exception, value: Any) -> WorkerError:
+        """The WorkerError for ``func`` raising ``exc`` on ``value`` (in an except block)."""
+        return WorkerError(exc, _name(func), value, traceback.format_exc(),
+                           inbox_hint(func, exc, value))
 
     def _key(self) -> tuple:
         return (self.functions, self.arguments,

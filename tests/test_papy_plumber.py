@@ -77,6 +77,23 @@ def test_pause_and_resume_lose_and_duplicate_nothing() -> None:
     assert p.results["d"] == expected(range(40))
 
 
+def test_pause_and_run_in_quick_succession_lose_and_duplicate_nothing() -> None:
+    # A puller sees a pause without taking the lock: a run() just after it must
+    # leave each output exactly one puller, never none (wait would time out).
+    n = 20_000
+    p = Plumber(pipes=[(Piper(inc, name="a"), Piper(dbl, name="b"))], keep=True)
+    p.start([range(n)])
+    for _ in range(300):
+        p.run()
+        p.pause()
+    p.run()
+    assert p.wait(60)
+    p.stop()
+    assert p.results["b"] == [(x + 1) * 2 for x in range(n)]
+    assert p.stats["outputs"]["b"] == {"items": n, "errors": 0}
+    assert p.stats["pipers"]["a"] == {"in": n, "out": n, "errors": 0}
+
+
 def test_wait_timeout_returns_false_and_stop_ends_unfinished_pipeline() -> None:
     release = threading.Event()
 

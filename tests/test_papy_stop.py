@@ -135,3 +135,21 @@ def test_graceful_stop_with_a_blocked_input_is_forced_after_the_grace(
     assert p.results["b"] == EXPECTED[:5]
     assert any("blocked" in r.getMessage() and r.levelname == "WARNING"
                for r in caplog.records)
+
+
+def test_forced_stop_of_pipers_chained_by_hand_on_one_imap_returns() -> None:
+    # The documented way out for pipers wired without a Dagger: their IMap's
+    # graceful drain cannot see that b reads a.
+    pool = imap.IMap(worker_type="thread", worker_num=2)
+    a = Piper(inc, parallel=pool, name="a")
+    b = Piper(square, parallel=pool, name="b")
+    a.connect([range(100_000)])
+    b.connect([a])
+    a.start()
+    b.start()
+    out = iter(b)
+    first = [next(out) for _ in range(20)]
+    stop_within(b, STOP_BOUND, forced=True)
+    assert first == EXPECTED[:20] and not pool.running
+    a.disconnect()
+    b.disconnect()

@@ -1,4 +1,4 @@
-"""papy.streams: Tee (bounded, blocking lag), Split, Relay."""
+"""papy.streams: Tee (bounded, blocking lag), Split, Relay, Tap."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from support import wait_until
 
 from papy import PiperError
-from papy.streams import Relay, Split, Tee
+from papy.streams import Relay, Split, Tap, Tee
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,3 +115,62 @@ def test_relay_close_stops_a_full_relay() -> None:
     relay.close()
     assert relay.join(10)
     assert list(relay) == [0, 1, 2]     # what it held is still read, then the end
+
+
+def test_tap_passes_its_source_through_and_counts_it() -> None:
+    tap = Tap(range(5), multiple=2)
+    assert list(tap) == [0, 1, 2, 3, 4] and tap.drawn == 5
+
+
+def test_closed_tap_ends_at_the_next_multiple_of_items_drawn() -> None:
+    tap = Tap(range(100), multiple=3)
+    assert [next(tap) for _ in range(4)] == [0, 1, 2, 3]
+    tap.close()
+    assert list(tap) == [4, 5] and tap.drawn == 6
+
+
+def test_tap_closed_before_any_item_gives_none() -> None:
+    tap = Tap(range(10), multiple=4)
+    tap.close()
+    assert list(tap) == []
+
+
+def test_tap_keeps_the_item_whose_next_was_under_way_when_it_closed() -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def source():
+        yield 0
+        inside.set()
+        release.wait(30)
+        yield 1
+        yield 2
+
+    tap = Tap(source())
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(tap))
+    reader.start()
+    inside.wait(30)
+    tap.close()
+    release.set()
+    reader.join(30)
+    assert got == [0, 1]
+
+
+def test_tap_blocked_for_times_the_next_under_way_only() -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def source():
+        yield 0
+        inside.set()
+        release.wait(30)
+        yield 1
+
+    tap = Tap(source())
+    assert next(tap) == 0 and tap.blocked_for() == 0.0   # nothing under way
+    reader = threading.Thread(target=lambda: next(tap))
+    reader.start()
+    inside.wait(30)
+    wait_until(lambda: tap.blocked_for() > 0, 30, "the blocked next() to be timed")
+    release.set()
+    reader.join(30)
+    assert tap.blocked_for() == 0.0 and tap.drawn == 2
