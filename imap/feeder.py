@@ -51,25 +51,38 @@ class Feeder(threading.Thread):
         # Drawn items are only touched under this lock: the watchdog may send
         # them while the Feeder waits inside a generic input's next().
         self._items_lock = threading.RLock()
-        self._armed: Any = None   # (task, items) while in such a next() with items held
-        self._draws = 0           # calls of such a next() so far
+        self._armed: Any = None   # (task, items) while drawing from such an input
+        self._draws = 0           # draws from such inputs so far
+        self._sent = 0            # items of the current draw the watchdog sent
         self._done = threading.Event()
 
     def _watch(self) -> None:
-        """The watchdog: send drawn items held back by a slow ``next()``.
+        """The watchdog: send drawn items held back by a blocked input.
 
-        It looks every ``FLUSH_AFTER`` seconds; the Feeder still inside the
-        same call it was in at the last look has been there that long.
+        While the Feeder draws from a generic input, the items come straight
+        into its list. Every ``FLUSH_AFTER`` seconds the watchdog looks; if
+        the Feeder is still in the same draw and no item came since the last
+        look, the input is blocked, and the items drawn so far (those not
+        sent yet) are sent. The watchdog only reads the list (a slice); the
+        Feeder removes what was sent when its draw returns.
         """
         seen = None
         while not self._done.wait(FLUSH_AFTER):
-            armed, draws = self._armed, self._draws
-            if armed is None or draws != seen:
-                seen = draws
-                continue
             with self._items_lock:
-                if self._armed is armed and self._draws == draws:
-                    self._flush(armed[0], armed[1])
+                armed = self._armed
+                if armed is None:
+                    seen = None
+                    continue
+                task, items = armed
+                state = (self._draws, len(items))
+                if state != seen:
+                    seen = state
+                    continue
+                end = len(items)
+                if end > self._sent:
+                    chunk = items[self._sent:end]
+                    self._sent = end
+                    self._submit(task, chunk)
 
     def run(self) -> None:
         engine = self.engine
@@ -101,13 +114,19 @@ class Feeder(threading.Thread):
     def _flush(self, task: Task, items: list) -> None:
         with self._items_lock:
             if items:
-                start = self.engine.register(task, len(items))
-                batch = Batch(task, range(start, start + len(items)), list(items))
-                batch.sent = time.perf_counter()
+                chunk = list(items)
                 items.clear()
-                self.engine.backend.submit(batch)
-                if task.flow.size is None and batch.data is not None:  # the first pickled
-                    self.stride = self.engine.sent(task, len(batch), len(batch.data))
+                self._submit(task, chunk)
+
+    def _submit(self, task: Task, chunk: list) -> None:
+        """Register ``chunk`` as the task's next tasklets and send them."""
+        engine = self.engine
+        start = engine.register(task, len(chunk))
+        batch = Batch(task, range(start, start + len(chunk)), chunk)
+        batch.sent = time.perf_counter()
+        engine.backend.submit(batch)
+        if task.flow.size is None and batch.data is not None:  # the first pickled
+            self.stride = engine.sent(task, len(batch), len(batch.data))
 
     def _fail_item(self, task: Task, items: list, outcome: Failure) -> None:
         with self._items_lock:
@@ -190,31 +209,39 @@ class Feeder(threading.Thread):
         return drawn, False
 
     def _draw_watched(self, task: Task, items: list, n: int) -> tuple[int, bool]:
-        """Like :meth:`_draw`, one item at a time, for an input whose
-        ``next()`` may block: the watchdog sends ``items`` if it does."""
+        """Like :meth:`_draw`, for an input whose ``next()`` may block: the
+        watchdog sends the items drawn so far if it does (see :meth:`_watch`)."""
         source: Any = task.source
         drawn = 0
         lock = self._items_lock
-        armed = (task, items)
         while drawn < n:
-            self._draws += 1
-            self._armed = armed if items else None
+            want = n - drawn
+            before = len(items)
+            with lock:
+                self._draws += 1
+                self._sent = 0
+                self._armed = (task, items)
+            error = None
             try:
-                item = next(source)
-            except StopIteration:
-                self._armed = None
-                return drawn, True
-            except TimeoutError as exc:
-                self._armed = None
-                if getattr(source, "keeps_timeouts", False) and not self.engine.forced:
-                    continue
-                self._fail_item(task, items, Failure(exc))
+                items.extend(islice(source, want))  # items appear one by one
             except Exception as exc:
+                error = exc
+            with lock:
                 self._armed = None
-                self._fail_item(task, items, Failure(exc))
+                got = len(items) - before
+                if self._sent:  # the watchdog sent these meanwhile
+                    del items[:self._sent]
+                    self._sent = 0
+            drawn += got
+            if error is None:
+                if got < want:
+                    return drawn, True
+            elif (isinstance(error, TimeoutError) and getattr(source, "keeps_timeouts", False)
+                  and not self.engine.forced):
+                # Another IMap's task that keeps its timed-out results: the
+                # same result comes on a later call.
+                continue
             else:
-                self._armed = None
-                with lock:
-                    items.append(item)
-            drawn += 1
+                self._fail_item(task, items, Failure(error))
+                drawn += 1
         return drawn, False

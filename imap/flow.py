@@ -162,7 +162,8 @@ class FlowPolicy:
         if task.flow.size is None and n:
             task.flow.size = 2 * nbytes / n
         bound = self.rebound(tasks, slots_used)
-        self.stride = max(1, min(self.stride, bound // max(1, len(tasks))))
+        if self.adaptive:
+            self.stride = max(1, min(self.stride, bound // max(1, len(tasks))))
         return bound, self.stride
 
     def observe(self, task: Any, n: int, busy: float | None, latency: float | None,

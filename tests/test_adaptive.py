@@ -66,7 +66,8 @@ def test_slow_tasklets_get_small_batches():
 @pytest.mark.timeout(120)
 def test_megabyte_items_stay_within_the_byte_budget():
     budget = 16 << 20
-    items = [bytes(1 << 20)] * 60
+    # Distinct items: one object repeated would pickle once per batch.
+    items = (bytes([i]) * (1 << 20) for i in range(60))
     with imap.IMap(worker_type="process", worker_num=2, buffer_bytes=budget) as m:
         task = m.add_task(echo, items)
         m.start()

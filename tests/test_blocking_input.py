@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import imap
 
@@ -38,3 +40,44 @@ def test_items_drawn_before_a_blocking_next_are_sent(worker_type):
                 counter[0] += 1
                 taken.notify_all()
     assert results == list(range(20))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_items_drawn_before_a_blocking_next_are_sent_at_default_settings(worker_type):
+    taken = threading.Condition()
+    counter = [0]
+    with imap.IMap(worker_type=worker_type, worker_num=2) as m:
+        task = m.add_task(abs, waits_for_results(taken, counter, 300))
+        m.start()
+        results = []
+        for value in task:
+            results.append(value)
+            with taken:
+                counter[0] += 1
+                taken.notify_all()
+    assert results == list(range(300))
+
+
+def bursts(rng, n: int):
+    """Yield 0..n-1 with pauses of a few flush periods now and then."""
+    import time
+
+    for i in range(n):
+        if rng.random() < 0.05:
+            time.sleep(rng.choice([0.001, 0.008, 0.02]))
+        yield i
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2**16), n=st.integers(0, 400),
+       worker_type=st.sampled_from(["thread", "process"]),
+       stride=st.sampled_from([None, 1, 7, 64]))
+def test_a_generator_with_pauses_gives_every_item_once_in_order(seed, n, worker_type, stride):
+    import random
+
+    with imap.IMap(worker_type=worker_type, worker_num=2, stride=stride) as m:
+        task = m.add_task(abs, bursts(random.Random(seed), n))
+        m.start()
+        assert list(task) == list(range(n))

@@ -229,3 +229,11 @@ def test_one_process_imap_restarted_for_every_example_stays_correct():
         assert results == [serial(names, items) for names, items in chains]
 
     example()
+
+
+def test_a_fixed_stride_larger_than_buffer_over_tasks_is_kept_on_process_workers():
+    # Found by the property above: the first pickled batch must not change a
+    # stride given explicitly (here 4 on a buffer of 4 for 3 chained tasks).
+    config = Config(worker_num=1, stride=4, extra_buffer=0, chunksize=None, ordered=False,
+                    chains=[(["add_one", "add_one", "add_one"], [0, 0, 0, 0, 0])])
+    check_results_and_buffer(config, "process")
