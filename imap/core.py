@@ -430,6 +430,7 @@ class IMap:
         self._policy.start(engine.tasks)
         engine.buffer = self._policy.bound
         backend = backends.make(self._options, engine.deliver, engine.lost)
+        backend.deepest_first = self._policy.adaptive
         engine.backend = backend
         backend.start()
         feeder = Feeder(engine)
@@ -487,6 +488,7 @@ class IMap:
             if not forced:
                 with engine.lock:
                     engine.draw_stop = True
+                    engine.slot_free.notify_all()  # a Feeder waiting for work ends its inputs
                 if not engine.drain(ends_tasks):
                     log.warning(
                         "%r cannot finish gracefully (results of tasks not in ends are "

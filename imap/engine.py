@@ -30,6 +30,7 @@ from .results import Failure, ResultBuffer
 from .status import IMapStatus, TaskStatus
 
 _NO_PAYLOAD = object()
+AHEAD = 1  # strides an impatient task may run ahead of the task consuming it
 
 
 class Task:
@@ -113,6 +114,7 @@ class Engine:
         self.in_flight = 0
         self.feeder_waits_slot = False   # the Feeder waits for a free buffer slot
         self.feeder_waits_on: Task | None = None  # ... or for a result of this upstream task
+        self.feeder_waits_any: list | None = None  # ... or for any of these tasks to draw
         self.draw_stop = False           # graceful stop: sources draw no new stride
         self.forced = False              # forced stop: everything ends now
         self.feeder_done = False
@@ -154,6 +156,45 @@ class Engine:
         with self.lock:
             self.buffer, stride = self.policy.sent(task, n, nbytes, self.tasks, self.slots_used)
             return stride
+
+    def patient(self, task: Task) -> bool:
+        """Whether ``task``'s turns wait for a whole stride (a fixed stride,
+        or an upstream whose timed-out results are skipped, which only a
+        waiting turn notices)."""
+        if not self.policy.adaptive:
+            return True
+        up = task.upstream
+        return up is not None and self.skip and up.timeout is not None
+
+    def ahead(self, task: Task) -> bool:
+        """Whether an impatient ``task`` is far enough ahead of the task of
+        this IMap that consumes it to skip its turn: ``AHEAD`` strides of
+        its tasklets are in flight or wait to be drawn. (Read without the
+        lock: a hint, checked again at every turn.)"""
+        return (task.consumer is not None
+                and task.in_flight + len(task.results) >= AHEAD * self.policy.stride)
+
+    def _work_ready(self, active: list) -> bool:
+        """Some task of ``active`` can draw (lock held)."""
+        for task in active:
+            up = task.upstream
+            if up is None:
+                if self.draw_stop or (self.slots_used < self.buffer and not self.ahead(task)):
+                    return True
+            elif up.finished() or (up.results.has_next() and not self.ahead(task)):
+                return True
+        return False
+
+    def wait_for_work(self, active: list) -> None:
+        """Wait until some task of ``active`` can draw (or a forced stop)."""
+        with self.lock:
+            while not self.forced and not self._work_ready(active):
+                self.feeder_waits_any = active
+                self.feeder_waits_slot = True   # _free() and deliver() wake us
+                self.result_ready.notify_all()  # let stalled consumers see it
+                self.slot_free.wait()
+                self.feeder_waits_slot = False
+                self.feeder_waits_any = None
 
     def give_back(self, n: int) -> None:
         if n:
@@ -260,6 +301,8 @@ class Engine:
                     values[pos] = Failure(exc)
                 task.errors += len(errors)
             freed = res.put_many(batch.indices, values)
+            if self.feeder_waits_any is not None:
+                self.slot_free.notify()
             task.in_flight -= n
             self.in_flight -= n
             if freed:
@@ -403,6 +446,8 @@ class Engine:
         """Nothing can change until somebody takes a result (lock held)."""
         if self.in_flight or self.forced:
             return False
+        if self.feeder_waits_any is not None:
+            return not self._work_ready(self.feeder_waits_any)
         if self.feeder_waits_slot:
             return self.slots_used >= self.buffer
         up = self.feeder_waits_on

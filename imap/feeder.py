@@ -94,14 +94,7 @@ class Feeder(threading.Thread):
                                         daemon=True)
             watchdog.start()
         try:
-            active = list(engine.tasks)
-            while active and not engine.forced:
-                self.stride = engine.new_turn()
-                for task in list(active):
-                    if engine.forced:
-                        break
-                    if self._stride(task):
-                        active.remove(task)
+            self._weave(list(engine.tasks))
         except BaseException as exc:  # report, never die silently
             log.exception("the IMap feeder failed")
             failure = exc
@@ -110,6 +103,39 @@ class Feeder(threading.Thread):
             if watchdog is not None:
                 watchdog.join()
             engine.finish_feeding(failure)
+
+    def _weave(self, active: list) -> None:
+        """Give the tasks their turns, in task order, until every input ends.
+
+        A turn that could draw nothing (an impatient one, see :meth:`_stride`)
+        passes to the next task. When every task in turn drew nothing, the
+        Feeder waits for work, and the first of them to have drawn nothing
+        has the next turn: the weave order is kept.
+        """
+        engine = self.engine
+        pos = 0
+        idle_from = None   # the first task to draw nothing since the last draw
+        while active and not engine.forced:
+            if pos == 0:
+                self.stride = engine.new_turn()
+            task = active[pos]
+            ended, drawn = self._stride(task)
+            if ended:
+                active.pop(pos)
+                idle_from = None
+            elif drawn:
+                idle_from = None
+                pos += 1
+            elif idle_from is not task:
+                if idle_from is None:
+                    idle_from = task
+                pos += 1
+            else:  # round the weave once without a draw
+                engine.wait_for_work(active)
+                idle_from = None
+                continue  # the same task has the next turn
+            if pos >= len(active):
+                pos = 0
 
     def _flush(self, task: Task, items: list) -> None:
         with self._items_lock:
@@ -133,12 +159,23 @@ class Feeder(threading.Thread):
             self._flush(task, items)
             self.engine.file_failed(task, outcome)
 
-    def _stride(self, task: Task) -> bool:
-        """Draw one stride of ``task``; True when its input is exhausted."""
+    def _stride(self, task: Task) -> tuple[bool, int]:
+        """Draw one stride of ``task``. Returns ``(ended, drawn)``: whether
+        its input is exhausted, and how many tasklets were drawn.
+
+        With a fixed stride a turn waits until its whole stride is drawn.
+        With an adaptive one it is *impatient*: it draws what is ready (free
+        slots, upstream results) up to the stride and ends early rather than
+        wait, so a chained task never holds up the tasks after it while
+        workers idle; the Feeder waits only when no task can draw at all.
+        """
         engine = self.engine
         if task.upstream is None and engine.draw_stop:
             engine.mark_exhausted(task)
-            return True
+            return True, 0
+        patient = engine.patient(task)
+        if not patient and engine.ahead(task):
+            return False, 0  # its consumer catches up first: first results come sooner
         done = 0   # tasklets of this stride drawn so far
         items: list = []
         chunk = task.flow.batch
@@ -149,6 +186,8 @@ class Feeder(threading.Thread):
                 outcomes, ended = engine.pull_upstream(task, want, wait=False)
                 if not outcomes and not ended:
                     self._flush(task, items)
+                    if not patient:
+                        return False, done
                     outcomes, ended = engine.pull_upstream(task, want, wait=True)
                 for outcome in outcomes:
                     if type(outcome) is Failure:
@@ -160,20 +199,22 @@ class Feeder(threading.Thread):
                 got = engine.take_slots(want, wait=False)
                 if not got:
                     self._flush(task, items)
+                    if not patient:
+                        return False, done
                     got = engine.take_slots(want, wait=True)
                     if not got:  # forced stop
-                        return True
+                        return True, done
                 drawn, ended = self._draw(task, items, got)
                 engine.give_back(got - drawn)
                 done += drawn
             if ended:
                 self._flush(task, items)
                 engine.mark_exhausted(task)
-                return True
+                return True, done
             if len(items) >= chunk:
                 self._flush(task, items)
         self._flush(task, items)
-        return False
+        return False, done
 
     def _draw(self, task: Task, items: list, n: int) -> tuple[int, bool]:
         """Draw up to ``n`` items from the task's iterator into ``items``.

@@ -40,13 +40,20 @@ def echo(item):
     return item
 
 
-def test_first_batches_are_single_tasklets_and_batches_grow_for_tiny_tasklets(worker_type):
+def test_first_batches_are_single_tasklets_and_batches_grow_for_tiny_tasklets(
+        worker_type, tmp_path):
+    release = tmp_path / "release"
     with imap.IMap(worker_type=worker_type, worker_num=2) as m:
-        task = m.add_task(wf.add_one, range(200_000))
+        # Items 0 and 1 (the first batches) are held: nothing has come back yet.
+        task = m.add_task(wf.hold_until_released, range(200_000),
+                          args=({0, 1}, str(release)))
         m.start()
-        first = m.status()
+        try:
+            first = m.status()
+        finally:
+            release.touch()
         assert first.stride == 2 and first.tasks[0].batch == 1
-        assert list(task) == list(range(1, 200_001))
+        assert list(task) == [10 * x for x in range(200_000)]
         last = m.status()
     assert last.tasks[0].batch > 64
     assert last.stride == last.tasks[0].batch * 2

@@ -237,3 +237,13 @@ def test_a_fixed_stride_larger_than_buffer_over_tasks_is_kept_on_process_workers
     config = Config(worker_num=1, stride=4, extra_buffer=0, chunksize=None, ordered=False,
                     chains=[(["add_one", "add_one", "add_one"], [0, 0, 0, 0, 0])])
     check_results_and_buffer(config, "process")
+
+
+def test_adaptive_turns_keep_the_weave_order_on_a_buffer_of_one():
+    # Found by the property above: with a buffer of 1 and two outputs read in
+    # turn, task 1 must have the next turn once task 0's result is taken,
+    # not task 0 again.
+    config = Config(worker_num=1, stride=None, extra_buffer=0, chunksize=None, ordered=False,
+                    chains=[(["add_one"], [0, 0]), (["add_one"], [0, -160, 952, 103, -78, 296])])
+    for worker_type in ("thread", "process"):
+        check_results_and_buffer(config, worker_type)

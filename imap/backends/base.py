@@ -74,6 +74,9 @@ class Backend(ABC):
     """
 
     kind = "abstract"
+    # Run queued batches of later tasks first (set for adaptive flow; with
+    # a fixed stride batches go in the order they were submitted).
+    deepest_first = False
 
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver

@@ -30,6 +30,14 @@ class MixedBackend(Backend):
         self._held = [0, 0]
 
     @property
+    def deepest_first(self) -> bool:  # type: ignore[override]
+        return self.local.deepest_first
+
+    @deepest_first.setter
+    def deepest_first(self, value: bool) -> None:
+        self.local.deepest_first = self.remote.deepest_first = value
+
+    @property
     def alive(self) -> int:
         return self.local.alive + self.remote.alive
 

@@ -107,7 +107,14 @@ class SlotBackend(Backend):
             if not free:
                 return
             slot = min(free, key=lambda s: len(s.held))
-            batch = pending.popleft()
+            if self.deepest_first and len(pending) > 1:
+                # The batch of the latest task (tasks consume earlier ones):
+                # items finish their chain sooner, first results come sooner.
+                deepest = max(range(len(pending)), key=lambda i: (pending[i].task.id, -i))
+                batch = pending[deepest]
+                del pending[deepest]
+            else:
+                batch = pending.popleft()
             key = batch.task.key
             payload = None
             if key not in slot.known:
