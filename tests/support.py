@@ -206,3 +206,22 @@ def run_script(
 ) -> subprocess.CompletedProcess:
     """Run ``path`` with this interpreter (see :func:`run_command`)."""
     return run_command([sys.executable, *extra_flags, str(path), *args], timeout)
+
+
+def run_sampled(m, consume) -> tuple:
+    """Run ``consume()`` while another thread takes ``m.status()`` snapshots;
+    return its result and the snapshots (each taken under the engine's lock)."""
+    snapshots: list = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            snapshots.append(m.status())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        return consume(), snapshots
+    finally:
+        done.set()
+        sampler.join()

@@ -5,35 +5,16 @@ IMaps run, and results compared with the serial composition."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 
 import pytest
 import worker_funcs as wf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import consume_round_robin
+from support import consume_round_robin, run_sampled
 
 import imap
 from imap import flow
-
-
-def run_sampled(m: imap.IMap, consume) -> tuple[object, list]:
-    """Run ``consume()`` while another thread takes status() snapshots."""
-    snapshots: list = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            snapshots.append(m.status())
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        return consume(), snapshots
-    finally:
-        done.set()
-        sampler.join()
 
 
 def echo(item):

@@ -27,11 +27,14 @@ def waits_for_results(taken: threading.Condition, counter: list, n: int):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("worker_type", ["thread", "process"])
-def test_items_drawn_before_a_blocking_next_are_sent(worker_type):
+@pytest.mark.parametrize("settings_", [{"stride": 8, "chunksize": 8}, {}],
+                         ids=["stride8", "adaptive"])
+def test_items_drawn_before_a_blocking_next_are_sent(worker_type, settings_):
     taken = threading.Condition()
     counter = [0]
-    with imap.IMap(worker_type=worker_type, worker_num=2, stride=8, chunksize=8) as m:
-        task = m.add_task(abs, waits_for_results(taken, counter, 20))
+    n = 20 if settings_ else 300
+    with imap.IMap(worker_type=worker_type, worker_num=2, **settings_) as m:
+        task = m.add_task(abs, waits_for_results(taken, counter, n))
         m.start()
         results = []
         for value in task:
@@ -39,24 +42,7 @@ def test_items_drawn_before_a_blocking_next_are_sent(worker_type):
             with taken:
                 counter[0] += 1
                 taken.notify_all()
-    assert results == list(range(20))
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("worker_type", ["thread", "process"])
-def test_items_drawn_before_a_blocking_next_are_sent_at_default_settings(worker_type):
-    taken = threading.Condition()
-    counter = [0]
-    with imap.IMap(worker_type=worker_type, worker_num=2) as m:
-        task = m.add_task(abs, waits_for_results(taken, counter, 300))
-        m.start()
-        results = []
-        for value in task:
-            results.append(value)
-            with taken:
-                counter[0] += 1
-                taken.notify_all()
-    assert results == list(range(300))
+    assert results == list(range(n))
 
 
 def bursts(rng, n: int):

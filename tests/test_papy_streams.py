@@ -135,17 +135,17 @@ def test_tap_closed_before_any_item_gives_none() -> None:
     assert list(tap) == []
 
 
+def pausing(inside: threading.Event, release: threading.Event, tail: tuple):
+    """Yield 0, then say so on ``inside`` and wait for ``release``, then ``tail``."""
+    yield 0
+    inside.set()
+    release.wait(30)
+    yield from tail
+
+
 def test_tap_keeps_the_item_whose_next_was_under_way_when_it_closed() -> None:
     inside, release = threading.Event(), threading.Event()
-
-    def source():
-        yield 0
-        inside.set()
-        release.wait(30)
-        yield 1
-        yield 2
-
-    tap = Tap(source())
+    tap = Tap(pausing(inside, release, (1, 2)))
     got: list = []
     reader = threading.Thread(target=lambda: got.extend(tap))
     reader.start()
@@ -158,14 +158,7 @@ def test_tap_keeps_the_item_whose_next_was_under_way_when_it_closed() -> None:
 
 def test_tap_blocked_for_times_the_next_under_way_only() -> None:
     inside, release = threading.Event(), threading.Event()
-
-    def source():
-        yield 0
-        inside.set()
-        release.wait(30)
-        yield 1
-
-    tap = Tap(source())
+    tap = Tap(pausing(inside, release, (1,)))
     assert next(tap) == 0 and tap.blocked_for() == 0.0   # nothing under way
     reader = threading.Thread(target=lambda: next(tap))
     reader.start()

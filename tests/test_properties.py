@@ -8,14 +8,13 @@ consumes the ends of the chains the legal way (round-robin, a stride at a time).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import pytest
 import worker_funcs as wf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import consume_round_robin, weave_order
+from support import consume_round_robin, run_sampled, weave_order
 
 import imap
 
@@ -111,22 +110,8 @@ def check_results_and_buffer(config: Config, worker_type: str) -> None:
         m.start()
         # With an adaptive stride, snapshots taken while the IMap runs show the
         # bound in force at that moment; no snapshot may exceed it.
-        snapshots: list = []
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                snapshots.append(m.status())
-
-        sampler = threading.Thread(target=sample)
-        if adaptive:
-            sampler.start()
-        try:
-            results = consume_round_robin(ends, config.stride or 1, timeout=30)
-        finally:
-            done.set()
-            if adaptive:
-                sampler.join()
+        results, snapshots = run_sampled(
+            m, lambda: consume_round_robin(ends, config.stride or 1, timeout=30))
         status = m.status()
         if adaptive:
             assert all(s.slots_used <= s.buffer for s in snapshots)
