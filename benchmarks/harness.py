@@ -208,6 +208,48 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
+def serial_and_imap_rows(cfg, stages, source, expect, rep, tuned):
+    """The serial row, and imap at defaults and tuned (when imap imports):
+    returns ``(serial, defaults or None, rows)``."""
+    serial = measure("serial, in-process", run_serial(), stages, source, add, expect, rep)
+    rows = [serial]
+    dflt = None
+    if cfg["imap_ok"]:
+        run_imap = _adapters().run_imap
+        sm = cfg["start_method"]
+        dflt = measure("imap (defaults)", run_imap, stages, source, add, expect, rep,
+                       start_method=sm)
+        rows.append(dflt)
+        label = " ".join(f"{k}={v}" for k, v in tuned.items())
+        rows.append(measure(f"imap {label} (tuned)", run_imap, stages,
+                            source, add, expect, rep, start_method=sm, **tuned))
+    return serial, dflt, rows
+
+
+def speedup_rows(rows, serial, speedup=lambda row: True):
+    """Table rows ``[label, startup, run, parent CPU, speed-up]`` and errors."""
+    st = serial.med("total") if serial.ok else None
+    out, errors = [], []
+    for r in rows:
+        if not r.ok:
+            errors.append((r.label, r.error))
+            out.append([r.label, "-", "-", "-", "-"])
+            continue
+        sp = ratio(st / r.med("total")) if st and speedup(r) else "-"
+        out.append([r.label, f3(r.med("startup")), f3(r.med("total")),
+                    f3(r.med("cpu")), sp])
+    return out, errors
+
+
+def _adapters():
+    import adapters
+    return adapters
+
+
+def run_serial():
+    return _adapters().run_serial
+
+
 def print_section(title, headers, rows, errors, notes):
     print()
     print(title)

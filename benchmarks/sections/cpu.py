@@ -20,17 +20,7 @@ def run(cfg, summary):
     sm = cfg["start_method"]
     rep = cfg["repeats"]
     h.log(f"[cpu] spin({cfg['n_cpu']}) x {n} items")
-    serial = h.measure("serial, in-process", ad.run_serial, stages, source, h.add,
-                       expect, rep)
-    rows = [serial]
-    dflt = None
-    if cfg["imap_ok"]:
-        dflt = h.measure("imap (defaults)", ad.run_imap, stages, source, h.add, expect,
-                         rep, start_method=sm)
-        rows.append(dflt)
-        rows.append(h.measure("imap stride=2 buffer=4 chunksize=1 (tuned)", ad.run_imap,
-                              stages, source, h.add, expect, rep, start_method=sm,
-                              **TUNED))
+    serial, dflt, rows = h.serial_and_imap_rows(cfg, stages, source, expect, rep, TUNED)
     rows.append(h.measure("Pool.imap chunksize=1 (default)", ad.run_pool_nested, stages,
                           source, h.add, expect, rep, chunksize=1, start_method=sm))
     rows.append(h.measure("ProcessPoolExecutor.map chunksize=1", ad.run_ppe, stages,
@@ -47,15 +37,7 @@ def run(cfg, summary):
     h.run_interleaved(rows)
 
     st = serial.med("total") if serial.ok else None
-    out, errors = [], []
-    for r in rows:
-        if not r.ok:
-            errors.append((r.label, r.error))
-            out.append([r.label, "-", "-", "-", "-"])
-            continue
-        sp = h.ratio(st / r.med("total")) if st else "-"
-        out.append([r.label, h.f3(r.med("startup")), h.f3(r.med("total")),
-                    h.f3(r.med("cpu")), sp])
+    out, errors = h.speedup_rows(rows, serial)
     per_call = (st / n * 1000) if st else float("nan")
     h.print_section(
         f"2. CPU-bound: {n} items x spin({cfg['n_cpu']:,}) "

@@ -29,17 +29,7 @@ def run(cfg, summary):
     work_ms = sum(wl.mixed_ms(i) for i in range(n))
     h.log(f"[mixed] {n} items of {wl.MIXED_MIN_MS:g}-{wl.MIXED_MAX_MS:g} ms "
           f"(~{work_ms / 1000:.1f} s in all)")
-    serial = h.measure("serial, in-process", ad.run_serial, stages, source, h.add,
-                       expect, rep)
-    rows = [serial]
-    dflt = None
-    if cfg["imap_ok"]:
-        dflt = h.measure("imap (defaults)", ad.run_imap, stages, source, h.add, expect,
-                         rep, start_method=sm)
-        rows.append(dflt)
-        rows.append(h.measure("imap stride=2 buffer=4 chunksize=1 (tuned)", ad.run_imap,
-                              stages, source, h.add, expect, rep, start_method=sm,
-                              **TUNED))
+    serial, dflt, rows = h.serial_and_imap_rows(cfg, stages, source, expect, rep, TUNED)
     rows.append(h.measure("Pool.imap chunksize=1 (default)", ad.run_pool_nested, stages,
                           source, h.add, expect, rep, chunksize=1, start_method=sm))
     pool256 = h.measure(POOL_256, ad.run_pool_nested, stages, source, h.add, expect, rep,
@@ -61,16 +51,7 @@ def run(cfg, summary):
     rows.append(ceiling)
     h.run_interleaved(rows)
 
-    st = serial.med("total") if serial.ok else None
-    out, errors = [], []
-    for r in rows:
-        if not r.ok:
-            errors.append((r.label, r.error))
-            out.append([r.label, "-", "-", "-", "-"])
-            continue
-        sp = h.ratio(st / r.med("total")) if st else "-"
-        out.append([r.label, h.f3(r.med("startup")), h.f3(r.med("total")),
-                    h.f3(r.med("cpu")), sp])
+    out, errors = h.speedup_rows(rows, serial)
     shares = ", ".join(f"{sum(wl.mixed_ms(i) for i in p) / 1000:.2f}" for p in parts)
     h.print_section(
         f"3. Mixed: {n} items x {wl.MIXED_MIN_MS:g}-{wl.MIXED_MAX_MS:g} ms of spin "
