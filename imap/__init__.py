@@ -6,7 +6,7 @@ their tasklets by *stride*, bounding memory by a *buffer*, returning results
 ordered or unordered, with timeouts and skipping.
 """
 
-from .core import IMap, IMapResults, TaskIterator, imap
+from .core import IMap, TaskIterator
 from .errors import (
     StallError,
     TimeoutError,
@@ -15,6 +15,7 @@ from .errors import (
     WorkerTraceback,
 )
 from .imports import imports
+from .oneshot import IMapResults, imap
 from .status import IMapStatus, TaskStatus
 
 __all__ = [
