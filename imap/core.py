@@ -429,6 +429,9 @@ class IMap:
         engine.reset()
         self._policy.start(engine.tasks)
         engine.buffer = self._policy.bound
+        outputs = sum(1 for t in engine.tasks if t.consumer is None)
+        engine.impatient = (self._policy.adaptive and self._options.buffer is None
+                            and outputs == 1)
         backend = backends.make(self._options, engine.deliver, engine.lost)
         backend.deepest_first = self._policy.adaptive
         engine.backend = backend

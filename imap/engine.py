@@ -106,6 +106,7 @@ class Engine:
         self.started = False     # between IMap.start() and IMap.stop()
         self.stopped = False     # stopped at least once, not started since
         self.policy = policy     # flow.FlowPolicy: stride, batch and bound in force
+        self.impatient = False   # turns draw what is ready (see patient())
         self.reset()
 
     def reset(self) -> None:
@@ -158,10 +159,17 @@ class Engine:
             return stride
 
     def patient(self, task: Task) -> bool:
-        """Whether ``task``'s turns wait for a whole stride (a fixed stride,
-        or an upstream whose timed-out results are skipped, which only a
-        waiting turn notices)."""
-        if not self.policy.adaptive:
+        """Whether ``task``'s turns wait for a whole stride.
+
+        Turns are impatient only for one chain with one output, with stride
+        and buffer both adaptive: there every slot ends at the one output,
+        so drawing what is ready can never fill the buffer with results
+        that the consumer does not read next. With several outputs read in
+        turn, the weave keeps the draws in step with the reads (a fixed
+        stride or buffer is obeyed the same way). An upstream whose
+        timed-out results are skipped needs a waiting turn to notice.
+        """
+        if not self.impatient:
             return True
         up = task.upstream
         return up is not None and self.skip and up.timeout is not None

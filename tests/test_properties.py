@@ -232,3 +232,24 @@ def test_adaptive_turns_keep_the_weave_order_on_a_buffer_of_one():
                     chains=[(["add_one"], [0, 0]), (["add_one"], [0, -160, 952, 103, -78, 296])])
     for worker_type in ("thread", "process"):
         check_results_and_buffer(config, worker_type)
+
+
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_several_outputs_read_in_turn_never_stall_with_an_adaptive_stride(worker_type):
+    # Found by the soak: independent chains read one result at a time, in
+    # turn, on a small buffer. Drawing ahead for one output must not fill
+    # the buffer while the reader waits on another.
+    configs_found = [
+        Config(worker_num=1, stride=None, extra_buffer=1, chunksize=None, ordered=False,
+               chains=[(["add_one", "add_one"], [0]), (["add_one", "add_one"], [0, 0]),
+                       (["add_one"], [0, 0])]),
+        Config(worker_num=3, stride=None, extra_buffer=2, chunksize=3, ordered=True,
+               chains=[(["add_one", "add_one"], list(range(7))),
+                       (["add_one", "add_one"], list(range(18))),
+                       (["double", "add_one", "double"], list(range(22)))]),
+        Config(worker_num=2, stride=None, extra_buffer=None, chunksize=None, ordered=True,
+               chains=[(["add_one", "add_one"], list(range(50))),
+                       (["double"], list(range(300))), (["add_one"], list(range(5)))]),
+    ]
+    for config in configs_found:
+        check_results_and_buffer(config, worker_type)
