@@ -39,7 +39,7 @@ from typing import Any
 from . import backends
 from .engine import Engine, Task
 from .feeder import Feeder
-from .flow import DEFAULT_BUFFER_BYTES, MAX_BATCH, FlowPolicy
+from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, FlowPolicy
 from .options import Options, check_int
 from .status import IMapStatus
 from .taskiter import DEFAULT, TaskIterator
@@ -251,9 +251,12 @@ class IMap:
         force (adaptive; before start: the first one)."""
         if self._options.buffer is not None:
             return self._options.buffer
-        if self.running or self._options.stride is None:
+        if self.running:
             return max(1, self._policy.bound)
-        return self.stride * max(1, len(self._engine.tasks))
+        tasks = max(1, len(self._engine.tasks))
+        if self._options.stride is None:  # the first turn's bound
+            return self.workers * tasks * BOUND_TURNS
+        return self.stride * tasks
 
     @property
     def options(self) -> dict[str, Any]:

@@ -187,9 +187,9 @@ def test_default_stride_buffer_and_chunksize_are_adaptive():
     with imap.IMap(worker_type="thread", worker_num=3) as m:
         assert m.adaptive and m.chunksize is None
         tasks = [m.add_task(wf.ident, range(200)) for _ in range(2)]
-        m.start()
         # The first turn: one tasklet per worker and task, three turns alive.
-        assert m.status().buffer == 3 * 2 * 3
+        assert m.buffer == 3 * 2 * 3
+        m.start()
         assert [len(r) for r in consume_round_robin(tasks, stride=1)] == [200, 200]
         status = m.status()
         assert status.stride == m.stride >= 3
