@@ -121,7 +121,7 @@ class IMap:
         buffer_bytes: with an adaptive buffer, the most bytes the tasklets
             alive may hold (their pickled items and results, an object and a
             pickle of each, as measured for process and remote workers).
-            Default 32 MiB; ``None``: no byte limit. A ``buffer`` given is
+            Default 24 MiB; ``None``: no byte limit. A ``buffer`` given is
             obeyed exactly instead.
     """
 

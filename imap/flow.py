@@ -55,7 +55,7 @@ BOUND_TURNS = 3           # the bound holds this many turns of every task
 MAX_ALIVE = 1 << 16       # tasklets alive at once, at most
 COPIES = 2                # an item or result is alive as an object and as a pickle
 EWMA = 0.3                # weight of the newest measurement in the running means
-DEFAULT_BUFFER_BYTES = 32 << 20
+DEFAULT_BUFFER_BYTES = 24 << 20
 
 
 class TaskFlow:
