@@ -226,8 +226,10 @@ def serial_and_imap_rows(cfg, stages, source, expect, rep, tuned):
     return serial, dflt, rows
 
 
-def speedup_rows(rows, serial, speedup=lambda row: True):
-    """Table rows ``[label, startup, run, parent CPU, speed-up]`` and errors."""
+def speedup_rows(rows, serial, speedup=lambda row: True,
+                 third=lambda row: f3(row.med("cpu"))):
+    """Table rows ``[label, startup, run, third, speed-up]`` and errors; the
+    third column is the parent's CPU time unless ``third`` says otherwise."""
     st = serial.med("total") if serial.ok else None
     out, errors = [], []
     for r in rows:
@@ -236,8 +238,7 @@ def speedup_rows(rows, serial, speedup=lambda row: True):
             out.append([r.label, "-", "-", "-", "-"])
             continue
         sp = ratio(st / r.med("total")) if st and speedup(r) else "-"
-        out.append([r.label, f3(r.med("startup")), f3(r.med("total")),
-                    f3(r.med("cpu")), sp])
+        out.append([r.label, f3(r.med("startup")), f3(r.med("total")), third(r), sp])
     return out, errors
 
 

@@ -467,7 +467,7 @@ class IMap:
 
     def status(self) -> IMapStatus:
         """A snapshot: workers, buffer use and per-task counters."""
-        return self._engine.status(self._engine.started, self._engine.stopped)
+        return self._engine.status()
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -488,7 +488,7 @@ class IMap:
         engine = self._engine
         if engine.started:
             if ends is None:
-                ends_tasks = [t for t in engine.tasks if not t.consumed_inside]
+                ends_tasks = [t for t in engine.tasks if t.consumer is None]
             else:
                 ends_tasks = [self._task(i) for i in ends]
             if not forced:

@@ -66,7 +66,6 @@ class Task:
         self.errors = 0
         self.flow: Any = None  # the flow policy's record (flow.TaskFlow)
         self.busy = 0.0        # seconds workers spent on this task's batches (measured there)
-        self.timed = 0         # tasklets whose time is in ``busy``
         self.exhausted = False
         self._payload: Any = _NO_PAYLOAD
 
@@ -78,11 +77,6 @@ class Task:
             except Exception as exc:
                 self._payload = (None, exc)
         return self._payload
-
-    @property
-    def consumed_inside(self) -> bool:
-        """Another task of the same IMap takes this task's results."""
-        return self.consumer is not None
 
     def finished(self) -> bool:
         return self.exhausted and self.results.exhausted(self.drawn)
@@ -297,7 +291,6 @@ class Engine:
             n = len(batch.indices)
             if busy is not None:
                 task.busy += busy
-                task.timed += n
             sent = batch.sent
             self.policy.observe(task, n, busy,
                                 None if sent is None else time.perf_counter() - sent,
@@ -511,7 +504,7 @@ class Engine:
 
     # -- status ------------------------------------------------------------------
 
-    def status(self, started: bool, stopped: bool) -> IMapStatus:
+    def status(self) -> IMapStatus:
         with self.lock:
             tasks = [
                 TaskStatus(
@@ -527,8 +520,8 @@ class Engine:
             ]
             backend = self.backend
             return IMapStatus(
-                started=started, stopped=stopped,
-                workers=backend.alive if backend is not None and started else 0,
+                started=self.started, stopped=self.stopped,
+                workers=backend.alive if backend is not None and self.started else 0,
                 workers_lost=backend.workers_lost if backend is not None else 0,
                 slots_used=self.slots_used, buffer=self.buffer,
                 high_water=self.high_water, tasks=tasks,

@@ -67,16 +67,9 @@ def run(cfg, summary):
                 serial, c_remote, c_local]
         h.run_interleaved(rows)
 
-    st = serial.med("total") if serial.ok else None
-    out, errors = [], []
-    for r in rows:
-        if not r.ok:
-            errors.append((r.label, r.error))
-            out.append([r.label, "-", "-", "-", "-"])
-            continue
-        speed = h.ratio(st / r.med("total")) if st and r.label.startswith("cpu") else "-"
-        out.append([r.label, h.f3(r.med("startup")), h.f3(r.med("total")),
-                    h.rate((r.items or n_cpu) / r.med("total")), speed])
+    out, errors = h.speedup_rows(
+        rows, serial, speedup=lambda r: r.label.startswith("cpu"),
+        third=lambda r: h.rate((r.items or n_cpu) / r.med("total")))
     notes = ["tiny: x + 1 over the tiny section's ints; cpu: the CPU section's work; "
              "speed-up = serial time / run time;",
              "every imap row's input is a generator here (the warm-up goes through it)."]

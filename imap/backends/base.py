@@ -46,7 +46,7 @@ class Batch:
     abandoned: set | None = field(default=None, repr=False)  # indices skipped by a consumer
     sent: float | None = field(default=None, repr=False)     # perf_counter() when submitted
     nbytes: int | None = field(default=None, repr=False)     # pickled items + results
-    given_up: bool = False   # its worker was replaced; an answer that still comes is ignored
+    given_up: bool = False   # its worker process was killed for an abandoned tasklet
 
     def __len__(self) -> int:
         return len(self.items)

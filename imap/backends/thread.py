@@ -89,7 +89,6 @@ class ThreadBackend(Backend):
             if not stuck:
                 return batch in self._queued
             thread = stuck[0]
-            batch.given_up = True
             self._retired.add(thread)
             del self._running[thread]
             replacement = self._new_thread(len(self._threads))
@@ -123,9 +122,10 @@ class ThreadBackend(Backend):
             batch = get()
             if batch is None or self._forced:
                 break
-            with self._lock:
-                self._running[me] = batch
-                self._queued.discard(batch)
+            if self._skip:  # only an abandoned tasklet needs to know who runs what
+                with self._lock:
+                    self._running[me] = batch
+                    self._queued.discard(batch)
             task = batch.task
             if init_error is not None:
                 text = traceback_text(init_error)
@@ -138,10 +138,11 @@ class ThreadBackend(Backend):
                 continue
             values, errors, busy = run_batch(task.func, task.args, task.kwargs, batch.items,
                                              pack=False)
-            with self._lock:
-                self._running.pop(me, None)
-                if me in self._retired:  # replaced while stuck: its answer is not wanted
-                    return
+            if self._skip:
+                with self._lock:
+                    self._running.pop(me, None)
+                    if me in self._retired:  # replaced while stuck: its answer is not wanted
+                        return
             if errors:
                 for exc in errors.values():
                     with_traceback_cause(exc, traceback_text(exc))
