@@ -41,7 +41,7 @@ $(VENV)/.installed-base: $(VENV)/.created $(PKG_FILES)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.created $(PKG_FILES)
-	$(BIN)/pip install -e '.[test,docs]'
+	$(BIN)/pip install -e '.[test,docs,dask,graphviz]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.created $(PKG_FILES)
@@ -84,7 +84,7 @@ lint: $(VENV)/.installed-ruff
 	py=$$(.ci/find-python $*) || { echo "Python $* not found" >&2; exit 1; }; \
 	[ -x .venv-$*/bin/python ] || $$py -m venv .venv-$*
 	.venv-$*/bin/python -m pip install --quiet --upgrade pip
-	.venv-$*/bin/pip install -e '.[test]'
+	.venv-$*/bin/pip install -e '.[test,dask,graphviz]'
 	touch $@
 
 test-%: .venv-%/.installed-test

@@ -311,20 +311,41 @@ class Engine:
             self.result_ready.notify_all()
 
     def lost(self, batch: Any, reason: str) -> None:
-        """A worker died holding ``batch``: resubmit it or fail its tasklets."""
+        """A worker died holding ``batch``: resubmit it or fail its tasklets.
+
+        Its worker may have died of one of its tasklets. The tasklets it
+        finished were delivered already when it sent partial answers; the
+        rest runs again *careful* (each tasklet reported as it ends), so that
+        a second death points at the tasklet that caused it, which alone is
+        retried or fails. Backends that cannot run a batch careful get the
+        halves run again instead, down to single tasklets.
+        """
         task = batch.task
         if task.generation != self.generation or self.forced:
             return
-        if len(batch) > 1 and self.backend.capacity > 0:
-            # One of its tasklets may have killed the worker: run the halves
-            # again, so that only a tasklet that kills every worker fails.
-            half = len(batch) // 2
-            for part in (range(half), range(half, len(batch))):
-                self.backend.submit(batch.subset(list(part)))
+        submit = self.backend.submit
+        if batch.stepwise:
+            # Its worker reported every tasklet it ended: the first one left
+            # is the one it died running.
+            if len(batch) > 1:
+                rest = batch.subset(list(range(1, len(batch))))
+                rest.careful = True
+                submit(rest)
+                batch = batch.subset([0])
+                batch.careful = True
+        elif len(batch) > 1 and self.backend.capacity > 0:
+            if self.backend.stepwise and not batch.careful:
+                again = batch.subset(list(range(len(batch))))
+                again.careful = True
+                submit(again)
+            else:
+                half = len(batch) // 2
+                for part in (range(half), range(half, len(batch))):
+                    submit(batch.subset(list(part)))
             return
         if batch.attempt < task.retries:
             batch.attempt += 1
-            self.backend.submit(batch)
+            submit(batch)
             return
         tries = "" if not task.retries else f" (after {task.retries} retries)"
         errors = {

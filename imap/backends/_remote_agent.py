@@ -15,7 +15,8 @@ entry points through ``conn.namespace``:
   ``(func, args, kwargs)`` of task ``key`` the first time this connection
   sees that task, else None; ``data`` is the pickle of the list of input
   items. The answer is the kernel's (:func:`kernel.answer_batch`): the
-  pickle of ``(values, errors, busy)``.
+  pickle of ``(values, errors, busy, more)``, ``more`` always False (a
+  remote batch is answered once).
 
 It imports nothing of ``imap`` when uploaded, so the remote host needs only
 Python, rpyc and cloudpickle.

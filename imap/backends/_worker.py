@@ -7,13 +7,15 @@ Messages to a worker process are pickled tuples:
 
 * ``("f", key, payload)`` — the function of task ``key``: ``payload`` is the
   cloudpickle of ``(func, args, kwargs)``; sent once per task per worker.
-* ``("b", key, data)`` — a batch: ``data`` is the pickle of the list of
-  input items.
+* ``("b", key, data, every)`` — a batch: ``data`` is the pickle of the
+  list of input items; ``every``: seconds between partial answers (0: after
+  every item).
 * ``("x", key)`` — forget task ``key``.
 * ``("q",)`` — quit.
 
-A worker answers every batch, in order, with the kernel's answer
-(:func:`kernel.answer_batch`): the pickle of ``(values, errors, busy)``.
+A worker answers every batch, in order, with the kernel's answers
+(:func:`kernel.answer_batch`): pickles of ``(values, errors, busy, more)``,
+partial ones (``more`` True) while a long batch runs, then the last one.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None) -
             break  # the parent is gone
         tag = msg[0]
         if tag == "b":
-            send(answer(funcs.get(msg[1]), init_error, msg[2]))
+            send(answer(funcs.get(msg[1]), init_error, msg[2], send=send, every=msg[3]))
         elif tag == "f":
             funcs[msg[1]] = kernel.load_task(msg[2])
         elif tag == "x":

@@ -36,6 +36,12 @@ class Batch:
         indices: the tasklets' indices within the task, in order.
         items: the tasklets' input items, aligned with ``indices``.
         attempt: 0 for the first submission, n for the n-th retry.
+        careful: run it reporting each tasklet as it ends (it is being run
+            again after its worker died, and may hold the tasklet that
+            killed it).
+        stepwise: its worker reports each tasklet as it ends (set by the
+            backend that sent it, for a careful batch if its workers can):
+            if that worker dies, the first tasklet left is what killed it.
     """
 
     task: Any
@@ -47,6 +53,8 @@ class Batch:
     sent: float | None = field(default=None, repr=False)     # perf_counter() when submitted
     nbytes: int | None = field(default=None, repr=False)     # pickled items + results
     given_up: bool = False   # its worker process was killed for an abandoned tasklet
+    careful: bool = False
+    stepwise: bool = False
 
     def __len__(self) -> int:
         return len(self.items)
@@ -59,6 +67,23 @@ class Batch:
             [self.items[p] for p in positions],
             self.attempt,
         )
+
+    def keep(self, positions: list[int]) -> None:
+        """Keep only the tasklets at ``positions`` (the batch runs again)."""
+        self.indices = [self.indices[p] for p in positions]
+        self.items = [self.items[p] for p in positions]
+        self.data = None   # pickled again, if ever sent again
+        self.sent = None   # the next answer's latency is not one round trip
+
+    def split_off(self, n: int) -> Batch:
+        """Remove the first ``n`` tasklets (answered early, while the batch
+        still runs) and return them as a batch of their own."""
+        head = Batch(self.task, self.indices[:n], self.items[:n], self.attempt)
+        self.indices = self.indices[n:]
+        self.items = self.items[n:]
+        self.data = None
+        self.sent = None
+        return head
 
 
 class Backend(ABC):
@@ -74,6 +99,10 @@ class Backend(ABC):
     """
 
     kind = "abstract"
+    # Its workers can report a careful batch tasklet by tasklet (partial
+    # answers): a batch whose worker died is then run again careful, and
+    # only the tasklet that kills a worker fails (else: halving).
+    stepwise = False
     # Run queued batches of later tasks first (set for adaptive flow; with
     # a fixed stride batches go in the order they were submitted).
     deepest_first = False
@@ -164,12 +193,17 @@ class Backend(ABC):
         abandoned = batch.abandoned or set()
         gone = [p for p, i in enumerate(batch.indices) if i in abandoned]
         rest = [p for p, i in enumerate(batch.indices) if i not in abandoned]
+        error = TimeoutError("abandoned by its consumer; its worker was replaced")
+        if not rest:
+            self.deliver(batch, [None] * len(gone), dict.fromkeys(range(len(gone)), error), None)
+            return
         if gone:
-            error = TimeoutError("abandoned by its consumer; its worker was replaced")
             errors = dict.fromkeys(range(len(gone)), error)
             self.deliver(batch.subset(gone), [None] * len(gone), errors, None)
-        if rest:
-            self.submit(batch.subset(rest))
+        batch.keep(rest)  # the same batch runs again: a backend may count it
+        batch.given_up = False
+        batch.abandoned = None
+        self.submit(batch)
 
     def _stop_timers(self) -> None:
         for timer in self._timers:

@@ -16,7 +16,11 @@ What it does:
 * :func:`run_batch` calls ``func(item, *args, **kwargs)`` once per item at C
   speed, keeps the values computed before an exception, and measures the
   time the batch took in the worker (``busy``, seconds): the figure the
-  adaptive flow policy and the statistics read.
+  adaptive flow policy and the statistics read. Given a ``flush`` callback
+  it also hands over the values computed so far every ``every`` seconds
+  (after every item when ``every`` is 0), so that a worker that dies
+  mid-batch loses only what it computed since: a process worker sends them
+  to the parent as *partial answers*.
 * :func:`pack_error` turns an exception into what travels between processes:
   ``(exception_pickle_or_None, repr, traceback_text)``. The exception is
   pickled with :mod:`pickle`, else with cloudpickle; ``None`` when neither
@@ -26,9 +30,10 @@ What it does:
   ``("unsendable", message, traceback_text)``. The parent turns it, and a
   packed error whose pickle is ``None``, into :class:`imap.UnsendableError`
   (``imap.backends.wire.unpack_error``).
-* :func:`encode_results` pickles a batch's answer ``(values, errors, busy)``,
-  replacing each result that does not pickle by an unsendable error in its
-  place.
+* :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
+  more)``, replacing each result that does not pickle by an unsendable error
+  in its place. ``more`` is True for a partial answer: the values of the
+  batch's first tasklets not answered yet, with more answers to follow.
 """
 
 import pickle
@@ -39,6 +44,7 @@ import cloudpickle
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 UNSENDABLE = "unsendable"
+FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
 
 
 def traceback_text(exc):
@@ -71,15 +77,20 @@ def failed(n, packed):
     return [None] * n, dict.fromkeys(range(n), packed)
 
 
-def run_batch(func, args, kwargs, items, pack=True):
+def run_batch(func, args, kwargs, items, pack=True, flush=None, every=FLUSH_EVERY):
     """Call ``func(item, *args, **kwargs)`` for each item, once each.
 
     Returns ``(values, errors, busy)``: ``errors`` is None when every call
     returned, else a dict position -> error (packed with :func:`pack_error`
     if ``pack``, else the exception itself); ``busy`` is the time the batch
     took, in seconds.
+
+    With ``flush``, once ``every`` seconds have passed since the last flush
+    (0: after every item), ``flush(values, errors, busy)`` receives what was
+    computed since, positions counted from there; the return value then
+    holds only the items after the last flush.
     """
-    start = time.perf_counter()
+    mark = time.perf_counter()
     if args or kwargs:
         def call(item):
             return func(item, *args, **kwargs)
@@ -88,29 +99,46 @@ def run_batch(func, args, kwargs, items, pack=True):
     values = []
     errors = None
     n = len(items)
-    while len(values) < n:
+    done = 0            # items handed to flush() already
+    step = n if flush is None else 1
+    while done + len(values) < n:
+        lo = done + len(values)
+        hi = min(n, lo + step)
+        began = mark if flush is None else time.perf_counter()
         # map() runs at C speed; when a call raises, the values before it are
         # already in ``values``, so no item is ever run twice.
         try:
-            values.extend(map(call, items[len(values):] if values else items))
+            values.extend(map(call, items if hi - lo == n else items[lo:hi]))
         except (Exception, SystemExit) as exc:  # SystemExit: a function calling exit()
             if errors is None:
                 errors = {}
             errors[len(values)] = pack_error(exc) if pack else exc
             values.append(None)
-    return values, errors, time.perf_counter() - start
+        if flush is None or done + len(values) == n:
+            continue
+        now = time.perf_counter()
+        if now - mark >= every:
+            flush(values, errors, now - mark)
+            done += len(values)
+            values = []
+            errors = None
+            mark = now
+        elif every and now - began < every / 8:
+            step *= 2  # quick so far: fewer, longer runs of map()
+    return values, errors, time.perf_counter() - mark
 
 
-def encode_results(values, errors, busy, where="the worker"):
-    """Pickle a batch's answer ``(values, errors, busy)``.
+def encode_results(values, errors, busy, where="the worker", more=False):
+    """Pickle a batch's answer ``(values, errors, busy, more)``.
 
     A result that cannot be pickled becomes an unsendable error in its place.
     """
     try:
-        return pickle.dumps((values, errors, busy), PROTOCOL)
+        return pickle.dumps((values, errors, busy, more), PROTOCOL)
     except Exception:
         pass
     errors = dict(errors or {})
+    values = list(values)
     for pos, value in enumerate(values):
         if pos in errors:
             continue
@@ -121,7 +149,7 @@ def encode_results(values, errors, busy, where="the worker"):
                 f"the result ({type(value).__name__}) could not be pickled to send it "
                 f"back from {where}", exc)
             values[pos] = None
-    return pickle.dumps((values, errors, busy), PROTOCOL)
+    return pickle.dumps((values, errors, busy, more), PROTOCOL)
 
 
 def load_task(payload, where="the worker"):
@@ -132,23 +160,30 @@ def load_task(payload, where="the worker"):
         return (None, unsendable(f"the function could not be unpickled in {where}", exc))
 
 
-def answer_batch(entry, init_error, data, where="the worker"):
+def answer_batch(entry, init_error, data, where="the worker", send=None, every=None):
     """Run one batch as a worker receives it; return the pickled answer.
 
     ``entry`` is the task's ``(func, args, kwargs)`` (or ``(None, error)``,
     or None if the function never arrived), ``init_error`` the packed error
     of a failed initializer (or None), ``data`` the pickled list of items.
+    With ``send`` and ``every`` (seconds, 0: after every item), partial
+    answers go out through ``send`` while the batch runs.
     """
     try:
         items = pickle.loads(data)
     except Exception as exc:
         return pickle.dumps((None, unsendable(
-            f"the items could not be unpickled in {where}", exc), 0.0), PROTOCOL)
+            f"the items could not be unpickled in {where}", exc), 0.0, False), PROTOCOL)
     failure = init_error
     if failure is None and (entry is None or entry[0] is None):
         failure = entry[1] if entry else unsendable("the function was not received")
     if failure is not None:
         values, errors = failed(len(items), failure)
-        return pickle.dumps((values, errors, 0.0), PROTOCOL)
-    values, errors, busy = run_batch(entry[0], entry[1], entry[2], items)
+        return pickle.dumps((values, errors, 0.0, False), PROTOCOL)
+    flush = None
+    if send is not None and every is not None:
+        def flush(values, errors, busy):
+            send(encode_results(values, errors, busy, where, more=True))
+    values, errors, busy = run_batch(entry[0], entry[1], entry[2], items, flush=flush,
+                                     every=every or 0.0)
     return encode_results(values, errors, busy, where)

@@ -14,7 +14,8 @@ class MixedBackend(Backend):
 
     A batch goes to the part with the most free room (its ``capacity`` less
     the batches it holds); when neither has room it waits here until a result
-    frees some.
+    frees some. A batch is held by its part from its submission until its
+    last answer (or its loss); partial answers do not free room.
     """
 
     kind = "mixed"
@@ -27,7 +28,11 @@ class MixedBackend(Backend):
         self.local = make_local(self._done_cb(0, deliver), self._done_cb(0, lost))
         self.remote = make_remote(self._done_cb(1, deliver), self._done_cb(1, lost))
         self._parts = (self.local, self.remote)
-        self._held = [0, 0]
+        self._held: list[set] = [set(), set()]  # the batches each part holds
+
+    @property
+    def stepwise(self) -> bool:  # type: ignore[override]
+        return self.local.stepwise or self.remote.stepwise
 
     @property
     def deepest_first(self) -> bool:  # type: ignore[override]
@@ -51,7 +56,7 @@ class MixedBackend(Backend):
 
     def start(self) -> None:
         self._stopping = False
-        self._held = [0, 0]
+        self._held = [set(), set()]
         self.local.start()  # first: "fork" forks before any thread of the remote part
         try:
             self.remote.start()
@@ -73,7 +78,7 @@ class MixedBackend(Backend):
         self._send(moves)
 
     def _room(self, part: int) -> int:
-        return self._parts[part].capacity - self._held[part]
+        return self._parts[part].capacity - len(self._held[part])
 
     def _assign(self) -> list:
         """Pick a part for each queued batch that fits somewhere (lock held)."""
@@ -82,8 +87,8 @@ class MixedBackend(Backend):
             part = max((0, 1), key=self._room)
             if self._room(part) <= 0:
                 break
-            self._held[part] += 1
-            moves.append((part, self._pending.popleft()))
+            self._held[part].add(batch := self._pending.popleft())
+            moves.append((part, batch))
         return moves
 
     def _send(self, moves: list) -> None:
@@ -93,8 +98,11 @@ class MixedBackend(Backend):
     def _done_cb(self, part: int, callback: Any) -> Any:
         def done(batch: Batch, *rest: Any) -> None:
             with self._lock:
-                self._held[part] -= 1
-                moves = self._assign()
+                held = self._held[part]
+                moves = []
+                if batch in held:  # else a partial answer: the batch runs on
+                    held.discard(batch)
+                    moves = self._assign()
             self._send(moves)
             callback(batch, *rest)
         return done

@@ -42,7 +42,7 @@ from typing import Any
 
 from . import _worker
 from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
-from .kernel import PROTOCOL
+from .kernel import FLUSH_EVERY, PROTOCOL
 from .main_check import check_main_module
 from .slots import Slot, SlotBackend
 
@@ -125,6 +125,7 @@ class ProcessBackend(SlotBackend):
     """``num`` worker processes fed through per-worker pipes."""
 
     kind = "process"
+    stepwise = True
     where = "to a worker process"
     _none_left = "no worker process is left"
 
@@ -262,7 +263,8 @@ class ProcessBackend(SlotBackend):
         key = batch.task.key
         if payload is not None:
             worker.outbox.put(pickle.dumps(("f", key, payload), PROTOCOL))
-        worker.outbox.put(pickle.dumps(("b", key, batch.data), PROTOCOL))
+        every = 0.0 if batch.careful else FLUSH_EVERY
+        worker.outbox.put(pickle.dumps(("b", key, batch.data, every), PROTOCOL))
 
     # -- the Router thread -----------------------------------------------------
 

@@ -121,6 +121,7 @@ class SlotBackend(Backend):
                 slot.known.add(key)
                 payload = batch.task.payload()[0]
             slot.held.append(batch)
+            batch.stepwise = batch.careful and self.stepwise
             self._send(slot, batch, payload)
 
     @abstractmethod
@@ -131,12 +132,23 @@ class SlotBackend(Backend):
     # -- answers and deaths ------------------------------------------------------------
 
     def _answered(self, slot: Any, data: bytes) -> None:
-        """File the answer ``data`` of ``slot``'s oldest batch."""
+        """File the answer ``data`` of ``slot``'s oldest batch.
+
+        A partial answer (the first tasklets of a batch still running) is
+        delivered as a batch of its own; the batch keeps the others.
+        """
         with self._lock:
-            batch = slot.held.popleft()
+            batch = slot.held[0]
+        values, errors, busy, more = wire.decode_answer(batch, data)
+        if more:
+            with self._lock:
+                head = batch.split_off(len(values))
+            self.deliver(head, values, errors, busy)
+            return
+        with self._lock:
+            slot.held.popleft()
             self._dispatch()
         batch.nbytes = len(data) + len(batch.data or b"")
-        values, errors, busy = wire.decode_answer(batch, data)
         self.deliver(batch, values, errors, busy)
 
     def _failed_one(self, slot: Any, exc: BaseException, message: str) -> None:

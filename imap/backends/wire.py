@@ -45,16 +45,17 @@ def unpack_error(packed: tuple) -> BaseException:
     return with_traceback_cause(exc, tb_text)
 
 
-def decode_answer(batch: Batch, data: bytes) -> tuple[list, dict | None, float]:
-    """``(values, errors, busy)`` of a batch from a worker's pickled answer;
-    ``errors`` holds exceptions, ready for ``Engine.deliver``."""
-    values, packed, busy = pickle.loads(data)
+def decode_answer(batch: Batch, data: bytes) -> tuple[list, dict | None, float, bool]:
+    """``(values, errors, busy, more)`` from a worker's pickled answer to
+    ``batch``; ``errors`` holds exceptions, ready for ``Engine.deliver``;
+    ``more``: a partial answer (the values of the batch's first tasklets)."""
+    values, packed, busy, more = pickle.loads(data)
     if values is None:  # the items did not unpickle in the worker
         values, packed = kernel.failed(len(batch), packed)
     errors = None
     if packed:
         errors = {p: unpack_error(e) for p, e in packed.items()}
-    return values, errors, busy
+    return values, errors, busy, more
 
 
 def fail_batch(deliver: Callable, batch: Batch, exc: BaseException,
@@ -98,16 +99,19 @@ def prepare(deliver: Callable, batch: Batch, where: str) -> Batch | None:
                 good.append(pos)
             except Exception as exc:
                 bad.append((pos, exc))
-    for pos, exc in bad:
+    errors = {}
+    for n, (pos, exc) in enumerate(bad):
         kind = type(batch.items[pos]).__name__
-        fail_batch(deliver, batch.subset([pos]), UnsendableError(
+        errors[n] = with_traceback_cause(UnsendableError(
             f"item {batch.indices[pos]} of task {task.id} ({kind}) could not be "
-            f"pickled to send it {where}: {exc!r}"), exc)
+            f"pickled to send it {where}: {exc!r}"), traceback_text(exc))
     if not good:
+        deliver(batch, [None] * len(batch), errors)
         return None
-    kept = batch.subset(good)
-    kept.data = cloudpickle.dumps(kept.items)
-    return kept
+    deliver(batch.subset([pos for pos, _ in bad]), [None] * len(bad), errors)
+    batch.keep(good)  # the same batch goes on: a backend may count it
+    batch.data = cloudpickle.dumps(batch.items)
+    return batch
 
 
 def pickle_initializer(initializer: Any, initargs: tuple, where: str) -> bytes | None:
