@@ -4,6 +4,7 @@ hangs and loses only what the dead worker held."""
 
 from __future__ import annotations
 
+import collections
 import gc
 import itertools
 import json
@@ -172,9 +173,52 @@ def test_retries_count_per_tasklet_in_a_large_batch(tmp_path):
         got = results_or_errors(task, 64)
     assert isinstance(got[5], imap.WorkerLostError)
     assert got[:5] + got[6:] == [2 * x for x in range(64) if x != 5]
-    # Halving a batch of 16 to the item alone takes 4 deaths (16, 8, 4, 2), then
-    # the item alone dies once and twice more on retry.
-    assert len(attempts.read_text().splitlines()) == 4 + 3
+    # The batch holding it dies once; run again careful (each item reported as
+    # it ends), it dies at the item, which is then retried alone twice.
+    assert len(attempts.read_text().splitlines()) == 2 + 2
+
+
+def _runs(log):
+    counts = collections.Counter(int(line) for line in log.read_text().split())
+    return counts
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("stride", [64, 1024])
+def test_a_worker_death_reruns_each_item_at_most_once_more(tmp_path, stride):
+    """Only the items of the dead batch that ran before the crash run twice
+    (the careful re-run reports each item as it ends): none runs a third time."""
+    log = tmp_path / "calls"
+    with imap.IMap(worker_type="process", worker_num=2, stride=stride) as m:
+        task = m.add_task(wf.record_and_exit_on, range(200), args=(3, str(log)))
+        m.start()
+        got = results_or_errors(task, 200)
+    assert isinstance(got[3], imap.WorkerLostError)
+    assert got[:3] + got[4:] == [2 * x for x in range(200) if x != 3]
+    runs = _runs(log)
+    assert sorted(runs) == list(range(200))
+    assert runs[3] == 2  # in its batch, then alone in the careful re-run
+    assert {x for x, n in runs.items() if n > 1} <= {0, 1, 2, 3}
+    assert max(runs.values()) <= 2
+
+
+@pytest.mark.timeout(90)
+def test_a_long_batch_keeps_what_it_finished_before_its_worker_died(tmp_path):
+    """A batch that runs long sends partial answers: a crash loses at most the
+    items finished since the last one (``FLUSH_EVERY``, 0.25 s, i.e. at most
+    two items of 0.1 s here), which alone run again."""
+    log = tmp_path / "calls"
+    with imap.IMap(worker_type="process", worker_num=1, stride=16, chunksize=16) as m:
+        task = m.add_task(wf.record_and_exit_on, range(16), args=(9, str(log), 0.1))
+        m.start()
+        got = results_or_errors(task, 16)
+    assert isinstance(got[9], imap.WorkerLostError)
+    assert got[:9] + got[10:] == [2 * x for x in range(16) if x != 9]
+    runs = _runs(log)
+    assert runs[9] == 2
+    twice = [x for x in range(9) if runs[x] == 2]
+    assert len(twice) <= 2, runs  # without partial answers: all of 0..8
+    assert all(runs[x] == 1 for x in range(10, 16))
 
 
 @pytest.mark.timeout(90)
@@ -356,3 +400,48 @@ def test_many_process_imaps_started_and_stopped_leave_nothing():
                 x * x for x in range(round_ % 5 + 1)
             ]
     assert_no_leftovers(before, grace=10)
+
+
+@pytest.mark.timeout(300)
+def test_deaths_anywhere_in_a_batch_fail_only_the_killing_items(tmp_path):
+    """Property: whatever the batch shape and where the killing items are,
+    every other item gives its result, the killers fail alone, and no item
+    runs more than twice (once in the batch that died, once careful)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    runs_dir = tmp_path
+    counter = itertools.count()
+
+    @settings(max_examples=12, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(n=st.integers(1, 120), victims=st.sets(st.integers(0, 119), max_size=2),
+           chunk=st.sampled_from([None, 1, 7, 64]), ordered=st.booleans())
+    def check(n, victims, chunk, ordered):
+        log = runs_dir / f"calls{next(counter)}"
+        victims = {v for v in victims if v < n}
+        extra = {} if chunk is None else {"stride": chunk * 2, "chunksize": chunk}
+        with imap.IMap(worker_type="process", worker_num=2, ordered=ordered, **extra) as m:
+            task = m.add_task(wf.record_and_exit_on_any, range(n),
+                              args=(sorted(victims), str(log)))
+            m.start()
+            if ordered:
+                got = results_or_errors(task, n)
+            else:
+                got = [None] * n
+                for _ in range(n):
+                    try:
+                        value = next(task)
+                        got[value // 2] = value
+                    except imap.WorkerLostError as exc:
+                        got[int(str(exc).rsplit("item ", 1)[1].split()[0])] = exc
+        for x in range(n):
+            if x in victims:
+                assert isinstance(got[x], imap.WorkerLostError), (x, got[x])
+            else:
+                assert got[x] == 2 * x
+        runs = _runs(log) if n else collections.Counter()
+        assert sorted(runs) == list(range(n))
+        assert max(runs.values(), default=0) <= 2
+
+    check()

@@ -250,3 +250,22 @@ def sleep_and_return_value(x):
     if x % 7 == 0:
         time.sleep(0.0005)
     return x
+
+
+def record_and_exit_on(x, victim, log, pause=0.0):
+    """Append ``x`` to ``log`` (one line per call), sleep ``pause`` seconds,
+    then exit the worker at item ``victim`` or return ``2 * x``."""
+    _append_line(log, str(x))
+    if pause:
+        time.sleep(pause)
+    if x == victim:
+        os._exit(1)
+    return 2 * x
+
+
+def record_and_exit_on_any(x, victims, log):
+    """:func:`record_and_exit_on` with several victims."""
+    _append_line(log, str(x))
+    if x in victims:
+        os._exit(1)
+    return 2 * x
