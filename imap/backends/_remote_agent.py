@@ -15,15 +15,15 @@ entry points through ``conn.namespace``:
   ``(func, args, kwargs)`` of task ``key`` the first time this connection
   sees that task, else None; ``data`` is the pickle of the list of input
   items. The answer is the kernel's (:func:`kernel.answer_batch`): the
-  pickle of ``(values, errors, busy, more)``, ``more`` always False (a
-  remote batch is answered once).
+  pickle of ``(values, errors, busy, peak, more)``, ``more`` always False
+  (a remote batch is answered once).
 
 It imports nothing of ``imap`` when uploaded, so the remote host needs only
 Python, rpyc and cloudpickle.
 """
 
 if "answer_batch" not in globals():  # imported as a module, not uploaded after the kernel
-    from .kernel import answer_batch, load_task, pack_error
+    from .kernel import FLUSH_EVERY, answer_batch, load_task, pack_error
 
 _WHERE = "the remote worker"
 _funcs = {}             # task key -> (func, args, kwargs) or (None, packed error)
@@ -73,4 +73,5 @@ def imap_agent_run(key, payload, data):
         for old in [k for k in _funcs if k[0] != key[0]]:  # an older IMap run
             del _funcs[old]
         _funcs[key] = load_task(payload, _WHERE)
-    return answer_batch(_funcs.get(key), _state["init_error"], data, _WHERE)
+    return answer_batch(_funcs.get(key), _state["init_error"], data, _WHERE,
+                        every=FLUSH_EVERY)

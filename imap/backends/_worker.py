@@ -14,7 +14,7 @@ Messages to a worker process are pickled tuples:
 * ``("q",)`` — quit.
 
 A worker answers every batch, in order, with the kernel's answers
-(:func:`kernel.answer_batch`): pickles of ``(values, errors, busy, more)``,
+(:func:`kernel.answer_batch`): pickles of ``(values, errors, busy, peak, more)``,
 partial ones (``more`` True) while a long batch runs, then the last one.
 """
 

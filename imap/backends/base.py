@@ -22,7 +22,7 @@ PREFETCH = 2  # batches a worker may hold: one running, one queued behind it
 # (skip=True) before it is replaced, so that the items behind it run.
 GIVE_UP_AFTER = 1.0
 
-Deliver = Callable[["Batch", list, "dict | None", "float | None"], None]
+Deliver = Callable[..., None]  # (batch, values, errors, busy=None, peak=None)
 Lost = Callable[["Batch", str], None]
 
 
@@ -90,11 +90,13 @@ class Backend(ABC):
     """A pool of workers of one kind.
 
     Args:
-        deliver: ``deliver(batch, values, errors, busy)``: the results of a
-            batch; ``values`` aligned with ``batch.indices``, ``errors`` None
-            or a dict position -> exception (whose ``__cause__`` is a
+        deliver: ``deliver(batch, values, errors, busy=None, peak=None)``:
+            the results of a batch; ``values`` aligned with
+            ``batch.indices``, ``errors`` None or a dict position ->
+            exception (whose ``__cause__`` is a
             :class:`~imap.errors.WorkerTraceback`), ``busy`` the seconds the
-            worker spent on the batch (None if not measured).
+            worker spent on the batch and ``peak`` on its longest tasklet
+            (None if not measured).
         lost: ``lost(batch, reason)``: the worker holding the batch died.
     """
 

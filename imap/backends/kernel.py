@@ -16,11 +16,11 @@ What it does:
 * :func:`run_batch` calls ``func(item, *args, **kwargs)`` once per item at C
   speed, keeps the values computed before an exception, and measures the
   time the batch took in the worker (``busy``, seconds): the figure the
-  adaptive flow policy and the statistics read. Given a ``flush`` callback
-  it also hands over the values computed so far every ``every`` seconds
-  (after every item when ``every`` is 0), so that a worker that dies
-  mid-batch loses only what it computed since: a process worker sends them
-  to the parent as *partial answers*.
+  adaptive flow policy and the statistics read, and the longest tasklet
+  (``peak``). Given a ``flush`` callback it also hands over the values
+  computed so far every ``every`` seconds (after every item when ``every``
+  is 0), so that a worker that dies mid-batch loses only what it computed
+  since: a process worker sends them to the parent as *partial answers*.
 * :func:`pack_error` turns an exception into what travels between processes:
   ``(exception_pickle_or_None, repr, traceback_text)``. The exception is
   pickled with :mod:`pickle`, else with cloudpickle; ``None`` when neither
@@ -31,7 +31,7 @@ What it does:
   packed error whose pickle is ``None``, into :class:`imap.UnsendableError`
   (``imap.backends.wire.unpack_error``).
 * :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
-  more)``, replacing each result that does not pickle by an unsendable error
+  peak, more)``, replacing each result that does not pickle by an unsendable error
   in its place. ``more`` is True for a partial answer: the values of the
   batch's first tasklets not answered yet, with more answers to follow.
 """
@@ -77,18 +77,23 @@ def failed(n, packed):
     return [None] * n, dict.fromkeys(range(n), packed)
 
 
-def run_batch(func, args, kwargs, items, pack=True, flush=None, every=FLUSH_EVERY):
+def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
     """Call ``func(item, *args, **kwargs)`` for each item, once each.
 
-    Returns ``(values, errors, busy)``: ``errors`` is None when every call
-    returned, else a dict position -> error (packed with :func:`pack_error`
-    if ``pack``, else the exception itself); ``busy`` is the time the batch
-    took, in seconds.
+    Returns ``(values, errors, busy, peak)``: ``errors`` is None when every
+    call returned, else a dict position -> error (packed with
+    :func:`pack_error` if ``pack``, else the exception itself); ``busy`` is
+    the time the batch took, in seconds; ``peak`` the longest time of one
+    tasklet, as far as it was measured (see below).
 
-    With ``flush``, once ``every`` seconds have passed since the last flush
-    (0: after every item), ``flush(values, errors, busy)`` receives what was
-    computed since, positions counted from there; the return value then
-    holds only the items after the last flush.
+    Without ``every``, the items run in one go and ``peak`` is the mean.
+    With ``every`` (seconds), they run in runs of growing length, each timed:
+    a run stays one item long while items take more than ``every / 8``, so
+    ``peak`` is exact for long tasklets and a run's mean for short ones.
+    With ``flush`` too, once ``every`` seconds have passed since the last
+    flush (``every`` 0: after every item), ``flush(values, errors, busy,
+    peak)`` receives what was computed since, positions counted from
+    there; the return value then holds only the items after the last flush.
     """
     mark = time.perf_counter()
     if args or kwargs:
@@ -100,11 +105,12 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=FLUSH_EVER
     errors = None
     n = len(items)
     done = 0            # items handed to flush() already
-    step = n if flush is None else 1
+    step = n if every is None else 1
+    peak = 0.0
     while done + len(values) < n:
         lo = done + len(values)
         hi = min(n, lo + step)
-        began = mark if flush is None else time.perf_counter()
+        began = time.perf_counter() if step < n else mark
         # map() runs at C speed; when a call raises, the values before it are
         # already in ``values``, so no item is ever run twice.
         try:
@@ -114,27 +120,31 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=FLUSH_EVER
                 errors = {}
             errors[len(values)] = pack_error(exc) if pack else exc
             values.append(None)
-        if flush is None or done + len(values) == n:
-            continue
         now = time.perf_counter()
-        if now - mark >= every:
-            flush(values, errors, now - mark)
+        ran = done + len(values) - lo
+        if (now - began) / ran > peak:
+            peak = (now - began) / ran
+        if every is None or done + len(values) == n:
+            continue
+        if flush is not None and now - mark >= every:
+            flush(values, errors, now - mark, peak)
             done += len(values)
             values = []
             errors = None
             mark = now
-        elif every and now - began < every / 8:
+            peak = 0.0
+        elif now - began < every / 8:
             step *= 2  # quick so far: fewer, longer runs of map()
-    return values, errors, time.perf_counter() - mark
+    return values, errors, time.perf_counter() - mark, peak
 
 
-def encode_results(values, errors, busy, where="the worker", more=False):
-    """Pickle a batch's answer ``(values, errors, busy, more)``.
+def encode_results(values, errors, busy, peak, where="the worker", more=False):
+    """Pickle a batch's answer ``(values, errors, busy, peak, more)``.
 
     A result that cannot be pickled becomes an unsendable error in its place.
     """
     try:
-        return pickle.dumps((values, errors, busy, more), PROTOCOL)
+        return pickle.dumps((values, errors, busy, peak, more), PROTOCOL)
     except Exception:
         pass
     errors = dict(errors or {})
@@ -149,7 +159,7 @@ def encode_results(values, errors, busy, where="the worker", more=False):
                 f"the result ({type(value).__name__}) could not be pickled to send it "
                 f"back from {where}", exc)
             values[pos] = None
-    return pickle.dumps((values, errors, busy, more), PROTOCOL)
+    return pickle.dumps((values, errors, busy, peak, more), PROTOCOL)
 
 
 def load_task(payload, where="the worker"):
@@ -166,24 +176,24 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     ``entry`` is the task's ``(func, args, kwargs)`` (or ``(None, error)``,
     or None if the function never arrived), ``init_error`` the packed error
     of a failed initializer (or None), ``data`` the pickled list of items.
-    With ``send`` and ``every`` (seconds, 0: after every item), partial
-    answers go out through ``send`` while the batch runs.
+    ``every``: see :func:`run_batch`; with ``send`` too, partial answers go
+    out through ``send`` while the batch runs.
     """
     try:
         items = pickle.loads(data)
     except Exception as exc:
         return pickle.dumps((None, unsendable(
-            f"the items could not be unpickled in {where}", exc), 0.0, False), PROTOCOL)
+            f"the items could not be unpickled in {where}", exc), 0.0, 0.0, False), PROTOCOL)
     failure = init_error
     if failure is None and (entry is None or entry[0] is None):
         failure = entry[1] if entry else unsendable("the function was not received")
     if failure is not None:
         values, errors = failed(len(items), failure)
-        return pickle.dumps((values, errors, 0.0, False), PROTOCOL)
+        return pickle.dumps((values, errors, 0.0, 0.0, False), PROTOCOL)
     flush = None
-    if send is not None and every is not None:
-        def flush(values, errors, busy):
-            send(encode_results(values, errors, busy, where, more=True))
-    values, errors, busy = run_batch(entry[0], entry[1], entry[2], items, flush=flush,
-                                     every=every or 0.0)
-    return encode_results(values, errors, busy, where)
+    if send is not None:
+        def flush(values, errors, busy, peak):
+            send(encode_results(values, errors, busy, peak, where, more=True))
+    values, errors, busy, peak = run_batch(entry[0], entry[1], entry[2], items,
+                                           flush=flush, every=every)
+    return encode_results(values, errors, busy, peak, where)

@@ -139,17 +139,17 @@ class SlotBackend(Backend):
         """
         with self._lock:
             batch = slot.held[0]
-        values, errors, busy, more = wire.decode_answer(batch, data)
+        values, errors, busy, peak, more = wire.decode_answer(batch, data)
         if more:
             with self._lock:
                 head = batch.split_off(len(values))
-            self.deliver(head, values, errors, busy)
+            self.deliver(head, values, errors, busy, peak)
             return
         with self._lock:
             slot.held.popleft()
             self._dispatch()
         batch.nbytes = len(data) + len(batch.data or b"")
-        self.deliver(batch, values, errors, busy)
+        self.deliver(batch, values, errors, busy, peak)
 
     def _failed_one(self, slot: Any, exc: BaseException, message: str) -> None:
         """``slot``'s oldest batch failed as a whole (the worker lives on)."""

@@ -136,8 +136,8 @@ class ThreadBackend(Backend):
                 }
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
-            values, errors, busy = run_batch(task.func, task.args, task.kwargs, batch.items,
-                                             pack=False)
+            values, errors, busy, peak = run_batch(task.func, task.args, task.kwargs,
+                                                   batch.items, pack=False)
             if self._skip:
                 with self._lock:
                     self._running.pop(me, None)
@@ -146,7 +146,7 @@ class ThreadBackend(Backend):
             if errors:
                 for exc in errors.values():
                     with_traceback_cause(exc, traceback_text(exc))
-            self.deliver(batch, values, errors, busy)
+            self.deliver(batch, values, errors, busy, peak)
 
     def stop(self, forced: bool = False) -> None:
         with self._lock:

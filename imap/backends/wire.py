@@ -45,17 +45,17 @@ def unpack_error(packed: tuple) -> BaseException:
     return with_traceback_cause(exc, tb_text)
 
 
-def decode_answer(batch: Batch, data: bytes) -> tuple[list, dict | None, float, bool]:
-    """``(values, errors, busy, more)`` from a worker's pickled answer to
+def decode_answer(batch: Batch, data: bytes) -> tuple[list, dict | None, float, float, bool]:
+    """``(values, errors, busy, peak, more)`` from a worker's pickled answer to
     ``batch``; ``errors`` holds exceptions, ready for ``Engine.deliver``;
     ``more``: a partial answer (the values of the batch's first tasklets)."""
-    values, packed, busy, more = pickle.loads(data)
+    values, packed, busy, peak, more = pickle.loads(data)
     if values is None:  # the items did not unpickle in the worker
         values, packed = kernel.failed(len(batch), packed)
     errors = None
     if packed:
         errors = {p: unpack_error(e) for p, e in packed.items()}
-    return values, errors, busy, more
+    return values, errors, busy, peak, more
 
 
 def fail_batch(deliver: Callable, batch: Batch, exc: BaseException,
