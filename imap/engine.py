@@ -282,8 +282,9 @@ class Engine:
     # -- the backends' side ----------------------------------------------------
 
     def deliver(self, batch: Any, values: list, errors: dict | None,
-                busy: float | None = None) -> None:
-        """File the results of a batch (``busy``: the worker's seconds on it)."""
+                busy: float | None = None, peak: float | None = None) -> None:
+        """File the results of a batch (``busy``: the worker's seconds on it,
+        ``peak``: on its longest tasklet)."""
         task = batch.task
         with self.lock:
             if task.generation != self.generation or self.forced:
