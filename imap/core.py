@@ -32,15 +32,17 @@ interpreter exit.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import backends
+from . import backends, stats
 from .engine import Engine, Task
 from .feeder import Feeder
 from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, FlowPolicy
 from .options import Options, check_int
+from .stats import Report
 from .status import IMapStatus
 from .taskiter import DEFAULT, TaskIterator
 
@@ -430,6 +432,7 @@ class IMap:
                 except TypeError as exc:
                     raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
         engine.reset()
+        self._state["last"] = None
         self._policy.start(engine.tasks)
         engine.buffer = self._policy.bound
         outputs = sum(1 for t in engine.tasks if t.consumer is None)
@@ -439,6 +442,7 @@ class IMap:
         backend.deepest_first = self._policy.adaptive
         engine.backend = backend
         backend.start()
+        engine.run.begin()   # the run's clock starts once the workers are up
         feeder = Feeder(engine)
         self._state["feeder"] = feeder
         engine.started = True
@@ -466,8 +470,21 @@ class IMap:
         return self.get_task(0)
 
     def status(self) -> IMapStatus:
-        """A snapshot: workers, buffer use and per-task counters."""
+        """A snapshot: workers, buffer use and per-task counters and times."""
         return self._engine.status()
+
+    def report(self) -> Report:
+        """What this run did and what limits it: per task, items, errors,
+        the workers' time it took, its rate and what it waited on, and a
+        verdict naming the bottleneck (a task's work, the input, the
+        consumer, or messaging overhead) with the usual remedy.
+
+        While running, the report is of the run so far; once stopped, of
+        the last run. ``print(m.report())`` shows a table;
+        ``m.report().as_dict()`` gives the figures to programs.
+        """
+        status = self._state.get("last") if not self._engine.started else None
+        return stats.report(status or self._engine.status(), self.workers, self.adaptive)
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -513,6 +530,9 @@ class IMap:
                     engine.backend.stop(forced=False)
                     engine.backend = None
                 self._state["feeder"] = None
+        if engine.started:
+            engine.run.ended = time.perf_counter()
+            self._state["last"] = engine.status()  # for report() after the run
         with engine.lock:
             engine.started = False
             engine.stopped = True

@@ -27,6 +27,7 @@ import cloudpickle
 
 from .errors import StallError, TimeoutError, WorkerLostError
 from .results import Failure, ResultBuffer
+from .stats import RunStats, TaskStats
 from .status import IMapStatus, TaskStatus
 
 _NO_PAYLOAD = object()
@@ -65,7 +66,7 @@ class Task:
         self.in_flight = 0
         self.errors = 0
         self.flow: Any = None  # the flow policy's record (flow.TaskFlow)
-        self.busy = 0.0        # seconds workers spent on this task's batches (measured there)
+        self.stats = TaskStats()  # timing counters (imap.stats)
         self.exhausted = False
         self._payload: Any = _NO_PAYLOAD
 
@@ -101,6 +102,7 @@ class Engine:
         self.stopped = False     # stopped at least once, not started since
         self.policy = policy     # flow.FlowPolicy: stride, batch and bound in force
         self.impatient = False   # turns draw what is ready (see patient())
+        self.run = RunStats()
         self.reset()
 
     def reset(self) -> None:
@@ -134,7 +136,9 @@ class Engine:
                     return 0
                 self.feeder_waits_slot = True
                 self.result_ready.notify_all()  # let stalled consumers see it
+                began = time.perf_counter()
                 self.slot_free.wait()
+                self.run.room_wait += time.perf_counter() - began
                 self.feeder_waits_slot = False
 
     def new_turn(self) -> int:
@@ -194,7 +198,11 @@ class Engine:
                 self.feeder_waits_any = active
                 self.feeder_waits_slot = True   # _free() and deliver() wake us
                 self.result_ready.notify_all()  # let stalled consumers see it
+                full = self.slots_used >= self.buffer
+                began = time.perf_counter()
                 self.slot_free.wait()
+                if full:
+                    self.run.room_wait += time.perf_counter() - began
                 self.feeder_waits_slot = False
                 self.feeder_waits_any = None
 
@@ -243,7 +251,9 @@ class Engine:
                         return [Failure(err, slot=False)], False
                 self.feeder_waits_on = up
                 self.result_ready.notify_all()
+                began = time.perf_counter()
                 self.result_ready.wait(remaining)
+                task.stats.input_wait += time.perf_counter() - began
                 self.feeder_waits_on = None
 
     def register(self, task: Task, n: int) -> int:
@@ -290,11 +300,9 @@ class Engine:
             if task.generation != self.generation or self.forced:
                 return
             n = len(batch.indices)
-            if busy is not None:
-                task.busy += busy
+            now = time.perf_counter()
             sent = batch.sent
-            self.policy.observe(task, n, busy,
-                                None if sent is None else time.perf_counter() - sent,
+            self.policy.observe(task, n, busy, None if sent is None else now - sent,
                                 batch.nbytes)
             res = task.results
             if errors:
@@ -303,6 +311,7 @@ class Engine:
                     values[pos] = Failure(exc)
                 task.errors += len(errors)
             freed = res.put_many(batch.indices, values)
+            task.stats.delivered(n, busy, peak, res.arrived, now)
             if self.feeder_waits_any is not None:
                 self.slot_free.notify()
             task.in_flight -= n
@@ -432,6 +441,8 @@ class Engine:
                     self._free(1)
                     return outcome
                 if task.finished() or self.forced or task.generation != self.generation:
+                    if task.generation == self.generation:
+                        self.run.finished = time.perf_counter()
                     raise StopIteration
                 if self.failure is not None:
                     raise RuntimeError(
@@ -458,7 +469,9 @@ class Engine:
                         wait = left if wait is None else min(wait, left)
                 else:
                     stalled_since = None
+                began = time.perf_counter()
                 self.result_ready.wait(wait)
+                task.stats.result_wait += time.perf_counter() - began
 
     def _abandoned(self, task: Task, index: int) -> None:
         """Tell the backend a consumer gave up on a tasklet (lock held)."""
@@ -527,19 +540,9 @@ class Engine:
     # -- status ------------------------------------------------------------------
 
     def status(self) -> IMapStatus:
+        now = time.perf_counter()
         with self.lock:
-            tasks = [
-                TaskStatus(
-                    task=t.id, name=t.name, drawn=t.drawn, in_flight=t.in_flight,
-                    done=t.results.arrived, buffered=len(t.results) + len(t.handout),
-                    consumed=t.results.taken - len(t.handout), errors=t.errors,
-                    skipped=t.results.nskipped, finished=t.finished(),
-                    busy=t.busy,
-                    batch=t.flow.batch if t.flow else 1,
-                    tasklet_time=t.flow.tasklet if t.flow else None,
-                )
-                for t in self.tasks
-            ]
+            tasks = [self._task_status(t, now) for t in self.tasks]
             backend = self.backend
             return IMapStatus(
                 started=self.started, stopped=self.stopped,
@@ -549,4 +552,23 @@ class Engine:
                 high_water=self.high_water, tasks=tasks,
                 stride=self.policy.stride, bytes_alive=self.policy.bytes_alive(
                     self.tasks, self.slots_used),
+                elapsed=self.run.elapsed(now), room_wait=self.run.room_wait,
             )
+
+    def _task_status(self, t: Task, now: float) -> TaskStatus:
+        stats = t.stats
+        done = t.results.arrived
+        return TaskStatus(
+            task=t.id, name=t.name, drawn=t.drawn, in_flight=t.in_flight,
+            done=done, buffered=len(t.results) + len(t.handout),
+            consumed=t.results.taken - len(t.handout), errors=t.errors,
+            skipped=t.results.nskipped, finished=t.finished(),
+            busy=stats.busy,
+            batch=t.flow.batch if t.flow else 1,
+            tasklet_time=t.flow.tasklet if t.flow else None,
+            mean_time=stats.busy / stats.timed if stats.timed else None,
+            peak_time=stats.peak,
+            rate=stats.rate(done, self.run.ended or now, self.run.started),
+            input_wait=stats.input_wait, result_wait=stats.result_wait,
+            reads_input=t.upstream is None, output=t.consumer is None,
+        )

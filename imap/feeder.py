@@ -263,10 +263,12 @@ class Feeder(threading.Thread):
                 self._sent = 0
                 self._armed = (task, items)
             error = None
+            began = time.perf_counter()
             try:
                 items.extend(islice(source, want))  # items appear one by one
             except Exception as exc:
                 error = exc
+            task.stats.input_wait += time.perf_counter() - began  # only the Feeder writes it
             with lock:
                 self._armed = None
                 got = len(items) - before

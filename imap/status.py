@@ -27,7 +27,21 @@ class TaskStatus:
         batch: the batch size in force (tasklets sent to a worker in one
             message).
         tasklet_time: the running mean of one tasklet's time in a worker
-            (seconds; None before the first batch came back).
+            (seconds; None before the first batch came back): what the
+            adaptive flow policy sizes batches by.
+        mean_time: ``busy`` over the tasklets timed (seconds; None before).
+        peak_time: the longest tasklet measured (seconds). Workers time a
+            batch in runs of tasklets: the first tasklet alone, then runs
+            twice as long while a run takes under about 30 ms; a run counts
+            as its mean, so this is exact for a tasklet timed alone and a
+            run's mean otherwise.
+        rate: results per second over the last few seconds (None before).
+        input_wait: seconds the Feeder spent drawing this task's input: in
+            the input's ``next()``, or waiting for the results of the task
+            it consumes.
+        result_wait: seconds consumers waited for this task's results.
+        reads_input: the input is an iterable, not another task of this IMap.
+        output: no other task of this IMap consumes this one.
     """
 
     task: int
@@ -43,6 +57,13 @@ class TaskStatus:
     busy: float = 0.0
     batch: int = 1
     tasklet_time: float | None = None
+    mean_time: float | None = None
+    peak_time: float = 0.0
+    rate: float | None = None
+    input_wait: float = 0.0
+    result_wait: float = 0.0
+    reads_input: bool = True
+    output: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,9 @@ class IMapStatus:
         bytes_alive: an estimate of the bytes the tasklets alive hold (their
             pickled items and results, two copies each), from the sizes
             measured; 0 when not measured (thread workers).
+        elapsed: seconds since ``start()`` (until ``stop()``).
+        room_wait: seconds the Feeder waited for buffer room, i.e. results
+            waited for a consumer to take them.
     """
 
     started: bool
@@ -75,3 +99,5 @@ class IMapStatus:
     tasks: list[TaskStatus] = field(default_factory=list)
     stride: int = 1
     bytes_alive: int = 0
+    elapsed: float = 0.0
+    room_wait: float = 0.0

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import GIVE_UP_AFTER, PREFETCH, Backend, Batch, Deliver, Lost
-from .kernel import run_batch, traceback_text
+from .kernel import FLUSH_EVERY, run_batch, traceback_text
 from .wire import with_traceback_cause
 
 log = logging.getLogger("imap")
@@ -137,7 +137,7 @@ class ThreadBackend(Backend):
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
             values, errors, busy, peak = run_batch(task.func, task.args, task.kwargs,
-                                                   batch.items, pack=False)
+                                                   batch.items, pack=False, every=FLUSH_EVERY)
             if self._skip:
                 with self._lock:
                     self._running.pop(me, None)
