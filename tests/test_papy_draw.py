@@ -8,6 +8,7 @@ are produced for real (an empty PATH, a blocked import).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from papy import Dagger, Piper, Plumber, Worker
 
 pytestmark = pytest.mark.timeout(60)
 
+ROOT = Path(__file__).resolve().parent.parent
 has_dot = pytest.mark.skipif(shutil.which("dot") is None,
                              reason="the Graphviz 'dot' program is not installed")
 
@@ -270,7 +272,7 @@ def test_without_the_dot_program_the_error_names_it(tmp_path: Path, no_dot: None
 
 @has_dot
 def test_dot_reads_the_text_without_a_warning() -> None:
-    for d in (small(),):
+    for d in (small(), demo_pipeline()):
         proc = subprocess.run(["dot", "-Tsvg"], input=d.to_dot(), capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
@@ -286,3 +288,29 @@ def test_draw_renders_svg_png_and_pdf(tmp_path: Path) -> None:
         assert f">{text}</text>" in svg
     assert Path(d.draw(tmp_path / "p.png")).read_bytes().startswith(b"\x89PNG")
     assert Path(d.draw(tmp_path / "p.out", format="pdf")).read_bytes().startswith(b"%PDF")
+
+
+# --- the tutorial's picture --------------------------------------------------------------
+
+
+def demo_pipeline() -> Dagger:
+    """The pipeline of examples/pipeline_demo.py, as doc/draw_demo.py builds it."""
+    spec = importlib.util.spec_from_file_location("draw_demo", ROOT / "doc" / "draw_demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)   # it puts the source tree on sys.path
+    finally:
+        sys.path[:] = path
+    return module.demo_pipeline()
+
+
+def test_the_committed_demo_drawing_is_current() -> None:
+    """doc/figures/demo_pipeline.dot is what `make docs` would write now."""
+    committed = (ROOT / "doc" / "figures" / "demo_pipeline.dot").read_text(encoding="utf-8")
+    assert demo_pipeline().to_dot() == committed
+    graph = parse(committed)
+    assert sorted(clusters(graph)) == ["cluster_1", "cluster_2"]
+    assert len(every_node(graph)) == 6 and len(edges(graph)) == 7
+    assert (ROOT / "doc" / "figures" / "demo_pipeline.svg").exists()
