@@ -4,7 +4,7 @@
 #   make test      fast test suite + documentation build (what CI runs)
 #   make test-all  whole suite (slow tests too) on every Python 3.10-3.13 found
 #   make bench     benchmarks against other parallel-map libraries
-#   make docs      documentation only (warnings are errors)
+#   make docs      documentation only (redraws the demo pipeline; warnings are errors)
 #   make lint      ruff
 #   make clean     remove virtual environments, caches and build output
 #
@@ -61,7 +61,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 	$(BIN)/python -m sphinx $(SPHINXOPTS) -b html doc doc/_build/html
 
+# The drawing of the demo pipeline: its DOT text always, its SVG when Graphviz
+# is installed (otherwise the committed SVG stays).
 docs: $(VENV)/.installed-test
+	$(BIN)/python doc/draw_demo.py
 	$(BIN)/python -m sphinx $(SPHINXOPTS) -b html doc doc/_build/html
 
 bench: $(VENV)/.installed-bench

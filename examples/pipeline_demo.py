@@ -69,9 +69,11 @@ def main() -> None:
         run(remote)
 
 
-def run(remote: IMap) -> None:
-    directory = tempfile.mkdtemp(prefix="papy-demo-")
-    out = os.path.join(directory, "records.jsonl")
+def build(remote: IMap, out: str) -> Plumber:
+    """The pipeline: ``remote`` runs the score branch; records are written to ``out``.
+
+    (``doc/draw_demo.py`` builds it too, to draw it for the documentation.)
+    """
     pool = IMap(worker_type="process", worker_num=2, stride=4)
     source = Piper(split, name="split")
     words = Piper(count_words, parallel=pool, name="words", branch=0)
@@ -79,8 +81,14 @@ def run(remote: IMap) -> None:
     scored = Piper(score, parallel=remote, name="score", branch=2)
     joined = Piper(merge, name="merge")
     writer = Piper(Worker(write_line, arguments=[(out,)]), name="write")
-    plumber = Plumber(pipes=[(source, words, joined), (source, hashes, joined),
-                             (source, scored, joined), (joined, writer)])
+    return Plumber(pipes=[(source, words, joined), (source, hashes, joined),
+                          (source, scored, joined), (joined, writer)])
+
+
+def run(remote: IMap) -> None:
+    directory = tempfile.mkdtemp(prefix="papy-demo-")
+    out = os.path.join(directory, "records.jsonl")
+    plumber = build(remote, out)
     print(f"pipeline: {[p.name for p in plumber.topological()]}")
     print("2 branches on one IMap of 2 worker processes, 1 on remote workers")
     plumber.start([iter(TEXT)])

@@ -16,11 +16,13 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
 
+from . import draw as drawing
 from .errors import DaggerError, PiperError
 from .graph import DictGraph
 from .piper import Piper
@@ -519,6 +521,40 @@ class Dagger:
         for m in self.imaps:
             if m.task_count and not m.running:
                 m.pop_task(True)
+
+    # -- drawing (see papy.draw) ---------------------------------------------------------
+
+    def to_dot(self, counts: bool | None = None) -> str:
+        """The pipeline as Graphviz DOT source, to render or to read.
+
+        Each piper is a box labelled with its name and its worker's
+        functions; the pipers of one IMap share a cluster labelled with its
+        workers; inline pipers are dashed and marked ``inline``; each pipe is
+        an edge, a piper's edges in branch order and an edge into a merge
+        labelled with its place in the inbox. Needs nothing installed (see
+        :mod:`papy.draw`).
+
+        Args:
+            counts: show each piper's ``stats`` (items in, out, errors);
+                ``None``: while the pipeline runs (between :meth:`start`
+                and :meth:`stop`).
+        """
+        return drawing.to_dot(self, counts)
+
+    def draw(self, path: str | os.PathLike, format: str | None = None,
+             counts: bool | None = None) -> str:
+        """Write a drawing of the pipeline (:meth:`to_dot`) to ``path``; return the path.
+
+        The format is ``format`` or else the suffix of ``path``: ``.png``,
+        ``.svg`` or ``.pdf`` are rendered by the Graphviz ``dot`` program
+        through the ``graphviz`` package (``pip install
+        'papy-imap[graphviz]'``, and Graphviz itself, e.g. ``apt install
+        graphviz``); ``.dot`` writes the DOT text and needs neither. Another
+        format is a ValueError; a missing package an ImportError, and a
+        missing ``dot`` program a RuntimeError, each saying what to install.
+        ``counts`` is as for :meth:`to_dot`.
+        """
+        return drawing.draw(self, path, format, counts)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({[p.name for p in self.graph]})"
