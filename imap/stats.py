@@ -124,6 +124,7 @@ class Report:
             ``"consumer"``, ``"overhead"`` or None (nothing ran yet).
         verdict: one line naming the bottleneck and the usual remedy.
         notes: other findings (a task whose every item failed, ...).
+        kind: what a row is: ``"task"`` or ``"piper"``.
     """
 
     rows: list[dict] = field(default_factory=list)
@@ -133,6 +134,7 @@ class Report:
     bottleneck: str | None = None
     verdict: str = ""
     notes: list[str] = field(default_factory=list)
+    kind: str = "task"
 
     def as_dict(self) -> dict:
         """The report as plain data, for programs."""
@@ -142,7 +144,7 @@ class Report:
                 "notes": list(self.notes)}
 
     def __str__(self) -> str:
-        head = ["task", "items", "errors", "busy s", "share", "items/s", "tasklet",
+        head = [self.kind, "items", "errors", "busy s", "share", "items/s", "tasklet",
                 "input wait s", "result wait s"]
         lines = [[str(r["name"]), str(r["items"]), str(r["errors"]), f"{r['busy']:.2f}",
                   f"{r['share']:.0%}", _num(r["rate"]), _secs(r["tasklet"]),

@@ -37,6 +37,7 @@ from .worker import ERROR_TYPES, LOOK_CLOSER, PLAIN_TYPES, Worker
 
 log = logging.getLogger("papy")
 _numbers = itertools.count()
+SAMPLE_EVERY = 16  # an inline piper times one item in this many (Plumber.report)
 
 
 def _stalled(name: str) -> None:
@@ -150,6 +151,7 @@ class Piper:
         self.name = name or f"{worker.name}_{next(_numbers)}"
         self.tracked: list = []
         self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.sampled = [0.0, 0]
         self.first_error: PiperError | None = None
         self._in = [0]
         self.connected = False
@@ -216,6 +218,7 @@ class Piper:
                                                   name=f"{self.name}[{i}]")
                                for i, part in enumerate(parts)]
         self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.sampled = [0.0, 0]   # an inline piper: seconds of the items timed, items timed
         self.first_error = None
         self.tracked = []
         self.outbox = self._outputs(sources)
@@ -365,8 +368,15 @@ class Piper:
         """
         worker, name, stats = self.worker, self.name, self.stats
         func = worker.single or worker   # a whole worker returns its errors itself
+        sampled = self.sampled
+        clock = time.perf_counter
         try:
             for count, item in enumerate(source, 1):
+                # One item in SAMPLE_EVERY is timed: the report's estimate of
+                # the time this piper takes in the thread that pulls it.
+                timed = not count % SAMPLE_EVERY
+                if timed:
+                    began = clock()
                 inbox = (item,)
                 if type(item) not in PLAIN_TYPES and isinstance(item, LOOK_CLOSER):
                     # an error, or a sequence that may hold one: the worker passes it on
@@ -379,6 +389,9 @@ class Piper:
                 stats["in"] = stats["out"] = count
                 if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
                     value = self._counted(value)
+                if timed:
+                    sampled[0] += clock() - began
+                    sampled[1] += 1
                 yield value
         except PiperError:   # raised upstream: debug=True or a branch lag error
             raise

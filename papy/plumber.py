@@ -29,8 +29,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from imap.stats import Report
+
 from .dagger import Dagger
 from .errors import PiperError, PlumberError
+from .report import pipeline_report
 from .save import load_pipeline, save_pipeline, write_atomically
 
 log = logging.getLogger("papy")
@@ -254,8 +257,12 @@ class Plumber(Dagger):
 
         ``start_time`` (epoch s), ``run_time`` (s), ``pipers``: name ->
         ``{"in", "out", "errors"}`` (inboxes drawn, items handed on, of which
-        errors, whether they arose there or upstream), ``outputs``: output
-        name -> ``{"items", "errors"}`` (items pulled, of which PiperErrors).
+        errors, whether they arose there or upstream) and, for pipers on an
+        IMap, the times its workers measured: ``busy`` (s), ``share`` (of
+        its IMap's workers' time), ``rate`` (items/s, recent), ``tasklet``
+        and ``peak`` (mean and longest seconds per item), ``input_wait`` and
+        ``result_wait`` (s; see :meth:`report`); ``outputs``: output name ->
+        ``{"items", "errors"}`` (items pulled, of which PiperErrors).
         """
         run_time = None
         if self._start_time is not None:
@@ -263,10 +270,32 @@ class Plumber(Dagger):
         return {
             "start_time": self._start_time,
             "run_time": run_time,
-            "pipers": {p.name: dict(p.stats) for p in self.graph},
+            "pipers": self._piper_stats(),
             "outputs": {name: {"items": items, "errors": errors}
                         for name, (items, errors) in self._counts.items()},
         }
+
+    def _piper_stats(self) -> dict:
+        pipers = {p.name: dict(p.stats) for p in self.graph}
+        if self._start_time is None:
+            return pipers
+        for row in pipeline_report(self, None).rows:
+            if not row["inline"]:
+                pipers[row["name"]].update(
+                    {key: row[key] for key in ("busy", "share", "rate", "tasklet", "peak",
+                                               "input_wait", "result_wait")})
+        return pipers
+
+    def report(self) -> Report:
+        """What the current (or last) run did and what limits it: per piper,
+        items, errors, the workers' time it took and what it waited on, and
+        a verdict naming the bottleneck — the piper whose work fills its
+        IMap's workers, the input, the consumer (an inline piper or whoever
+        reads the outputs), or messaging overhead — with the usual remedy.
+        ``print(plumber.report())`` shows a table; ``.as_dict()`` gives the
+        figures. Inline pipers are not timed (they run in the pulling
+        thread)."""
+        return pipeline_report(self, self.stats["run_time"] if self._start_time else None)
 
     # -- save / load -----------------------------------------------------------------------
 

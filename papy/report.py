@@ -1,0 +1,136 @@
+"""The bottleneck report of a pipeline (``Plumber.report()``).
+
+Built from the reports of the IMaps the pipers run on
+(:meth:`imap.IMap.report`): a piper on an IMap runs as one task per
+``spawn``, named ``"<piper>[i]"``; its row adds up those tasks. Inline
+pipers run in the thread that pulls them; they time one item in
+``SAMPLE_EVERY`` and their busy time is estimated from those.
+
+The verdict looks at the pipeline's wall time: an inline piper busy most
+of it (it has one thread), else a piper on an IMap whose work fills most of
+that IMap's workers' time; else the IMaps' own verdicts (a slow input, a
+slow consumer, overhead) told in pipers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imap.stats import Report
+
+__all__ = ["pipeline_report"]
+
+# What each kind of IMap verdict says, in order of precedence: a piper
+# whose work limits the run first, then a slow input, then a slow consumer.
+_PRECEDENCE = ("work", "input", "consumer", "overhead")
+
+
+def _piper_of(task_name: str, pipers: dict) -> Any:
+    """The piper a report row of an IMap belongs to: rows are named
+    ``"<id> (<piper>[<i>])"``."""
+    inner = task_name.split(" (", 1)[-1].rstrip(")")
+    return pipers.get(inner.rsplit("[", 1)[0])
+
+
+def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
+    """The :class:`~imap.stats.Report` of a Dagger's last (or current) run;
+    ``elapsed``: the run's wall time if known."""
+    pipers = {p.name: p for p in dagger.topological()}
+    rows = {name: {"name": name, "items": p.stats["out"], "errors": p.stats["errors"],
+                   "busy": 0.0, "share": 0.0, "rate": None, "tasklet": None, "peak": 0.0,
+                   "input_wait": 0.0, "result_wait": 0.0, "inline": p.imap is None,
+                   "imap": None if p.imap is None else p.imap.name}
+            for name, p in pipers.items()}
+    found: list = []   # (precedence, share, bottleneck piper or kind, verdict)
+    room_wait = 0.0
+    workers = 0
+    longest = 0.0
+    for m in dagger.imaps:
+        report = m.report()
+        workers += report.workers
+        room_wait += report.room_wait
+        longest = max(longest, report.elapsed)
+        for r in report.rows:
+            piper = _piper_of(r["name"], pipers)
+            if piper is None:
+                continue
+            row = rows[piper.name]
+            row["busy"] += r["busy"]
+            row["share"] += r["share"]
+            row["peak"] = max(row["peak"], r["peak"])
+            row["input_wait"] += r["input_wait"]
+            row["result_wait"] += r["result_wait"]
+            if r["rate"] is not None:
+                row["rate"] = (row["rate"] or 0.0) + r["rate"]
+            if r["tasklet"] is not None:
+                row["tasklet"] = r["tasklet"]
+        if report.bottleneck is None:
+            continue
+        kind = report.bottleneck if report.bottleneck in _PRECEDENCE else "work"
+        piper = _piper_of(report.bottleneck, pipers) if kind == "work" else None
+        share = rows[piper.name]["share"] if piper is not None else 0.0
+        found.append((_PRECEDENCE.index(kind), -share, kind, piper, m, report))
+    elapsed = elapsed if elapsed is not None else longest
+    pools = {m.name: max(m.workers, 1) for m in dagger.imaps}
+    for name, p in pipers.items():
+        row = rows[name]
+        if p.imap is None:
+            seconds, timed = p.sampled
+            if timed:
+                row["tasklet"] = seconds / timed
+                row["busy"] = row["tasklet"] * row["items"]
+            row["share"] = row["busy"] / elapsed if elapsed else 0.0
+        else:
+            row["share"] = row["busy"] / (elapsed * pools[p.imap.name]) if elapsed else 0.0
+    inline = [rows[n] for n, p in pipers.items() if p.imap is None]
+    busiest = max(inline, key=lambda r: r["share"], default=None)
+    if busiest is not None and busiest["share"] >= 0.5:
+        found.append((-2, -busiest["share"], "inline", pipers[busiest["name"]], None, None))
+    on_imaps = [rows[n] for n, p in pipers.items() if p.imap is not None]
+    heaviest = max(on_imaps, key=lambda r: r["share"], default=None)
+    if heaviest is not None and heaviest["share"] >= 0.5:
+        found.append((-1, -heaviest["share"], "work", pipers[heaviest["name"]],
+                      pipers[heaviest["name"]].imap, None))
+    notes = [f"every item of piper {r['name']} failed ({r['errors']})"
+             for r in rows.values() if r["items"] and r["errors"] == r["items"]]
+    table = [rows[name] for name in pipers]
+    for row in table:
+        row["reads_input"] = False
+        row["output"] = False
+    if not found:
+        return Report(rows=table, elapsed=elapsed, workers=workers, room_wait=room_wait,
+                      bottleneck=None, verdict="nothing has run on an IMap yet", notes=notes,
+                      kind="piper")
+    _, _, kind, piper, m, report = min(found, key=lambda f: f[:2])
+    if kind == "inline":
+        bottleneck = piper.name
+        verdict = (f"piper {piper.name!r}: it runs inline, in the thread that pulls it, "
+                   f"and was busy about {rows[piper.name]['share']:.0%} of the run. Run "
+                   f"it on an IMap (parallel=...) or make it cheaper.")
+    elif kind == "work":
+        bottleneck = piper.name
+        verdict = (f"piper {piper.name!r}: its work holds {rows[piper.name]['share']:.0%} of "
+                   f"the workers of IMap {m.name}. Give that IMap more workers (or hosts), "
+                   f"or spawn the piper over more tasks.")
+    elif kind == "input":
+        bottleneck = "input"
+        verdict = ("the input: " + report.verdict.split(": ", 1)[1]).replace(
+            "task ", "piper ")
+    elif kind == "consumer":
+        inline = [p for p in dagger.postorder() if p.imap is None
+                  and any(up.imap is m for up in dagger.upstream(p))]
+        if inline:
+            bottleneck = inline[0].name
+            verdict = (f"piper {inline[0].name!r}: it runs inline, in the thread that pulls "
+                       f"it, and the results of IMap {m.name} wait for it. Run it on an "
+                       f"IMap (parallel=...) or make it cheaper.")
+        else:
+            bottleneck = "consumer"
+            verdict = (f"the consumer of the outputs: the results of IMap {m.name} wait "
+                       f"for it. Read the outputs faster (Plumber.run pulls them in "
+                       f"threads), or move that work into a piper.")
+    else:
+        bottleneck = "overhead"
+        verdict = report.verdict
+    return Report(rows=table, elapsed=elapsed, workers=workers, room_wait=room_wait,
+                  bottleneck=bottleneck, verdict=verdict, notes=notes, kind="piper")
