@@ -125,6 +125,12 @@ class IMap:
             pickle of each, as measured for process and remote workers).
             Default 24 MiB; ``None``: no byte limit. A ``buffer`` given is
             obeyed exactly instead.
+        worker_logs: ``logging`` records emitted in process workers arrive
+            in this process's loggers of the same names (honouring their
+            levels and handlers), tagged with ``record.worker`` (``"process
+            <pid>"``; ``record.process`` is the worker's pid too). ``False``
+            leaves logging in the workers alone, for code that sets it up
+            there itself.
     """
 
     def __init__(
@@ -148,13 +154,14 @@ class IMap:
         stall_grace: float | None = 2.0,
         remote_options: Mapping[str, Any] | None = None,
         buffer_bytes: int | None = DEFAULT_BUFFER_BYTES,
+        worker_logs: bool = True,
     ) -> None:
         self._options = Options(
             worker_type=worker_type, worker_num=worker_num, worker_remote=worker_remote,
             stride=stride, buffer=buffer, ordered=ordered, skip=skip, name=name,
             start_method=start_method, chunksize=chunksize, initializer=initializer,
             initargs=initargs, stall_grace=stall_grace, remote_options=remote_options,
-            buffer_bytes=buffer_bytes,
+            buffer_bytes=buffer_bytes, worker_logs=worker_logs,
         )
         options = self._options
         self._name = options.name or f"IMap-{id(self):x}"

@@ -71,6 +71,7 @@ class Options:
     stall_grace: float | None = 2.0
     remote_options: Mapping[str, Any] = field(default_factory=dict)
     buffer_bytes: int | None = DEFAULT_BUFFER_BYTES
+    worker_logs: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen record as it is made
@@ -97,6 +98,8 @@ class Options:
             check_int("chunksize", self.chunksize, 1)
         if self.buffer_bytes is not None:
             check_int("buffer_bytes", self.buffer_bytes, 1)
+        if not isinstance(self.worker_logs, bool):
+            raise TypeError(f"worker_logs must be True or False, got {self.worker_logs!r}")
         if self.start_method is not None and self.start_method not in START_METHODS:
             raise ValueError(
                 f"start_method must be one of {', '.join(map(repr, START_METHODS))} "

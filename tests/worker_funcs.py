@@ -269,3 +269,17 @@ def record_and_exit_on_any(x, victims, log):
     if x in victims:
         os._exit(1)
     return 2 * x
+
+
+def log_and_return(x):
+    """Log ``x`` at INFO and, for odd ``x``, a WARNING with an exception."""
+    import logging
+
+    logger = logging.getLogger("imap_test.worker")
+    logger.info("item %d", x)
+    if x % 2:
+        try:
+            raise ValueError(f"odd {x}")
+        except ValueError:
+            logger.warning("odd item %d", x, exc_info=True)
+    return x

@@ -25,7 +25,7 @@ def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
                                  options.skip)
         from .process import ProcessBackend
         return ProcessBackend(local, d, lo, options.resolved_start_method,
-                              options.initializer, options.initargs)
+                              options.initializer, options.initargs, options.worker_logs)
 
     if not options.worker_remote:
         return make_local(deliver, lost)

@@ -13,6 +13,11 @@ Messages to a worker process are pickled tuples:
 * ``("x", key)`` — forget task ``key``.
 * ``("q",)`` — quit.
 
+With ``log_conn``, ``logging`` records emitted in the worker (by the
+initializer or the tasks, from any thread) travel to the parent through
+that pipe, one pickled ``LogRecord.__dict__`` per message, tagged with
+``worker = "process <pid>"``; the parent hands them to its own loggers.
+
 A worker answers every batch, in order, with the kernel's answers
 (:func:`kernel.answer_batch`): pickles of ``(values, errors, busy, peak, more)``,
 partial ones (``more`` True) while a long batch runs, then the last one.
@@ -20,6 +25,8 @@ partial ones (``more`` True) while a long batch runs, then the last one.
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 import signal
 from typing import Any
@@ -27,10 +34,43 @@ from typing import Any
 from . import kernel
 
 
-def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None) -> None:
+class _PipeHandler(logging.Handler):
+    """Sends each record to the parent (``Handler.handle`` holds the lock)."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self.conn = conn
+        self.worker = f"process {os.getpid()}"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = dict(record.__dict__)
+            data["msg"] = record.getMessage()   # arguments may not pickle
+            data["args"] = None
+            if record.exc_info:
+                data["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            data["exc_info"] = None
+            data["worker"] = self.worker
+            try:
+                payload = pickle.dumps(data, kernel.PROTOCOL)
+            except Exception:   # an attribute given with extra= that does not pickle
+                payload = pickle.dumps({k: v if isinstance(v, (str, int, float, type(None)))
+                                        else repr(v) for k, v in data.items()},
+                                       kernel.PROTOCOL)
+            self.conn.send_bytes(payload)
+        except Exception:
+            self.handleError(record)
+
+
+def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
+                 log_conn: Any = None, log_level: int = logging.WARNING) -> None:
     """The main loop of a worker process."""
     # Ctrl-C goes to the whole process group: the parent decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log_conn is not None:
+        root = logging.getLogger()
+        root.handlers[:] = [_PipeHandler(log_conn)]
+        root.setLevel(log_level)
     init_error = None
     if init_payload is not None:
         try:

@@ -62,11 +62,31 @@ def default_start_method() -> str:
 class _Worker(Slot):
     """One worker process, its pipes and its sender thread."""
 
-    __slots__ = ("slot", "process", "task_conn", "result_conn", "outbox", "sender")
+    __slots__ = ("slot", "process", "task_conn", "result_conn", "log_conn", "outbox",
+                 "sender")
 
     def __init__(self, slot: int) -> None:
         super().__init__(f"worker-{slot}")
         self.slot = slot
+        self.log_conn: Any = None   # log records from the worker (worker_logs=True)
+
+
+def _log_level() -> int:
+    """The lowest level any logger of this process lets through: workers
+    send records of that level and above, the parent's loggers decide."""
+    levels = [logging.getLogger().getEffectiveLevel()]
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.level:
+            levels.append(logger.level)
+    return min(levels)
+
+
+def relay_log(data: bytes) -> None:
+    """Hand a worker's pickled log record to this process's logger of its name."""
+    record = logging.makeLogRecord(pickle.loads(data))
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
 
 
 def _os_thread_count() -> int | None:
@@ -106,6 +126,9 @@ def _close(worker: _Worker) -> None:
         worker.process.close()
     except (ValueError, AttributeError):  # already closed
         pass
+    if worker.log_conn is not None:
+        worker.log_conn.close()
+        worker.log_conn = None
 
 
 def _send_loop(outbox: queue.SimpleQueue, conn: Any) -> None:
@@ -137,9 +160,11 @@ class ProcessBackend(SlotBackend):
         start_method: str | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
+        worker_logs: bool = True,
     ) -> None:
         super().__init__(deliver, lost, initializer, initargs)
         self.num = num
+        self.worker_logs = worker_logs
         self.start_method = start_method or default_start_method()
         self._router: threading.Thread | None = None
         self._idle_deaths: collections.Counter = collections.Counter()
@@ -161,6 +186,7 @@ class ProcessBackend(SlotBackend):
         self._refilling.clear()
         check_main_module(self.start_method)
         self._payload = self._init_payload()
+        self._level = _log_level()
         ctx = mp.get_context(self.start_method)
         if self.start_method == "fork":
             _settle_threads()
@@ -176,15 +202,21 @@ class ProcessBackend(SlotBackend):
         worker = _Worker(slot)
         task_r, task_w = ctx.Pipe(duplex=False)
         result_r, result_w = ctx.Pipe(duplex=False)
+        log_r = log_w = None
+        if self.worker_logs:
+            log_r, log_w = ctx.Pipe(duplex=False)
         process = ctx.Process(
             target=_worker.process_main,
-            args=(task_r, result_w, self._payload),
+            args=(task_r, result_w, self._payload, log_w, self._level),
             name=f"imap-worker-{slot}",
             daemon=True,
         )
         process.start()
         task_r.close()
         result_w.close()
+        if log_w is not None:
+            log_w.close()
+        worker.log_conn = log_r
         worker.process = process
         worker.task_conn = task_w
         worker.result_conn = result_r
@@ -277,8 +309,11 @@ class ProcessBackend(SlotBackend):
                     return
             by_conn = {w.result_conn: w for w in live}
             by_sentinel = {w.process.sentinel: w for w in live}
-            for ready in wait(list(by_conn) + list(by_sentinel)):
-                if ready in by_conn:
+            by_log = {w.log_conn: w for w in live if w.log_conn is not None}
+            for ready in wait(list(by_conn) + list(by_sentinel) + list(by_log)):
+                if ready in by_log:
+                    self._read_log(by_log[ready])
+                elif ready in by_conn:
                     worker = by_conn[ready]
                     if not worker.alive:
                         continue
@@ -293,7 +328,21 @@ class ProcessBackend(SlotBackend):
                     if worker.alive:
                         self._died(worker)
 
+    @staticmethod
+    def _read_log(worker: _Worker) -> None:
+        conn = worker.log_conn
+        if conn is None:   # closed when the worker died, earlier in this round
+            return
+        try:
+            while conn.poll():
+                relay_log(conn.recv_bytes())
+        except (EOFError, OSError):   # the worker is gone: its sentinel tells the Router
+            conn.close()
+            worker.log_conn = None
+
     def _died(self, worker: _Worker) -> None:
+        if worker.log_conn is not None:  # what it logged before it died
+            self._read_log(worker)
         # Results the process sent before it died are still in the pipe.
         try:
             while worker.held and worker.result_conn.poll():

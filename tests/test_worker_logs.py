@@ -1,0 +1,75 @@
+"""Log records emitted in process workers arrive in the parent's loggers."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import worker_funcs as wf
+
+import imap
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def collected():
+    logger = logging.getLogger("imap_test.worker")
+    handler = Collect()
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_records_from_process_workers_reach_the_parent_handlers(collected, start_method):
+    with imap.IMap(worker_type="process", worker_num=2, start_method=start_method) as m:
+        task = m.add_task(wf.log_and_return, range(10))
+        m.start()
+        assert list(task) == list(range(10))
+    infos = sorted(r.getMessage() for r in collected.records if r.levelno == logging.INFO)
+    assert infos == sorted(f"item {x}" for x in range(10))   # INFO is not dropped
+    warnings = [r for r in collected.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 5
+    for record in collected.records:
+        assert record.name == "imap_test.worker"
+        assert record.process != os.getpid()
+        assert record.worker == f"process {record.process}"
+    assert all("ValueError: odd" in r.exc_text for r in warnings)
+    # formatted by the parent's formatter, traceback included
+    text = logging.Formatter("%(worker)s %(message)s").format(warnings[0])
+    assert text.startswith("process ") and "Traceback" in text
+
+
+def test_the_parent_level_filters_worker_records(collected):
+    logging.getLogger("imap_test.worker").setLevel(logging.WARNING)
+    with imap.IMap(worker_type="process", worker_num=2) as m:
+        task = m.add_task(wf.log_and_return, range(10))
+        m.start()
+        assert list(task) == list(range(10))
+    assert {r.levelno for r in collected.records} == {logging.WARNING}
+
+
+def test_worker_logs_false_leaves_worker_logging_alone(collected):
+    with imap.IMap(worker_type="process", worker_num=2, worker_logs=False) as m:
+        task = m.add_task(wf.log_and_return, range(10))
+        m.start()
+        assert list(task) == list(range(10))
+    assert collected.records == []
+    with pytest.raises(TypeError, match="worker_logs"):
+        imap.IMap(worker_logs="yes")
