@@ -73,3 +73,40 @@ def test_worker_logs_false_leaves_worker_logging_alone(collected):
     assert collected.records == []
     with pytest.raises(TypeError, match="worker_logs"):
         imap.IMap(worker_logs="yes")
+
+
+def log_remotely(x):
+    """Travels by value (the servers have nothing of this source tree)."""
+    import logging
+
+    logging.getLogger("imap_test.worker").info("remote item %d", x)
+    return x
+
+
+def log_in_initializer():
+    import logging
+
+    logging.getLogger("imap_test.worker").warning("initializer ran")
+
+
+@pytest.mark.parametrize("kind", ["imap", "classic"])
+def test_records_from_remote_workers_reach_the_parent_handlers(collected, kind):
+    import cloudpickle
+    from remote_helpers import server
+
+    cloudpickle.register_pickle_by_value(__import__(__name__))
+    try:
+        with server(kind) as (addr, _):
+            with imap.IMap(worker_type="thread", worker_num=0, worker_remote=[(addr, 2)],
+                           initializer=log_in_initializer) as m:
+                task = m.add_task(log_remotely, range(10))
+                m.start()
+                assert list(task) == list(range(10))
+    finally:
+        cloudpickle.unregister_pickle_by_value(__import__(__name__))
+    infos = sorted(r.getMessage() for r in collected.records if r.levelno == logging.INFO)
+    assert infos == sorted(f"remote item {x}" for x in range(10))
+    inits = [r for r in collected.records if r.getMessage() == "initializer ran"]
+    assert len(inits) == 2   # once per connection
+    for record in collected.records:
+        assert record.worker.startswith(f"remote {addr}#")

@@ -34,7 +34,8 @@ def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
 
     def make_remote(d: Deliver, lo: Lost) -> Backend:
         return RemoteBackend(list(options.worker_remote), d, lo, options.initializer,
-                             options.initargs, dict(options.remote_options))
+                             options.initargs, dict(options.remote_options),
+                             options.worker_logs)
 
     if local == 0:
         return make_remote(deliver, lost)

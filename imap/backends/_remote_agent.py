@@ -7,27 +7,32 @@ entry points through ``conn.namespace``:
 
 * ``imap_agent_nodelay()`` -> bool — once per connection: turns Nagle's
   algorithm off on the server's socket, so pipelined answers are not delayed.
-* ``imap_agent_init(payload)`` — once per connection, only when the IMap has
-  an ``initializer``: ``payload`` is the cloudpickle of
+* ``imap_agent_init(payload)`` -> logs or None — once per connection, only
+  when the IMap has an ``initializer``: ``payload`` is the cloudpickle of
   ``(initializer, initargs)``.
-* ``imap_agent_run(key, payload, data)`` -> bytes — one call (one network
-  round trip) per batch. ``payload`` is the cloudpickle of
+* ``imap_agent_logs(level)`` — once per connection, unless the IMap has
+  ``worker_logs=False``: ``logging`` records of ``level`` and above that the
+  batches of this connection emit (in the thread that runs them) travel back
+  with their answers.
+* ``imap_agent_run(key, payload, data)`` -> bytes, or ``(bytes, logs)`` —
+  one call (one network round trip) per batch. ``payload`` is the cloudpickle of
   ``(func, args, kwargs)`` of task ``key`` the first time this connection
   sees that task, else None; ``data`` is the pickle of the list of input
   items. The answer is the kernel's (:func:`kernel.answer_batch`): the
   pickle of ``(values, errors, busy, peak, more)``, ``more`` always False
-  (a remote batch is answered once).
+  (a remote batch is answered once). ``logs``, when there are any, is the
+  pickle of a list of log records (:func:`kernel.record_data`).
 
 It imports nothing of ``imap`` when uploaded, so the remote host needs only
 Python, rpyc and cloudpickle.
 """
 
 if "answer_batch" not in globals():  # imported as a module, not uploaded after the kernel
-    from .kernel import FLUSH_EVERY, answer_batch, load_task, pack_error
+    from .kernel import FLUSH_EVERY, PROTOCOL, answer_batch, load_task, pack_error, record_data
 
 _WHERE = "the remote worker"
 _funcs = {}             # task key -> (func, args, kwargs) or (None, packed error)
-_state = {"init_error": None}
+_state = {"init_error": None, "logs": None}
 
 
 def imap_agent_nodelay():
@@ -54,24 +59,83 @@ def imap_agent_nodelay():
     return False
 
 
-def imap_agent_init(payload):
-    """Run the IMap's initializer once in this connection."""
+def _collecting(run):
+    """``run()``, and the pickled log records it emitted (None if none)."""
     import pickle
 
+    collector = _state["logs"]
+    if collector is None:
+        run()
+        return None
+    collector.local.records = records = []
     try:
-        initializer, initargs = pickle.loads(payload)
-        initializer(*initargs)
-        _state["init_error"] = None
-    except Exception as exc:
-        _state["init_error"] = pack_error(exc)
+        run()
+    finally:
+        collector.local.records = None
+    return pickle.dumps(records, PROTOCOL) if records else None
+
+
+def imap_agent_init(payload):
+    """Run the IMap's initializer once in this connection; return the log
+    records it emitted (see ``imap_agent_logs``), or None."""
+    import pickle
+
+    def run():
+        try:
+            initializer, initargs = pickle.loads(payload)
+            initializer(*initargs)
+            _state["init_error"] = None
+        except Exception as exc:
+            _state["init_error"] = pack_error(exc)
+
+    return _collecting(run)
+
+
+def imap_agent_logs(level):
+    """Send back the log records this connection's batches emit.
+
+    One collecting handler serves the whole server process (a threaded
+    server runs several connections in one): it keeps a record only while
+    its thread runs a batch that asked for records, in that batch's list.
+    The root logger's level is lowered to ``level`` if it is higher.
+    """
+    import logging
+    import threading
+
+    root = logging.getLogger()
+    collector = next((h for h in root.handlers if getattr(h, "imap_agent", False)), None)
+    if collector is None:
+        class Collector(logging.Handler):
+            imap_agent = True
+
+            def __init__(self):
+                super().__init__()
+                self.local = threading.local()
+
+            def emit(self, record):
+                records = getattr(self.local, "records", None)
+                if records is not None:
+                    try:
+                        records.append(record_data(record))
+                    except Exception:
+                        self.handleError(record)
+
+        collector = Collector()
+        root.addHandler(collector)
+    if root.getEffectiveLevel() > level:
+        root.setLevel(level)
+    _state["logs"] = collector
 
 
 def imap_agent_run(key, payload, data):
-    """Evaluate one batch; return the kernel's pickled answer."""
+    """Evaluate one batch; return the kernel's pickled answer (and the log
+    records it emitted, if any were asked for and logged)."""
     key = tuple(key)
     if payload is not None:
         for old in [k for k in _funcs if k[0] != key[0]]:  # an older IMap run
             del _funcs[old]
         _funcs[key] = load_task(payload, _WHERE)
-    return answer_batch(_funcs.get(key), _state["init_error"], data, _WHERE,
-                        every=FLUSH_EVERY)
+    answer = []
+    logs = _collecting(lambda: answer.append(answer_batch(
+        _funcs.get(key), _state["init_error"], data, _WHERE, every=FLUSH_EVERY)))
+    return answer[0] if logs is None else (answer[0], logs)

@@ -44,20 +44,9 @@ class _PipeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            data = dict(record.__dict__)
-            data["msg"] = record.getMessage()   # arguments may not pickle
-            data["args"] = None
-            if record.exc_info:
-                data["exc_text"] = logging.Formatter().formatException(record.exc_info)
-            data["exc_info"] = None
+            data = kernel.record_data(record)
             data["worker"] = self.worker
-            try:
-                payload = pickle.dumps(data, kernel.PROTOCOL)
-            except Exception:   # an attribute given with extra= that does not pickle
-                payload = pickle.dumps({k: v if isinstance(v, (str, int, float, type(None)))
-                                        else repr(v) for k, v in data.items()},
-                                       kernel.PROTOCOL)
-            self.conn.send_bytes(payload)
+            self.conn.send_bytes(pickle.dumps(data, kernel.PROTOCOL))
         except Exception:
             self.handleError(record)
 

@@ -30,12 +30,15 @@ What it does:
   ``("unsendable", message, traceback_text)``. The parent turns it, and a
   packed error whose pickle is ``None``, into :class:`imap.UnsendableError`
   (``imap.backends.wire.unpack_error``).
+* :func:`record_data` turns a ``logging`` record into what travels to the
+  parent, which hands it to its logger of the same name.
 * :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
   peak, more)``, replacing each result that does not pickle by an unsendable error
   in its place. ``more`` is True for a partial answer: the values of the
   batch's first tasklets not answered yet, with more answers to follow.
 """
 
+import logging
 import pickle
 import time
 import traceback
@@ -63,6 +66,24 @@ def pack_error(exc):
         except Exception:
             pass
     return (None, repr(exc), text)
+
+
+def record_data(record):
+    """A log record as it travels: its attributes, the message formatted
+    (arguments may not pickle) and the traceback as text."""
+    data = dict(record.__dict__)
+    data["msg"] = record.getMessage()
+    data["args"] = None
+    if record.exc_info:
+        data["exc_text"] = logging.Formatter().formatException(record.exc_info)
+    data["exc_info"] = None
+    for key, value in data.items():
+        if not isinstance(value, (str, int, float, type(None))):
+            try:
+                pickle.dumps(value, PROTOCOL)
+            except Exception:   # given with extra=, say
+                data[key] = repr(value)
+    return data
 
 
 def unsendable(message, exc=None):

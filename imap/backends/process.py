@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _worker
+from . import _worker, wire
 from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
 from .kernel import FLUSH_EVERY, PROTOCOL
 from .main_check import check_main_module
@@ -69,24 +69,6 @@ class _Worker(Slot):
         super().__init__(f"worker-{slot}")
         self.slot = slot
         self.log_conn: Any = None   # log records from the worker (worker_logs=True)
-
-
-def _log_level() -> int:
-    """The lowest level any logger of this process lets through: workers
-    send records of that level and above, the parent's loggers decide."""
-    levels = [logging.getLogger().getEffectiveLevel()]
-    for logger in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(logger, logging.Logger) and logger.level:
-            levels.append(logger.level)
-    return min(levels)
-
-
-def relay_log(data: bytes) -> None:
-    """Hand a worker's pickled log record to this process's logger of its name."""
-    record = logging.makeLogRecord(pickle.loads(data))
-    logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(record.levelno):
-        logger.handle(record)
 
 
 def _os_thread_count() -> int | None:
@@ -186,7 +168,7 @@ class ProcessBackend(SlotBackend):
         self._refilling.clear()
         check_main_module(self.start_method)
         self._payload = self._init_payload()
-        self._level = _log_level()
+        self._level = wire.log_level()
         ctx = mp.get_context(self.start_method)
         if self.start_method == "fork":
             _settle_threads()
@@ -335,7 +317,7 @@ class ProcessBackend(SlotBackend):
             return
         try:
             while conn.poll():
-                relay_log(conn.recv_bytes())
+                wire.relay_log(pickle.loads(conn.recv_bytes()))
         except (EOFError, OSError):   # the worker is gone: its sentinel tells the Router
             conn.close()
             worker.log_conn = None

@@ -36,6 +36,7 @@ from __future__ import annotations
 import collections
 import importlib
 import logging
+import pickle
 import queue
 import socket
 import ssl
@@ -46,6 +47,7 @@ from typing import Any
 import cloudpickle
 
 from ..auth import DEFAULT_PORT
+from . import wire
 from .base import PREFETCH, Batch, Deliver, Lost
 from .slots import Slot, SlotBackend
 
@@ -192,8 +194,9 @@ class RemoteBackend(SlotBackend):
 
     def __init__(self, hosts: list, deliver: Deliver, lost: Lost,
                  initializer: Any = None, initargs: tuple = (),
-                 options: dict | None = None) -> None:
+                 options: dict | None = None, worker_logs: bool = True) -> None:
         super().__init__(deliver, lost, initializer, initargs)
+        self.worker_logs = worker_logs
         self.hosts = [(parse_address(address), n) for address, n in hosts]
         self.options = dict(options or {})
         self._forced = False
@@ -203,6 +206,7 @@ class RemoteBackend(SlotBackend):
     def start(self) -> None:
         self._stopping = self._forced = False
         init_payload = self._init_payload()
+        level = wire.log_level()
         links: list[_Link] = []
         try:
             for (host, port), n in self.hosts:
@@ -210,8 +214,11 @@ class RemoteBackend(SlotBackend):
                     conn, sock = _open(host, port, self.options)
                     try:
                         link = _Link(f"{host}:{port}#{i}", conn, sock)
+                        if self.worker_logs:   # first: the initializer's records too
+                            conn.namespace["imap_agent_logs"](level)
                         if init_payload is not None:
-                            conn.namespace["imap_agent_init"](init_payload)
+                            logs = conn.namespace["imap_agent_init"](init_payload)
+                            _relay(logs, link)
                     except (OSError, EOFError) as exc:
                         sock.close()
                         raise ConnectionError(f"lost remote worker host {host}:{port} while "
@@ -271,6 +278,9 @@ class RemoteBackend(SlotBackend):
                     self._failed_one(link, exc, f"the remote worker {link.name} failed to "
                                                 f"run a batch: {exc}")
                     continue
+                if type(data) is tuple:   # the answer, and the records it logged
+                    data, logs = data
+                    _relay(logs, link)
                 self._answered(link, data)
         except _Forced:
             _close(link, abort=True)  # a batch may be running: do not wait for it
@@ -291,6 +301,13 @@ class RemoteBackend(SlotBackend):
         for batch in held:
             self.lost(batch, reason)
         self._orphans()
+
+
+def _relay(logs: bytes | None, link: _Link) -> None:
+    """Hand the log records a remote worker sent to this process's loggers."""
+    if logs is not None:
+        for record in pickle.loads(logs):
+            wire.relay_log(record, f"remote {link.name}")
 
 
 def _close(link: _Link, abort: bool = False) -> None:

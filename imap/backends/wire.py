@@ -2,12 +2,14 @@
 
 Shared by every backend whose workers live in another process (process,
 remote, executor): preparing a batch to travel (:func:`prepare`), reading a
-worker's answer (:func:`decode_answer`), and rebuilding errors
-(:func:`unpack_error`). The worker's side is :mod:`imap.backends.kernel`.
+worker's answer (:func:`decode_answer`), rebuilding errors
+(:func:`unpack_error`), and handing on workers' log records
+(:func:`relay_log`). The worker's side is :mod:`imap.backends.kernel`.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -123,3 +125,27 @@ def pickle_initializer(initializer: Any, initargs: tuple, where: str) -> bytes |
     except Exception as exc:
         raise ValueError(
             f"the worker initializer could not be pickled for {where}: {exc!r}") from exc
+
+
+# -- log records from workers ---------------------------------------------------------
+
+
+def log_level() -> int:
+    """The lowest level any logger of this process lets through: workers
+    send records of that level and above, the parent's loggers decide."""
+    levels = [logging.getLogger().getEffectiveLevel()]
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.level:
+            levels.append(logger.level)
+    return min(levels)
+
+
+def relay_log(data: dict, worker: str | None = None) -> None:
+    """Hand a worker's log record (:func:`kernel.record_data`) to this
+    process's logger of its name, tagged ``record.worker`` (if given)."""
+    record = logging.makeLogRecord(data)
+    if worker is not None:
+        record.worker = worker
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
