@@ -287,7 +287,7 @@ NON_DEFAULT_IMAP_OPTIONS = {
     "stride": 5, "buffer": 12, "ordered": False, "skip": True, "name": "pool",
     "start_method": "spawn", "chunksize": 2, "initializer": identity, "initargs": ((1,),),
     "stall_grace": None, "remote_options": {"secret": "s3cret", "connect_timeout": 3.0},
-    "buffer_bytes": 1 << 20,
+    "buffer_bytes": 1 << 20, "progress": True,
 }
 
 
