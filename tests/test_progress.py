@@ -1,4 +1,5 @@
-"""Progress display: ``imap(..., progress=)`` and ``IMap(progress=)``.
+"""Progress display: ``imap(..., progress=)``, ``IMap(progress=)`` and
+``Plumber.run(progress=)``.
 
 Bars are read back from tqdm's output stream (an ``io.StringIO`` given as
 ``file=``, or the captured stderr for ``progress=True``); the callback form
@@ -19,6 +20,7 @@ import threading
 import pytest
 import tqdm
 import worker_funcs as wf
+from papy_funcs import dbl, inc, neg, total
 from support import (
     assert_no_leftovers,
     consume_round_robin,
@@ -29,6 +31,7 @@ from support import (
 
 import imap
 from imap import IMap
+from papy import Piper, Plumber
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -301,3 +304,93 @@ def test_a_bar_class_refusing_the_keywords_fails_start_and_leaves_nothing_runnin
     with pytest.raises(TypeError, match="desc"):
         m.start()
     assert not m.running
+
+
+# --- Plumber.run(progress=) ---------------------------------------------------------------
+
+
+def forked(m) -> Plumber:
+    """a -> b -> d (consume=3) and a -> c: two outputs, d and c."""
+    a = Piper(inc, parallel=m, name="a")
+    b = Piper(dbl, parallel=m, name="b")
+    c = Piper(neg, parallel=m, name="c")
+    d = Piper(total, consume=3, name="d")
+    return Plumber(pipes=[(a, b, d), (a, c)], keep=True)
+
+
+def test_plumber_shows_one_bar_per_output_with_the_items_expected():
+    out = io.StringIO()
+    p = forked(IMap(worker_type="thread", worker_num=2))
+    p.start([range(50)])
+    p.run(progress=bars_to(out))
+    assert p.wait(30)
+    p.stop()
+    assert [len(p.results[name]) for name in ("d", "c")] == [17, 50]
+    text = out.getvalue()
+    assert "17/17" in last_shown(text, "d")
+    assert "50/50" in last_shown(text, "c")
+
+
+def test_plumber_callback_ends_with_every_output_at_its_total_at_wait():
+    calls = Calls()
+    p = forked(IMap(worker_type="thread", worker_num=2))
+    p.start([list(range(50))])
+    p.run(progress=calls)
+    assert p.wait(30)
+    assert calls.final() == {"d": (17, 17), "c": (50, 50)}
+    made = len(calls.calls)
+    p.stop()
+    assert len(calls.calls) == made
+
+
+def test_plumber_bars_have_no_total_for_an_input_without_len():
+    calls = Calls()
+    p = forked(IMap(worker_type="thread", worker_num=2))
+    p.start([iter(range(12))])
+    p.run(progress=calls)
+    assert p.wait(30)
+    p.stop()
+    assert calls.final() == {"d": (4, None), "c": (12, None)}
+
+
+def test_plumber_resumed_after_pause_keeps_its_one_display():
+    calls = Calls()
+    p = forked(IMap(worker_type="thread", worker_num=2))
+    p.start([range(30)])
+    p.run(progress=calls)
+    p.pause()
+    p.run(progress=calls)   # resumes; the display already shown is kept
+    assert p.wait(30)
+    p.stop()
+    assert calls.final() == {"d": (10, 10), "c": (30, 30)}
+    assert len(progress_threads()) == 0
+
+
+def test_plumber_stopped_early_closes_its_display():
+    calls = Calls()
+    gate = threading.Event()
+
+    def held():
+        yield from range(5)
+        gate.wait(30)   # the input blocks until the display has been seen
+        yield from range(5, 10)
+
+    p = forked(IMap(worker_type="thread", worker_num=2))
+    p.start([held()])
+    p.run(progress=calls)
+    assert progress_threads()
+    gate.set()
+    p.stop()
+    assert not progress_threads()
+    assert set(calls.final()) == {"d", "c"}
+
+
+def test_plumber_run_refuses_a_bad_progress_value():
+    p = forked(IMap(worker_type="thread", worker_num=2))
+    p.start([range(6)])
+    with pytest.raises(TypeError, match="progress"):
+        p.run(progress="bars")
+    p.run()
+    assert p.wait(30)
+    p.stop()
+    assert p.results["c"] == [-(x + 1) for x in range(6)]
