@@ -9,8 +9,9 @@ parallel: two on one shared IMap of 2 processes (counting words; hashing the
 line) and one on 2 remote workers of a local ``imap-server`` that the example
 starts itself (the embedded default; on a thread IMap if the server cannot
 start). A merge piper joins the three results of each line and an inline
-piper writes the records to a file in a temporary directory. Progress and a
-summary are printed.
+piper writes the records to a file in a temporary directory. A progress bar
+(``run(progress=True)``, on stderr) follows the records written; a summary
+is printed at the end.
 """
 
 from __future__ import annotations
@@ -91,10 +92,9 @@ def run(remote: IMap) -> None:
     plumber = build(remote, out)
     print(f"pipeline: {[p.name for p in plumber.topological()]}")
     print("2 branches on one IMap of 2 worker processes, 1 on remote workers")
-    plumber.start([iter(TEXT)])
-    plumber.run()
-    while not plumber.wait(0.05):
-        print(f"progress: {plumber.stats['pipers']['write']['out']}/{len(TEXT)} records")
+    plumber.start([TEXT])           # a list: its length gives the bar a total
+    plumber.run(progress=True)      # one bar per output piper (here: write)
+    plumber.wait()
     plumber.stop()
     stats = plumber.stats
     with open(out) as handle:

@@ -42,6 +42,7 @@ from .engine import Engine, Task
 from .feeder import Feeder
 from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, FlowPolicy
 from .options import Options, check_int
+from .progress import imap_progress
 from .stats import Report
 from .status import IMapStatus
 from .taskiter import DEFAULT, TaskIterator
@@ -54,8 +55,16 @@ JOIN_TIMEOUT = 10.0
 FORCED_JOIN_TIMEOUT = 2.0
 
 
+def _stop_progress(state: dict) -> None:
+    """Close the progress bars (with their final counts) and join their thread."""
+    display = state.pop("progress", None)
+    if display is not None:
+        display.stop()
+
+
 def _shutdown(state: dict) -> None:
     """Stop threads and processes at once (finalizer; holds no IMap reference)."""
+    _stop_progress(state)
     engine: Engine = state["engine"]
     feeder = state.get("feeder")
     backend = engine.backend
@@ -125,12 +134,20 @@ class IMap:
             pickle of each, as measured for process and remote workers).
             Default 24 MiB; ``None``: no byte limit. A ``buffer`` given is
             obeyed exactly instead.
-        worker_logs: ``logging`` records emitted in process workers arrive
-            in this process's loggers of the same names (honouring their
-            levels and handlers), tagged with ``record.worker`` (``"process
-            <pid>"``; ``record.process`` is the worker's pid too). ``False``
-            leaves logging in the workers alone, for code that sets it up
-            there itself.
+        worker_logs: ``logging`` records emitted in process and remote
+            workers arrive in this process's loggers of the same names
+            (honouring their levels and handlers), tagged with
+            ``record.worker`` (``"process <pid>"``, ``"remote
+            host:port#i"``). ``False`` leaves logging in the workers alone,
+            for code that sets it up there itself.
+        progress: show a progress bar per task from :meth:`start` to
+            :meth:`stop`, counting results as they arrive, out of the length
+            of the task's input when it has one. ``True``: ``tqdm.auto``
+            bars (on stderr; widgets in a notebook); a tqdm class (or a
+            ``functools.partial`` of one, e.g. to give ``file=``): bars of
+            that class; any other callable: called as ``f(label, done,
+            total)`` when a count changes and once at the end. Default
+            ``False``: off, at no cost. See :doc:`engine`, *Progress bars*.
     """
 
     def __init__(
@@ -155,13 +172,14 @@ class IMap:
         remote_options: Mapping[str, Any] | None = None,
         buffer_bytes: int | None = DEFAULT_BUFFER_BYTES,
         worker_logs: bool = True,
+        progress: Any = False,
     ) -> None:
         self._options = Options(
             worker_type=worker_type, worker_num=worker_num, worker_remote=worker_remote,
             stride=stride, buffer=buffer, ordered=ordered, skip=skip, name=name,
             start_method=start_method, chunksize=chunksize, initializer=initializer,
             initargs=initargs, stall_grace=stall_grace, remote_options=remote_options,
-            buffer_bytes=buffer_bytes, worker_logs=worker_logs,
+            buffer_bytes=buffer_bytes, worker_logs=worker_logs, progress=progress,
         )
         options = self._options
         self._name = options.name or f"IMap-{id(self):x}"
@@ -249,6 +267,11 @@ class IMap:
     @property
     def initargs(self) -> tuple:
         return self._options.initargs
+
+    @property
+    def progress(self) -> Any:
+        """The ``progress`` option: False (off), True, a bar class or a callback."""
+        return self._options.progress
 
     @property
     def remote_options(self) -> dict[str, Any]:
@@ -455,6 +478,13 @@ class IMap:
         engine.started = True
         engine.stopped = False
         feeder.start()
+        if self._options.progress:
+            try:
+                self._state["progress"] = imap_progress(
+                    self._options.progress, engine, self._options.name)
+            except BaseException:   # e.g. a bar class refusing tqdm's keywords
+                self.stop(forced=True)
+                raise
         log.debug("%r started: stride %s, buffer %s, chunksize %s", self,
                   self._options.stride or "adaptive", self._options.buffer or "adaptive",
                   self.chunksize or "adaptive")
@@ -537,6 +567,7 @@ class IMap:
                     engine.backend.stop(forced=False)
                     engine.backend = None
                 self._state["feeder"] = None
+        _stop_progress(self._state)   # before the tasks go: the final counts
         if engine.started:
             engine.run.ended = time.perf_counter()
             self._state["last"] = engine.status()  # for report() after the run

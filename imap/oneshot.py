@@ -55,7 +55,7 @@ class IMapResults:
 
 
 def imap(func: Callable[..., Any], iterable: Iterable[Any], args: Sequence[Any] = (),
-         kwargs: dict | None = None, **options: Any) -> IMapResults:
+         kwargs: dict | None = None, progress: Any = False, **options: Any) -> IMapResults:
     """Lazily yield ``func(item, *args, **kwargs)`` for each item, in parallel.
 
     A one-task IMap; ``options`` are :class:`IMap` options (``worker_type``,
@@ -72,6 +72,12 @@ def imap(func: Callable[..., Any], iterable: Iterable[Any], args: Sequence[Any] 
 
     The pool starts at the first ``next()`` and stops when the results are
     exhausted, closed (``close()`` or a ``with`` block) or collected.
+
+    ``progress=True`` shows a progress bar while the results come (see
+    :class:`IMap` for the other values it takes)::
+
+        for y in imap(f, range(1000), progress=True):
+            ...
     """
-    pool = IMap(**options)
+    pool = IMap(progress=progress, **options)
     return IMapResults(pool, pool.add_task(func, iterable, args, kwargs))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .flow import DEFAULT_BUFFER_BYTES
+from .progress import check as check_progress
 
 __all__ = ["Options", "check_int", "parse_remote", "WORKER_TYPES", "START_METHODS"]
 
@@ -72,6 +73,7 @@ class Options:
     remote_options: Mapping[str, Any] = field(default_factory=dict)
     buffer_bytes: int | None = DEFAULT_BUFFER_BYTES
     worker_logs: bool = True
+    progress: Any = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen record as it is made
@@ -108,6 +110,9 @@ class Options:
             raise ValueError(f"stall_grace ({self.stall_grace}) must be >= 0 or None")
         if self.initializer is not None and not callable(self.initializer):
             raise TypeError(f"initializer must be callable, got {self.initializer!r}")
+        check_progress(self.progress)
+        if self.progress is None:
+            set_(self, "progress", False)
         set_(self, "ordered", bool(self.ordered))
         set_(self, "skip", bool(self.skip))
         set_(self, "initargs", tuple(self.initargs))

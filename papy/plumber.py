@@ -19,6 +19,12 @@ that arises in it in a run (logger ``papy``, WARNING, with the worker's
 traceback); at the end of a run that produced errors, :meth:`Plumber.wait`
 (or :meth:`Plumber.stop`) logs one ERROR line counting, per output, the items
 that are errors; ``stats["outputs"]`` holds the same counts.
+
+**Progress.** ``run(progress=True)`` shows one bar per output piper, counting
+the items its puller takes (``imap/progress.py``: the bars' own thread
+polls those counters; the pullers do nothing more per item). The bars are
+closed with their final counts by :meth:`Plumber.wait` (once the outputs
+are exhausted) or :meth:`Plumber.stop`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from imap.progress import Progress
 from imap.stats import Report
 
 from .dagger import Dagger
@@ -41,6 +48,29 @@ log = logging.getLogger("papy")
 
 def _drop(value: Any) -> None:
     """Where a puller puts the items it does not keep."""
+
+
+def _expected_items(plumber: Plumber) -> dict:
+    """Per piper, the items it will hand on, or None where that is unknown.
+
+    Known where every input it depends on has a ``len()``: an evaluation
+    takes ``consume`` inboxes (fewer at the very end) and makes ``produce``
+    items, and a merge makes as many inboxes as its shortest upstream.
+    """
+    expected: dict = {}
+    datas = dict(zip(plumber.get_inputs(), plumber._inputs, strict=False))
+    for piper in plumber.topological():
+        if piper in datas:
+            try:
+                inboxes = len(datas[piper])
+            except Exception:   # an iterator or a generator: no len()
+                inboxes = None
+        else:
+            upstream = [expected[up] for up in plumber.upstream(piper)]
+            inboxes = None if None in upstream else min(upstream)
+        expected[piper] = (None if inboxes is None
+                           else -(-inboxes // piper.consume) * piper.produce)
+    return expected
 
 
 class Plumber(Dagger):
@@ -74,6 +104,7 @@ class Plumber(Dagger):
         self._started = False
         self._start_time: float | None = None
         self._end_time: float | None = None
+        self._progress: Progress | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -101,10 +132,22 @@ class Plumber(Dagger):
         self._start_time = time.time()
         self._end_time = None
 
-    def run(self) -> None:
-        """Start (or resume after :meth:`pause`) pulling the outputs in the background."""
+    def run(self, progress: Any = False) -> None:
+        """Start (or resume after :meth:`pause`) pulling the outputs in the background.
+
+        Args:
+            progress: show one progress bar per output piper, counting the
+                items pulled, out of the number expected when every input
+                has a ``len()``. The values of the IMap option ``progress``:
+                ``True`` (``tqdm.auto`` bars, on stderr), a tqdm class, or a
+                callback ``f(output name, items, total)``. Once shown, the
+                bars stay until :meth:`wait` sees the end or :meth:`stop`;
+                a ``run()`` that resumes after :meth:`pause` keeps them.
+        """
         if not self._started:
             raise PlumberError("start(datas) the Plumber before run()")
+        if progress and self._progress is None:
+            self._progress = self._show_progress(progress)
         with self._lock:
             self._pause.clear()
             for index, output in enumerate(self._outputs):
@@ -115,6 +158,25 @@ class Plumber(Dagger):
                                               daemon=True)
                     self._threads.append(thread)
                     thread.start()
+
+    def _show_progress(self, progress: Any) -> Progress:
+        # This run's outputs (an entry becomes None once its output is
+        # exhausted) and their counters, in the same order.
+        outputs, names = self._outputs, list(self._counts)
+        counts = [self._counts[name] for name in names]
+        expected = {piper.name: n for piper, n in _expected_items(self).items()}
+
+        def snapshot() -> list[tuple[int, bool]]:
+            return [(c[0], outputs[i] is None) for i, c in enumerate(counts)]
+
+        return Progress(progress, snapshot, names, [expected[name] for name in names],
+                        name="papy-plumber-progress")
+
+    def _stop_progress(self) -> None:
+        """Close the bars with their final counts (the pullers have ended)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
     def _pull(self, index: int) -> None:
         piper, outbox = self._outputs[index]
@@ -182,6 +244,7 @@ class Plumber(Dagger):
         done = self._finished.wait(timeout)
         if done:
             self._join_threads(None)
+            self._stop_progress()
         self._raise()
         if done:
             self._report()
@@ -239,6 +302,7 @@ class Plumber(Dagger):
         if not self._join_threads(30):
             log.warning("a papy puller is blocked in an inline piper; left as daemon")
         self._threads = []
+        self._stop_progress()
         if self._started and self._end_time is None:
             self._end_time = time.time()
         self._started = False
