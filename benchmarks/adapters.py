@@ -99,7 +99,7 @@ def _ctx(start_method):
 
 def run_imap(stages, source, fold, consume=None, workers=2, stride=None,
              buffer=None, chunksize=None, start_method=None, on_started=None,
-             remote=None, gate="workers"):
+             remote=None, gate="workers", progress=None, statistics=True):
     """One IMap of ``workers`` processes; the stages as chained tasks.
 
     ``stride``, ``buffer``, ``chunksize`` and ``start_method`` are given to
@@ -116,7 +116,9 @@ def run_imap(stages, source, fold, consume=None, workers=2, stride=None,
       until the clock starts; the warm-up results are taken before it.
 
     ``remote``: a ``worker_remote`` list; then the IMap has only those
-    workers.
+    workers. ``progress``: given to the IMap. ``statistics=False`` turns the
+    engine's statistics bookkeeping into a no-op for this run (to measure
+    its cost; the timing the flow policy needs stays).
     """
     from gate import WorkerGate, hold
 
@@ -129,11 +131,20 @@ def run_imap(stages, source, fold, consume=None, workers=2, stride=None,
     opts = dict(worker_type="process", worker_num=workers)
     if remote is not None:
         opts = dict(worker_num=0, worker_remote=remote)
-    for key, value in (("stride", stride), ("buffer", buffer),
+    for key, value in (("stride", stride), ("buffer", buffer), ("progress", progress),
                        ("chunksize", chunksize), ("start_method", start_method)):
         if value is not None:
             opts[key] = value
 
+    if not statistics:
+        from imap import stats
+        saved = stats.TaskStats.delivered
+        stats.TaskStats.delivered = lambda self, *args: None
+        try:
+            return run_imap(stages, source, fold, consume, workers, stride, buffer,
+                            chunksize, start_method, on_started, remote, gate, progress)
+        finally:
+            stats.TaskStats.delivered = saved
     t0 = now()
     if gate == "workers":
         held = WorkerGate(workers)

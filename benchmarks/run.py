@@ -38,9 +38,18 @@ _setup_path()
 
 import harness as h  # noqa: E402
 import workloads as wl  # noqa: E402
-from sections import chain, cpu, memory, mixed, papy_inline, remote, tiny  # noqa: E402
+from sections import (  # noqa: E402
+    chain,
+    cpu,
+    memory,
+    mixed,
+    observability,
+    papy_inline,
+    remote,
+    tiny,
+)
 
-SECTIONS = (tiny, cpu, mixed, chain, memory, remote, papy_inline)
+SECTIONS = (tiny, cpu, mixed, chain, memory, remote, papy_inline, observability)
 NAMES = tuple(s.NAME for s in SECTIONS)
 
 # Sizes. *_budget: (full, capped) seconds for a default-settings imap row,

@@ -10,8 +10,9 @@ line) and one on 2 remote workers of a local ``imap-server`` that the example
 starts itself (the embedded default; on a thread IMap if the server cannot
 start). A merge piper joins the three results of each line and an inline
 piper writes the records to a file in a temporary directory. A progress bar
-(``run(progress=True)``, on stderr) follows the records written; a summary
-is printed at the end.
+(``run(progress=True)``, on stderr) follows the records written; a summary,
+the bottleneck report and the path of a drawing of the pipeline are printed
+at the end.
 """
 
 from __future__ import annotations
@@ -108,7 +109,13 @@ def run(remote: IMap) -> None:
               f"errors={counts['errors']}")
     print(f"done: {len(lines)} records written to {out} in {stats['run_time']:.2f} s")
     os.remove(out)
-    os.rmdir(directory)
+    print(plumber.report())         # per piper: items, time, waits; what limits the run
+    try:                            # the graphviz extra and the dot program draw it
+        picture = plumber.draw(os.path.join(directory, "pipeline.svg"))
+    except (ImportError, RuntimeError) as exc:
+        print(f"no SVG ({str(exc).splitlines()[0]}); writing DOT source instead")
+        picture = plumber.draw(os.path.join(directory, "pipeline.dot"))
+    print(f"pipeline drawn: {picture}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ BUSY_LIMIT = 0.75
 # A consumer that waited for results less than this share of the time
 # keeps the workers waiting (if they are not busy).
 CONSUMER_WAITED = 0.25
+# A run shorter than this (seconds) is not judged: start-up dominates it.
+MIN_ELAPSED = 0.25
 # A tasklet shorter than this costs less than the messaging around it.
 CHEAP_TASKLET = 100e-6
 
@@ -199,6 +201,9 @@ def judge(rows: list[dict], elapsed: float, workers: int, room_wait: float,
              for r in rows if r["items"] and r["errors"] == r["items"]]
     if elapsed <= 0 or not any(r["items"] for r in rows):
         return None, "nothing has run yet", notes
+    if elapsed < MIN_ELAPSED:
+        return None, (f"the run was too short ({elapsed:.2f} s) to tell what limits "
+                      f"it"), notes
     used = sum(r["share"] for r in rows)
     top = max(rows, key=lambda r: r["share"])
     waiting_input = [r for r in rows

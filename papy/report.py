@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imap.stats import Report
+from imap.stats import MIN_ELAPSED, Report
 
 __all__ = ["pipeline_report"]
 
@@ -97,6 +97,10 @@ def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
     for row in table:
         row["reads_input"] = False
         row["output"] = False
+    if elapsed < MIN_ELAPSED:
+        return Report(rows=table, elapsed=elapsed, workers=workers, room_wait=room_wait,
+                      bottleneck=None, notes=notes, kind="piper", verdict=(
+                          f"the run was too short ({elapsed:.2f} s) to tell what limits it"))
     if not found:
         return Report(rows=table, elapsed=elapsed, workers=workers, room_wait=room_wait,
                       bottleneck=None, verdict="nothing has run on an IMap yet", notes=notes,
@@ -113,9 +117,14 @@ def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
                    f"the workers of IMap {m.name}. Give that IMap more workers (or hosts), "
                    f"or spawn the piper over more tasks.")
     elif kind == "input":
+        waiting = max((p for p in pipers.values() if p.imap is m),
+                      key=lambda p: rows[p.name]["input_wait"])
+        ups = [up.name for up in dagger.upstream(waiting)] or ["its input data"]
         bottleneck = "input"
-        verdict = ("the input: " + report.verdict.split(": ", 1)[1]).replace(
-            "task ", "piper ")
+        verdict = (f"the input of piper {waiting.name!r} (from {', '.join(map(repr, ups))}): "
+                   f"it waited for its input {rows[waiting.name]['input_wait'] / elapsed:.0%} "
+                   f"of the run while the workers of IMap {m.name} idled. Make what feeds "
+                   f"it faster (or run that on an IMap); more workers will not help.")
     elif kind == "consumer":
         inline = [p for p in dagger.postorder() if p.imap is None
                   and any(up.imap is m for up in dagger.upstream(p))]

@@ -23,6 +23,8 @@ EXPECTED = {
         "merge   in= 60 out= 60 errors=0",
         "progress: 60/60 records",
         "done: 60 records written",
+        "verdict: ",
+        "pipeline drawn: ",
     ],
     "chained_tasks.py": [
         "3 chained tasks on 2 worker processes",
