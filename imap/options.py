@@ -47,6 +47,33 @@ def parse_remote(worker_remote: Any) -> tuple:
     return tuple(hosts)
 
 
+# remote_options: name -> (accepted types, description of a good value, check)
+_REMOTE_OPTIONS: dict[str, tuple] = {
+    "secret": ((str, bytes, type(None)), "a str or bytes", None),
+    "ssl": ((bool,), "True or False", None),
+    "ssl_certfile": ((str, type(None)), "a path", None),
+    "ssl_keyfile": ((str, type(None)), "a path", None),
+    "ssl_ca_certs": ((str, type(None)), "a path", None),
+    "connect_timeout": ((int, float), "seconds > 0", lambda v: v > 0),
+    "liveness": ((int, float), "seconds > 0", lambda v: v > 0),
+    "reconnect": ((bool,), "True or False", None),
+    "worker_wait": ((int, float), "seconds >= 0", lambda v: v >= 0),
+}
+
+
+def check_remote_options(options: Mapping[str, Any]) -> None:
+    """Reject an unknown remote option or a value of the wrong kind, naming it."""
+    for name, value in options.items():
+        if name not in _REMOTE_OPTIONS:
+            raise ValueError(f"unknown remote option {name!r}; known: "
+                             f"{', '.join(_REMOTE_OPTIONS)}")
+        kinds, good, check = _REMOTE_OPTIONS[name]
+        number = kinds == (int, float)
+        if (not isinstance(value, kinds) or (number and isinstance(value, bool))
+                or (check is not None and not check(value))):
+            raise ValueError(f"remote option {name!r} must be {good}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Options:
     """Everything an IMap is made with, except its first task.
@@ -117,6 +144,7 @@ class Options:
         set_(self, "skip", bool(self.skip))
         set_(self, "initargs", tuple(self.initargs))
         set_(self, "remote_options", dict(self.remote_options or {}))
+        check_remote_options(self.remote_options)
 
     # -- resolved values --------------------------------------------------------
 

@@ -10,6 +10,9 @@ entry points through ``conn.namespace``:
 * ``imap_agent_init(payload)`` -> logs or None — once per connection, only
   when the IMap has an ``initializer``: ``payload`` is the cloudpickle of
   ``(initializer, initargs)``.
+* ``imap_agent_heartbeat(beat, interval)`` — once per connection: a thread
+  calls the client's ``beat`` every ``interval`` seconds, so a busy
+  connection that falls silent (a stopped host, a dead link) is noticed.
 * ``imap_agent_logs(level)`` — once per connection, unless the IMap has
   ``worker_logs=False``: ``logging`` records of ``level`` and above that the
   batches of this connection emit (in the thread that runs them) travel back
@@ -73,6 +76,29 @@ def _collecting(run):
     finally:
         collector.local.records = None
     return pickle.dumps(records, PROTOCOL) if records else None
+
+
+def imap_agent_heartbeat(beat, interval):
+    """Call ``beat()`` (a function of the client) every ``interval`` seconds
+    from a thread of this connection, as one-way messages, until the
+    connection closes: while a batch runs, the client knows this host is
+    alive."""
+    import threading
+    import time
+
+    import rpyc
+
+    ping = rpyc.async_(beat)
+
+    def run():
+        while True:
+            time.sleep(interval)   # a steady pace, not a wait for anything
+            try:
+                ping()
+            except Exception:   # the connection is closed
+                return
+
+    threading.Thread(target=run, name="imap-agent-heartbeat", daemon=True).start()
 
 
 def imap_agent_init(payload):

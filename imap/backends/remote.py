@@ -23,9 +23,14 @@ Data flow::
   of that task on that connection — so the next batch is already queued on
   the server while the current one runs; it waits for answers in order,
   dispatches queued batches to the freed connection and hands results to the
-  engine. When the connection breaks, every batch it held goes to
-  ``lost(batch, reason)``; the connection is not replaced, and once no
-  connection is left, queued batches are reported lost too.
+  engine. While a batch runs it watches for signs of life: answers and the
+  remote worker's heartbeats (one-way calls from a thread of the agent); a
+  connection silent for ``liveness`` seconds counts as broken. When the
+  connection breaks, every batch it held goes to ``lost(batch, reason)``.
+* A lost connection is brought back in the background (:mod:`.rejoin`):
+  reconnected with backoff, set up again, and added to the pool. While none
+  is left, queued batches wait ``worker_wait`` seconds for one, then are
+  reported lost.
 
 :class:`MixedBackend` puts local (thread or process) workers and remote ones
 behind one interface.
@@ -41,6 +46,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,7 @@ import cloudpickle
 from ..auth import DEFAULT_PORT
 from . import wire
 from .base import PREFETCH, Batch, Deliver, Lost
+from .rejoin import Rejoiner
 from .slots import Slot, SlotBackend
 
 log = logging.getLogger("imap")
@@ -57,12 +64,17 @@ log = logging.getLogger("imap")
 # so that module travels by value with the functions it wraps.
 cloudpickle.register_pickle_by_value(importlib.import_module("imap.imports"))
 
-CONNECT_TIMEOUT = 10.0  # seconds to connect and authenticate
+CONNECT_TIMEOUT = 10.0  # seconds to connect, authenticate and set a connection up
 POLL = 0.2              # seconds between checks for a forced stop while a batch runs
+LIVENESS = 10.0         # seconds a busy connection may go without a sign of life
+BEAT = 1.0              # seconds between a remote worker's heartbeats, at most
+WORKER_WAIT = 30.0      # seconds queued batches wait for a lost host to come back
+REJOIN_TIMEOUT = 5.0    # connect timeout of an attempt to bring a host back, at most
 _HERE = Path(__file__).resolve().parent
 # The batch kernel, then the agent that calls it, run in each connection.
 AGENT_SOURCE = (_HERE / "kernel.py").read_text() + "\n" + (_HERE / "_remote_agent.py").read_text()
-OPTIONS = ("secret", "ssl", "ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "connect_timeout")
+OPTIONS = ("secret", "ssl", "ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "connect_timeout",
+           "liveness", "reconnect", "worker_wait")
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -77,6 +89,31 @@ def parse_address(text: str) -> tuple[str, int]:
         return host, int(port)
     except ValueError:
         raise ValueError(f"bad port in remote worker address {text!r}") from None
+
+
+def _keepalive(sock: socket.socket, idle: float) -> None:
+    """TCP keepalive: a peer gone without a word (a host down, a link cut)
+    is found by the operating system too, after ``idle`` s and 3 probes."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", max(1, int(idle))), ("TCP_KEEPINTVL", 1),
+                            ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    except OSError:  # pragma: no cover - not supported here
+        pass
+
+
+def _abort(conn: Any, sock: socket.socket) -> None:
+    """Close a connection without waiting for the server."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        conn.close()
+    except Exception:
+        pass
 
 
 def _client_context(options: dict) -> ssl.SSLContext | None:
@@ -131,9 +168,13 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
         if secret:
             client_handshake(sock, secret)
         sock.settimeout(None)
+        _keepalive(sock, options.get("liveness", LIVENESS))
+        # Setting up waits for the server at most ``timeout`` (a host that
+        # accepts but never answers, e.g. stopped); batches wait as long as
+        # they run (their liveness is watched by heartbeats instead).
         conn = rpyc.utils.factory.connect_stream(
             SocketStream(sock), rpyc.classic.SlaveService,
-            config={"sync_request_timeout": None})
+            config={"sync_request_timeout": timeout})
     except (OSError, ssl.SSLError, EOFError) as exc:
         if sock is not None:
             sock.close()
@@ -149,6 +190,11 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
         raise ConnectionError(
             f"remote worker host {where} closed the connection at the first request "
             f"(TLS or secret required by the server?): {exc!r}") from exc
+    except rpyc.AsyncResultTimeout as exc:
+        _abort(conn, sock)
+        raise ConnectionError(
+            f"remote worker host {where} accepted the connection but did not answer "
+            f"within {timeout} s (is it stopped, or overloaded?)") from exc
     except Exception as exc:
         conn.close()
         raise ConnectionError(
@@ -160,22 +206,35 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
 class _Link(Slot):
     """One connection to a remote worker, and the thread that drives it."""
 
-    __slots__ = ("conn", "sock", "run", "outbox", "thread", "pipeline")
+    __slots__ = ("address", "conn", "sock", "run", "outbox", "thread", "pipeline")
 
-    def __init__(self, name: str, conn: Any, sock: socket.socket) -> None:
+    def __init__(self, name: str, address: tuple, conn: Any, sock: socket.socket) -> None:
         import rpyc
 
         super().__init__(name)
+        self.address = address   # (host, port)
         self.conn = conn
         self.sock = sock
         self.run = rpyc.async_(conn.namespace["imap_agent_run"])
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
         # Requests sent ahead of their answer: only when the server's socket
         # has Nagle off, else each pipelined answer waits for a delayed ACK.
         self.pipeline = PREFETCH if conn.namespace["imap_agent_nodelay"]() else 1
 
+    def beat(self) -> None:
+        """Called by the remote worker's heartbeat thread (via RPyC)."""
+        self.heard = time.monotonic()
+
+    def close(self) -> None:
+        _close(self, abort=True)
+
 
 class _Forced(Exception):
+    pass
+
+
+class _Silent(Exception):
     pass
 
 
@@ -185,7 +244,12 @@ class RemoteBackend(SlotBackend):
     Args:
         hosts: ``[("host:port", n), ...]``.
         options: ``secret``, ``ssl``, ``ssl_certfile``, ``ssl_keyfile``,
-            ``ssl_ca_certs``, ``connect_timeout`` (see :func:`connect`).
+            ``ssl_ca_certs``, ``connect_timeout`` (see :func:`connect`);
+            ``liveness`` (seconds a busy connection may go without a sign
+            of life before its host is declared lost; default 10),
+            ``reconnect`` (bring lost hosts back; default True),
+            ``worker_wait`` (seconds queued batches wait for a host to come
+            back once no remote worker is left; default 30).
     """
 
     kind = "remote"
@@ -199,48 +263,71 @@ class RemoteBackend(SlotBackend):
         self.worker_logs = worker_logs
         self.hosts = [(parse_address(address), n) for address, n in hosts]
         self.options = dict(options or {})
+        self.liveness = float(self.options.get("liveness", LIVENESS))
+        self.reconnect = bool(self.options.get("reconnect", True))
+        self.worker_wait = float(self.options.get("worker_wait", WORKER_WAIT))
         self._forced = False
 
     # -- life cycle --------------------------------------------------------
 
     def start(self) -> None:
         self._stopping = self._forced = False
-        init_payload = self._init_payload()
-        level = wire.log_level()
+        self._init = self._init_payload()
+        self._level = wire.log_level()
         links: list[_Link] = []
         try:
             for (host, port), n in self.hosts:
                 for i in range(n):
-                    conn, sock = _open(host, port, self.options)
-                    try:
-                        link = _Link(f"{host}:{port}#{i}", conn, sock)
-                        if self.worker_logs:   # first: the initializer's records too
-                            conn.namespace["imap_agent_logs"](level)
-                        if init_payload is not None:
-                            logs = conn.namespace["imap_agent_init"](init_payload)
-                            _relay(logs, link)
-                    except (OSError, EOFError) as exc:
-                        sock.close()
-                        raise ConnectionError(f"lost remote worker host {host}:{port} while "
-                                              f"setting up: {exc!r}") from exc
-                    links.append(link)
+                    links.append(self._make_link(host, port, i, self.options))
         except BaseException:
             for link in links:
                 _close(link, abort=True)
             raise
         self._slots = links
+        self._rejoiner = Rejoiner(self._join_link, self.worker_wait, self._orphans)
         for link in links:
-            link.thread = threading.Thread(target=self._drive, args=(link,),
-                                           name=f"imap-remote-{link.name}", daemon=True)
-            link.thread.start()
+            self._start_driver(link)
+
+    def _make_link(self, host: str, port: int, i: int, options: dict) -> _Link:
+        """Open and set up connection ``i`` to ``host:port``."""
+        conn, sock = _open(host, port, options)
+        try:
+            link = _Link(f"{host}:{port}#{i}", (host, port), conn, sock)
+            if self.worker_logs:   # first: the initializer's records too
+                conn.namespace["imap_agent_logs"](self._level)
+            # several beats per liveness period: one late beat is not silence
+            conn.namespace["imap_agent_heartbeat"](link.beat, min(BEAT, self.liveness / 4))
+            conn._config["sync_request_timeout"] = None   # an initializer may take long
+            if self._init is not None:
+                _relay(conn.namespace["imap_agent_init"](self._init), link)
+        except Exception as exc:
+            _abort(conn, sock)
+            raise ConnectionError(f"lost remote worker host {host}:{port} while setting "
+                                  f"up: {exc!r}") from exc
+        link.heard = time.monotonic()
+        return link
+
+    def _start_driver(self, link: _Link) -> None:
+        link.thread = threading.Thread(target=self._drive, args=(link,),
+                                       name=f"imap-remote-{link.name}", daemon=True)
+        link.thread.start()
+
+    def _join_link(self, link: _Link) -> None:
+        """A lost host is back (a Rejoiner thread): its connection joins."""
+        if self._join(link):
+            self._start_driver(link)
+        else:
+            _close(link, abort=True)
 
     def stop(self, forced: bool = False) -> None:
         self._forced = forced
         links = self._begin_stop()
+        if self._rejoiner is not None:
+            self._rejoiner.stop(REJOIN_TIMEOUT)
         for link in links:
             link.outbox.put(None)
         for link in links:
-            if link.thread is not threading.current_thread():
+            if link.thread is not None and link.thread is not threading.current_thread():
                 link.thread.join()
 
     def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
@@ -262,6 +349,8 @@ class RemoteBackend(SlotBackend):
                         closing = True
                         break
                     batch, payload = item
+                    if not inflight:   # idle until now: silence counts from here
+                        link.heard = time.monotonic()
                     inflight.append((batch, link.run(batch.task.key, payload, batch.data)))
                 if not inflight:
                     break  # closing, nothing left to wait for
@@ -269,7 +358,9 @@ class RemoteBackend(SlotBackend):
                 while not answer.ready:
                     if self._forced:
                         raise _Forced
-                    link.conn.serve(POLL)
+                    link.conn.serve(POLL)   # answers, and the heartbeats
+                    if link.silent_for() > self.liveness:
+                        raise _Silent(f"no sign of life for {self.liveness:g} s")
                 try:
                     data = answer.value
                 except (OSError, EOFError):
@@ -284,6 +375,9 @@ class RemoteBackend(SlotBackend):
                 self._answered(link, data)
         except _Forced:
             _close(link, abort=True)  # a batch may be running: do not wait for it
+        except _Silent as exc:   # a host that froze or a link that went dead
+            _close(link, abort=True)
+            self._link_lost(link, exc)
         except Exception as exc:  # the connection broke
             self._link_lost(link, exc)
         finally:
@@ -295,8 +389,17 @@ class RemoteBackend(SlotBackend):
         if stopping:
             return
         self._workers_lost += 1
-        log.warning("remote worker %s lost (%r) holding %d batch(es); not replacing it",
-                    link.name, exc, len(held))
+        again = "; trying to bring it back" if self.reconnect else "; not replacing it"
+        log.warning("remote worker %s lost (%s) holding %d batch(es)%s", link.name, exc,
+                    len(held), again)
+        if self.reconnect and self._rejoiner is not None:
+            host, port = link.address
+            index = int(link.name.rsplit("#", 1)[1])
+            options = dict(self.options)
+            options["connect_timeout"] = min(
+                float(options.get("connect_timeout", CONNECT_TIMEOUT)), REJOIN_TIMEOUT)
+            self._rejoiner.lost(link.name, lambda: self._make_link(host, port, index,
+                                                                  options))
         reason = f"remote worker {link.name} lost: {exc!r}"
         for batch in held:
             self.lost(batch, reason)

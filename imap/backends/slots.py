@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from abc import abstractmethod
 from typing import Any
 
@@ -41,13 +42,18 @@ log = logging.getLogger("imap")
 class Slot:
     """One worker as the backend sees it."""
 
-    __slots__ = ("name", "held", "known", "alive")
+    __slots__ = ("name", "held", "known", "alive", "heard")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.held: collections.deque = collections.deque()  # batches, in sending order
         self.known: set = set()   # task keys whose function this worker has
         self.alive = True
+        self.heard = time.monotonic()   # the last sign of life (an answer, a heartbeat)
+
+    def silent_for(self) -> float:
+        """Seconds since the last sign of life."""
+        return time.monotonic() - self.heard
 
 
 class SlotBackend(Backend):
@@ -68,6 +74,7 @@ class SlotBackend(Backend):
         self._pending: collections.deque = collections.deque()
         self._slots: list = []
         self._stopping = False
+        self._rejoiner: Any = None   # a rejoin.Rejoiner, for workers that can come back
 
     @property
     def alive(self) -> int:
@@ -94,8 +101,25 @@ class SlotBackend(Backend):
         self.lost(batch, self._none_left)
 
     def _accepting(self) -> bool:
-        """Whether a queued batch can still be run (lock held)."""
-        return any(s.alive for s in self._slots)
+        """Whether a queued batch can still be run (lock held): a worker is
+        alive, or one is being brought back and batches may wait for it."""
+        return (any(s.alive for s in self._slots)
+                or (self._rejoiner is not None and self._rejoiner.waiting()))
+
+    def _join(self, slot: Any) -> bool:
+        """Add ``slot`` (a worker brought back) to the pool, in place of the
+        dead slot of its name; False if the backend is stopping."""
+        with self._lock:
+            if self._stopping:
+                return False
+            for i, old in enumerate(self._slots):
+                if old.name == slot.name and not old.alive:
+                    self._slots[i] = slot
+                    break
+            else:
+                self._slots.append(slot)
+            self._dispatch()
+        return True
 
     _none_left = "no worker is left"
 
@@ -137,6 +161,7 @@ class SlotBackend(Backend):
         A partial answer (the first tasklets of a batch still running) is
         delivered as a batch of its own; the batch keeps the others.
         """
+        slot.heard = time.monotonic()
         with self._lock:
             batch = slot.held[0]
         values, errors, busy, peak, more = wire.decode_answer(batch, data)
