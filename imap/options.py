@@ -10,6 +10,7 @@ when it matters). A new option is one new field here.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 from .flow import DEFAULT_BUFFER_BYTES
 from .progress import check as check_progress
 
-__all__ = ["Options", "check_int", "parse_remote", "WORKER_TYPES", "START_METHODS"]
+__all__ = ["Options", "check_address", "check_int", "parse_remote", "WORKER_TYPES",
+           "START_METHODS"]
 
 WORKER_TYPES = ("process", "thread")
 START_METHODS = ("fork", "forkserver", "spawn")
@@ -31,20 +33,124 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} ({value}) must be >= {minimum}")
 
 
-def parse_remote(worker_remote: Any) -> tuple:
-    if not worker_remote:
-        return ()
-    hosts = []
-    for entry in worker_remote:
+_REMOTE_EXAMPLE = 'worker_remote=[("host:port", 2)]'
+
+
+def _remote_error(problem: str) -> ValueError:
+    return ValueError(f"worker_remote: {problem}")
+
+
+def _check_port(address: str, port: str) -> None:
+    """``port``, the text after the last ``:`` of ``address``: 1 to 65535, digits only."""
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        shown = repr(port) if port else "nothing"
+        raise _remote_error(
+            f"the port of {address!r} is {shown}; a port is a number from 1 to 65535, "
+            f"as in 'host:18812' (or leave it out for the default port)")
+
+
+def check_address(address: str) -> None:
+    """Raise ``ValueError`` unless ``address`` is a remote worker address.
+
+    The forms: ``"host"``, ``"host:port"``, ``"[v6]"``, ``"[v6]:port"`` and a
+    bare IPv6 address such as ``"::1"`` (the default port); a port is 1 to
+    65535. What passes is what :func:`imap.backends.remote.parse_address`
+    reads as meant.
+    """
+    if not address.strip():
+        raise _remote_error(f"an address is empty ({address!r}); give 'host' or 'host:port'")
+    if any(c.isspace() for c in address):
+        raise _remote_error(f"the address {address!r} holds white space; remove it")
+    if address.startswith("["):
+        host, closed, rest = address[1:].partition("]")
+        if not closed or "[" in host or "[" in rest or "]" in rest:
+            raise _remote_error(
+                f"the brackets of {address!r} do not match; an IPv6 address is written "
+                f"'[v6]' or '[v6]:port', e.g. '[::1]:18812'")
+        if not host:
+            raise _remote_error(f"the address {address!r} has no host between its brackets")
+        if rest and not rest.startswith(":"):
+            raise _remote_error(
+                f"the address {address!r} has {rest!r} after its ']'; only ':port' may "
+                f"follow, e.g. '[::1]:18812'")
+        if rest:
+            _check_port(address, rest[1:])
+        return
+    if "[" in address or "]" in address:
+        raise _remote_error(
+            f"the brackets of {address!r} do not match; an IPv6 address is written "
+            f"'[v6]' or '[v6]:port', e.g. '[::1]:18812'")
+    host, colon, port = address.rpartition(":")
+    if not colon:
+        return  # a host name or an IPv4 address: the default port
+    if ":" in host:  # more than one ':': a bare IPv6 address, or a mistake
         try:
-            host, n = entry
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"worker_remote entries must be (host, n) or ('host:port', n) pairs, "
-                f"got {entry!r}") from None
-        check_int(f"the worker count for {host!r}", n, 1)
-        hosts.append((str(host), n))
-    return tuple(hosts)
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise _remote_error(
+                f"{address!r} is neither 'host:port' nor an IPv6 address; write an IPv6 "
+                f"address with a port in brackets, e.g. '[::1]:18812'") from None
+        return
+    if not host:
+        raise _remote_error(f"the address {address!r} has no host before its ':port'")
+    _check_port(address, port)
+
+
+def parse_remote(worker_remote: Any) -> tuple[tuple[str, int], ...]:
+    """Check ``worker_remote``; return it as a tuple of ``(address, n)`` pairs.
+
+    Every mistake is a ``ValueError`` naming the value and how to write it,
+    raised when the IMap is made rather than at ``start()``. The addresses are
+    kept as given (see :func:`check_address` for the forms).
+    """
+    if worker_remote is None:
+        return ()
+    if isinstance(worker_remote, (str, bytes, bytearray)):
+        raise _remote_error(
+            f"got the single value {worker_remote!r}; pass a list of (address, n) pairs, "
+            f"e.g. worker_remote=[({_text(worker_remote)!r}, 2)] for 2 workers on that host")
+    if isinstance(worker_remote, Mapping):
+        raise _remote_error(
+            f"got a mapping ({worker_remote!r}); pass a list of (address, n) pairs, "
+            f"e.g. worker_remote=list(mapping.items())")
+    try:
+        entries = list(worker_remote)
+    except TypeError:
+        raise _remote_error(
+            f"got {worker_remote!r}; pass a list of (address, n) pairs, e.g. "
+            f"{_REMOTE_EXAMPLE}") from None
+    return tuple(_remote_entry(entry) for entry in entries)
+
+
+def _text(value: Any) -> Any:
+    """``value`` as a str, if it is bytes (to show it in an example)."""
+    return value.decode(errors="replace") if isinstance(value, (bytes, bytearray)) else value
+
+
+def _remote_entry(entry: Any) -> tuple[str, int]:
+    if isinstance(entry, (str, bytes, bytearray)):
+        raise _remote_error(
+            f"the entry {entry!r} is an address without a worker count; each entry is an "
+            f"(address, n) pair, e.g. ({_text(entry)!r}, 2)")
+    if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+        raise _remote_error(
+            f"each entry is an (address, n) pair, got {entry!r}; e.g. {_REMOTE_EXAMPLE}")
+    address, n = entry
+    if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        address = str(address)
+    if not isinstance(address, str):
+        hint = "'host', 'host:port' or '[v6]:port'"
+        if isinstance(address, (tuple, list)) and len(address) == 2:  # (host, port)
+            hint = repr(f"{address[0]}:{address[1]}")
+        raise _remote_error(
+            f"the address in {tuple(entry)!r} must be a str such as {hint}, got "
+            f"{type(address).__name__} {address!r}")
+    check_address(address)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise _remote_error(
+            f"the worker count of {address!r} must be an int >= 1, got {n!r}; "
+            f"e.g. ({address!r}, 2)")
+    return address, n
 
 
 # remote_options: name -> (accepted types, description of a good value, check)

@@ -6,6 +6,13 @@ Authentication (TLS, then a shared secret; see :mod:`imap.auth`) happens in
 that process before the first RPyC request is read, so a client that fails it
 executes nothing.
 
+A connection's process never outlives the server's main process: on Linux
+the kernel kills it when the main process ends, however that ends (SIGKILL
+included) -- ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set just after the fork;
+elsewhere a thread in it polls its parent pid and ends it within
+``PARENT_POLL`` seconds of a change. So killing the main process never leaves
+connection processes computing for nobody.
+
 Run it as ``imap-server`` or ``python -m imap.server``; see ``--help`` and
 the "Remote workers" page of the documentation. This module holds the
 command line and the server; :func:`imap.embedded.local` starts one on a free
@@ -15,6 +22,7 @@ loopback port for examples and tests.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import ipaddress
 import logging
@@ -23,13 +31,19 @@ import signal
 import socket
 import ssl
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .auth import AUTH_TIMEOUT, DEFAULT_PORT, Authenticator
 
 log = logging.getLogger("imap.server")
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for when the parent ends
+PARENT_POLL = 0.5     # seconds between checks of the parent, where prctl is missing
 
 # Names that moved out of this module, and where to: still reachable here, with a
 # DeprecationWarning (the README and the docs showed ``from imap.server import local``).
@@ -82,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imap-server",
         description="Serve remote IMap workers (classic RPyC, one process per connection).")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; IPv6 as ::1 or [::1])")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--certfile", help="TLS: the server certificate (PEM)")
@@ -105,6 +120,70 @@ class _Terminated(Exception):
     """SIGTERM reached the server's main process."""
 
 
+# --- a connection's process ends with the main process -------------------------------
+
+
+def _kernel_kills_orphan() -> bool:
+    """Ask Linux to SIGKILL this process when its parent ends; True if it will."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+
+
+def _watch_parent(parent: int, interval: float) -> None:
+    """End this process once its parent is no longer ``parent`` (it ended)."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
+
+
+def end_with_parent(parent: int, kernel: bool = True) -> None:
+    """Make this process (just forked from ``parent``) end when ``parent`` ends.
+
+    With ``kernel`` and on Linux, the kernel sends SIGKILL (see
+    :func:`_kernel_kills_orphan`); otherwise a daemon thread polls
+    ``os.getppid()`` every :data:`PARENT_POLL` seconds. A parent that ended
+    before this was set up is caught by the check that follows, so no fork
+    slips through.
+    """
+    if not (kernel and _kernel_kills_orphan()):
+        threading.Thread(target=_watch_parent, args=(parent, PARENT_POLL),
+                         name="imap-server-parent", daemon=True).start()
+    if os.getppid() != parent:  # it ended before the kernel was asked
+        os._exit(1)
+
+
+def _forking_server(**kwargs: Any) -> Any:
+    """rpyc's ``ForkingServer`` whose connection processes end with the main process.
+
+    Its accept loop, and so every fork, runs in the main thread, the thread
+    whose end ``PR_SET_PDEATHSIG`` watches: the signal comes when the process
+    ends, not before.
+    """
+    from rpyc.utils.server import ForkingServer
+
+    main_pid = os.getpid()
+
+    class Server(ForkingServer):
+        def _authenticate_and_serve_client(self, sock: socket.socket) -> None:
+            # Called in the connection's process, just after the fork, before
+            # the client is authenticated or served.
+            if os.getpid() != main_pid:
+                end_with_parent(main_pid)
+            super()._authenticate_and_serve_client(sock)
+
+    return Server(**kwargs)
+
+
+def _listening_address(host: str, port: int) -> str:
+    """``host:port`` as ``worker_remote`` takes it (``[v6]:port`` for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until interrupted (the ``imap-server`` console script)."""
     parser = _parser()
@@ -112,7 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = _read_secret(args, parser)
     if (args.keyfile or args.ca_certs) and not args.certfile:
         parser.error("--keyfile and --ca-certs need --certfile")
-    if not (args.certfile or secret or args.insecure or _is_loopback(args.host)):
+    host = args.host  # an IPv6 address may come in brackets, as in worker_remote
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not (args.certfile or secret or args.insecure or _is_loopback(host)):
         parser.error(
             f"refusing to bind the non-loopback address {args.host} with neither TLS "
             "(--certfile) nor a shared secret (--secret-file/--secret-env): anyone who can "
@@ -128,14 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             context.load_verify_locations(args.ca_certs)
 
     from rpyc.core.service import ClassicService
-    from rpyc.utils.server import ForkingServer
 
     authenticator = None
     if context or secret:
         authenticator = Authenticator(context, secret, args.auth_timeout)
-    server = ForkingServer(
-        ClassicService, hostname=args.host, port=args.port, reuse_addr=True,
-        authenticator=authenticator, logger=log,
+    server = _forking_server(
+        service=ClassicService, hostname=host, ipv6=":" in host, port=args.port,
+        reuse_addr=True, authenticator=authenticator, logger=log,
         protocol_config={"sync_request_timeout": None},
     )
     parent = os.getpid()
@@ -149,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         signal.signal(signal.SIGTERM, terminate)
         server.listener.listen(server.backlog)  # listening before we say so; start() repeats it
-        print(f"imap-server listening on {server.host}:{server.port}", flush=True)
+        print(f"imap-server listening on {_listening_address(server.host, server.port)}",
+              flush=True)
         server.start()
     except (KeyboardInterrupt, _Terminated):
         pass

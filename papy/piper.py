@@ -97,6 +97,11 @@ class Piper:
             round-robin; their outputs are merged back in order.
         timeout: seconds to wait for one result (needs an IMap made with
             ``skip=True``); a late result becomes a ``PiperError`` in its place.
+        retries: on an IMap, how often an item whose worker was lost (a
+            process that died, a remote host gone) is run again before it
+            becomes a ``PiperError`` wrapping :class:`imap.WorkerLostError`;
+            passed to the piper's tasks (``IMap.add_task(retries=...)``). An
+            exception raised by the function is never retried.
         branch: orders the inputs of a merge and the inputs/outputs of a
             Dagger (by ``branch``, then insertion order).
         debug: raise a ``PiperError`` instead of passing it downstream.
@@ -114,7 +119,8 @@ class Piper:
     def __init__(self, worker: Any, parallel: IMap | bool = False, consume: int = 1,
                  produce: int = 1, spawn: int = 1, timeout: float | None = None,
                  branch: Any = None, debug: bool = False, name: str | None = None,
-                 track: bool = False, repeat: bool = False, **misplaced: Any) -> None:
+                 track: bool = False, repeat: bool = False, retries: int = 0,
+                 **misplaced: Any) -> None:
         if misplaced:
             names = ", ".join(sorted(misplaced))
             if set(misplaced) & {"args", "arguments", "kwargs"}:
@@ -138,12 +144,19 @@ class Piper:
             if not parallel.skip:
                 raise PiperError(f"timeout needs an IMap made with skip=True; "
                                  f"{parallel.name} has skip=False")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise PiperError(f"retries must be an int >= 0, got {retries!r}")
+        if retries and not isinstance(parallel, IMap):
+            raise PiperError(f"retries={retries} needs parallel=IMap(...): only an item "
+                             f"evaluated by an IMap's worker can be run again when that "
+                             f"worker is lost; an inline piper runs in the calling thread")
         self.worker = worker
         self.imap: IMap | None = parallel or None
         self.consume = consume
         self.produce = produce
         self.spawn = spawn
         self.timeout = timeout
+        self.retries = retries
         self.branch = branch
         self.debug = debug
         self.track = track
@@ -172,7 +185,8 @@ class Piper:
 
     def __repr__(self) -> str:
         where = self.imap.name if self.imap is not None else "inline"
-        return f"Piper({self.name!r}, {where})"
+        retries = f", retries={self.retries}" if self.retries else ""
+        return f"Piper({self.name!r}, {where}{retries})"
 
     # -- wiring ------------------------------------------------------------------
 
@@ -215,6 +229,7 @@ class Piper:
             else:
                 parts = Split(stream, self.spawn).parts() if self.spawn > 1 else [stream]
                 self._tasks = [self.imap.add_task(call, part, timeout=self.timeout,
+                                                  retries=self.retries,
                                                   name=f"{self.name}[{i}]")
                                for i, part in enumerate(parts)]
         self.stats = {"in": 0, "out": 0, "errors": 0}

@@ -94,7 +94,8 @@ def save_pipeline(dagger: Any) -> str:
         parallel = (f"imaps[{[i for i, m in enumerate(imaps) if m is piper.imap][0]}]"
                     if piper.imap is not None else "False")
         options = {"consume": 1, "produce": 1, "spawn": 1, "timeout": None,
-                   "branch": None, "debug": False, "track": False, "repeat": False}
+                   "branch": None, "debug": False, "track": False, "repeat": False,
+                   "retries": 0}
         given = "".join(f", {k}={_literal(getattr(piper, k), k)}"
                         for k, default in options.items() if getattr(piper, k) != default)
         lines.append(f"pipers.append(Piper(Worker(({funcs},), arguments={args}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -59,3 +60,16 @@ def sleepy(inbox, seconds=0.001):
 def total(inbox):
     """The sum of the items of the first input (a tuple of them with consume > 1)."""
     return sum(inbox[0])
+
+
+def exit_on_first_attempt(inbox, victim, marker):
+    """End the worker process at the first attempt at item ``victim`` only
+    (``marker`` is created then); later attempts return the item doubled."""
+    x = inbox[0]
+    if x == victim:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return 2 * x
+        os._exit(1)
+    return 2 * x
