@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import backends, stats
+from . import backends, byvalue, stats
 from .engine import Engine, Task
 from .feeder import Feeder
 from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, FlowPolicy
@@ -468,6 +468,9 @@ class IMap:
         outputs = sum(1 for t in engine.tasks if t.consumer is None)
         engine.impatient = (self._policy.adaptive and self._options.buffer is None
                             and outputs == 1)
+        if self._options.worker_remote:   # the user's own modules travel by value
+            for task in engine.tasks:
+                byvalue.send_by_value((task.func, task.args, task.kwargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
         backend.deepest_first = self._policy.adaptive
         engine.backend = backend

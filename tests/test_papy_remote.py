@@ -59,3 +59,35 @@ def test_remote_worker_error_is_a_piper_error_in_place(address) -> None:
     assert [x for i, x in enumerate(out) if i != 3] == [1, 2, 3, 5, 6]
     assert isinstance(out[3], PiperError) and out[3].piper == "bad"
     assert "three is bad" in str(out[3].error)
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_pipeline_keeps_its_item_count_through_a_host_loss(retries) -> None:
+    import os
+    import signal
+
+    from papy_funcs import sleepy
+
+    with server("imap") as (addr, proc):
+        m = IMap(worker_type="thread", worker_num=1, worker_remote=[(addr, 2)],
+                 remote_options={"liveness": 2.0, "reconnect": False})
+        work = Piper(sleepy, parallel=m, name="work", retries=retries)
+        p = Plumber(pipes=[(work,)], keep=True)
+        p.start([range(300)])
+        p.run()
+        try:
+            from support import wait_until
+            wait_until(lambda: p.stats["outputs"]["work"]["items"] >= 30, 30)
+            os.killpg(proc.pid, signal.SIGKILL)
+            assert p.wait(60)
+        finally:
+            p.stop()
+    results = p.results["work"]
+    assert len(results) == 300   # every item accounted for
+    errors = [r for r in results if isinstance(r, PiperError)]
+    assert p.stats["pipers"]["work"]["errors"] == len(errors)
+    assert p.stats["outputs"]["work"] == {"items": 300, "errors": len(errors)}
+    if retries:
+        assert not errors and results == list(range(300))
+    else:
+        assert all(r == x for x, r in enumerate(results) if not isinstance(r, PiperError))

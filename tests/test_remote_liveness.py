@@ -165,3 +165,19 @@ def test_a_long_tasklet_is_not_silence():
 def test_bad_remote_options_fail_at_construction(options, message):
     with pytest.raises(ValueError, match=message):
         IMap(worker_num=0, worker_remote=[("127.0.0.1:1", 1)], remote_options=options)
+
+
+def test_a_remote_only_run_waits_for_its_restarted_host():
+    """With no local worker, tasklets wait (worker_wait) for the host to come
+    back instead of failing as 'no remote worker is left'."""
+    with server("imap") as (addr, proc):
+        port = _port(addr)
+        with IMap(worker_num=0, worker_remote=[(addr, 2)], remote_options=OPTIONS) as m:
+            task = m.add_task(slow_square, range(300), retries=3)
+            m.start()
+            got = [next(task) for _ in range(30)]
+            kill_group(proc)
+            wait_until(lambda: m.status().workers == 0, 30)
+            with server("imap", args=("--port", str(port))):
+                got += list(task)
+    assert got == [x * x for x in range(300)]

@@ -164,8 +164,13 @@ def encode_results(values, errors, busy, peak, where="the worker", more=False):
 
     A result that cannot be pickled becomes an unsendable error in its place.
     """
+    answer = (values, errors, busy, peak, more)
     try:
-        return pickle.dumps((values, errors, busy, peak, more), PROTOCOL)
+        return pickle.dumps(answer, PROTOCOL)
+    except Exception:
+        pass
+    try:   # classes that came by value (from the user's modules) go back so
+        return cloudpickle.dumps(answer, PROTOCOL)
     except Exception:
         pass
     errors = dict(errors or {})
@@ -188,7 +193,16 @@ def load_task(payload, where="the worker"):
     try:
         return pickle.loads(payload)
     except Exception as exc:
-        return (None, unsendable(f"the function could not be unpickled in {where}", exc))
+        return (None, unsendable(f"the function could not be unpickled in {where}"
+                                 + _missing(exc), exc))
+
+
+def _missing(exc):
+    """What to do about a module the worker cannot import (else "")."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return ""
+    return (f" (module {exc.name!r} is not installed there: it is sent by reference, "
+            f"as an installed package or a compiled module is; install it on that host)")
 
 
 def answer_batch(entry, init_error, data, where="the worker", send=None, every=None):
@@ -204,7 +218,8 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
         items = pickle.loads(data)
     except Exception as exc:
         return pickle.dumps((None, unsendable(
-            f"the items could not be unpickled in {where}", exc), 0.0, 0.0, False), PROTOCOL)
+            f"the items could not be unpickled in {where}" + _missing(exc), exc),
+            0.0, 0.0, False), PROTOCOL)
     failure = init_error
     if failure is None and (entry is None or entry[0] is None):
         failure = entry[1] if entry else unsendable("the function was not received")

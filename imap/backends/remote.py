@@ -52,6 +52,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import byvalue
 from ..auth import DEFAULT_PORT
 from . import wire
 from .base import PREFETCH, Batch, Deliver, Lost
@@ -267,6 +268,7 @@ class RemoteBackend(SlotBackend):
         self.reconnect = bool(self.options.get("reconnect", True))
         self.worker_wait = float(self.options.get("worker_wait", WORKER_WAIT))
         self._forced = False
+        self._items_by_value: dict = {}   # task key -> its items need cloudpickle
 
     # -- life cycle --------------------------------------------------------
 
@@ -329,6 +331,21 @@ class RemoteBackend(SlotBackend):
         for link in links:
             if link.thread is not None and link.thread is not threading.current_thread():
                 link.thread.join()
+
+    def submit(self, batch: Batch) -> None:
+        task = batch.task
+        by_value = self._items_by_value.get(task.key)
+        if by_value is None:   # the first batch of the task tells
+            by_value = bool(byvalue.send_by_value(batch.items))
+            self._items_by_value[task.key] = by_value
+        if by_value and batch.data is None:
+            # Items of classes from the user's modules: cloudpickle sends the
+            # classes by value (pickle would name a module the host lacks).
+            try:
+                batch.data = cloudpickle.dumps(batch.items)
+            except Exception:
+                pass   # wire.prepare reports each item that cannot travel
+        super().submit(batch)
 
     def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
         link.outbox.put((batch, payload))
