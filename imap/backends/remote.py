@@ -105,6 +105,14 @@ def _keepalive(sock: socket.socket, idle: float) -> None:
         pass
 
 
+def _cut_off(sock: socket.socket, cut: threading.Event) -> None:
+    cut.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 def _abort(conn: Any, sock: socket.socket) -> None:
     """Close a connection without waiting for the server."""
     try:
@@ -160,47 +168,56 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
         secret = secret.encode()
     where = f"{host}:{port}"
     sock = None
+    cut = threading.Event()   # set when the set-up took too long and was cut off
+    watchdog = conn = None
     try:
         context = _client_context(options)
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if context is not None:
             sock = context.wrap_socket(sock, server_hostname=host)
+        # rpyc reads a frame until it is whole, whatever the socket timeout:
+        # a server that accepts and never answers (stopped), or talks
+        # another protocol (expects a secret, TLS), would hold the set-up
+        # forever. The watchdog shuts the socket down after ``timeout``.
+        watchdog = threading.Timer(timeout, _cut_off, args=(sock, cut))
+        watchdog.daemon = True
+        watchdog.start()
         if secret:
             client_handshake(sock, secret)
         sock.settimeout(None)
         _keepalive(sock, options.get("liveness", LIVENESS))
-        # Setting up waits for the server at most ``timeout`` (a host that
-        # accepts but never answers, e.g. stopped); batches wait as long as
-        # they run (their liveness is watched by heartbeats instead).
         conn = rpyc.utils.factory.connect_stream(
             SocketStream(sock), rpyc.classic.SlaveService,
             config={"sync_request_timeout": timeout})
-    except (OSError, ssl.SSLError, EOFError) as exc:
+        conn.execute(AGENT_SOURCE)
+    except (OSError, ssl.SSLError, EOFError, rpyc.AsyncResultTimeout) as exc:
         if sock is not None:
             sock.close()
         hint = ""
         if sock is not None and not (secret and context):
             hint = " (does the server require a shared secret or TLS?)"
+        if cut.is_set() or isinstance(exc, rpyc.AsyncResultTimeout):
+            why = "is it stopped or overloaded"
+            if hint:
+                why += ", or does it require a shared secret or TLS"
+            raise ConnectionError(
+                f"remote worker host {where} accepted the connection but did not complete "
+                f"it within {timeout} s ({why}?)") from exc
         raise ConnectionError(
             f"cannot connect to remote worker host {where}: {exc}{hint}") from exc
-    try:
-        conn.execute(AGENT_SOURCE)
-    except (OSError, EOFError) as exc:
-        conn.close()
-        raise ConnectionError(
-            f"remote worker host {where} closed the connection at the first request "
-            f"(TLS or secret required by the server?): {exc!r}") from exc
-    except rpyc.AsyncResultTimeout as exc:
+    except Exception as exc:   # the agent did not start
+        if conn is None:
+            if sock is not None:
+                sock.close()
+            raise
         _abort(conn, sock)
-        raise ConnectionError(
-            f"remote worker host {where} accepted the connection but did not answer "
-            f"within {timeout} s (is it stopped, or overloaded?)") from exc
-    except Exception as exc:
-        conn.close()
         raise ConnectionError(
             f"cannot start the imap agent on remote worker host {where} (is cloudpickle "
             f"installed there?): {exc}") from exc
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     return conn, sock
 
 
