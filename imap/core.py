@@ -148,6 +148,14 @@ class IMap:
             that class; any other callable: called as ``f(label, done,
             total)`` when a count changes and once at the end. Default
             ``False``: off, at no cost. See :doc:`engine`, *Progress bars*.
+        executor: run the tasks on an existing engine instead of workers of
+            this IMap's own: a ``distributed.Client``, a Dask scheduler
+            address (``"tcp://host:8786"``: the IMap opens its own Client at
+            :meth:`start` and closes it at :meth:`stop`; needs the ``dask``
+            extra), or any ``concurrent.futures.Executor``. The worker count
+            comes from the executor unless ``worker_num`` is given; a Client
+            or Executor given is never shut down by the IMap. See
+            :doc:`scaling`.
     """
 
     def __init__(
@@ -173,6 +181,7 @@ class IMap:
         buffer_bytes: int | None = DEFAULT_BUFFER_BYTES,
         worker_logs: bool = True,
         progress: Any = False,
+        executor: Any = None,
     ) -> None:
         self._options = Options(
             worker_type=worker_type, worker_num=worker_num, worker_remote=worker_remote,
@@ -180,6 +189,7 @@ class IMap:
             start_method=start_method, chunksize=chunksize, initializer=initializer,
             initargs=initargs, stall_grace=stall_grace, remote_options=remote_options,
             buffer_bytes=buffer_bytes, worker_logs=worker_logs, progress=progress,
+            executor=executor,
         )
         options = self._options
         self._name = options.name or f"IMap-{id(self):x}"
@@ -475,6 +485,8 @@ class IMap:
         backend.deepest_first = self._policy.adaptive
         engine.backend = backend
         backend.start()
+        if self._options.executor is not None:   # the cluster's size, now known
+            self._policy.workers = max(1, backend.alive)
         engine.run.begin()   # the run's clock starts once the workers are up
         feeder = Feeder(engine)
         self._state["feeder"] = feeder

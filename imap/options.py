@@ -180,6 +180,24 @@ def check_remote_options(options: Mapping[str, Any]) -> None:
             raise ValueError(f"remote option {name!r} must be {good}, got {value!r}")
 
 
+def check_executor(executor: Any, worker_remote: tuple, worker_num: int | None) -> None:
+    """An executor is an address string or an object with ``submit``."""
+    if isinstance(executor, str):
+        if "://" not in executor and ":" not in executor:
+            raise ValueError(f"executor={executor!r}: give a Dask scheduler address such "
+                             f"as 'tcp://host:8786', a distributed.Client, or a "
+                             f"concurrent.futures.Executor")
+    elif not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor must be a Dask scheduler address, a distributed.Client "
+                        f"or a concurrent.futures.Executor (with submit()), got {executor!r}")
+    if worker_remote:
+        raise ValueError("executor= and worker_remote= cannot be combined: the executor's "
+                         "workers are the IMap's workers")
+    if worker_num == 0:
+        raise ValueError("with executor=, worker_num is the number of the executor's "
+                         "workers to use (>= 1), or None to ask the executor")
+
+
 @dataclass(frozen=True)
 class Options:
     """Everything an IMap is made with, except its first task.
@@ -207,6 +225,7 @@ class Options:
     buffer_bytes: int | None = DEFAULT_BUFFER_BYTES
     worker_logs: bool = True
     progress: Any = False
+    executor: Any = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen record as it is made
@@ -217,7 +236,9 @@ class Options:
         set_(self, "worker_remote", parse_remote(self.worker_remote))
         if self.worker_num is not None:
             check_int("worker_num", self.worker_num, 0)
-        if self.local_workers + self.remote_workers == 0:
+        if self.executor is not None:
+            check_executor(self.executor, self.worker_remote, self.worker_num)
+        elif self.local_workers + self.remote_workers == 0:
             raise ValueError(
                 "the IMap has no workers: worker_num is 0 and worker_remote is empty; "
                 "give worker_num >= 1 or some remote workers")
@@ -265,7 +286,8 @@ class Options:
 
     @property
     def workers(self) -> int:
-        """Local and remote workers."""
+        """Local and remote workers (with an executor: a first guess, replaced
+        by the executor's count once it runs)."""
         return self.local_workers + self.remote_workers
 
     @property

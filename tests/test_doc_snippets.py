@@ -55,6 +55,8 @@ _errors.start()
 NOT_RUN = {
     ("doc/remote.rst", "import cloudpickle, mymodule"):
         "stands for the reader's own module (there is no 'mymodule')",
+    ("doc/scaling.rst", "from distributed import Client"):
+        "needs a Dask scheduler at that address (examples/dask_cluster.py runs one)",
 }
 
 pytestmark = pytest.mark.timeout(120)

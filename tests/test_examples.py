@@ -15,6 +15,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 # Text that each example must print. An example not listed here only has to
 # exit with status 0 and print something.
 EXPECTED = {
+    "dask_cluster.py": ["Dask cluster with 2 worker threads", "as expected: True"],
     "remote_workers.py": [
         "2 remote workers", "computed in process remote", "done: 10 results, as expected: True",
     ],

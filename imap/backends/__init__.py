@@ -15,8 +15,12 @@ __all__ = ["Backend", "make"]
 
 def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
     """The backend of an IMap with these options: threads, processes,
-    remote workers, or local and remote workers mixed."""
+    remote workers, local and remote workers mixed, or an executor."""
     local = options.local_workers
+    if options.executor is not None:
+        from .executor import ExecutorBackend
+        return ExecutorBackend(options.executor, options.worker_num, deliver, lost,
+                               options.initializer, options.initargs)
 
     def make_local(d: Deliver, lo: Lost) -> Backend:
         if options.worker_type == "thread":

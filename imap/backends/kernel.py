@@ -233,3 +233,40 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     values, errors, busy, peak = run_batch(entry[0], entry[1], entry[2], items,
                                            flush=flush, every=every)
     return encode_results(values, errors, busy, peak, where)
+
+
+def run_submitted(payload, init, data, where="the executor's worker"):
+    """The batch kernel as an executor runs it (``concurrent.futures`` or
+    Dask): one call per batch, in whichever worker the executor picks.
+
+    ``payload`` is the cloudpickle of the task's ``(func, args, kwargs)``,
+    ``init`` None or ``(token, cloudpickle of (initializer, initargs))``:
+    the initializer runs once per worker process (per ``token``: one IMap
+    run), before its first batch. Returns the kernel's pickled answer.
+    """
+    import sys
+    import threading
+
+    state = sys.modules.get("_imap_executor_state")
+    if state is None:  # one per worker process, whatever copy of this code runs
+        import types
+        state = types.ModuleType("_imap_executor_state")
+        state.lock = threading.Lock()
+        state.inits = {}
+        sys.modules.setdefault("_imap_executor_state", state)
+        state = sys.modules["_imap_executor_state"]
+    init_error = None
+    if init is not None:
+        token, init_payload = init
+        with state.lock:
+            if token not in state.inits:
+                error = None
+                try:
+                    initializer, initargs = pickle.loads(init_payload)
+                    initializer(*initargs)
+                except Exception as exc:
+                    error = pack_error(exc)
+                state.inits[token] = error
+            init_error = state.inits[token]
+    return answer_batch(load_task(payload, where), init_error, data, where,
+                        every=FLUSH_EVERY)

@@ -1,0 +1,302 @@
+"""Workers of an existing engine: a Dask cluster, or any ``concurrent.futures.Executor``.
+
+``IMap(executor=X)`` runs its batches as tasks of ``X``:
+
+* a ``distributed.Client`` (used as given, never closed here), or a
+  scheduler address such as ``"tcp://host:8786"`` (the IMap opens its own
+  Client at start and closes it at stop);
+* any ``concurrent.futures.Executor`` (``ProcessPoolExecutor``, loky,
+  ``mpi4py.futures`` ...): one generic path.
+
+What is submitted is the batch kernel (:func:`kernel.run_submitted`: the
+same code every worker runs) with the task's pickled function, the pickled
+items and the initializer, one task per batch. Dask receives the kernel by
+value, so its workers need nothing of this package. The engine sees the
+usual interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH``
+batches per worker are submitted at once (each worker has the next one
+queued); the rest wait here, the batches of later tasks first (a Dask task
+gets the task's depth as its priority). The worker count comes from the
+cluster (Dask: its threads, looked up again every second, so workers that
+join or leave count) unless ``worker_num`` is given.
+
+Failures: a batch whose worker died (Dask's ``KilledWorker`` after its own
+retries, a broken process pool) goes to ``lost`` — the engine reruns it or
+fails its tasklets as :class:`~imap.WorkerLostError`. A Dask scheduler that
+stays unreachable for ``SCHEDULER_GRACE`` seconds fails what is in flight
+and queued with ``ConnectionError``.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import importlib
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+import cloudpickle
+
+from ..errors import UnsendableError
+from . import kernel, wire
+from .base import PREFETCH, Backend, Batch, Deliver, Lost
+
+log = logging.getLogger("imap")
+
+REFRESH = 1.0           # seconds between lookups of a Dask cluster's size
+SCHEDULER_GRACE = 10.0  # seconds a Dask scheduler may be unreachable
+CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
+
+
+def _is_dask(executor: Any) -> bool:
+    return type(executor).__module__.split(".")[0] == "distributed"
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """Whether a future's exception says its worker died (not the code)."""
+    if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+        return True
+    return type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError")
+
+
+class ExecutorBackend(Backend):
+    """Batches as tasks of an executor (see the module docstring).
+
+    Args:
+        executor: a ``distributed.Client``, a scheduler address, or a
+            ``concurrent.futures.Executor``.
+        workers: the worker count to assume (None: ask the executor).
+    """
+
+    kind = "executor"
+    where = "to the executor's workers"
+
+    def __init__(self, executor: Any, workers: int | None, deliver: Deliver, lost: Lost,
+                 initializer: Any = None, initargs: tuple = ()) -> None:
+        super().__init__(deliver, lost)
+        self._given = executor
+        self._workers = workers
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self._lock = threading.Lock()
+        self._pending: collections.deque = collections.deque()
+        self._inflight: dict = {}   # future -> batch
+        self._stopping = False
+        self._executor: Any = None
+        self._owned = False         # a Client this backend opened (and closes)
+        self._dask = False
+        self._size = (0.0, 1)       # (when looked up, Dask threads)
+        self._broken = False        # a process pool that can take no more work
+        self._monitor: threading.Thread | None = None
+        self._done_event = threading.Event()
+        self._init: tuple | None = None   # (token, pickled initializer) of this run
+
+    # -- life cycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = self._broken = False
+        self._done_event.clear()
+        executor = self._given
+        if isinstance(executor, str):
+            executor = self._connect(executor)
+            self._owned = True
+        self._executor = executor
+        self._dask = _is_dask(executor)
+        self._init = None
+        payload = wire.pickle_initializer(self.initializer, self.initargs, "the executor")
+        if payload is not None:
+            self._init = (uuid.uuid4().hex, payload)
+        if self._dask:
+            # Dask workers need nothing of this package: the kernel travels by value.
+            cloudpickle.register_pickle_by_value(kernel)
+            self._size = (0.0, self._dask_threads())
+            self._monitor = threading.Thread(target=self._watch_scheduler,
+                                             name="imap-dask-watch", daemon=True)
+            self._monitor.start()
+
+    @staticmethod
+    def _connect(address: str) -> Any:
+        try:
+            distributed = importlib.import_module("distributed")
+        except ImportError as exc:
+            raise ImportError(
+                f"executor={address!r} needs Dask distributed: install the extra with "
+                f"pip install 'papy-imap[dask]'") from exc
+        try:
+            return distributed.Client(address, timeout=CONNECT_TIMEOUT,
+                                      set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to the Dask scheduler at {address}: "
+                                  f"{exc}") from exc
+
+    def stop(self, forced: bool = False) -> None:
+        with self._lock:
+            self._stopping = True
+            self._pending.clear()
+            inflight = list(self._inflight)
+            self._inflight.clear()
+        self._done_event.set()
+        for future in inflight:
+            future.cancel()
+        self._stop_timers()
+        if self._monitor is not None:
+            self._monitor.join()
+            self._monitor = None
+        if self._owned and self._executor is not None:
+            try:
+                self._executor.close()
+            except Exception:  # the scheduler is gone already
+                pass
+        self._executor = None
+        self._owned = False
+
+    # -- size ----------------------------------------------------------------------
+
+    def _dask_threads(self) -> int:
+        try:
+            return max(1, sum(self._executor.nthreads().values()))
+        except Exception:   # the scheduler is not answering: keep the last count
+            return self._size[1]
+
+    @property
+    def alive(self) -> int:
+        if self._broken or self._executor is None:
+            return 0
+        if self._workers is not None:
+            return self._workers
+        if self._dask:
+            when, size = self._size
+            if time.monotonic() - when > REFRESH:
+                size = self._dask_threads()
+                self._size = (time.monotonic(), size)
+            return size
+        return getattr(self._executor, "_max_workers", None) or os.cpu_count() or 1
+
+    @property
+    def capacity(self) -> int:
+        return self.alive * PREFETCH
+
+    # -- submitting ------------------------------------------------------------------
+
+    def submit(self, batch: Batch) -> None:
+        batch = wire.prepare(self.deliver, batch, self.where)
+        if batch is None:
+            return
+        with self._lock:
+            if self._stopping:
+                return
+            self._pending.append(batch)
+            ready = self._take()
+        self._go(ready)
+
+    def _take(self) -> list:
+        """Queued batches that may be submitted now (lock held)."""
+        room = self.capacity - len(self._inflight)
+        ready = []
+        pending = self._pending
+        while pending and room > 0 and not self._stopping:
+            if self.deepest_first and len(pending) > 1:
+                deepest = max(range(len(pending)), key=lambda i: (pending[i].task.id, -i))
+                batch = pending[deepest]
+                del pending[deepest]
+            else:
+                batch = pending.popleft()
+            ready.append(batch)
+            room -= 1
+        return ready
+
+    def _go(self, batches: list) -> None:
+        for batch in batches:
+            payload = batch.task.payload()[0]
+            try:
+                if self._dask:
+                    future = self._executor.submit(
+                        kernel.run_submitted, payload, self._init, batch.data, pure=False,
+                        priority=batch.task.id if self.deepest_first else 0)
+                else:
+                    future = self._executor.submit(kernel.run_submitted, payload,
+                                                   self._init, batch.data)
+            except Exception as exc:   # a broken pool, a closed client
+                self._refused(batch, exc)
+                continue
+            with self._lock:
+                self._inflight[future] = batch
+            future.add_done_callback(self._done)
+
+    def _refused(self, batch: Batch, exc: BaseException) -> None:
+        if self._scheduler_gone(batch):
+            return
+        if isinstance(exc, concurrent.futures.BrokenExecutor):
+            self._broken = True
+        self.lost(batch, f"the executor refused the batch: {exc!r}")
+
+    def _scheduler_gone(self, batch: Batch) -> bool:
+        """If a Dask client has lost its scheduler, fail ``batch`` with
+        ``ConnectionError`` and say so (a worker did not die: all did)."""
+        if not self._dask:
+            return False
+        status = getattr(self._executor, "status", "running")
+        if status == "running":
+            return False
+        error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
+        wire.fail_batch(self.deliver, batch, error, error)
+        return True
+
+    # -- results ---------------------------------------------------------------------
+
+    def _done(self, future: Any) -> None:
+        with self._lock:
+            batch = self._inflight.pop(future, None)
+            if batch is None or self._stopping:
+                return
+            ready = self._take()
+        self._go(ready)
+        try:
+            data = future.result()
+        except BaseException as exc:  # noqa: BLE001 - every outcome is filed
+            if self._scheduler_gone(batch):
+                return
+            if isinstance(exc, concurrent.futures.BrokenExecutor):
+                self._broken = True
+            if _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError):
+                self._workers_lost += 1
+                self.lost(batch, f"the executor's worker died: {exc!r}")
+            else:
+                wire.fail_batch(self.deliver, batch, UnsendableError(
+                    f"the executor could not run a batch of task {batch.task.id} "
+                    f"({batch.task.name}): {exc!r}"), exc)
+            return
+        values, errors, busy, peak, _ = wire.decode_answer(batch, data)
+        batch.nbytes = len(data) + len(batch.data or b"")
+        self.deliver(batch, values, errors, busy, peak)
+
+    # -- a Dask scheduler that goes away --------------------------------------------------
+
+    def _watch_scheduler(self) -> None:
+        away_since = None
+        while not self._done_event.wait(0.5):
+            status = getattr(self._executor, "status", "running")
+            if status == "running":
+                away_since = None
+                continue
+            now = time.monotonic()
+            away_since = away_since or now
+            if now - away_since >= SCHEDULER_GRACE or status in ("closed", "closing"):
+                self._scheduler_lost(status)
+                away_since = None
+
+    def _scheduler_lost(self, status: str) -> None:
+        with self._lock:
+            batches = list(self._inflight.values()) + list(self._pending)
+            self._inflight.clear()
+            self._pending.clear()
+        if not batches:
+            return
+        log.error("the Dask scheduler is unreachable (client %s); failing %d batch(es)",
+                  status, len(batches))
+        for batch in batches:
+            error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
+            wire.fail_batch(self.deliver, batch, error, error)

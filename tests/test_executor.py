@@ -1,0 +1,247 @@
+"""IMap(executor=...): tasks on a real Dask LocalCluster (2 worker processes
+of 1 thread each, on 127.0.0.1) and on a ProcessPoolExecutor."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import threading
+
+import pytest
+import worker_funcs as wf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imap import IMap, WorkerLostError, WorkerTraceback
+
+distributed = pytest.importorskip("distributed")   # the dask extra (make test installs it)
+
+# Dask keeps threads of its own (event loop, thread pools) between tests;
+# each test checks instead that no thread of the IMap's is left.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.allow_leftovers]
+
+
+def _imap_threads() -> set:
+    return {t for t in threading.enumerate() if t.name.startswith("imap")}
+
+
+@pytest.fixture(autouse=True)
+def _no_imap_thread_left():
+    """No thread of an IMap started by the test outlives it."""
+    before = _imap_threads()
+    yield
+    from support import wait_until
+
+    wait_until(lambda: not (_imap_threads() - before), 5)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+@pytest.fixture
+def pool():
+    with concurrent.futures.ProcessPoolExecutor(2) as ex:
+        yield ex
+
+
+def run_chain(executor, n=300, ordered=True):
+    offset = 7
+    with IMap(executor=executor, ordered=ordered) as m:
+        a = m.add_task(wf.square, range(n))
+        b = m.add_task(lambda x: x + offset, a)     # a closure: travels by value
+        m.start()
+        got = list(b)
+        workers = m.status().workers
+    return got, workers
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_chain_on_dask_equals_serial(client, ordered):
+    got, workers = run_chain(client, ordered=ordered)
+    expected = [x * x + 7 for x in range(300)]
+    assert (got if ordered else sorted(got)) == expected
+    assert workers == 2   # the cluster's threads
+    assert client.status == "running"   # the IMap never closes a Client it was given
+
+
+def test_a_chain_on_a_process_pool_equals_serial(pool):
+    got, workers = run_chain(pool)
+    assert got == [x * x + 7 for x in range(300)]
+    assert workers == 2
+    assert pool.submit(abs, -1).result() == 1   # still usable: not shut down
+
+
+def test_a_scheduler_address_opens_and_closes_its_own_client(cluster):
+    with IMap(executor=cluster.scheduler_address) as m:
+        task = m.add_task(wf.double, range(50))
+        m.start()
+        assert list(task) == [2 * x for x in range(50)]
+
+
+def test_errors_come_at_their_position_with_the_worker_traceback(client):
+    with IMap(executor=client) as m:
+        task = m.add_task(wf.fail_on, range(6), args=(3,))
+        m.start()
+        got = []
+        for _ in range(6):
+            try:
+                got.append(next(task))
+            except ValueError as exc:
+                assert isinstance(exc.__cause__, WorkerTraceback)
+                assert "fail_on" in str(exc.__cause__)
+                got.append("error")
+    assert got == [0, 10, 20, "error", 40, 50]
+
+
+def test_the_initializer_runs_once_per_worker_process(client, tmp_path):
+    with IMap(executor=client, initializer=wf.record_init, initargs=(str(tmp_path),)) as m:
+        task = m.add_task(wf.was_initialized, range(200), args=(str(tmp_path),))
+        m.start()
+        assert all(task)
+    inits = list(tmp_path.glob("init.*"))
+    assert 1 <= len(inits) <= 2   # record_init fails if it runs twice in a process
+
+
+def test_a_tasklet_that_kills_its_worker_fails_alone(client, tmp_path):
+    log = tmp_path / "attempts"
+    with IMap(executor=client, chunksize=1, stride=2) as m:
+        task = m.add_task(wf.exit_on_every_attempt, range(8), args=(3, str(log)))
+        m.start()
+        got = []
+        for _ in range(8):
+            try:
+                got.append(next(task))
+            except WorkerLostError:
+                got.append("lost")
+    assert got == [0, 2, 4, "lost", 8, 10, 12, 14]
+    assert client.status == "running"
+
+
+def test_retries_ride_out_a_worker_that_dies_once(client, tmp_path):
+    with IMap(executor=client, chunksize=1, stride=2) as m:
+        task = m.add_task(wf.exit_on_first_attempt, range(8),
+                          args=(5, str(tmp_path / "marker")), retries=1)
+        m.start()
+        assert list(task) == [2 * x for x in range(8)]
+
+
+def test_an_unreachable_scheduler_is_a_connection_error(monkeypatch):
+    from imap.backends import executor
+
+    monkeypatch.setattr(executor, "CONNECT_TIMEOUT", 2.0)
+    m = IMap(executor="tcp://127.0.0.1:9")
+    m.add_task(abs, range(3))
+    with pytest.raises(ConnectionError, match="127.0.0.1:9"):
+        m.start()
+
+
+def test_a_scheduler_that_goes_away_fails_the_tasklets_with_connection_error(monkeypatch):
+    from imap.backends import executor
+
+    monkeypatch.setattr(executor, "SCHEDULER_GRACE", 2.0)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster, set_as_default=False)
+    try:
+        gate = threading.Event()
+        with IMap(executor=client) as m:
+            task = m.add_task(wf.sleep_and_return, [(x, 0.05) for x in range(400)])
+            m.start()
+            got = [next(task) for _ in range(5)]
+            cluster.close()   # the scheduler and its workers go away
+            rest = []
+            while True:
+                try:
+                    rest.append(next(task))
+                except StopIteration:
+                    break
+                except (ConnectionError, WorkerLostError) as exc:
+                    rest.append(exc)   # lost with the workers, or with the scheduler
+            gate.set()
+        assert got == list(range(5))
+        assert len(got) + len(rest) == 400   # every tasklet accounted for
+        assert any(isinstance(r, ConnectionError) for r in rest)
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_without_distributed_an_address_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    m = IMap(executor="tcp://127.0.0.1:8786")
+    m.add_task(abs, range(3))
+    with pytest.raises(ImportError, match=r"papy-imap\[dask\]"):
+        m.start()
+
+
+@pytest.mark.parametrize("bad, error", [
+    ("localhost", ValueError), (42, TypeError), (object(), TypeError)])
+def test_bad_executors_fail_at_construction(bad, error):
+    with pytest.raises(error, match="executor"):
+        IMap(executor=bad)
+
+
+def test_executor_and_worker_remote_do_not_mix(client):
+    with pytest.raises(ValueError, match="cannot be combined"):
+        IMap(executor=client, worker_remote=[("127.0.0.1:1", 1)])
+
+
+def test_papy_pipers_on_dask_and_local_imaps_in_one_dagger(client):
+    from papy_funcs import dbl, inc
+
+    from papy import Piper, Plumber
+
+    local = IMap(worker_type="thread", worker_num=2)
+    dask = IMap(executor=client)
+    a = Piper(inc, parallel=local, name="a")
+    b = Piper(dbl, parallel=dask, name="b")
+    p = Plumber(pipes=[(a, b)], keep=True)
+    p.start([range(100)])
+    p.run()
+    try:
+        assert p.wait(60)
+    finally:
+        p.stop()
+    assert p.results["b"] == [2 * (x + 1) for x in range(100)]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(n=st.integers(0, 60), depth=st.integers(1, 3), ordered=st.booleans(),
+       stride=st.one_of(st.none(), st.integers(1, 8)))
+def test_property_results_equal_serial_on_dask(client, n, depth, ordered, stride):
+    with IMap(executor=client, ordered=ordered, stride=stride) as m:
+        last = range(n)
+        for _ in range(depth):
+            last = m.add_task(wf.add_one, last)
+        m.start()
+        got = list(last)
+        high, bound = m.high_water, m.buffer
+    expected = [x + depth for x in range(n)]
+    assert (got if ordered else sorted(got)) == expected
+    assert high <= bound
+
+
+def test_tls_on_loopback(tmp_path):
+    pytest.importorskip("cryptography")   # Security.temporary() makes certificates
+    from distributed.security import Security
+
+    security = Security.temporary()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", protocol="tls",
+                                  security=security, dashboard_address=None) as c, \
+            distributed.Client(c, security=security, set_as_default=False) as tls_client:
+        assert c.scheduler_address.startswith("tls://")
+        with IMap(executor=tls_client) as m:
+            task = m.add_task(wf.square, range(20))
+            m.start()
+            assert list(task) == [x * x for x in range(20)]
