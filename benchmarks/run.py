@@ -41,6 +41,7 @@ import workloads as wl  # noqa: E402
 from sections import (  # noqa: E402
     chain,
     cpu,
+    dask_cluster,
     memory,
     mixed,
     observability,
@@ -49,7 +50,8 @@ from sections import (  # noqa: E402
     tiny,
 )
 
-SECTIONS = (tiny, cpu, mixed, chain, memory, remote, papy_inline, observability)
+SECTIONS = (tiny, cpu, mixed, chain, memory, remote, papy_inline, observability,
+            dask_cluster)
 NAMES = tuple(s.NAME for s in SECTIONS)
 
 # Sizes. *_budget: (full, capped) seconds for a default-settings imap row,
