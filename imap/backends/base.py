@@ -86,6 +86,19 @@ class Batch:
         return head
 
 
+def take_next(pending: Any, deepest_first: bool) -> Batch:
+    """Remove and return the next queued batch to run from the deque
+    ``pending``: the oldest; with ``deepest_first``, the oldest of the latest
+    task (tasks consume earlier ones: items finish their chain sooner,
+    first results come sooner)."""
+    if deepest_first and len(pending) > 1:
+        deepest = max(range(len(pending)), key=lambda i: (pending[i].task.id, -i))
+        batch = pending[deepest]
+        del pending[deepest]
+        return batch
+    return pending.popleft()
+
+
 class Backend(ABC):
     """A pool of workers of one kind.
 

@@ -42,7 +42,7 @@ import cloudpickle
 
 from ..errors import UnsendableError
 from . import kernel, wire
-from .base import PREFETCH, Backend, Batch, Deliver, Lost
+from .base import PREFETCH, Backend, Batch, Deliver, Lost, take_next
 
 log = logging.getLogger("imap")
 
@@ -198,13 +198,7 @@ class ExecutorBackend(Backend):
         ready = []
         pending = self._pending
         while pending and room > 0 and not self._stopping:
-            if self.deepest_first and len(pending) > 1:
-                deepest = max(range(len(pending)), key=lambda i: (pending[i].task.id, -i))
-                batch = pending[deepest]
-                del pending[deepest]
-            else:
-                batch = pending.popleft()
-            ready.append(batch)
+            ready.append(take_next(pending, self.deepest_first))
             room -= 1
         return ready
 

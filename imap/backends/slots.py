@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import UnsendableError
 from . import wire
-from .base import PREFETCH, Backend, Batch, Deliver, Lost
+from .base import PREFETCH, Backend, Batch, Deliver, Lost, take_next
 
 log = logging.getLogger("imap")
 
@@ -131,14 +131,7 @@ class SlotBackend(Backend):
             if not free:
                 return
             slot = min(free, key=lambda s: len(s.held))
-            if self.deepest_first and len(pending) > 1:
-                # The batch of the latest task (tasks consume earlier ones):
-                # items finish their chain sooner, first results come sooner.
-                deepest = max(range(len(pending)), key=lambda i: (pending[i].task.id, -i))
-                batch = pending[deepest]
-                del pending[deepest]
-            else:
-                batch = pending.popleft()
+            batch = take_next(pending, self.deepest_first)
             key = batch.task.key
             payload = None
             if key not in slot.known:
