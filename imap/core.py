@@ -536,7 +536,8 @@ class IMap:
         ``m.report().as_dict()`` gives the figures to programs.
         """
         status = self._state.get("last") if not self._engine.started else None
-        return stats.report(status or self._engine.status(), self.workers, self.adaptive)
+        return stats.report(status or self._engine.status(), self._policy.workers,
+                            self.adaptive)
 
     # -- stopping -----------------------------------------------------------------------
 

@@ -338,20 +338,15 @@ class Engine:
             # Its worker reported every tasklet it ended: the first one left
             # is the one it died running.
             if len(batch) > 1:
-                rest = batch.subset(list(range(1, len(batch))))
-                rest.careful = True
-                submit(rest)
-                batch = batch.subset([0])
-                batch.careful = True
+                submit(batch.subset(range(1, len(batch)), careful=True))
+                batch = batch.subset([0], careful=True)
         elif len(batch) > 1 and self.backend.capacity > 0:
             if self.backend.stepwise and not batch.careful:
-                again = batch.subset(list(range(len(batch))))
-                again.careful = True
-                submit(again)
+                submit(batch.subset(range(len(batch)), careful=True))
             else:
                 half = len(batch) // 2
                 for part in (range(half), range(half, len(batch))):
-                    submit(batch.subset(list(part)))
+                    submit(batch.subset(part))
             return
         if batch.attempt < task.retries:
             batch.attempt += 1

@@ -59,13 +59,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.items)
 
-    def subset(self, positions: list[int]) -> Batch:
+    def subset(self, positions: Any, careful: bool = False) -> Batch:
         """A batch of the tasklets at ``positions`` of this one."""
         return Batch(
             self.task,
             [self.indices[p] for p in positions],
             [self.items[p] for p in positions],
             self.attempt,
+            careful=careful,
         )
 
     def keep(self, positions: list[int]) -> None:

@@ -16,8 +16,8 @@ usual interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH``
 batches per worker are submitted at once (each worker has the next one
 queued); the rest wait here, the batches of later tasks first (a Dask task
 gets the task's depth as its priority). The worker count comes from the
-cluster (Dask: its threads, looked up again every second, so workers that
-join or leave count) unless ``worker_num`` is given.
+cluster (Dask: its threads, looked up again twice a second by a watcher
+thread, so workers that join or leave count) unless ``worker_num`` is given.
 
 Failures: a batch whose worker died (Dask's ``KilledWorker`` after its own
 retries, a broken process pool) goes to ``lost`` — the engine reruns it or
@@ -46,7 +46,7 @@ from .base import PREFETCH, Backend, Batch, Deliver, Lost, take_next
 
 log = logging.getLogger("imap")
 
-REFRESH = 1.0           # seconds between lookups of a Dask cluster's size
+REFRESH = 0.5           # seconds between looks at a Dask cluster (size, scheduler)
 SCHEDULER_GRACE = 10.0  # seconds a Dask scheduler may be unreachable
 CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
 
@@ -88,7 +88,7 @@ class ExecutorBackend(Backend):
         self._executor: Any = None
         self._owned = False         # a Client this backend opened (and closes)
         self._dask = False
-        self._size = (0.0, 1)       # (when looked up, Dask threads)
+        self._size = 1              # Dask threads, as last looked up
         self._broken = False        # a process pool that can take no more work
         self._monitor: threading.Thread | None = None
         self._done_event = threading.Event()
@@ -112,7 +112,7 @@ class ExecutorBackend(Backend):
         if self._dask:
             # Dask workers need nothing of this package: the kernel travels by value.
             cloudpickle.register_pickle_by_value(kernel)
-            self._size = (0.0, self._dask_threads())
+            self._size = self._dask_threads()
             self._monitor = threading.Thread(target=self._watch_scheduler,
                                              name="imap-dask-watch", daemon=True)
             self._monitor.start()
@@ -159,7 +159,7 @@ class ExecutorBackend(Backend):
         try:
             return max(1, sum(self._executor.nthreads().values()))
         except Exception:   # the scheduler is not answering: keep the last count
-            return self._size[1]
+            return self._size
 
     @property
     def alive(self) -> int:
@@ -168,11 +168,7 @@ class ExecutorBackend(Backend):
         if self._workers is not None:
             return self._workers
         if self._dask:
-            when, size = self._size
-            if time.monotonic() - when > REFRESH:
-                size = self._dask_threads()
-                self._size = (time.monotonic(), size)
-            return size
+            return self._size   # refreshed by the watcher thread, never under a lock
         return getattr(self._executor, "_max_workers", None) or os.cpu_count() or 1
 
     @property
@@ -271,10 +267,11 @@ class ExecutorBackend(Backend):
 
     def _watch_scheduler(self) -> None:
         away_since = None
-        while not self._done_event.wait(0.5):
+        while not self._done_event.wait(REFRESH):
             status = getattr(self._executor, "status", "running")
             if status == "running":
                 away_since = None
+                self._size = self._dask_threads()   # workers that joined or left
                 continue
             now = time.monotonic()
             away_since = away_since or now
