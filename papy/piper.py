@@ -38,6 +38,7 @@ from .worker import ERROR_TYPES, LOOK_CLOSER, PLAIN_TYPES, Worker
 log = logging.getLogger("papy")
 _numbers = itertools.count()
 SAMPLE_EVERY = 16  # an inline piper times one item in this many (Plumber.report)
+_END = object()    # the end of an inline piper's input
 
 
 def _stalled(name: str) -> None:
@@ -383,36 +384,62 @@ class Piper:
         """
         worker, name, stats = self.worker, self.name, self.stats
         func = worker.single or worker   # a whole worker returns its errors itself
-        sampled = self.sampled
-        clock = time.perf_counter
+        sampled, clock, evaluate = self.sampled, time.perf_counter, self._evaluate
+        stream = iter(source)
+        count = 0
         try:
-            for count, item in enumerate(source, 1):
-                # One item in SAMPLE_EVERY is timed: the report's estimate of
-                # the time this piper takes in the thread that pulls it.
-                timed = not count % SAMPLE_EVERY
-                if timed:
-                    began = clock()
-                inbox = (item,)
-                if type(item) not in PLAIN_TYPES and isinstance(item, LOOK_CLOSER):
-                    # an error, or a sequence that may hold one: the worker passes it on
-                    value = worker(inbox)
-                else:
-                    try:
-                        value = func(inbox)
-                    except Exception as exc:
-                        value = worker.failure(func, exc, inbox)
+            while True:
+                # The first item of every SAMPLE_EVERY is timed (the report's
+                # estimate of this piper's time in the thread that pulls it);
+                # the others run untimed, with no per-item test for it.
+                item = next(stream, _END)
+                if item is _END:
+                    return
+                began = clock()
+                value = evaluate(item)
+                sampled[0] += clock() - began
+                sampled[1] += 1
+                count += 1
                 stats["in"] = stats["out"] = count
-                if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
-                    value = self._counted(value)
-                if timed:
-                    sampled[0] += clock() - began
-                    sampled[1] += 1
                 yield value
+                untimed = enumerate(itertools.islice(stream, SAMPLE_EVERY - 1), count + 1)
+                for count, item in untimed:
+                    # what evaluate() does, inlined: the common case
+                    inbox = (item,)
+                    if type(item) not in PLAIN_TYPES and isinstance(item, LOOK_CLOSER):
+                        value = worker(inbox)
+                    else:
+                        try:
+                            value = func(inbox)
+                        except Exception as exc:
+                            value = worker.failure(func, exc, inbox)
+                    stats["in"] = stats["out"] = count
+                    if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
+                        value = self._counted(value)
+                    yield value
+                if count % SAMPLE_EVERY:   # the run ended short: so did the input
+                    return
         except PiperError:   # raised upstream: debug=True or a branch lag error
             raise
         except Exception as exc:   # the input failed: its error is the last item
             stats["out"] += 1
             yield self._counted(PiperError(f"piper {name!r}: no result", exc, name))
+
+    def _evaluate(self, item: Any) -> Any:
+        """One item of :meth:`_inline_outputs`: its value, or the error in its place."""
+        worker = self.worker
+        if type(item) not in PLAIN_TYPES and isinstance(item, LOOK_CLOSER):
+            # an error, or a sequence that may hold one: the worker passes it on
+            value = worker((item,))
+        else:
+            func = worker.single or worker
+            try:
+                value = func((item,))
+            except Exception as exc:
+                value = worker.failure(func, exc, (item,))
+        if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
+            value = self._counted(value)
+        return value
 
     def _counted(self, error: PiperError | WorkerError) -> PiperError:
         """Count an error this piper hands on; log it if it is the first arising here."""

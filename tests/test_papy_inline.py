@@ -13,6 +13,7 @@ from papy_funcs import fail_on_3, inc
 
 from papy import Piper, PiperError, Worker
 from papy.errors import WorkerError
+from papy.piper import SAMPLE_EVERY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,17 +58,20 @@ def general(worker: Worker) -> Piper:
 
 
 @settings(max_examples=150, deadline=None)
-@given(items=st.lists(ITEMS, max_size=12), which=st.sampled_from([0, 1]))
+@given(items=st.lists(ITEMS, max_size=40), which=st.sampled_from([0, 1]))
 def test_common_inline_piper_gives_what_the_general_path_gives(items, which) -> None:
+    # up to 40 items: the fast path times the first of every SAMPLE_EVERY
+    # items (a path of its own) and runs the others untimed
     fast = Piper(WORKERS[which], name="p")
     assert evaluate(fast, items) == evaluate(general(WORKERS[which]), items)
+    assert fast.sampled[1] == -(-len(items) // SAMPLE_EVERY)
 
 
 BROKEN = OSError("the input broke")   # one instance: exceptions compare by identity
 
 
-def failing_input():
-    yield from range(4)
+def failing_input(n=4):
+    yield from range(n)
     raise BROKEN
 
 
@@ -78,6 +82,13 @@ def test_a_failed_input_ends_the_common_piper_with_an_error_item(worker) -> None
     assert len(out) == 5 and isinstance(out[-1], PiperError)
     assert out[-1].error is BROKEN and out[-1].piper == "p"
     assert stats == {"in": 4, "out": 5, "errors": 3}   # 0 and 3 fail, and the input
+
+
+@pytest.mark.parametrize("n", [0, 1, SAMPLE_EVERY - 1, SAMPLE_EVERY, SAMPLE_EVERY + 1])
+def test_an_input_failing_at_a_sampling_boundary_is_the_last_item(n) -> None:
+    out, stats, first = evaluate(Piper(inc, name="p"), failing_input(n))
+    assert out[:-1] == list(range(1, n + 1)) and out[-1].error is BROKEN
+    assert stats == {"in": n, "out": n + 1, "errors": 1}
 
 
 def test_common_piper_lets_an_upstream_raise_through() -> None:
