@@ -83,6 +83,22 @@ def measure(label, adapter, stages, source, fold, expect, repeats, items=None,
     return row
 
 
+def paired_ratio(a, b):
+    """The median, over the rounds both rows ran, of a's run time / b's.
+
+    The rows of a section run one after another in each round
+    (:func:`run_interleaved`), so a ratio taken within a round cancels the
+    drift of this machine's speed from round to round, which a ratio of two
+    medians does not (on a shared host the same work may take twice as long
+    a minute later). The targets are such ratios; the tables show medians.
+    None if either row has no runs.
+    """
+    pairs = list(zip(a.runs, b.runs, strict=False))
+    if not (a.ok and b.ok and pairs):
+        return None
+    return statistics.median(x.total / y.total for x, y in pairs)
+
+
 def run_interleaved(rows):
     """Run the rows' repeats round by round: round i runs every row once.
 

@@ -58,7 +58,7 @@ NAMES = tuple(s.NAME for s in SECTIONS)
 # whose speed a probe run of *probe_items measures first: it runs all the
 # items if that takes at most `full` seconds, else what it does in `capped`.
 FULL = dict(tiny_items=100_000, cpu_items=1000, mixed_items=1000, chain_items=200,
-            mem_items=1_000_000, papy_items=20_000, repeats=3, repeats_fast=7,
+            mem_items=1_000_000, papy_items=20_000, repeats=5, repeats_fast=7,
             probe_items=5000, default_budget=(5.0, 2.0), mem_probe_items=5000,
             mem_budget=(90.0, 30.0))
 QUICK = dict(tiny_items=10_000, cpu_items=100, mixed_items=200, chain_items=40,
@@ -156,7 +156,8 @@ def print_header(cfg, quick):
              f"mpire, pypeln: {mp.get_start_method()})"))
     print(f"each figure: median of {cfg['repeats']} timed run(s) (rows marked 'runs': "
           "that many), run round by round across systems; time.perf_counter;\n"
-          "start-up (pool creation + warm-up) timed separately")
+          "start-up (pool creation + warm-up) timed separately; a target's ratio of two "
+          "rows is the median of their per-round ratios")
     print(f"calibrated once: spin({cfg['n_cpu']:,}) ~ {CPU_SECONDS * 1e3:g} ms, "
           f"spin({cfg['n_chain']:,}) ~ {CHAIN_SECONDS * 1e3:g} ms, consumer "
           f"spin({cfg['n_consume']:,}) ~ {CONSUMER_SECONDS * 1e6:g} us")

@@ -81,10 +81,10 @@ def run(cfg, summary):
 
     rel = limit = first = None
     if dflt is not None and dflt.ok and st:
-        rel = dflt.med("total") / (st / 2)
+        rel = 2 * h.paired_ratio(dflt, serial)   # total / (serial/2), round by round
         first = dflt.med("first")
         if ceiling.ok:
-            limit = ceiling.med("total") / (st / 2) + SLACK
+            limit = 2 * h.paired_ratio(ceiling, serial) + SLACK
     if rel is not None and limit is not None:
         h.target(summary, "chain", "imap defaults total / (serial/2)",
                  f"<= {limit:.2f} (ceiling + {SLACK:.2f})", rel, lambda x: x <= limit)

@@ -52,6 +52,6 @@ def run(cfg, summary):
 
     v = None
     if dflt is not None and dflt.ok and ceiling.ok:
-        v = ceiling.med("total") / dflt.med("total")   # = speed-up / ceiling speed-up
+        v = h.paired_ratio(ceiling, dflt)   # = speed-up / ceiling speed-up
     h.target(summary, "cpu", "imap defaults speed-up / (ceiling) speed-up, ~2 ms calls",
              ">= 0.97", v, lambda x: x >= 0.97)

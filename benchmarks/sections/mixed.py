@@ -68,10 +68,8 @@ def run(cfg, summary):
 
     v = w = None
     if dflt is not None and dflt.ok:
-        if ceiling.ok:
-            v = ceiling.med("total") / dflt.med("total")
-        if pool256.ok:
-            w = pool256.med("total") / dflt.med("total")
+        v = h.paired_ratio(ceiling, dflt)
+        w = h.paired_ratio(pool256, dflt)
     h.target(summary, "mixed", "imap defaults speed-up / (ceiling) speed-up, 0.1-10 ms",
              ">= 0.90", v, lambda x: x >= 0.9)
     h.target(summary, "mixed", "imap defaults speed-up / Pool.imap(chunksize=256)'s",

@@ -84,7 +84,7 @@ def run(cfg, summary):
         ["system", "startup s", "run s", "items/s", "speed-up"], out, errors,
         notes + h.settings_note(rows))
 
-    v = t_local.med("total") / t_remote.med("total") if t_remote.ok and t_local.ok else None
+    v = h.paired_ratio(t_local, t_remote)
     h.target(summary, "remote", TINY_TARGET, ">= 0.80", v, lambda x: x >= 0.8)
-    v = c_local.med("total") / c_remote.med("total") if c_remote.ok and c_local.ok else None
+    v = h.paired_ratio(c_local, c_remote)
     h.target(summary, "remote", CPU_TARGET, ">= 0.95", v, lambda x: x >= 0.95)
