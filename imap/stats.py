@@ -208,13 +208,21 @@ def judge(rows: list[dict], elapsed: float, workers: int, room_wait: float,
     top = max(rows, key=lambda r: r["share"])
     waiting_input = [r for r in rows
                      if r["reads_input"] and r["input_wait"] / elapsed >= WAIT_LIMIT]
+    # Busy workers come first: while they are, a full buffer is work in
+    # flight as much as results waiting, so room_wait does not tell.
+    if used >= BUSY_LIMIT:
+        return top["name"], (
+            f"the work of {kind} {top['name']}: it holds {top['share']:.0%} of the "
+            f"workers' time (all {kind}s: {used:.0%}). Add workers (worker_num, or "
+            f"hosts with worker_remote); CPU-bound Python code needs process workers, "
+            f"not threads."), notes
     if room_wait / elapsed >= WAIT_LIMIT:
         return "consumer", (
             f"the consumer: results waited for it {room_wait / elapsed:.0%} of the time "
             f"(workers busy {used:.0%}). Read the results faster, from more threads, or "
             f"move the consumer's work into a {kind} of its own; a larger buffer only "
             f"delays the wait."), notes
-    if waiting_input and used < BUSY_LIMIT:
+    if waiting_input:
         slow = max(waiting_input, key=lambda r: r["input_wait"])
         return "input", (
             f"the input of {kind} {slow['name']}: the Feeder spent "
@@ -222,19 +230,12 @@ def judge(rows: list[dict], elapsed: float, workers: int, room_wait: float,
             f"(workers busy {used:.0%}). Make the input faster or produce it in "
             f"parallel (e.g. as a {kind} of its own); more workers will not help."), notes
     outputs = [r for r in rows if r["output"]]
-    if (used < BUSY_LIMIT and outputs
-            and all(r["result_wait"] / elapsed < CONSUMER_WAITED for r in outputs)):
+    if outputs and all(r["result_wait"] / elapsed < CONSUMER_WAITED for r in outputs):
         return "consumer", (
             f"the consumer: it found results ready nearly every time it asked, and "
             f"the workers were busy only {used:.0%} of the time. Read the results "
             f"faster, from more threads, or move the consumer's work into a {kind} "
             f"of its own."), notes
-    if used >= BUSY_LIMIT:
-        return top["name"], (
-            f"the work of {kind} {top['name']}: it holds {top['share']:.0%} of the "
-            f"workers' time (all {kind}s: {used:.0%}). Add workers (worker_num, or "
-            f"hosts with worker_remote); CPU-bound Python code needs process workers, "
-            f"not threads."), notes
     cheap = [r for r in rows if r["tasklet"] is not None and r["tasklet"] < CHEAP_TASKLET]
     if adaptive:
         remedy = ("batches are sized adaptively already: the tasklets may be too short "

@@ -126,6 +126,21 @@ def test_verdict_names_a_slow_consumer(buffer):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("buffer", [None, 4], ids=["adaptive", "buffer4"])
+def test_a_full_buffer_of_busy_work_is_not_blamed_on_the_consumer(buffer):
+    # The consumer takes every result at once; the buffer is full of tasklets
+    # in flight, so the Feeder waits for room nearly all the time.
+    with imap.IMap(worker_type="thread", worker_num=2, buffer=buffer) as m:
+        task = m.add_task(sleep_for, range(60), name="slow")
+        m.start()
+        assert list(task) == list(range(60))
+    report = m.report()
+    assert report.bottleneck == "0 (slow)", str(report)
+    if buffer is not None:
+        assert report.room_wait / report.elapsed > 0.5, str(report)
+
+
+@pytest.mark.timeout(60)
 def test_report_says_when_every_item_failed():
     with imap.IMap(worker_type="thread", worker_num=2) as m:
         task = m.add_task(fail, range(20))
