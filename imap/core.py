@@ -40,7 +40,7 @@ from typing import Any
 from . import backends, byvalue, stats
 from .engine import Engine, Task
 from .feeder import Feeder
-from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, FlowPolicy
+from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy
 from .options import Options, check_int
 from .progress import imap_progress
 from .stats import Report
@@ -487,6 +487,7 @@ class IMap:
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known
             self._policy.workers = max(1, backend.alive)
+        self._policy.max_work = backend.batch_work or MAX_BATCH_WORK
         engine.run.begin()   # the run's clock starts once the workers are up
         feeder = Feeder(engine)
         self._state["feeder"] = feeder

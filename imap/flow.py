@@ -22,9 +22,13 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
 
 * **batch** = enough tasklets for ``RTT_FACTOR`` round trips of work (at
   least ``MIN_BATCH_WORK`` seconds, at most ``MAX_BATCH_WORK`` so that load
-  stays balanced), between 1 and ``MAX_BATCH``. A task starts at 1 tasklet so
-  its first result comes fast, and at most doubles per delivered batch; a
-  task whose tasklets get slower gets smaller batches at once.
+  stays balanced; a backend with costly messages, such as Dask, sets a
+  higher cap), between 1 and ``MAX_BATCH``. Every task starts at 1 tasklet,
+  and stays there until a task that nobody consumes (an output) has
+  delivered a batch: the first result does not wait, at any stage of a
+  chain, behind a large batch of an earlier stage. Then a batch at most
+  doubles per delivered batch; a task whose tasklets get slower gets
+  smaller batches at once.
 * **stride** = the largest batch of any task times the number of workers:
   one turn gives every worker a batch. The stride is the same for every task
   in a turn, as with a fixed stride, so chained tasks keep pace.
@@ -87,6 +91,8 @@ class FlowPolicy:
         self.workers = max(1, workers)
         self.adaptive = stride is None
         self.rtt: float | None = None      # seconds of one round trip, as measured
+        self.max_work = MAX_BATCH_WORK     # the backend's cap on a batch's work (seconds)
+        self.growing = False               # an output task has delivered: batches may grow
         self.stride = 1
         self.bound = 1
         self._want = 1
@@ -103,6 +109,7 @@ class FlowPolicy:
                 task.flow.batch = max(1, self.fixed_stride // (2 * self.workers))
         self.rtt = None
         self.bound = 0
+        self.growing = False
         self.turn(tasks, slots_used=0)
 
     # -- every turn (the Feeder, under the engine's lock) ----------------------------------
@@ -181,15 +188,20 @@ class FlowPolicy:
             cost = max(0.0, latency - busy)
             # The smallest recent cost: a batch that waited behind another costs more.
             self.rtt = cost if self.rtt is None else min(cost, self.rtt * 1.05)
+        if task.consumer is None:
+            self.growing = True
         if self.fixed_chunk is None and self.adaptive:
             target = self._target(flow.tasklet)
-            flow.batch = min(target, 2 * flow.batch) if target > flow.batch else target
+            if target <= flow.batch:
+                flow.batch = target
+            elif self.growing:
+                flow.batch = min(target, 2 * flow.batch)
 
     def _target(self, tasklet: float) -> int:
         work = MIN_BATCH_WORK
         if self.rtt is not None:
             work = max(work, RTT_FACTOR * self.rtt)
-        work = min(work, MAX_BATCH_WORK)
+        work = min(work, self.max_work)
         if tasklet <= 0:
             return MAX_BATCH
         return max(1, min(MAX_BATCH, int(work / tasklet)))

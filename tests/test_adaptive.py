@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from types import SimpleNamespace
 
 import pytest
 import worker_funcs as wf
@@ -39,6 +40,33 @@ def test_first_batches_are_single_tasklets_and_batches_grow_for_tiny_tasklets(
     assert last.tasks[0].batch > 64
     assert last.stride == last.tasks[0].batch * 2
     assert last.tasks[0].tasklet_time is not None and last.tasks[0].busy > 0
+
+
+def test_no_batch_grows_before_an_output_delivers():
+    # A chain of two tasks with tiny tasklets: the first task delivers batch
+    # after batch, but until the output task has delivered one, every batch
+    # stays a single tasklet (the first result waits behind no large batch).
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    first = SimpleNamespace(consumer=None, flow=None)
+    out = SimpleNamespace(consumer=None, flow=None)
+    first.consumer = out
+    policy.start([first, out])
+    for _ in range(5):
+        policy.observe(first, 1, busy=1e-5, latency=2e-4, nbytes=None)
+    assert first.flow.batch == out.flow.batch == 1
+    policy.observe(out, 1, busy=1e-5, latency=2e-4, nbytes=None)
+    policy.observe(first, 1, busy=1e-5, latency=2e-4, nbytes=None)
+    assert out.flow.batch == 2 and first.flow.batch == 2   # then they double
+
+
+def test_a_backend_with_costly_messages_caps_batches_higher():
+    # 5 ms tasklets, a round trip of 10 ms: 50 round trips of work would be
+    # 0.5 s; the default cap keeps a batch to 20 ms, a backend may allow more.
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    policy.rtt = 0.01
+    assert policy._target(0.005) == int(flow.MAX_BATCH_WORK / 0.005)
+    policy.max_work = 0.2
+    assert policy._target(0.005) == 40
 
 
 def test_slow_tasklets_get_small_batches():

@@ -6,13 +6,14 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import threading
+import time
 
 import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imap import IMap, WorkerLostError, WorkerTraceback
+from imap import IMap, WorkerLostError, WorkerTraceback, flow
 
 distributed = pytest.importorskip("distributed")   # the dask extra (make test installs it)
 
@@ -72,6 +73,17 @@ def test_a_chain_on_dask_equals_serial(client, ordered):
     assert (got if ordered else sorted(got)) == expected
     assert workers == 2   # the cluster's threads
     assert client.status == "running"   # the IMap never closes a Client it was given
+
+
+def test_dask_batches_hold_more_work_than_local_ones(client):
+    # Each Dask task costs milliseconds of scheduler and client time: 5 ms
+    # tasklets travel more than MAX_BATCH_WORK (20 ms) to a batch there.
+    with IMap(executor=client) as m:
+        task = m.add_task(time.sleep, [0.005] * 200)
+        m.start()
+        assert list(task) == [None] * 200
+        batch = m.status().tasks[0].batch
+    assert batch > int(flow.MAX_BATCH_WORK / 0.005), batch
 
 
 def test_a_chain_on_a_process_pool_equals_serial(pool):

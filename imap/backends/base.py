@@ -122,6 +122,9 @@ class Backend(ABC):
     # Run queued batches of later tasks first (set for adaptive flow; with
     # a fixed stride batches go in the order they were submitted).
     deepest_first = False
+    # The most work (seconds) an adaptive batch may hold; None: the flow
+    # policy's default, sized for a cheap message to a worker of our own.
+    batch_work: float | None = None
 
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver
