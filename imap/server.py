@@ -33,6 +33,7 @@ import ssl
 import sys
 import threading
 import time
+import types
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ from .auth import AUTH_TIMEOUT, DEFAULT_PORT, Authenticator
 
 log = logging.getLogger("imap.server")
 
+CONNECTION_MARK = "_imap_server_connection"  # a module in sys.modules of a connection's process
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for when the parent ends
 PARENT_POLL = 0.5     # seconds between checks of the parent, where prctl is missing
 
@@ -174,6 +176,9 @@ def _forking_server(**kwargs: Any) -> Any:
             # the client is authenticated or served.
             if os.getpid() != main_pid:
                 end_with_parent(main_pid)
+                # Tells the remote worker's agent that this process serves
+                # its connection alone (see imap_agent_heartbeat).
+                sys.modules.setdefault(CONNECTION_MARK, types.ModuleType(CONNECTION_MARK))
             super()._authenticate_and_serve_client(sock)
 
     return Server(**kwargs)

@@ -195,3 +195,44 @@ def test_connect_timeout_bounds_a_server_waiting_for_a_secret(tmp_path):
         m.add_task(abs, range(3))
         with pytest.raises(ConnectionError, match="did not complete it within 1.0 s .*secret"):
             m.start()   # bounded by the test's timeout if connect_timeout were ignored
+
+
+def square_or_hang(x, victim, directory):
+    """x * x; item ``victim`` writes its process id, then never returns."""
+    import os
+    import time
+
+    if x != victim:
+        return x * x
+    with open(os.path.join(directory, "pid.tmp"), "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(os.path.join(directory, "pid.tmp"), os.path.join(directory, "pid"))
+    while True:
+        time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("kind", ["imap", "classic"])
+def test_skip_cuts_off_a_connection_stuck_in_an_abandoned_tasklet(kind, tmp_path):
+    # One connection: while it ran on with the abandoned tasklet, nothing
+    # behind it would run. It is cut off and a new connection takes over.
+    with server(kind) as (addr, _):
+        with IMap(worker_num=0, worker_remote=[(addr, 1)], skip=True,
+                  remote_options=OPTIONS) as m:
+            task = m.add_task(square_or_hang, range(30), args=(3, str(tmp_path)),
+                              timeout=2)
+            m.start()
+            got = h.collect(task)
+            assert m.status().workers_lost >= 1
+        assert isinstance(got[3], TimeoutError)
+        assert got[:3] + got[4:] == [x * x for x in range(30) if x != 3]
+        if kind == "imap":   # its connection process ended with the connection
+            pid = int((tmp_path / "pid").read_text())
+            wait_until(lambda: _gone(pid), timeout=15, what="the stuck process to end")

@@ -12,7 +12,9 @@ entry points through ``conn.namespace``:
   ``(initializer, initargs)``.
 * ``imap_agent_heartbeat(beat, interval)`` — once per connection: a thread
   calls the client's ``beat`` every ``interval`` seconds, so a busy
-  connection that falls silent (a stopped host, a dead link) is noticed.
+  connection that falls silent (a stopped host, a dead link) is noticed;
+  under ``imap-server`` it ends the connection's process once the
+  connection is closed.
 * ``imap_agent_logs(level)`` — once per connection, unless the IMap has
   ``worker_logs=False``: ``logging`` records of ``level`` and above that the
   batches of this connection emit (in the thread that runs them) travel back
@@ -82,13 +84,21 @@ def imap_agent_heartbeat(beat, interval):
     """Call ``beat()`` (a function of the client) every ``interval`` seconds
     from a thread of this connection, as one-way messages, until the
     connection closes: while a batch runs, the client knows this host is
-    alive."""
+    alive.
+
+    In a connection process of ``imap-server`` (which serves this connection
+    alone), a closed connection ends the process: the client may have cut
+    it off because a tasklet ran on after its consumer abandoned it
+    (``skip=True``), and that tasklet would otherwise run on here."""
+    import os
+    import sys
     import threading
     import time
 
     import rpyc
 
     ping = rpyc.async_(beat)
+    alone = sys.modules.get("_imap_server_connection") is not None
 
     def run():
         while True:
@@ -96,6 +106,8 @@ def imap_agent_heartbeat(beat, interval):
             try:
                 ping()
             except Exception:   # the connection is closed
+                if alone:
+                    os._exit(0)
                 return
 
     threading.Thread(target=run, name="imap-agent-heartbeat", daemon=True).start()

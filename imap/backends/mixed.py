@@ -71,6 +71,10 @@ class MixedBackend(Backend):
         self.remote.stop(forced)
         self.local.stop(forced)
 
+    def abandon(self, task: Any, index: int) -> None:
+        for part in self._parts:   # the part holding the tasklet cuts its worker off
+            part.abandon(task, index)
+
     def submit(self, batch: Batch) -> None:
         with self._lock:
             self._pending.append(batch)

@@ -29,7 +29,6 @@ shared.
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
@@ -249,27 +248,8 @@ class ProcessBackend(SlotBackend):
         self._router = None
         _last_stop[0] = time.monotonic()
 
-    # -- abandoned tasklets -----------------------------------------------------------
-
-    def _running_batch(self, task: Any, index: int) -> Batch | None:
-        with self._lock:
-            for batch in itertools.chain(self._pending, *(w.held for w in self._slots)):
-                if batch.task is task and index in batch.indices:
-                    return batch
-        return None
-
-    def _give_up(self, batch: Batch) -> bool:
-        """Kill the worker still running ``batch`` (it holds an abandoned
-        tasklet); the Router replaces it like any dead worker."""
-        with self._lock:
-            if self._stopping:
-                return False
-            for w in self._slots:
-                if w.alive and w.held and w.held[0] is batch:
-                    batch.given_up = True
-                    w.process.kill()
-                    return False
-            return batch in self._pending or any(batch in w.held for w in self._slots)
+    def _cut_off(self, worker: _Worker) -> None:
+        worker.process.kill()   # the Router replaces it like any dead worker
 
     # -- sending -------------------------------------------------------------------
 

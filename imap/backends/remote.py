@@ -55,7 +55,7 @@ import cloudpickle
 from .. import byvalue
 from ..auth import DEFAULT_PORT
 from . import wire
-from .base import PREFETCH, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
 from .rejoin import Rejoiner
 from .slots import Slot, SlotBackend
 
@@ -417,15 +417,30 @@ class RemoteBackend(SlotBackend):
         finally:
             _close(link)
 
+    def _cut_off(self, link: _Link) -> None:
+        # The driver's wait breaks and it reports the link lost. The host's
+        # connection process (imap-server) ends when it sees the socket shut.
+        try:
+            link.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
     def _link_lost(self, link: _Link, exc: BaseException) -> None:
-        # Batches queued on the server may or may not have started: all fail.
-        held, stopping = self._slot_died(link, started=len(link.held))
+        given_up = bool(link.held) and link.held[0].given_up
+        # Batches queued on the server may or may not have started: all fail;
+        # but behind a batch cut off for running too long nothing started.
+        held, stopping = self._slot_died(link, started=1 if given_up else len(link.held))
         if stopping:
             return
         self._workers_lost += 1
         again = "; trying to bring it back" if self.reconnect else "; not replacing it"
-        log.warning("remote worker %s lost (%s) holding %d batch(es)%s", link.name, exc,
-                    len(held), again)
+        if given_up:
+            log.warning("remote worker %s still ran a tasklet abandoned %.0f s ago "
+                        "(skip=True); its connection was cut%s", link.name, GIVE_UP_AFTER,
+                        again)
+        else:
+            log.warning("remote worker %s lost (%s) holding %d batch(es)%s", link.name, exc,
+                        len(held), again)
         if self.reconnect and self._rejoiner is not None:
             host, port = link.address
             index = int(link.name.rsplit("#", 1)[1])
@@ -436,7 +451,10 @@ class RemoteBackend(SlotBackend):
                                                                   options))
         reason = f"remote worker {link.name} lost: {exc!r}"
         for batch in held:
-            self.lost(batch, reason)
+            if batch.given_up:
+                self._settle_given_up(batch)
+            else:
+                self.lost(batch, reason)
         self._orphans()
 
 

@@ -17,6 +17,10 @@ alive. :class:`SlotBackend` does what every such backend does alike:
   started are returned for the caller to report lost; those it never started
   go back to the queue for other slots. :meth:`SlotBackend._orphans` reports
   queued batches lost once no slot is left.
+* With ``skip=True``, a worker still running an abandoned tasklet
+  ``GIVE_UP_AFTER`` seconds later is cut off (:meth:`SlotBackend._cut_off`:
+  a process is killed, a connection shut) and replaced, so the items
+  behind it run.
 
 Subclasses differ only in how a batch reaches a worker, how an answer comes
 back and what happens when a worker dies (a process is replaced, a remote
@@ -26,6 +30,7 @@ connection is not).
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
@@ -201,6 +206,33 @@ class SlotBackend(Backend):
             self._pending.clear()
         for batch in orphans:
             self.lost(batch, self._none_left)
+
+    # -- abandoned tasklets (skip=True) ------------------------------------------------
+
+    def _running_batch(self, task: Any, index: int) -> Batch | None:
+        with self._lock:
+            for batch in itertools.chain(self._pending, *(s.held for s in self._slots)):
+                if batch.task is task and index in batch.indices:
+                    return batch
+        return None
+
+    def _give_up(self, batch: Batch) -> bool:
+        """Cut off the worker still running ``batch`` (it holds an abandoned
+        tasklet): it is then lost like any dead worker, and replaced."""
+        with self._lock:
+            if self._stopping:
+                return False
+            for slot in self._slots:
+                if slot.alive and slot.held and slot.held[0] is batch:
+                    batch.given_up = True
+                    self._cut_off(slot)
+                    return False
+            return batch in self._pending or any(batch in s.held for s in self._slots)
+
+    def _cut_off(self, slot: Any) -> None:
+        """End the worker of ``slot`` now (lock held; must not block): its
+        receiving thread then sees it die."""
+        raise NotImplementedError
 
     def _begin_stop(self) -> list:
         """Stop dispatching; return the slots to shut down."""
