@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
+
+import worker_funcs
 
 
 def inc(inbox, n=1):
@@ -63,13 +64,5 @@ def total(inbox):
 
 
 def exit_on_first_attempt(inbox, victim, marker):
-    """End the worker process at the first attempt at item ``victim`` only
-    (``marker`` is created then); later attempts return the item doubled."""
-    x = inbox[0]
-    if x == victim:
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return 2 * x
-        os._exit(1)
-    return 2 * x
+    """``worker_funcs.exit_on_first_attempt`` on a papy inbox."""
+    return worker_funcs.exit_on_first_attempt(inbox[0], victim, marker)

@@ -229,3 +229,14 @@ def run_sampled(m, consume) -> tuple:
     finally:
         done.set()
         sampler.join()
+
+
+def run_piper(piper: object, data: object) -> list:
+    """Connect a lone papy piper to ``data``, run it and return its outputs."""
+    piper.connect([data])
+    piper.start()
+    try:
+        return list(piper)
+    finally:
+        piper.stop()
+        piper.disconnect()

@@ -6,21 +6,12 @@ import threading
 
 import pytest
 from papy_funcs import add, dbl, divmod_, fail_on_3, identity, inc, pair, slow_on_2
+from support import run_piper as run
 
 import imap
 from papy import Piper, PiperError, Worker
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run(piper: Piper, data) -> list:
-    piper.connect([data])
-    piper.start()
-    try:
-        return list(piper)
-    finally:
-        piper.stop()
-        piper.disconnect()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from papy_funcs import dbl, exit_on_first_attempt, inc
+from support import run_piper as run
 
 import imap
 from papy import Piper, PiperError, Plumber, Worker
@@ -24,16 +25,6 @@ def killer(marker: Path) -> Worker:
 def process_imap() -> imap.IMap:
     # One tasklet a batch: the death costs exactly the item that caused it.
     return imap.IMap(worker_type="process", worker_num=2, chunksize=1)
-
-
-def run(piper: Piper, data) -> list:
-    piper.connect([data])
-    piper.start()
-    try:
-        return list(piper)
-    finally:
-        piper.stop()
-        piper.disconnect()
 
 
 @pytest.mark.parametrize("spawn", [1, 2])
