@@ -51,7 +51,7 @@ SCHEDULER_GRACE = 10.0  # seconds a Dask scheduler may be unreachable
 CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
 # The most work (seconds) an adaptive batch holds on Dask. Each Dask task
 # costs the scheduler and the client several milliseconds of CPU (measured:
-# ~10 ms per task on 2 CPUs, where a LocalCluster's scheduler shares the
+# ~5 ms per task on 2 CPUs, where a LocalCluster's scheduler shares the
 # client's process), and a worker idles ~2.5 ms between tasks: batches of
 # 0.2 s keep that to a few per cent, where the default (0.02 s, sized for a
 # pipe to a process of our own) halved the throughput of 5 ms tasklets.

@@ -229,10 +229,10 @@ class SlotBackend(Backend):
                     return False
             return batch in self._pending or any(batch in s.held for s in self._slots)
 
+    @abstractmethod
     def _cut_off(self, slot: Any) -> None:
         """End the worker of ``slot`` now (lock held; must not block): its
         receiving thread then sees it die."""
-        raise NotImplementedError
 
     def _begin_stop(self) -> list:
         """Stop dispatching; return the slots to shut down."""
