@@ -105,7 +105,8 @@ def parse_args(argv):
                         "items even when it is slow (by default it is capped to about "
                         "a minute)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per measurement (median reported; default 3, 1 with "
+                   help="timed runs per measurement (median reported; default 5, 7 for the fast "
+                        "sections, 1 with "
                         "--quick)")
     p.add_argument("--start-method", default=None, choices=["fork", "forkserver", "spawn"],
                    help="force one start method on imap, Pool, ProcessPoolExecutor and "

@@ -385,6 +385,10 @@ class IMap:
 
         Returns:
             The task's :class:`TaskIterator`.
+
+        On a Dask executor, a task added inside ``with dask.annotate(...)``
+        runs its batches only where the ``workers``, ``resources`` and
+        ``allow_other_workers`` annotations allow.
         """
         if self._engine.started:
             raise RuntimeError(
@@ -409,6 +413,9 @@ class IMap:
             timeout=timeout, block=block, track=track, retries=retries,
             ordered=self.ordered,
         )
+        if self._options.executor is not None:
+            from .backends.executor import dask_placement
+            task.placement = dask_placement()
         if isinstance(iterable, TaskIterator) and iterable.imap is self:
             # Keep no reference to our own iterator: the engine's threads must
             # not keep this IMap alive.
@@ -482,7 +489,7 @@ class IMap:
             for task in engine.tasks:
                 byvalue.send_by_value((task.func, task.args, task.kwargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
-        backend.deepest_first = self._policy.adaptive
+        backend.depth_order = 1 if self._policy.adaptive else 0
         engine.backend = backend
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known

@@ -51,6 +51,7 @@ class Task:
         self.block = block
         self.track = track
         self.retries = retries
+        self.placement: dict = {}   # where an executor may run it (Dask annotations)
         self.iterable: Any = None                # the input as given
         self.source: Iterator | None = None   # iterator drawn by the Feeder
         self.upstream: Task | None = None   # a task of the same IMap
@@ -113,6 +114,7 @@ class Engine:
         self.feeder_waits_on: Task | None = None  # ... or for a result of this upstream task
         self.feeder_waits_any: list | None = None  # ... or for any of these tasks to draw
         self.draw_stop = False           # graceful stop: sources draw no new stride
+        self.tail = False                # impatient, and every input has ended (see ahead())
         self.forced = False              # forced stop: everything ends now
         self.feeder_done = False
         self.failure: BaseException | None = None
@@ -176,8 +178,14 @@ class Engine:
         """Whether an impatient ``task`` is far enough ahead of the task of
         this IMap that consumes it to skip its turn: ``AHEAD`` strides of
         its tasklets are in flight or wait to be drawn. (Read without the
-        lock: a hint, checked again at every turn.)"""
-        return (task.consumer is not None
+        lock: a hint, checked again at every turn.)
+
+        Never in the *tail* of a run, once every input has ended: then the
+        tasklets with the most stages left go first (the backend runs the
+        batches of earlier tasks first), so the last items do not go
+        through the chain one stage after another while workers idle.
+        """
+        return (task.consumer is not None and not self.tail
                 and task.in_flight + len(task.results) >= AHEAD * self.policy.stride)
 
     def _work_ready(self, active: list) -> bool:
@@ -280,6 +288,10 @@ class Engine:
     def mark_exhausted(self, task: Task) -> None:
         with self.lock:
             task.exhausted = True
+            if (self.impatient and not self.tail and self.backend is not None
+                    and all(t.exhausted for t in self.tasks if t.upstream is None)):
+                self.tail = True
+                self.backend.depth_order = -1
             self.result_ready.notify_all()
 
     def finish_feeding(self, failure: BaseException | None = None) -> None:

@@ -21,6 +21,7 @@ the function.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from itertools import islice
@@ -178,7 +179,7 @@ class Feeder(threading.Thread):
             return False, 0  # its consumer catches up first: first results come sooner
         done = 0   # tasklets of this stride drawn so far
         items: list = []
-        chunk = task.flow.batch
+        chunk = engine.policy.batch_for(task, self._left(task))
         # self.stride may shrink during the stride (a first size measured).
         while done < self.stride:
             want = min(self.stride - done, chunk - len(items))
@@ -215,6 +216,23 @@ class Feeder(threading.Thread):
                 self._flush(task, items)
         self._flush(task, items)
         return False, done
+
+    @staticmethod
+    def _left(task: Task) -> int | None:
+        """How many tasklets of ``task`` remain to be drawn, if that is
+        known: the length left of a plain input; for a chained task, what
+        its upstream task holds (in flight or waiting to be drawn) and has
+        left to draw. Read without the lock: a hint for the batch size."""
+        up = task.upstream
+        if up is None:
+            source = task.source
+            if type(source) in _PLAIN_SOURCES:
+                return operator.length_hint(source)
+            return None
+        ahead = 0 if up.exhausted else Feeder._left(up)
+        if ahead is None:
+            return None
+        return ahead + up.in_flight + len(up.results)
 
     def _draw(self, task: Task, items: list, n: int) -> tuple[int, bool]:
         """Draw up to ``n`` items from the task's iterator into ``items``.

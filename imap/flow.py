@@ -28,7 +28,12 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   delivered a batch: the first result does not wait, at any stage of a
   chain, behind a large batch of an earlier stage. Then a batch at most
   doubles per delivered batch; a task whose tasklets get slower gets
-  smaller batches at once.
+  smaller batches at once. Near the end of a task's input, once the number
+  of tasklets left is known (a ``range`` or container input, or an upstream
+  task that has drawn all its input), a batch holds at most a
+  ``1 / (TAIL_SHARES * workers)`` share of them (but at least a round trip
+  of work): every worker gets a part of the tail instead of one worker
+  running it while the others idle.
 * **stride** = the largest batch of any task times the number of workers:
   one turn gives every worker a batch. The stride is the same for every task
   in a turn, as with a fixed stride, so chained tasks keep pace.
@@ -58,6 +63,7 @@ RTT_FACTOR = 50           # a batch holds this many round trips of work: messagi
 BOUND_TURNS = 3           # the bound holds this many turns of every task
 MAX_ALIVE = 1 << 16       # tasklets alive at once, at most
 COPIES = 2                # an item or result is alive as an object and as a pickle
+TAIL_SHARES = 2           # the tail of an input is cut in this many batches per worker, at least
 EWMA = 0.3                # weight of the newest measurement in the running means
 DEFAULT_BUFFER_BYTES = 24 << 20
 
@@ -154,6 +160,18 @@ class FlowPolicy:
         if not sizes:
             return 0
         return int(slots_used * COPIES * sum(sizes) / len(sizes))
+
+    def batch_for(self, task: Any, left: int | None) -> int:
+        """The batch size of ``task``'s next stride, ``left`` tasklets of it
+        being known to remain (None: unknown). An adaptive batch is cut down
+        to a share of the tail (see the module docstring)."""
+        flow = task.flow
+        if left is None or self.fixed_chunk is not None or not self.adaptive:
+            return flow.batch
+        share = -(-left // (TAIL_SHARES * self.workers))
+        if self.rtt and flow.tasklet:   # ... of at least a round trip of work
+            share = max(share, int(self.rtt / flow.tasklet))
+        return max(1, min(flow.batch, share))
 
     # -- every delivered batch (the engine, under its lock) ----------------------------------
 

@@ -69,6 +69,75 @@ def test_a_backend_with_costly_messages_caps_batches_higher():
     assert policy._target(0.005) == 40
 
 
+def test_the_tail_of_an_input_is_shared_among_the_workers():
+    # A batch of 100 tasklets is in force; when only 40 are left, each of the
+    # 2 workers gets 2 batches of them (TAIL_SHARES), down to single tasklets.
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    task = SimpleNamespace(consumer=None, flow=None)
+    policy.start([task])
+    task.flow.batch = 100
+    assert policy.batch_for(task, None) == 100         # the length is unknown
+    assert policy.batch_for(task, 10_000) == 100
+    assert policy.batch_for(task, 40) == 40 // (flow.TAIL_SHARES * 2)
+    assert policy.batch_for(task, 1) == 1
+    assert policy.batch_for(task, 0) == 1
+    # Costly messages: a tail batch still holds a round trip of work.
+    policy.rtt, task.flow.tasklet = 0.015, 0.005
+    assert policy.batch_for(task, 8) == 3
+    # A chunksize given by hand is obeyed to the end.
+    fixed = flow.FlowPolicy(None, None, 100, None, workers=2)
+    fixed.start([task])
+    assert fixed.batch_for(task, 40) == 100
+
+
+def test_queued_batches_run_deepest_first_then_shallowest_first_in_the_tail():
+    from collections import deque
+
+    from imap.backends.base import take_next
+
+    def queue():
+        return deque(SimpleNamespace(task=SimpleNamespace(id=t), n=n)
+                     for n, t in enumerate([0, 2, 1, 2, 0]))
+
+    pending = queue()
+    assert [take_next(pending, 0).n for _ in range(5)] == [0, 1, 2, 3, 4]  # oldest first
+    pending = queue()
+    assert [take_next(pending, 1).n for _ in range(5)] == [1, 3, 2, 0, 4]
+    pending = queue()
+    assert [take_next(pending, -1).n for _ in range(5)] == [0, 4, 2, 1, 3]
+
+
+@pytest.mark.parametrize("given", [{}, {"stride": 4}])
+def test_the_tail_begins_when_every_input_has_ended_with_adaptive_flow_only(given):
+    with imap.IMap(worker_type="thread", worker_num=2, **given) as m:
+        a = m.add_task(wf.add_one, range(500))
+        b = m.add_task(wf.double, a)
+        m.start()
+        got = list(b)
+        tail, order = m._engine.tail, m._engine.backend.depth_order
+    assert got == [2 * (x + 1) for x in range(500)]
+    assert (tail, order) == ((True, -1) if not given else (False, 0))
+
+
+def test_what_is_left_of_an_input_is_known_for_containers_and_ended_upstreams():
+    from imap.feeder import Feeder
+
+    source = iter(range(10))
+    next(source)
+    task = SimpleNamespace(upstream=None, source=source)
+    assert Feeder._left(task) == 9
+    task.source = (x for x in range(10))                # a generator: unknown
+    assert Feeder._left(task) is None
+    up = SimpleNamespace(upstream=None, source=(x for x in range(10)), exhausted=False,
+                         in_flight=3, results=[1, 2])
+    chained = SimpleNamespace(upstream=up, source=None)
+    assert Feeder._left(chained) is None    # the upstream draws from a generator
+    up.exhausted = True
+    assert Feeder._left(chained) == 5       # it has drawn all: 3 in flight, 2 to take
+    up.exhausted, up.source = False, iter(range(4))
+    assert Feeder._left(chained) == 9       # ... and 4 it will draw
+
+
 def test_slow_tasklets_get_small_batches():
     with imap.IMap(worker_type="process", worker_num=2) as m:
         task = m.add_task(time.sleep, [0.01] * 40)

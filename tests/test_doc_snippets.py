@@ -57,6 +57,9 @@ NOT_RUN = {
         "stands for the reader's own module (there is no 'mymodule')",
     ("doc/scaling.rst", "from distributed import Client"):
         "needs a Dask scheduler at that address (examples/dask_cluster.py runs one)",
+    ("doc/scaling.rst", "import dask"):
+        "needs that Dask client and a worker with a GPU resource "
+        "(tests/test_executor.py places tasks by annotation)",
 }
 
 pytestmark = pytest.mark.timeout(120)

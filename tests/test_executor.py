@@ -4,6 +4,7 @@ of 1 thread each, on 127.0.0.1) and on a ProcessPoolExecutor."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import sys
 import threading
 import time
@@ -227,11 +228,33 @@ def test_papy_pipers_on_dask_and_local_imaps_in_one_dagger(client):
     assert p.results["b"] == [2 * (x + 1) for x in range(100)]
 
 
+def test_dask_annotations_at_add_task_place_the_tasks_batches(client):
+    import dask
+
+    pids = client.run(os.getpid)   # worker address -> its process
+    address = sorted(pids)[0]
+    with IMap(executor=client) as m:
+        with dask.annotate(workers=[address]):
+            pinned = m.add_task(wf.worker_pid, range(60))
+        free = m.add_task(wf.worker_pid, range(60))
+        m.start()
+        pinned_pids = list(pinned)
+        assert len(list(free)) == 60
+    assert set(pinned_pids) == {pids[address]}
+
+
+@pytest.fixture(params=["dask", "process pool"])
+def any_executor(request):
+    """Each kind of executor: a Dask Client and a ProcessPoolExecutor."""
+    return request.getfixturevalue("client" if request.param == "dask" else "pool")
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(n=st.integers(0, 60), depth=st.integers(1, 3), ordered=st.booleans(),
        stride=st.one_of(st.none(), st.integers(1, 8)))
-def test_property_results_equal_serial_on_dask(client, n, depth, ordered, stride):
-    with IMap(executor=client, ordered=ordered, stride=stride) as m:
+def test_property_results_equal_serial_on_executors(any_executor, n, depth, ordered,
+                                                    stride):
+    with IMap(executor=any_executor, ordered=ordered, stride=stride) as m:
         last = range(n)
         for _ in range(depth):
             last = m.add_task(wf.add_one, last)

@@ -87,15 +87,16 @@ class Batch:
         return head
 
 
-def take_next(pending: Any, deepest_first: bool) -> Batch:
+def take_next(pending: Any, depth_order: int) -> Batch:
     """Remove and return the next queued batch to run from the deque
-    ``pending``: the oldest; with ``deepest_first``, the oldest of the latest
-    task (tasks consume earlier ones: items finish their chain sooner,
-    first results come sooner)."""
-    if deepest_first and len(pending) > 1:
-        deepest = max(range(len(pending)), key=lambda i: (pending[i].task.id, -i))
-        batch = pending[deepest]
-        del pending[deepest]
+    ``pending``: the oldest (``depth_order`` 0); with ``depth_order`` 1, the
+    oldest of the latest task (tasks consume earlier ones: items finish
+    their chain sooner, first results come sooner); with -1, the oldest of
+    the earliest task (the longest chain of work left goes first)."""
+    if depth_order and len(pending) > 1:
+        best = max(range(len(pending)), key=lambda i: (depth_order * pending[i].task.id, -i))
+        batch = pending[best]
+        del pending[best]
         return batch
     return pending.popleft()
 
@@ -119,9 +120,10 @@ class Backend(ABC):
     # answers): a batch whose worker died is then run again careful, and
     # only the tasklet that kills a worker fails (else: halving).
     stepwise = False
-    # Run queued batches of later tasks first (set for adaptive flow; with
-    # a fixed stride batches go in the order they were submitted).
-    deepest_first = False
+    # Which queued batch runs first (see take_next): 0, the oldest (a fixed
+    # stride); 1, the batches of later tasks (adaptive flow); -1, those of
+    # earlier tasks (adaptive flow once every input has ended).
+    depth_order = 0
     # The most work (seconds) an adaptive batch may hold; None: the flow
     # policy's default, sized for a cheap message to a worker of our own.
     batch_work: float | None = None

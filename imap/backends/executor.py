@@ -14,10 +14,13 @@ items and the initializer, one task per batch. Dask receives the kernel by
 value, so its workers need nothing of this package. The engine sees the
 usual interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH``
 batches per worker are submitted at once (each worker has the next one
-queued); the rest wait here, the batches of later tasks first (a Dask task
-gets the task's depth as its priority). The worker count comes from the
+queued); the rest wait here, in the backend's ``depth_order`` (later tasks
+first, earlier ones once every input has ended; a Dask task gets that as
+its priority). The worker count comes from the
 cluster (Dask: its threads, looked up again twice a second by a watcher
 thread, so workers that join or leave count) unless ``worker_num`` is given.
+A task added inside ``with dask.annotate(workers=..., resources=...)`` runs
+its batches where those annotations allow (see :func:`dask_placement`).
 
 Failures: a batch whose worker died (Dask's ``KilledWorker`` after its own
 retries, a broken process pool) goes to ``lost`` — the engine reruns it or
@@ -33,6 +36,7 @@ import concurrent.futures
 import importlib
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -56,6 +60,18 @@ CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
 # 0.2 s keep that to a few per cent, where the default (0.02 s, sized for a
 # pipe to a process of our own) halved the throughput of 5 ms tasklets.
 DASK_BATCH_WORK = 0.2
+# Dask annotations that say where a task may run, passed on to Client.submit.
+PLACEMENT = ("workers", "resources", "allow_other_workers")
+
+
+def dask_placement() -> dict:
+    """The placement annotations in force (``with dask.annotate(...)``):
+    where a task added now may run. Empty if Dask was never imported."""
+    dask = sys.modules.get("dask")
+    if dask is None:
+        return {}
+    annotations = dask.get_annotations()
+    return {key: annotations[key] for key in PLACEMENT if key in annotations}
 
 
 def _is_dask(executor: Any) -> bool:
@@ -206,7 +222,7 @@ class ExecutorBackend(Backend):
         ready = []
         pending = self._pending
         while pending and room > 0 and not self._stopping:
-            ready.append(take_next(pending, self.deepest_first))
+            ready.append(take_next(pending, self.depth_order))
             room -= 1
         return ready
 
@@ -217,7 +233,8 @@ class ExecutorBackend(Backend):
                 if self._dask:
                     future = self._executor.submit(
                         kernel.run_submitted, payload, self._init, batch.data, pure=False,
-                        priority=batch.task.id if self.deepest_first else 0)
+                        priority=self.depth_order * batch.task.id,
+                        **batch.task.placement)
                 else:
                     future = self._executor.submit(kernel.run_submitted, payload,
                                                    self._init, batch.data)

@@ -35,12 +35,12 @@ class MixedBackend(Backend):
         return self.local.stepwise or self.remote.stepwise
 
     @property
-    def deepest_first(self) -> bool:  # type: ignore[override]
-        return self.local.deepest_first
+    def depth_order(self) -> int:  # type: ignore[override]
+        return self.local.depth_order
 
-    @deepest_first.setter
-    def deepest_first(self, value: bool) -> None:
-        self.local.deepest_first = self.remote.deepest_first = value
+    @depth_order.setter
+    def depth_order(self, value: int) -> None:
+        self.local.depth_order = self.remote.depth_order = value
 
     @property
     def alive(self) -> int:

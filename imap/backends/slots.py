@@ -136,7 +136,7 @@ class SlotBackend(Backend):
             if not free:
                 return
             slot = min(free, key=lambda s: len(s.held))
-            batch = take_next(pending, self.deepest_first)
+            batch = take_next(pending, self.depth_order)
             key = batch.task.key
             payload = None
             if key not in slot.known:
