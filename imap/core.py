@@ -134,12 +134,12 @@ class IMap:
             pickle of each, as measured for process and remote workers).
             Default 24 MiB; ``None``: no byte limit. A ``buffer`` given is
             obeyed exactly instead.
-        worker_logs: ``logging`` records emitted in process and remote
-            workers arrive in this process's loggers of the same names
-            (honouring their levels and handlers), tagged with
+        worker_logs: ``logging`` records emitted in process, remote and
+            executor workers arrive in this process's loggers of the same
+            names (honouring their levels and handlers), tagged with
             ``record.worker`` (``"process <pid>"``, ``"remote
-            host:port#i"``). ``False`` leaves logging in the workers alone,
-            for code that sets it up there itself.
+            host:port#i"``, ``"dask <address>"``). ``False`` leaves logging
+            in the workers alone, for code that sets it up there itself.
         progress: show a progress bar per task from :meth:`start` to
             :meth:`stop`, counting results as they arrive, out of the length
             of the task's input when it has one. ``True``: ``tqdm.auto``

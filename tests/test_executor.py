@@ -4,6 +4,7 @@ of 1 thread each, on 127.0.0.1) and on a ProcessPoolExecutor."""
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import sys
 import threading
@@ -247,6 +248,47 @@ def test_dask_annotations_at_add_task_place_the_tasks_batches(client):
 def any_executor(request):
     """Each kind of executor: a Dask Client and a ProcessPoolExecutor."""
     return request.getfixturevalue("client" if request.param == "dask" else "pool")
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("worker_logs", [True, False])
+def test_worker_log_records_come_back_from_executors(any_executor, worker_logs):
+    logger = logging.getLogger("imap_test.worker")
+    handler, old = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with IMap(executor=any_executor, initializer=wf.log_initializer,
+                  worker_logs=worker_logs) as m:
+            task = m.add_task(wf.log_and_return, range(10))
+            m.start()
+            assert list(task) == list(range(10))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    records = handler.records
+    if not worker_logs:
+        assert records == []
+        return
+    infos = sorted(r.getMessage() for r in records if r.levelno == logging.INFO)
+    assert infos == sorted(f"item {x}" for x in range(10))
+    odd = [r for r in records if r.getMessage().startswith("odd")]
+    assert len(odd) == 5 and all("ValueError: odd" in r.exc_text for r in odd)
+    # the initializer ran (and logged) once in each worker process that ran a batch
+    inits = [r for r in records if r.getMessage() == "initializer ran"]
+    workers = {r.worker for r in records if r.getMessage().startswith("item")}
+    assert {r.worker for r in inits} == workers and len(inits) == len(workers)
+    prefix = ("dask tcp://127.0.0.1:" if isinstance(any_executor, distributed.Client)
+              else "process ")
+    assert all(r.worker.startswith(prefix) and r.process != os.getpid() for r in records)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))

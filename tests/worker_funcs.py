@@ -283,3 +283,10 @@ def log_and_return(x):
         except ValueError:
             logger.warning("odd item %d", x, exc_info=True)
     return x
+
+
+def log_initializer():
+    """An initializer that logs a WARNING."""
+    import logging
+
+    logging.getLogger("imap_test.worker").warning("initializer ran")

@@ -20,7 +20,7 @@ def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
     if options.executor is not None:
         from .executor import ExecutorBackend
         return ExecutorBackend(options.executor, options.worker_num, deliver, lost,
-                               options.initializer, options.initargs)
+                               options.initializer, options.initargs, options.worker_logs)
 
     def make_local(d: Deliver, lo: Lost) -> Backend:
         if options.worker_type == "thread":

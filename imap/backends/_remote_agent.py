@@ -33,7 +33,14 @@ Python, rpyc and cloudpickle.
 """
 
 if "answer_batch" not in globals():  # imported as a module, not uploaded after the kernel
-    from .kernel import FLUSH_EVERY, PROTOCOL, answer_batch, load_task, pack_error, record_data
+    from .kernel import (
+        FLUSH_EVERY,
+        answer_batch,
+        collect_logs,
+        load_task,
+        log_collector,
+        pack_error,
+    )
 
 _WHERE = "the remote worker"
 _funcs = {}             # task key -> (func, args, kwargs) or (None, packed error)
@@ -62,22 +69,6 @@ def imap_agent_nodelay():
                 return False
         frame = frame.f_back
     return False
-
-
-def _collecting(run):
-    """``run()``, and the pickled log records it emitted (None if none)."""
-    import pickle
-
-    collector = _state["logs"]
-    if collector is None:
-        run()
-        return None
-    collector.local.records = records = []
-    try:
-        run()
-    finally:
-        collector.local.records = None
-    return pickle.dumps(records, PROTOCOL) if records else None
 
 
 def imap_agent_heartbeat(beat, interval):
@@ -126,43 +117,13 @@ def imap_agent_init(payload):
         except Exception as exc:
             _state["init_error"] = pack_error(exc)
 
-    return _collecting(run)
+    return collect_logs(_state["logs"], run)
 
 
 def imap_agent_logs(level):
-    """Send back the log records this connection's batches emit.
-
-    One collecting handler serves the whole server process (a threaded
-    server runs several connections in one): it keeps a record only while
-    its thread runs a batch that asked for records, in that batch's list.
-    The root logger's level is lowered to ``level`` if it is higher.
-    """
-    import logging
-    import threading
-
-    root = logging.getLogger()
-    collector = next((h for h in root.handlers if getattr(h, "imap_agent", False)), None)
-    if collector is None:
-        class Collector(logging.Handler):
-            imap_agent = True
-
-            def __init__(self):
-                super().__init__()
-                self.local = threading.local()
-
-            def emit(self, record):
-                records = getattr(self.local, "records", None)
-                if records is not None:
-                    try:
-                        records.append(record_data(record))
-                    except Exception:
-                        self.handleError(record)
-
-        collector = Collector()
-        root.addHandler(collector)
-    if root.getEffectiveLevel() > level:
-        root.setLevel(level)
-    _state["logs"] = collector
+    """Send back the log records of ``level`` and above that this
+    connection's initializer and batches emit (:func:`kernel.log_collector`)."""
+    _state["logs"] = log_collector(level)
 
 
 def imap_agent_run(key, payload, data):
@@ -174,6 +135,6 @@ def imap_agent_run(key, payload, data):
             del _funcs[old]
         _funcs[key] = load_task(payload, _WHERE)
     answer = []
-    logs = _collecting(lambda: answer.append(answer_batch(
+    logs = collect_logs(_state["logs"], lambda: answer.append(answer_batch(
         _funcs.get(key), _state["init_error"], data, _WHERE, every=FLUSH_EVERY)))
     return answer[0] if logs is None else (answer[0], logs)

@@ -22,6 +22,11 @@ thread, so workers that join or leave count) unless ``worker_num`` is given.
 A task added inside ``with dask.annotate(workers=..., resources=...)`` runs
 its batches where those annotations allow (see :func:`dask_placement`).
 
+Log records of the IMap's level and above that a batch (or the initializer)
+emits in the worker travel back with its answer and go to this process's
+loggers of the same names, tagged ``record.worker`` (``"dask <address>"``
+or ``"process <pid>"``), unless ``worker_logs=False``.
+
 Failures: a batch whose worker died (Dask's ``KilledWorker`` after its own
 retries, a broken process pool) goes to ``lost`` — the engine reruns it or
 fails its tasklets as :class:`~imap.WorkerLostError`. A Dask scheduler that
@@ -36,6 +41,7 @@ import concurrent.futures
 import importlib
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
@@ -98,8 +104,11 @@ class ExecutorBackend(Backend):
     where = "to the executor's workers"
 
     def __init__(self, executor: Any, workers: int | None, deliver: Deliver, lost: Lost,
-                 initializer: Any = None, initargs: tuple = ()) -> None:
+                 initializer: Any = None, initargs: tuple = (),
+                 worker_logs: bool = True) -> None:
         super().__init__(deliver, lost)
+        self.worker_logs = worker_logs
+        self._level: int | None = None   # the log level workers send records of
         self._given = executor
         self._workers = workers
         self.initializer = initializer
@@ -129,6 +138,7 @@ class ExecutorBackend(Backend):
         self._executor = executor
         self._dask = _is_dask(executor)
         self._init = None
+        self._level = wire.log_level() if self.worker_logs else None
         payload = wire.pickle_initializer(self.initializer, self.initargs, "the executor")
         if payload is not None:
             self._init = (uuid.uuid4().hex, payload)
@@ -232,12 +242,14 @@ class ExecutorBackend(Backend):
             try:
                 if self._dask:
                     future = self._executor.submit(
-                        kernel.run_submitted, payload, self._init, batch.data, pure=False,
+                        kernel.run_submitted, payload, self._init, batch.data,
+                        log_level=self._level, pure=False,
                         priority=self.depth_order * batch.task.id,
                         **batch.task.placement)
                 else:
                     future = self._executor.submit(kernel.run_submitted, payload,
-                                                   self._init, batch.data)
+                                                   self._init, batch.data,
+                                                   log_level=self._level)
             except Exception as exc:   # a broken pool, a closed client
                 self._refused(batch, exc)
                 continue
@@ -288,6 +300,11 @@ class ExecutorBackend(Backend):
                     f"the executor could not run a batch of task {batch.task.id} "
                     f"({batch.task.name}): {exc!r}"), exc)
             return
+        if type(data) is tuple:   # the answer, and the records it logged
+            data, logs = data
+            name, records = pickle.loads(logs)
+            for record in records:
+                wire.relay_log(record, name)
         values, errors, busy, peak, _ = wire.decode_answer(batch, data)
         batch.nbytes = len(data) + len(batch.data or b"")
         self.deliver(batch, values, errors, busy, peak)

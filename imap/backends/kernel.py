@@ -31,7 +31,9 @@ What it does:
   packed error whose pickle is ``None``, into :class:`imap.UnsendableError`
   (``imap.backends.wire.unpack_error``).
 * :func:`record_data` turns a ``logging`` record into what travels to the
-  parent, which hands it to its logger of the same name.
+  parent, which hands it to its logger of the same name;
+  :func:`log_collector` and :func:`collect_logs` gather the records a batch
+  emits where the answer carries them back (remote and executor workers).
 * :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
   peak, more)``, replacing each result that does not pickle by an unsendable error
   in its place. ``more`` is True for a partial answer: the values of the
@@ -40,6 +42,7 @@ What it does:
 
 import logging
 import pickle
+import threading
 import time
 import traceback
 
@@ -84,6 +87,56 @@ def record_data(record):
             except Exception:   # given with extra=, say
                 data[key] = repr(value)
     return data
+
+
+
+def log_collector(level):
+    """The handler that collects this process's log records for batches
+    that ask for them (see :func:`collect_logs`), installed on the root
+    logger once per process; the root logger's level is lowered to
+    ``level`` if it is higher.
+
+    One handler serves the whole process (a threaded server, or an
+    executor's worker, runs several batches at once): it keeps a record
+    only while its thread runs a batch that collects, in that batch's list.
+    """
+    root = logging.getLogger()
+    collector = next((h for h in root.handlers if getattr(h, "imap_agent", False)), None)
+    if collector is None:
+        class Collector(logging.Handler):
+            imap_agent = True
+
+            def __init__(self):
+                super().__init__()
+                self.local = threading.local()
+
+            def emit(self, record):
+                records = getattr(self.local, "records", None)
+                if records is not None:
+                    try:
+                        records.append(record_data(record))
+                    except Exception:
+                        self.handleError(record)
+
+        collector = Collector()
+        root.addHandler(collector)
+    if root.getEffectiveLevel() > level:
+        root.setLevel(level)
+    return collector
+
+
+def collect_logs(collector, run):
+    """``run()``, and the pickle of the log records it emitted in this
+    thread (None if there were none, or ``collector`` is None)."""
+    if collector is None:
+        run()
+        return None
+    collector.local.records = records = []
+    try:
+        run()
+    finally:
+        collector.local.records = None
+    return pickle.dumps(records, PROTOCOL) if records else None
 
 
 def unsendable(message, exc=None):
@@ -235,17 +288,20 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     return encode_results(values, errors, busy, peak, where)
 
 
-def run_submitted(payload, init, data, where="the executor's worker"):
+def run_submitted(payload, init, data, where="the executor's worker", log_level=None):
     """The batch kernel as an executor runs it (``concurrent.futures`` or
     Dask): one call per batch, in whichever worker the executor picks.
 
     ``payload`` is the cloudpickle of the task's ``(func, args, kwargs)``,
     ``init`` None or ``(token, cloudpickle of (initializer, initargs))``:
     the initializer runs once per worker process (per ``token``: one IMap
-    run), before its first batch. Returns the kernel's pickled answer.
+    run), before its first batch. Returns the kernel's pickled answer; with
+    a ``log_level``, ``(answer, logs)`` when the initializer or the batch
+    logged records of that level or above, ``logs`` the pickle of
+    ``(worker name, records)``.
     """
+    import os
     import sys
-    import threading
 
     state = sys.modules.get("_imap_executor_state")
     if state is None:  # one per worker process, whatever copy of this code runs
@@ -255,18 +311,35 @@ def run_submitted(payload, init, data, where="the executor's worker"):
         state.inits = {}
         sys.modules.setdefault("_imap_executor_state", state)
         state = sys.modules["_imap_executor_state"]
+    collector = None if log_level is None else log_collector(log_level)
     init_error = None
+    records = []
     if init is not None:
         token, init_payload = init
         with state.lock:
             if token not in state.inits:
-                error = None
-                try:
-                    initializer, initargs = pickle.loads(init_payload)
-                    initializer(*initargs)
-                except Exception as exc:
-                    error = pack_error(exc)
-                state.inits[token] = error
+                def initialize():
+                    error = None
+                    try:
+                        initializer, initargs = pickle.loads(init_payload)
+                        initializer(*initargs)
+                    except Exception as exc:
+                        error = pack_error(exc)
+                    state.inits[token] = error
+                logs = collect_logs(collector, initialize)
+                if logs is not None:
+                    records += pickle.loads(logs)
             init_error = state.inits[token]
-    return answer_batch(load_task(payload, where), init_error, data, where,
-                        every=FLUSH_EVERY)
+    answer = []
+    logs = collect_logs(collector, lambda: answer.append(answer_batch(
+        load_task(payload, where), init_error, data, where, every=FLUSH_EVERY)))
+    if logs is not None:
+        records += pickle.loads(logs)
+    if not records:
+        return answer[0]
+    worker = sys.modules.get("distributed")
+    try:
+        name = f"dask {worker.get_worker().address}"
+    except Exception:   # not a Dask worker
+        name = f"process {os.getpid()}"
+    return answer[0], pickle.dumps((name, records), PROTOCOL)
