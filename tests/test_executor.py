@@ -15,7 +15,7 @@ import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imap import IMap, WorkerLostError, WorkerTraceback, flow
+from imap import IMap, TimeoutError, WorkerLostError, WorkerTraceback, flow
 
 distributed = pytest.importorskip("distributed")   # the dask extra (make test installs it)
 
@@ -147,6 +147,26 @@ def test_retries_ride_out_a_worker_that_dies_once(client, tmp_path):
                           args=(5, str(tmp_path / "marker")), retries=1)
         m.start()
         assert list(task) == [2 * x for x in range(8)]
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_timeouts_and_skip_on_dask(client, tmp_path, skip):
+    # Item 1 is held until released; the other worker runs the rest.
+    release = tmp_path / "release"
+    with IMap(executor=client, chunksize=1, skip=skip) as m:
+        task = m.add_task(wf.hold_until_released, range(6), args=({1}, str(release)))
+        m.start()
+        try:
+            assert task.next(timeout=30) == 0
+            with pytest.raises(TimeoutError):
+                task.next(timeout=0.5)
+            if skip:   # the late result is dropped: the next ones come at once
+                assert [task.next(timeout=30) for _ in range(4)] == [20, 30, 40, 50]
+        finally:
+            release.touch()
+        rest = list(task)
+        assert rest == ([] if skip else [10, 20, 30, 40, 50])
+        assert m.status().tasks[0].skipped == (1 if skip else 0)
 
 
 def test_an_unreachable_scheduler_is_a_connection_error(monkeypatch):
