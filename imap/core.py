@@ -38,13 +38,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from . import backends, byvalue, stats
-from .engine import Engine, Task
+from .engine import Engine
 from .feeder import Feeder
 from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy
 from .options import Options, check_int
 from .progress import imap_progress
 from .stats import Report
 from .status import IMapStatus
+from .task import Task
 from .taskiter import DEFAULT, TaskIterator
 
 __all__ = ["IMap", "TaskIterator"]

@@ -17,71 +17,17 @@ Threads that call in:
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import cloudpickle
-
 from .errors import StallError, TimeoutError, WorkerLostError
-from .results import Failure, ResultBuffer
-from .stats import RunStats, TaskStats
-from .status import IMapStatus, TaskStatus
+from .results import Failure
+from .stats import RunStats
+from .status import IMapStatus, snapshot
+from .task import Task
 
-_NO_PAYLOAD = object()
 AHEAD = 1  # strides an impatient task may run ahead of the task consuming it
-
-
-class Task:
-    """One task: a function, its input and its results."""
-
-    def __init__(self, id: int, generation: int, func: Callable, args: tuple,
-                 kwargs: dict, name: str, timeout: float | None, block: bool,
-                 track: bool, retries: int, ordered: bool) -> None:
-        self.id = id
-        self.generation = generation      # the IMap run this task belongs to
-        self.key = (generation, id)       # names the task to workers
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-        self.name = name
-        self.timeout = timeout
-        self.block = block
-        self.track = track
-        self.retries = retries
-        self.placement: dict = {}   # where an executor may run it (Dask annotations)
-        self.iterable: Any = None                # the input as given
-        self.source: Iterator | None = None   # iterator drawn by the Feeder
-        self.upstream: Task | None = None   # a task of the same IMap
-        self.consumer: Task | None = None   # the task of this IMap that eats this one
-        self.results = ResultBuffer(ordered)
-        # Results taken from ``results`` in a group by a consumer and handed
-        # out one by one without the lock (TaskIterator.__next__). Their
-        # slots are given back at the consumer's next visit under the lock.
-        self.handout: collections.deque = collections.deque()
-        self.handout_taken = 0   # results ever moved into the handout
-        self.handout_freed = 0   # of those, slots given back
-        self.drawn = 0
-        self.in_flight = 0
-        self.errors = 0
-        self.flow: Any = None  # the flow policy's record (flow.TaskFlow)
-        self.stats = TaskStats()  # timing counters (imap.stats)
-        self.exhausted = False
-        self._payload: Any = _NO_PAYLOAD
-
-    def payload(self) -> tuple[bytes | None, BaseException | None]:
-        """The function, args and kwargs pickled by value, computed once."""
-        if self._payload is _NO_PAYLOAD:
-            try:
-                self._payload = (cloudpickle.dumps((self.func, self.args, self.kwargs)), None)
-            except Exception as exc:
-                self._payload = (None, exc)
-        return self._payload
-
-    def finished(self) -> bool:
-        return self.exhausted and self.results.exhausted(self.drawn)
 
 
 class Engine:
@@ -547,35 +493,5 @@ class Engine:
     # -- status ------------------------------------------------------------------
 
     def status(self) -> IMapStatus:
-        now = time.perf_counter()
-        with self.lock:
-            tasks = [self._task_status(t, now) for t in self.tasks]
-            backend = self.backend
-            return IMapStatus(
-                started=self.started, stopped=self.stopped,
-                workers=backend.alive if backend is not None and self.started else 0,
-                workers_lost=backend.workers_lost if backend is not None else 0,
-                slots_used=self.slots_used, buffer=self.buffer,
-                high_water=self.high_water, tasks=tasks,
-                stride=self.policy.stride, bytes_alive=self.policy.bytes_alive(
-                    self.tasks, self.slots_used),
-                elapsed=self.run.elapsed(now), room_wait=self.run.room_wait,
-            )
-
-    def _task_status(self, t: Task, now: float) -> TaskStatus:
-        stats = t.stats
-        done = t.results.arrived
-        return TaskStatus(
-            task=t.id, name=t.name, drawn=t.drawn, in_flight=t.in_flight,
-            done=done, buffered=len(t.results) + len(t.handout),
-            consumed=t.results.taken - len(t.handout), errors=t.errors,
-            skipped=t.results.nskipped, finished=t.finished(),
-            busy=stats.busy,
-            batch=t.flow.batch if t.flow else 1,
-            tasklet_time=t.flow.tasklet if t.flow else None,
-            mean_time=stats.busy / stats.timed if stats.timed else None,
-            peak_time=stats.peak,
-            rate=stats.rate(done, self.run.ended or now, self.run.started),
-            input_wait=stats.input_wait, result_wait=stats.result_wait,
-            reads_input=t.upstream is None, output=t.consumer is None,
-        )
+        """A snapshot of the counters (:func:`.status.snapshot`)."""
+        return snapshot(self)

@@ -28,9 +28,10 @@ from itertools import islice
 from typing import Any
 
 from .backends.base import Batch
-from .engine import Engine, Task
+from .engine import Engine
 from .errors import TimeoutError
 from .results import Failure
+from .task import Task
 
 log = logging.getLogger("imap")
 

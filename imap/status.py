@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["IMapStatus", "TaskStatus"]
 
@@ -101,3 +103,42 @@ class IMapStatus:
     bytes_alive: int = 0
     elapsed: float = 0.0
     room_wait: float = 0.0
+
+
+def snapshot(engine: Any) -> IMapStatus:
+    """The counters of ``engine`` (an :class:`~imap.engine.Engine`) now,
+    read under its lock."""
+    now = time.perf_counter()
+    with engine.lock:
+        tasks = [_task_status(engine, t, now) for t in engine.tasks]
+        backend = engine.backend
+        return IMapStatus(
+            started=engine.started, stopped=engine.stopped,
+            workers=backend.alive if backend is not None and engine.started else 0,
+            workers_lost=backend.workers_lost if backend is not None else 0,
+            slots_used=engine.slots_used, buffer=engine.buffer,
+            high_water=engine.high_water, tasks=tasks,
+            stride=engine.policy.stride, bytes_alive=engine.policy.bytes_alive(
+                engine.tasks, engine.slots_used),
+            elapsed=engine.run.elapsed(now), room_wait=engine.run.room_wait,
+        )
+
+
+def _task_status(engine: Any, t: Any, now: float) -> TaskStatus:
+    stats = t.stats
+    done = t.results.arrived
+    run = engine.run
+    return TaskStatus(
+        task=t.id, name=t.name, drawn=t.drawn, in_flight=t.in_flight,
+        done=done, buffered=len(t.results) + len(t.handout),
+        consumed=t.results.taken - len(t.handout), errors=t.errors,
+        skipped=t.results.nskipped, finished=t.finished(),
+        busy=stats.busy,
+        batch=t.flow.batch if t.flow else 1,
+        tasklet_time=t.flow.tasklet if t.flow else None,
+        mean_time=stats.busy / stats.timed if stats.timed else None,
+        peak_time=stats.peak,
+        rate=stats.rate(done, run.ended or now, run.started),
+        input_wait=stats.input_wait, result_wait=stats.result_wait,
+        reads_input=t.upstream is None, output=t.consumer is None,
+    )

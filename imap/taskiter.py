@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import Engine, Task
+from .engine import Engine
+from .task import Task
 
 __all__ = ["TaskIterator", "DEFAULT"]
 

@@ -1,0 +1,69 @@
+"""One task of an IMap: its function, its input and its results.
+
+A :class:`Task` is the engine's record of a task (``IMap.add_task``); the
+Feeder, the backends and the consumers read and update it under the
+engine's lock (``engine.py``).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cloudpickle
+
+from .results import ResultBuffer
+from .stats import TaskStats
+
+_NO_PAYLOAD = object()
+
+
+class Task:
+    """One task: a function, its input and its results."""
+
+    def __init__(self, id: int, generation: int, func: Callable, args: tuple,
+                 kwargs: dict, name: str, timeout: float | None, block: bool,
+                 track: bool, retries: int, ordered: bool) -> None:
+        self.id = id
+        self.generation = generation      # the IMap run this task belongs to
+        self.key = (generation, id)       # names the task to workers
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.name = name
+        self.timeout = timeout
+        self.block = block
+        self.track = track
+        self.retries = retries
+        self.placement: dict = {}   # where an executor may run it (Dask annotations)
+        self.iterable: Any = None                # the input as given
+        self.source: Iterator | None = None   # iterator drawn by the Feeder
+        self.upstream: Task | None = None   # a task of the same IMap
+        self.consumer: Task | None = None   # the task of this IMap that eats this one
+        self.results = ResultBuffer(ordered)
+        # Results taken from ``results`` in a group by a consumer and handed
+        # out one by one without the lock (TaskIterator.__next__). Their
+        # slots are given back at the consumer's next visit under the lock.
+        self.handout: collections.deque = collections.deque()
+        self.handout_taken = 0   # results ever moved into the handout
+        self.handout_freed = 0   # of those, slots given back
+        self.drawn = 0
+        self.in_flight = 0
+        self.errors = 0
+        self.flow: Any = None  # the flow policy's record (flow.TaskFlow)
+        self.stats = TaskStats()  # timing counters (imap.stats)
+        self.exhausted = False
+        self._payload: Any = _NO_PAYLOAD
+
+    def payload(self) -> tuple[bytes | None, BaseException | None]:
+        """The function, args and kwargs pickled by value, computed once."""
+        if self._payload is _NO_PAYLOAD:
+            try:
+                self._payload = (cloudpickle.dumps((self.func, self.args, self.kwargs)), None)
+            except Exception as exc:
+                self._payload = (None, exc)
+        return self._payload
+
+    def finished(self) -> bool:
+        return self.exhausted and self.results.exhausted(self.drawn)
