@@ -35,6 +35,7 @@ Python, rpyc and cloudpickle.
 if "answer_batch" not in globals():  # imported as a module, not uploaded after the kernel
     from .kernel import (
         FLUSH_EVERY,
+        PROTOCOL,
         answer_batch,
         collect_logs,
         load_task,
@@ -69,6 +70,13 @@ def imap_agent_nodelay():
                 return False
         frame = frame.f_back
     return False
+
+
+def _pickled(records):
+    """Log records as they travel back: a pickle, or None if there are none."""
+    import pickle
+
+    return pickle.dumps(records, PROTOCOL) if records else None
 
 
 def imap_agent_heartbeat(beat, interval):
@@ -117,7 +125,7 @@ def imap_agent_init(payload):
         except Exception as exc:
             _state["init_error"] = pack_error(exc)
 
-    return collect_logs(_state["logs"], run)
+    return _pickled(collect_logs(_state["logs"], run))
 
 
 def imap_agent_logs(level):
@@ -135,6 +143,6 @@ def imap_agent_run(key, payload, data):
             del _funcs[old]
         _funcs[key] = load_task(payload, _WHERE)
     answer = []
-    logs = collect_logs(_state["logs"], lambda: answer.append(answer_batch(
-        _funcs.get(key), _state["init_error"], data, _WHERE, every=FLUSH_EVERY)))
+    logs = _pickled(collect_logs(_state["logs"], lambda: answer.append(answer_batch(
+        _funcs.get(key), _state["init_error"], data, _WHERE, every=FLUSH_EVERY))))
     return answer[0] if logs is None else (answer[0], logs)

@@ -89,7 +89,6 @@ def record_data(record):
     return data
 
 
-
 def log_collector(level):
     """The handler that collects this process's log records for batches
     that ask for them (see :func:`collect_logs`), installed on the root
@@ -126,17 +125,17 @@ def log_collector(level):
 
 
 def collect_logs(collector, run):
-    """``run()``, and the pickle of the log records it emitted in this
-    thread (None if there were none, or ``collector`` is None)."""
+    """``run()``, and the log records (:func:`record_data`) it emitted in
+    this thread: a list, empty if ``collector`` is None."""
     if collector is None:
         run()
-        return None
+        return []
     collector.local.records = records = []
     try:
         run()
     finally:
         collector.local.records = None
-    return pickle.dumps(records, PROTOCOL) if records else None
+    return records
 
 
 def unsendable(message, exc=None):
@@ -326,15 +325,11 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
                     except Exception as exc:
                         error = pack_error(exc)
                     state.inits[token] = error
-                logs = collect_logs(collector, initialize)
-                if logs is not None:
-                    records += pickle.loads(logs)
+                records += collect_logs(collector, initialize)
             init_error = state.inits[token]
     answer = []
-    logs = collect_logs(collector, lambda: answer.append(answer_batch(
+    records += collect_logs(collector, lambda: answer.append(answer_batch(
         load_task(payload, where), init_error, data, where, every=FLUSH_EVERY)))
-    if logs is not None:
-        records += pickle.loads(logs)
     if not records:
         return answer[0]
     worker = sys.modules.get("distributed")
