@@ -14,6 +14,7 @@ import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import collecting
 
 from imap import IMap, TimeoutError, WorkerLostError, WorkerTraceback, flow
 
@@ -270,30 +271,14 @@ def any_executor(request):
     return request.getfixturevalue("client" if request.param == "dask" else "pool")
 
 
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.mark.parametrize("worker_logs", [True, False])
 def test_worker_log_records_come_back_from_executors(any_executor, worker_logs):
-    logger = logging.getLogger("imap_test.worker")
-    handler, old = Collect(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        with IMap(executor=any_executor, initializer=wf.log_initializer,
-                  worker_logs=worker_logs) as m:
-            task = m.add_task(wf.log_and_return, range(10))
-            m.start()
-            assert list(task) == list(range(10))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+    with collecting() as handler, \
+            IMap(executor=any_executor, initializer=wf.log_initializer,
+                 worker_logs=worker_logs) as m:
+        task = m.add_task(wf.log_and_return, range(10))
+        m.start()
+        assert list(task) == list(range(10))
     records = handler.records
     if not worker_logs:
         assert records == []

@@ -7,33 +7,17 @@ import os
 
 import pytest
 import worker_funcs as wf
+from support import collecting
 
 import imap
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def collected():
-    logger = logging.getLogger("imap_test.worker")
-    handler = Collect()
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    try:
+    with collecting() as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
 
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
