@@ -94,3 +94,12 @@ def test_records_from_remote_workers_reach_the_parent_handlers(collected, kind):
     assert len(inits) == 2   # once per connection
     for record in collected.records:
         assert record.worker.startswith(f"remote {addr}#")
+
+
+def test_unreadable_worker_records_are_reported_not_raised(caplog):
+    from imap.backends import wire
+
+    with collecting() as handler, caplog.at_level(logging.WARNING, logger="imap"):
+        wire.relay_logs(b"not a pickle", "process 1")   # the answer it came with goes on
+    assert handler.records == []
+    assert "log records from process 1 could not be read here" in caplog.text

@@ -41,7 +41,6 @@ import concurrent.futures
 import importlib
 import logging
 import os
-import pickle
 import sys
 import threading
 import time
@@ -301,10 +300,8 @@ class ExecutorBackend(Backend):
                     f"({batch.task.name}): {exc!r}"), exc)
             return
         if type(data) is tuple:   # the answer, and the records it logged
-            data, logs = data
-            name, records = pickle.loads(logs)
-            for record in records:
-                wire.relay_log(record, name)
+            data, name, logs = data
+            wire.relay_logs(logs, name)
         values, errors, busy, peak, _ = wire.decode_answer(batch, data)
         batch.nbytes = len(data) + len(batch.data or b"")
         self.deliver(batch, values, errors, busy, peak)

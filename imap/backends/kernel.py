@@ -295,9 +295,9 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
     ``init`` None or ``(token, cloudpickle of (initializer, initargs))``:
     the initializer runs once per worker process (per ``token``: one IMap
     run), before its first batch. Returns the kernel's pickled answer; with
-    a ``log_level``, ``(answer, logs)`` when the initializer or the batch
-    logged records of that level or above, ``logs`` the pickle of
-    ``(worker name, records)``.
+    a ``log_level``, ``(answer, worker name, logs)`` when the initializer or
+    the batch logged records of that level or above, ``logs`` the pickle of
+    their list.
     """
     import os
     import sys
@@ -337,4 +337,4 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
         name = f"dask {worker.get_worker().address}"
     except Exception:   # not a Dask worker
         name = f"process {os.getpid()}"
-    return answer[0], pickle.dumps((name, records), PROTOCOL)
+    return answer[0], name, pickle.dumps(records, PROTOCOL)

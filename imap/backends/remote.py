@@ -41,7 +41,6 @@ from __future__ import annotations
 import collections
 import importlib
 import logging
-import pickle
 import queue
 import socket
 import ssl
@@ -460,9 +459,7 @@ class RemoteBackend(SlotBackend):
 
 def _relay(logs: bytes | None, link: _Link) -> None:
     """Hand the log records a remote worker sent to this process's loggers."""
-    if logs is not None:
-        for record in pickle.loads(logs):
-            wire.relay_log(record, f"remote {link.name}")
+    wire.relay_logs(logs, f"remote {link.name}")
 
 
 def _close(link: _Link, abort: bool = False) -> None:

@@ -149,3 +149,19 @@ def relay_log(data: dict, worker: str | None = None) -> None:
     logger = logging.getLogger(record.name)
     if logger.isEnabledFor(record.levelno):
         logger.handle(record)
+
+
+def relay_logs(data: bytes | None, worker: str) -> None:
+    """Hand a worker's pickled list of log records (None: none) to this
+    process's loggers. A pickle that cannot be read here is reported, not
+    raised: the answer it came with must not be lost over its log records."""
+    if data is None:
+        return
+    try:
+        records = pickle.loads(data)
+    except Exception as exc:
+        logging.getLogger("imap").warning(
+            "log records from %s could not be read here: %r", worker, exc)
+        return
+    for record in records:
+        relay_log(record, worker)
