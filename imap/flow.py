@@ -27,8 +27,10 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   and stays there until a task that nobody consumes (an output) has
   delivered a batch: the first result does not wait, at any stage of a
   chain, behind a large batch of an earlier stage. Then a batch at most
-  doubles per delivered batch; a task whose tasklets get slower gets
-  smaller batches at once. Near the end of a task's input, once the number
+  doubles per delivered batch, or grows ``RAMP_FAST`` times while a batch's
+  work takes less time than its round trip (it is all messaging then, and
+  a large factor risks little: the batch is still far below its target);
+  a task whose tasklets get slower gets smaller batches at once. Near the end of a task's input, once the number
   of tasklets left is known (a ``range`` or container input, or an upstream
   task that has drawn all its input), a batch holds at most a
   ``1 / (TAIL_SHARES * workers)`` share of them (but at least a round trip
@@ -64,6 +66,7 @@ BOUND_TURNS = 3           # the bound holds this many turns of every task
 MAX_ALIVE = 1 << 16       # tasklets alive at once, at most
 COPIES = 2                # an item or result is alive as an object and as a pickle
 TAIL_SHARES = 2           # the tail of an input is cut in this many batches per worker, at least
+RAMP_FAST = 8             # growth per delivered batch while a batch's work is below a round trip
 EWMA = 0.3                # weight of the newest measurement in the running means
 DEFAULT_BUFFER_BYTES = 24 << 20
 
@@ -213,7 +216,8 @@ class FlowPolicy:
             if target <= flow.batch:
                 flow.batch = target
             elif self.growing:
-                flow.batch = min(target, 2 * flow.batch)
+                fast = self.rtt is not None and busy < self.rtt
+                flow.batch = min(target, (RAMP_FAST if fast else 2) * flow.batch)
 
     def _target(self, tasklet: float) -> int:
         work = MIN_BATCH_WORK

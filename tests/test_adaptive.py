@@ -56,7 +56,28 @@ def test_no_batch_grows_before_an_output_delivers():
     assert first.flow.batch == out.flow.batch == 1
     policy.observe(out, 1, busy=1e-5, latency=2e-4, nbytes=None)
     policy.observe(first, 1, busy=1e-5, latency=2e-4, nbytes=None)
-    assert out.flow.batch == 2 and first.flow.batch == 2   # then they double
+    # then they grow: fast, as a batch's work is far below its round trip
+    assert out.flow.batch == first.flow.batch == flow.RAMP_FAST
+
+
+def test_batches_grow_fast_while_messaging_dominates_then_double():
+    # A round trip of 1 ms, tasklets of 10 us: the target is MAX_BATCH_WORK
+    # of work (about 2000 tasklets). While a batch's work is less than the round trip the batch
+    # grows RAMP_FAST times per delivery; once its work exceeds a round trip,
+    # it doubles; it never passes the target.
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    task = SimpleNamespace(consumer=None, flow=None)
+    policy.start([task])
+    sizes = []
+    for _ in range(8):
+        n = task.flow.batch
+        policy.observe(task, n, busy=n * 1e-5, latency=1e-3 + n * 1e-5, nbytes=None)
+        sizes.append(task.flow.batch)
+    assert sizes[:3] == [8, 64, 512]          # 64 tasklets: 0.64 ms of work < 1 ms
+    assert sizes[3] == 1024                   # 512 tasklets: 5 ms of work: doubling
+    target = policy._target(1e-5)
+    assert 1024 < target < 4096
+    assert sizes[4] == sizes[-1] == max(sizes) == target
 
 
 def test_a_backend_with_costly_messages_caps_batches_higher():
