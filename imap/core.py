@@ -491,6 +491,7 @@ class IMap:
                 byvalue.send_by_value((task.func, task.args, task.kwargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
         backend.depth_order = 1 if self._policy.adaptive else 0
+        backend.coalesce = self._policy.adaptive and self._options.chunksize is None
         engine.backend = backend
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known

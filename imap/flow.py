@@ -30,12 +30,12 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   doubles per delivered batch, or grows ``RAMP_FAST`` times while a batch's
   work takes less time than its round trip (it is all messaging then, and
   a large factor risks little: the batch is still far below its target);
-  a task whose tasklets get slower gets smaller batches at once. Near the end of a task's input, once the number
-  of tasklets left is known (a ``range`` or container input, or an upstream
-  task that has drawn all its input), a batch holds at most a
-  ``1 / (TAIL_SHARES * workers)`` share of them (but at least a round trip
-  of work): every worker gets a part of the tail instead of one worker
-  running it while the others idle.
+  a task whose tasklets get slower gets smaller batches at once. Near the
+  end of a task's input, once the number of tasklets left is known (a
+  ``range`` or container input, or an upstream task that has drawn all its
+  input), a batch holds at most a ``1 / (TAIL_SHARES * workers)`` share of
+  them (but at least a round trip of work): every worker gets a part of
+  the tail instead of one worker running it while the others idle.
 * **stride** = the largest batch of any task times the number of workers:
   one turn gives every worker a batch. The stride is the same for every task
   in a turn, as with a fixed stride, so chained tasks keep pace.

@@ -6,10 +6,13 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
+import cloudpickle
 import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +20,9 @@ from hypothesis import strategies as st
 from support import collecting
 
 from imap import IMap, TimeoutError, WorkerLostError, WorkerTraceback, flow
+from imap.backends import kernel
+from imap.backends.base import Batch
+from imap.backends.executor import ExecutorBackend
 
 distributed = pytest.importorskip("distributed")   # the dask extra (make test installs it)
 
@@ -94,6 +100,50 @@ def test_a_chain_on_a_process_pool_equals_serial(pool):
     assert got == [x * x + 7 for x in range(300)]
     assert workers == 2
     assert pool.submit(abs, -1).result() == 1   # still usable: not shut down
+
+
+def _queued(task, sizes, start=0, **flags):
+    batches = []
+    for n in sizes:
+        items = list(range(start, start + n))
+        batches.append(Batch(task, range(start, start + n), items, **flags))
+        start += n
+    return batches
+
+
+def test_queued_batches_of_a_task_go_out_together_up_to_its_batch_size():
+    # Single tasklets queued while adaptive batches still grew: once the
+    # batch size in force is 4, they leave in groups of at most 4 tasklets,
+    # in their order, one task's only; a rerun (attempt > 0) or a careful
+    # batch always travels alone (it may hold a tasklet that kills workers).
+    a = SimpleNamespace(id=0, flow=SimpleNamespace(batch=4))
+    b = SimpleNamespace(id=1, flow=SimpleNamespace(batch=4))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        backend = ExecutorBackend(pool, 100, deliver=None, lost=None)
+        backend.start()
+        try:
+            backend.coalesce = True
+            queue = (_queued(a, [1, 1]) + _queued(b, [1]) + _queued(a, [1, 2, 1], start=2)
+                     + _queued(a, [1], start=6, attempt=1)
+                     + _queued(a, [1], start=7, careful=True))
+            backend._pending.extend(queue)
+            groups = [[list(batch.indices) for batch in group] for group in backend._take()]
+            assert groups == [[[0], [1], [2]], [[0]], [[3, 4], [5]], [[6]], [[7]]]
+            backend.coalesce = False   # fixed settings: one batch, one task of the executor
+            backend._pending.extend(_queued(a, [1, 1, 1]))
+            assert [len(group) for group in backend._take()] == [1, 1, 1]
+        finally:
+            backend.stop()
+
+
+def test_the_kernel_runs_several_batches_in_one_call_each_with_its_own_answer():
+    payload = cloudpickle.dumps((wf.square, (), {}))
+    parts = [pickle.dumps([1, 2]), pickle.dumps([3]), pickle.dumps(["x"])]
+    answers = kernel.run_submitted(payload, None, parts)
+    assert [pickle.loads(a)[0] for a in answers] == [[1, 4], [9], [None]]
+    assert [pickle.loads(a)[1] is None for a in answers] == [True, True, False]
+    alone = [pickle.loads(kernel.run_submitted(payload, None, p))[:2] for p in parts]
+    assert [pickle.loads(a)[:2] for a in answers] == alone
 
 
 def test_a_scheduler_address_opens_and_closes_its_own_client(cluster):

@@ -127,6 +127,10 @@ class Backend(ABC):
     # The most work (seconds) an adaptive batch may hold; None: the flow
     # policy's default, sized for a cheap message to a worker of our own.
     batch_work: float | None = None
+    # Queued batches of one task may go out together, in one message of at
+    # most the task's batch size in force (set for adaptive batches only;
+    # a backend that queues batches on this side may use it).
+    coalesce = False
 
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver

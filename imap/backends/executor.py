@@ -114,7 +114,7 @@ class ExecutorBackend(Backend):
         self.initargs = tuple(initargs)
         self._lock = threading.Lock()
         self._pending: collections.deque = collections.deque()
-        self._inflight: dict = {}   # future -> batch
+        self._inflight: dict = {}   # future -> the batches it runs (see _join_queued)
         self._stopping = False
         self._executor: Any = None
         self._owned = False         # a Client this backend opened (and closes)
@@ -226,34 +226,67 @@ class ExecutorBackend(Backend):
         self._go(ready)
 
     def _take(self) -> list:
-        """Queued batches that may be submitted now (lock held)."""
+        """Groups of queued batches that may be submitted now, one executor
+        task each (lock held)."""
         room = self.capacity - len(self._inflight)
         ready = []
         pending = self._pending
         while pending and room > 0 and not self._stopping:
-            ready.append(take_next(pending, self.depth_order))
+            group = [take_next(pending, self.depth_order)]
+            if self.coalesce and pending:
+                self._join_queued(group)
+            ready.append(group)
             room -= 1
         return ready
 
-    def _go(self, batches: list) -> None:
-        for batch in batches:
-            payload = batch.task.payload()[0]
+    def _join_queued(self, group: list) -> None:
+        """Add to ``group`` (one first-time batch) the queued first-time
+        batches of its task, oldest first, while the tasklets stay within
+        the task's batch size in force.
+
+        Batches are drawn at the batch size of their moment: those queued
+        while adaptive batches still grew (single tasklets, each a task of
+        the executor costing a round trip) go out together once the batch
+        size has grown, instead of one by one. Each keeps its own answer.
+        """
+        first = group[0]
+        task = first.task
+        room = (task.flow.batch if task.flow is not None else 1) - len(first)
+        if room <= 0 or first.attempt or first.careful:
+            return
+        kept = collections.deque()
+        for batch in self._pending:
+            if batch.task is task and room > 0:
+                if len(batch) > room or batch.attempt or batch.careful:
+                    room = 0   # the next in line does not join: none after it does
+                else:
+                    group.append(batch)
+                    room -= len(batch)
+                    continue
+            kept.append(batch)
+        self._pending.clear()
+        self._pending.extend(kept)
+
+    def _go(self, groups: list) -> None:
+        for group in groups:
+            task = group[0].task
+            payload = task.payload()[0]
+            data = group[0].data if len(group) == 1 else [b.data for b in group]
             try:
                 if self._dask:
                     future = self._executor.submit(
-                        kernel.run_submitted, payload, self._init, batch.data,
+                        kernel.run_submitted, payload, self._init, data,
                         log_level=self._level, pure=False,
-                        priority=self.depth_order * batch.task.id,
-                        **batch.task.placement)
+                        priority=self.depth_order * task.id, **task.placement)
                 else:
                     future = self._executor.submit(kernel.run_submitted, payload,
-                                                   self._init, batch.data,
-                                                   log_level=self._level)
+                                                   self._init, data, log_level=self._level)
             except Exception as exc:   # a broken pool, a closed client
-                self._refused(batch, exc)
+                for batch in group:
+                    self._refused(batch, exc)
                 continue
             with self._lock:
-                self._inflight[future] = batch
+                self._inflight[future] = group
             future.add_done_callback(self._done)
 
     def _refused(self, batch: Batch, exc: BaseException) -> None:
@@ -279,32 +312,38 @@ class ExecutorBackend(Backend):
 
     def _done(self, future: Any) -> None:
         with self._lock:
-            batch = self._inflight.pop(future, None)
-            if batch is None or self._stopping:
+            group = self._inflight.pop(future, None)
+            if group is None or self._stopping:
                 return
             ready = self._take()
         self._go(ready)
         try:
             data = future.result()
         except BaseException as exc:  # noqa: BLE001 - every outcome is filed
-            if self._scheduler_gone(batch):
+            if self._scheduler_gone(group[0]):
+                for batch in group[1:]:
+                    self._scheduler_gone(batch)
                 return
             if isinstance(exc, concurrent.futures.BrokenExecutor):
                 self._broken = True
-            if _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError):
+            died = _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError)
+            if died:
                 self._workers_lost += 1
-                self.lost(batch, f"the executor's worker died: {exc!r}")
-            else:
-                wire.fail_batch(self.deliver, batch, UnsendableError(
-                    f"the executor could not run a batch of task {batch.task.id} "
-                    f"({batch.task.name}): {exc!r}"), exc)
+            for batch in group:
+                if died:
+                    self.lost(batch, f"the executor's worker died: {exc!r}")
+                else:
+                    wire.fail_batch(self.deliver, batch, UnsendableError(
+                        f"the executor could not run a batch of task {batch.task.id} "
+                        f"({batch.task.name}): {exc!r}"), exc)
             return
         if type(data) is tuple:   # the answer, and the records it logged
             data, name, logs = data
             wire.relay_logs(logs, name)
-        values, errors, busy, peak, _ = wire.decode_answer(batch, data)
-        batch.nbytes = len(data) + len(batch.data or b"")
-        self.deliver(batch, values, errors, busy, peak)
+        for batch, answer in zip(group, data if type(data) is list else [data], strict=True):
+            values, errors, busy, peak, _ = wire.decode_answer(batch, answer)
+            batch.nbytes = len(answer) + len(batch.data or b"")
+            self.deliver(batch, values, errors, busy, peak)
 
     # -- a Dask scheduler that goes away --------------------------------------------------
 
@@ -324,7 +363,8 @@ class ExecutorBackend(Backend):
 
     def _scheduler_lost(self, status: str) -> None:
         with self._lock:
-            batches = list(self._inflight.values()) + list(self._pending)
+            batches = [b for group in self._inflight.values() for b in group]
+            batches += self._pending
             self._inflight.clear()
             self._pending.clear()
         if not batches:

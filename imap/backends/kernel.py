@@ -294,10 +294,12 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
     ``payload`` is the cloudpickle of the task's ``(func, args, kwargs)``,
     ``init`` None or ``(token, cloudpickle of (initializer, initargs))``:
     the initializer runs once per worker process (per ``token``: one IMap
-    run), before its first batch. Returns the kernel's pickled answer; with
-    a ``log_level``, ``(answer, worker name, logs)`` when the initializer or
-    the batch logged records of that level or above, ``logs`` the pickle of
-    their list.
+    run), before its first batch. ``data`` is one batch's pickled items, or
+    a list of several batches' (of the same task), run one after another.
+    Returns the kernel's pickled answer (a list of them for a list); with a
+    ``log_level``, ``(answer, worker name, logs)`` when the initializer or
+    the batches logged records of that level or above, ``logs`` the pickle
+    of their list.
     """
     import os
     import sys
@@ -327,14 +329,19 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
                     state.inits[token] = error
                 records += collect_logs(collector, initialize)
             init_error = state.inits[token]
-    answer = []
-    records += collect_logs(collector, lambda: answer.append(answer_batch(
-        load_task(payload, where), init_error, data, where, every=FLUSH_EVERY)))
+    entry = load_task(payload, where)
+    answers = []
+
+    def run():
+        for part in data if type(data) is list else [data]:
+            answers.append(answer_batch(entry, init_error, part, where, every=FLUSH_EVERY))
+    records += collect_logs(collector, run)
+    answer = answers if type(data) is list else answers[0]
     if not records:
-        return answer[0]
+        return answer
     worker = sys.modules.get("distributed")
     try:
         name = f"dask {worker.get_worker().address}"
     except Exception:   # not a Dask worker
         name = f"process {os.getpid()}"
-    return answer[0], name, pickle.dumps(records, PROTOCOL)
+    return answer, name, pickle.dumps(records, PROTOCOL)
