@@ -10,13 +10,15 @@
 
 What is submitted is the batch kernel (:func:`kernel.run_submitted`: the
 same code every worker runs) with the task's pickled function, the pickled
-items and the initializer, one task per batch. Dask receives the kernel by
+items and the initializer, one task per batch (or group, below). Dask receives the kernel by
 value, so its workers need nothing of this package. The engine sees the
 usual interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH``
-batches per worker are submitted at once (each worker has the next one
+tasks per worker are submitted at once (each worker has the next one
 queued); the rest wait here, in the backend's ``depth_order`` (later tasks
 first, earlier ones once every input has ended; a Dask task gets that as
-its priority). The worker count comes from the
+its priority). With adaptive batches, batches of one task that waited
+here go out together in one task, up to the task's batch size in force
+(:meth:`ExecutorBackend._join_queued`). The worker count comes from the
 cluster (Dask: its threads, looked up again twice a second by a watcher
 thread, so workers that join or leave count) unless ``worker_num`` is given.
 A task added inside ``with dask.annotate(workers=..., resources=...)`` runs
