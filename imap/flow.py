@@ -23,7 +23,9 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
 * **batch** = enough tasklets for ``RTT_FACTOR`` round trips of work (at
   least ``MIN_BATCH_WORK`` seconds, at most ``MAX_BATCH_WORK`` so that load
   stays balanced; a backend with costly messages, such as Dask, sets a
-  higher cap), between 1 and ``MAX_BATCH``. Every task starts at 1 tasklet,
+  higher cap), between 1 and ``MAX_BATCH``, and within the byte budget's
+  share (a turn of every task that fits the budget gives every worker one
+  batch: no message outgrows it). Every task starts at 1 tasklet,
   and stays there until a task that nobody consumes (an output) has
   delivered a batch: the first result does not wait, at any stage of a
   chain, behind a large batch of an earlier stage. Then a batch at most
@@ -105,6 +107,7 @@ class FlowPolicy:
         self.stride = 1
         self.bound = 1
         self._want = 1
+        self._most: int | None = None      # the largest batch the bound allows, if it binds
 
     # -- at start ------------------------------------------------------------------------
 
@@ -119,6 +122,7 @@ class FlowPolicy:
         self.rtt = None
         self.bound = 0
         self.growing = False
+        self._most = None
         self.turn(tasks, slots_used=0)
 
     # -- every turn (the Feeder, under the engine's lock) ----------------------------------
@@ -138,6 +142,15 @@ class FlowPolicy:
             self._want = want * n * BOUND_TURNS
             self.rebound(tasks, slots_used)
         self.stride = max(1, min(want, self.bound // n))
+        self._most = None
+        budget = None if self.fixed_buffer else self._budget_tasklets(tasks)
+        if self.fixed_chunk is None and budget is not None:
+            # The byte budget caps the batches too: a turn of every task
+            # within it still gives every worker a batch, and no message (a
+            # batch, or batches that go out together) outgrows its share.
+            self._most = max(1, budget // (n * self.workers))
+            for task in tasks:
+                task.flow.batch = min(task.flow.batch, self._most)
         return self.stride
 
     def rebound(self, tasks: list, slots_used: int) -> int:
@@ -151,11 +164,17 @@ class FlowPolicy:
 
     def _adaptive_bound(self, tasks: list, want: int) -> int:
         bound = min(want, MAX_ALIVE)
+        budget = self._budget_tasklets(tasks)
+        return bound if budget is None else min(bound, budget)
+
+    def _budget_tasklets(self, tasks: list) -> int | None:
+        """How many tasklets fit the byte budget (None: no budget, or no
+        size measured yet)."""
         sizes = [t.flow.size for t in tasks if t.flow.size]
-        if self.buffer_bytes is not None and sizes:
-            per_tasklet = COPIES * sum(sizes)  # mean over tasks: a slot moves along a chain
-            bound = min(bound, int(self.buffer_bytes * len(sizes) / per_tasklet))
-        return bound
+        if self.buffer_bytes is None or not sizes:
+            return None
+        per_tasklet = COPIES * sum(sizes)  # mean over tasks: a slot moves along a chain
+        return int(self.buffer_bytes * len(sizes) / per_tasklet)
 
     def bytes_alive(self, tasks: list, slots_used: int) -> int:
         """An estimate of the bytes ``slots_used`` tasklets hold (0 if unmeasured)."""
@@ -217,7 +236,8 @@ class FlowPolicy:
                 flow.batch = target
             elif self.growing:
                 fast = self.rtt is not None and busy < self.rtt
-                flow.batch = min(target, (RAMP_FAST if fast else 2) * flow.batch)
+                grown = min(target, (RAMP_FAST if fast else 2) * flow.batch)
+                flow.batch = max(flow.batch, min(grown, self._most or grown))
 
     def _target(self, tasklet: float) -> int:
         work = MIN_BATCH_WORK

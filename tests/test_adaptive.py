@@ -170,6 +170,31 @@ def test_slow_tasklets_get_small_batches():
 
 
 @pytest.mark.timeout(120)
+def test_the_byte_budget_caps_the_batch_size_in_force():
+    # 3 tasks, 2 workers, tasklets of 1 KB (item + result) against a budget
+    # of 1 MB: 512 tasklets fit (two copies each), so no batch may exceed
+    # 512 // (3 * 2) = 85, however fast its tasklets; without a budget, or
+    # with tasklets of 8 bytes, the batches grow on to their target.
+    def grown(budget, size):
+        policy = flow.FlowPolicy(None, None, None, budget, workers=2)
+        tasks = [SimpleNamespace(consumer=None, flow=None) for _ in range(3)]
+        policy.start(tasks)
+        for _ in range(12):
+            for task in tasks:
+                task.flow.size = size
+                policy.observe(task, task.flow.batch, busy=1e-6 * task.flow.batch,
+                               latency=1e-3, nbytes=None)
+            policy.turn(tasks, slots_used=0)
+        return [task.flow.batch for task in tasks], policy
+
+    batches, policy = grown(1 << 20, 1024)
+    assert batches == [85, 85, 85]
+    assert policy.stride * 3 <= policy.bound <= 512
+    free = grown(None, 1024)[0]
+    assert free[0] > 1000 and free == [free[0]] * 3
+    assert grown(1 << 20, 8)[0] == free
+
+
 def test_megabyte_items_stay_within_the_byte_budget():
     budget = 16 << 20
     # Distinct items: one object repeated would pickle once per batch.
