@@ -107,7 +107,7 @@ class FlowPolicy:
         self.stride = 1
         self.bound = 1
         self._want = 1
-        self._most: int | None = None      # the largest batch the bound allows, if it binds
+        self._most: int | None = None      # the largest batch the byte budget allows
 
     # -- at start ------------------------------------------------------------------------
 

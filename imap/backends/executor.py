@@ -10,8 +10,9 @@
 
 What is submitted is the batch kernel (:func:`kernel.run_submitted`: the
 same code every worker runs) with the task's pickled function, the pickled
-items and the initializer, one task per batch (or group, below). Dask receives the kernel by
-value, so its workers need nothing of this package. The engine sees the
+items and the initializer, one task per batch (or group of batches, see
+below). Dask receives the kernel by value, so its workers need nothing of
+this package. The engine sees the
 usual interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH``
 tasks per worker are submitted at once (each worker has the next one
 queued); the rest wait here, in the backend's ``depth_order`` (later tasks
