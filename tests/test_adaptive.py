@@ -62,9 +62,9 @@ def test_no_batch_grows_before_an_output_delivers():
 
 def test_batches_grow_fast_while_messaging_dominates_then_double():
     # A round trip of 1 ms, tasklets of 10 us: the target is MAX_BATCH_WORK
-    # of work (about 2000 tasklets). While a batch's work is less than the round trip the batch
-    # grows RAMP_FAST times per delivery; once its work exceeds a round trip,
-    # it doubles; it never passes the target.
+    # of work (about 2000 tasklets). While a batch's work is less than the
+    # round trip, the batch grows RAMP_FAST times per delivery; once its
+    # work exceeds a round trip, it doubles; it never passes the target.
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
     task = SimpleNamespace(consumer=None, flow=None)
     policy.start([task])
@@ -169,7 +169,6 @@ def test_slow_tasklets_get_small_batches():
     assert status.tasks[0].batch <= int(flow.MAX_BATCH_WORK / 0.01)
 
 
-@pytest.mark.timeout(120)
 def test_the_byte_budget_caps_the_batch_size_in_force():
     # 3 tasks, 2 workers, tasklets of 1 KB (item + result) against a budget
     # of 1 MB: 512 tasklets fit (two copies each), so no batch may exceed
@@ -195,6 +194,7 @@ def test_the_byte_budget_caps_the_batch_size_in_force():
     assert grown(1 << 20, 8)[0] == free
 
 
+@pytest.mark.timeout(120)
 def test_megabyte_items_stay_within_the_byte_budget():
     budget = 16 << 20
     # Distinct items: one object repeated would pickle once per batch.
