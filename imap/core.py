@@ -491,7 +491,11 @@ class IMap:
                 byvalue.send_by_value((task.func, task.args, task.kwargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
         backend.depth_order = 1 if self._policy.adaptive else 0
-        backend.coalesce = self._policy.adaptive and self._options.chunksize is None
+        if self._policy.adaptive and self._options.chunksize is None:
+            # the batch size of a draw made now: no group outgrows a tail share
+            # (the policy, not self: the backend must not keep the IMap alive)
+            policy = self._policy
+            backend.group_limit = lambda task: policy.batch_for(task, Feeder.left(task))
         engine.backend = backend
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known

@@ -180,7 +180,7 @@ class Feeder(threading.Thread):
             return False, 0  # its consumer catches up first: first results come sooner
         done = 0   # tasklets of this stride drawn so far
         items: list = []
-        chunk = engine.policy.batch_for(task, self._left(task))
+        chunk = engine.policy.batch_for(task, self.left(task))
         # self.stride may shrink during the stride (a first size measured).
         while done < self.stride:
             want = min(self.stride - done, chunk - len(items))
@@ -219,7 +219,7 @@ class Feeder(threading.Thread):
         return False, done
 
     @staticmethod
-    def _left(task: Task) -> int | None:
+    def left(task: Task) -> int | None:
         """How many tasklets of ``task`` remain to be drawn, if that is
         known: the length left of a plain input; for a chained task, what
         its upstream task holds (in flight or waiting to be drawn) and has
@@ -230,7 +230,7 @@ class Feeder(threading.Thread):
             if type(source) in _PLAIN_SOURCES:
                 return operator.length_hint(source)
             return None
-        ahead = 0 if up.exhausted else Feeder._left(up)
+        ahead = 0 if up.exhausted else Feeder.left(up)
         if ahead is None:
             return None
         return ahead + up.in_flight + len(up.results)

@@ -146,17 +146,17 @@ def test_what_is_left_of_an_input_is_known_for_containers_and_ended_upstreams():
     source = iter(range(10))
     next(source)
     task = SimpleNamespace(upstream=None, source=source)
-    assert Feeder._left(task) == 9
+    assert Feeder.left(task) == 9
     task.source = (x for x in range(10))                # a generator: unknown
-    assert Feeder._left(task) is None
+    assert Feeder.left(task) is None
     up = SimpleNamespace(upstream=None, source=(x for x in range(10)), exhausted=False,
                          in_flight=3, results=[1, 2])
     chained = SimpleNamespace(upstream=up, source=None)
-    assert Feeder._left(chained) is None    # the upstream draws from a generator
+    assert Feeder.left(chained) is None    # the upstream draws from a generator
     up.exhausted = True
-    assert Feeder._left(chained) == 5       # it has drawn all: 3 in flight, 2 to take
+    assert Feeder.left(chained) == 5       # it has drawn all: 3 in flight, 2 to take
     up.exhausted, up.source = False, iter(range(4))
-    assert Feeder._left(chained) == 9       # ... and 4 it will draw
+    assert Feeder.left(chained) == 9       # ... and 4 it will draw
 
 
 def test_slow_tasklets_get_small_batches():

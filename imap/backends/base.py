@@ -127,10 +127,11 @@ class Backend(ABC):
     # The most work (seconds) an adaptive batch may hold; None: the flow
     # policy's default, sized for a cheap message to a worker of our own.
     batch_work: float | None = None
-    # Queued batches of one task may go out together, in one message of at
-    # most the task's batch size in force (set for adaptive batches only;
-    # a backend that queues batches on this side may use it).
-    coalesce = False
+    # group_limit(task) -> the most tasklets of ``task`` that may go out in
+    # one message now: queued batches of one task may go out together up
+    # to it (set for adaptive batches only, None otherwise; a backend that
+    # queues batches on this side may use it).
+    group_limit: Callable[[Any], int] | None = None
 
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver

@@ -18,8 +18,8 @@ tasks per worker are submitted at once (each worker has the next one
 queued); the rest wait here, in the backend's ``depth_order`` (later tasks
 first, earlier ones once every input has ended; a Dask task gets that as
 its priority). With adaptive batches, batches of one task that waited
-here go out together in one task, up to the task's batch size in force
-(:meth:`ExecutorBackend._join_queued`). The worker count comes from the
+here go out together in one task, up to the batch size a draw would
+have now (:meth:`ExecutorBackend._join_queued`). The worker count comes from the
 cluster (Dask: its threads, looked up again twice a second by a watcher
 thread, so workers that join or leave count) unless ``worker_num`` is given.
 A task added inside ``with dask.annotate(workers=..., resources=...)`` runs
@@ -236,7 +236,7 @@ class ExecutorBackend(Backend):
         pending = self._pending
         while pending and room > 0 and not self._stopping:
             group = [take_next(pending, self.depth_order)]
-            if self.coalesce and pending:
+            if self.group_limit is not None and pending:
                 self._join_queued(group)
             ready.append(group)
             room -= 1
@@ -245,16 +245,18 @@ class ExecutorBackend(Backend):
     def _join_queued(self, group: list) -> None:
         """Add to ``group`` (one first-time batch) the queued first-time
         batches of its task, oldest first, while the tasklets stay within
-        the task's batch size in force.
+        the batch size a draw of the task would have now (``group_limit``:
+        the batch size in force, cut to a share of the tail near the end).
 
         Batches are drawn at the batch size of their moment: those queued
         while adaptive batches still grew (single tasklets, each a task of
         the executor costing a round trip) go out together once the batch
-        size has grown, instead of one by one. Each keeps its own answer.
+        size has grown, instead of one by one; the batches a tail was cut
+        into for balance stay apart. Each keeps its own answer.
         """
         first = group[0]
         task = first.task
-        room = (task.flow.batch if task.flow is not None else 1) - len(first)
+        room = self.group_limit(task) - len(first)
         if room <= 0 or first.attempt or first.careful:
             return
         kept = collections.deque()
