@@ -97,6 +97,16 @@ def _settle_threads(limit: float = 0.2) -> None:
         time.sleep(0.001)
 
 
+def _ended(process: Any, timeout: float) -> bool:
+    """Whether ``process`` ended within ``timeout`` seconds.
+
+    Its sentinel tells, not ``is_alive()``: when two threads wait for the
+    same "fork" child (the Router seeing it die while ``stop()`` joins it),
+    the one that loses the race to reap it is told it still runs.
+    """
+    return bool(multiprocessing.connection.wait([process.sentinel], timeout))
+
+
 def _close(worker: _Worker) -> None:
     """Release a dead worker's pipe and process handle (idempotent)."""
     try:
@@ -225,16 +235,14 @@ class ProcessBackend(SlotBackend):
             # A worker still running an abandoned tasklet would not quit in time.
             if forced or (w.held and w.held[0].abandoned):
                 w.process.terminate()
-            w.process.join(0 if forced else JOIN_TIMEOUT)
-            if w.process.is_alive():
+            if not _ended(w.process, 0 if forced else JOIN_TIMEOUT):
                 if not forced:
                     log.warning("worker %s did not quit within %.0f s; terminating it",
                                 w.process.pid, JOIN_TIMEOUT)
                 w.process.terminate()
-                w.process.join(1.0)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
+                if not _ended(w.process, 1.0):
+                    w.process.kill()
+            w.process.join()   # it has ended: this only reaps it
         # Every process is gone, so the Router and the senders end promptly;
         # the bound only matters if the Router is stuck delivering to an
         # engine whose lock an interrupted thread still holds.
@@ -311,7 +319,10 @@ class ProcessBackend(SlotBackend):
                 self._answered(worker, worker.result_conn.recv_bytes())
         except (EOFError, OSError):
             pass
-        worker.process.join(1.0)
+        with self._lock:
+            stopping = self._stopping
+        if not stopping:   # else stop() reaps it: one thread waits for a child
+            worker.process.join(1.0)
         code = worker.process.exitcode
         # A worker runs its batches one after the other, answering each
         # before it reads the next: only the first unanswered batch was
