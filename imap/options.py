@@ -163,6 +163,7 @@ _REMOTE_OPTIONS: dict[str, tuple] = {
     "connect_timeout": ((int, float), "seconds > 0", lambda v: v > 0),
     "liveness": ((int, float), "seconds > 0", lambda v: v > 0),
     "reconnect": ((bool,), "True or False", None),
+    "compress": ((bool,), "True or False", None),
     "worker_wait": ((int, float), "seconds >= 0", lambda v: v >= 0),
 }
 

@@ -7,6 +7,8 @@ entry points through ``conn.namespace``:
 
 * ``imap_agent_nodelay()`` -> bool — once per connection: turns Nagle's
   algorithm off on the server's socket, so pipelined answers are not delayed.
+* ``imap_agent_compress(on)`` -> bool — once per connection: whether the
+  server compresses its answers (rpyc's zlib framing; off by default).
 * ``imap_agent_init(payload)`` -> logs or None — once per connection, only
   when the IMap has an ``initializer``: ``payload`` is the cloudpickle of
   ``(initializer, initargs)``.
@@ -48,28 +50,50 @@ _funcs = {}             # task key -> (func, args, kwargs) or (None, packed erro
 _state = {"init_error": None, "logs": None}
 
 
+def _serving_channel():
+    """The rpyc channel serving the current request, found on the call stack."""
+    import sys
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        channel = getattr(frame.f_locals.get("self"), "_channel", None)
+        if channel is not None and hasattr(channel, "compress"):
+            return channel
+        frame = frame.f_back
+    return None
+
+
 def imap_agent_nodelay():
     """Set TCP_NODELAY on the server's end of this connection; True if done.
 
     Stock rpyc servers leave Nagle's algorithm on, which delays the answer to
-    a pipelined request by up to one delayed-ACK period (about 40 ms). The
-    serving connection is found on the call stack of this request.
+    a pipelined request by up to one delayed-ACK period (about 40 ms).
     """
     import socket
-    import sys
 
-    frame = sys._getframe(1)
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        sock = getattr(getattr(getattr(owner, "_channel", None), "stream", None), "sock", None)
-        if isinstance(sock, socket.socket):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return True
-            except OSError:
-                return False
-        frame = frame.f_back
+    sock = getattr(getattr(_serving_channel(), "stream", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return True
+        except OSError:
+            return False
     return False
+
+
+def imap_agent_compress(on):
+    """Whether the server's end of this connection compresses what it sends.
+
+    rpyc compresses every frame over 3 kB with zlib by default. Pickled
+    batches gain little from it and pay for it in CPU on both ends (on a
+    loopback or LAN link, more than the bytes saved): the client turns it
+    off unless asked (the ``compress`` remote option). True if done.
+    """
+    channel = _serving_channel()
+    if channel is None:
+        return False
+    channel.compress = bool(on)
+    return True
 
 
 def _pickled(records):

@@ -74,7 +74,7 @@ _HERE = Path(__file__).resolve().parent
 # The batch kernel, then the agent that calls it, run in each connection.
 AGENT_SOURCE = (_HERE / "kernel.py").read_text() + "\n" + (_HERE / "_remote_agent.py").read_text()
 OPTIONS = ("secret", "ssl", "ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "connect_timeout",
-           "liveness", "reconnect", "worker_wait")
+           "liveness", "reconnect", "worker_wait", "compress")
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -153,6 +153,7 @@ def connect(host: str, port: int, options: dict | None = None) -> Any:
 def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socket.socket]:
     """:func:`connect`, also returning the connection's socket."""
     import rpyc
+    from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
     from ..auth import client_handshake
@@ -186,10 +187,14 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
             client_handshake(sock, secret)
         sock.settimeout(None)
         _keepalive(sock, options.get("liveness", LIVENESS))
-        conn = rpyc.utils.factory.connect_stream(
-            SocketStream(sock), rpyc.classic.SlaveService,
+        # rpyc compresses large frames by default: CPU on both ends that a
+        # pickled batch rarely repays (see _remote_agent.imap_agent_compress).
+        compress = bool(options.get("compress", False))
+        conn = rpyc.utils.factory.connect_channel(
+            Channel(SocketStream(sock), compress=compress), rpyc.classic.SlaveService,
             config={"sync_request_timeout": timeout})
         conn.execute(AGENT_SOURCE)
+        conn.namespace["imap_agent_compress"](compress)
     except (OSError, ssl.SSLError, EOFError, rpyc.AsyncResultTimeout) as exc:
         if sock is not None:
             sock.close()
@@ -266,7 +271,9 @@ class RemoteBackend(SlotBackend):
             of life before its host is declared lost; default 10),
             ``reconnect`` (bring lost hosts back; default True),
             ``worker_wait`` (seconds queued batches wait for a host to come
-            back once no remote worker is left; default 30).
+            back once no remote worker is left; default 30), ``compress``
+            (zlib-compress batches and answers over 3 kB both ways, for
+            slow links; default False).
     """
 
     kind = "remote"
