@@ -4,6 +4,7 @@ of 1 thread each, on 127.0.0.1) and on a ProcessPoolExecutor."""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import logging
 import os
 import pickle
@@ -182,10 +183,57 @@ def test_the_initializer_runs_once_per_worker_process(client, tmp_path):
     assert 1 <= len(inits) <= 2   # record_init fails if it runs twice in a process
 
 
-def test_a_tasklet_that_kills_its_worker_fails_alone(client, tmp_path):
-    log = tmp_path / "attempts"
+# Bytes of padding an item carries so that its batch is scattered to the
+# cluster before its task is submitted (over executor.SCATTER_BYTES).
+SCATTERED = 64 << 10
+
+
+def _padded(n: int, pad: int) -> list:
+    return [(x, b"\0" * pad) for x in range(n)]
+
+
+def _bytes_reachable(root, limit: int = 100_000) -> int:
+    """Bytes of the bytes-like objects reachable from ``root``."""
+    seen, todo, total = set(), [root], 0
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            total += obj.nbytes if isinstance(obj, memoryview) else len(obj)
+            continue
+        todo.extend(gc.get_referents(obj))
+    return total
+
+
+def test_large_items_are_scattered_not_kept_in_dasks_message_logs(client, monkeypatch):
+    # Dask keeps the last messages of each stream that were under 1 MB; items
+    # sent inside their task would stay alive there after the task ended.
+    from imap.backends import executor
+
+    assert SCATTERED > executor.SCATTER_BYTES
+    items = _padded(40, SCATTERED)
+
+    def run() -> int:
+        client.scheduler_comm.recent_message_log.clear()
+        with IMap(executor=client, chunksize=1) as m:
+            task = m.add_task(lambda item: (item[0], len(item[1])), items)
+            m.start()
+            assert list(task) == [(x, SCATTERED) for x in range(40)]
+        return _bytes_reachable(client.scheduler_comm.recent_message_log)
+
+    assert run() < 40 * SCATTERED // 10
+    monkeypatch.setattr(executor, "SCATTER_BYTES", 1 << 40)   # items inside the tasks
+    assert run() >= 40 * SCATTERED   # every item, still alive in the log
+
+
+@pytest.mark.parametrize("pad", [0, SCATTERED], ids=["inline", "scattered"])
+def test_a_tasklet_that_kills_its_worker_fails_alone(client, tmp_path, pad):
+    log = str(tmp_path / "attempts")
     with IMap(executor=client, chunksize=1, stride=2) as m:
-        task = m.add_task(wf.exit_on_every_attempt, range(8), args=(3, str(log)))
+        task = m.add_task(lambda item: wf.exit_on_every_attempt(item[0], 3, log),
+                          _padded(8, pad))
         m.start()
         got = []
         for _ in range(8):
@@ -197,10 +245,12 @@ def test_a_tasklet_that_kills_its_worker_fails_alone(client, tmp_path):
     assert client.status == "running"
 
 
-def test_retries_ride_out_a_worker_that_dies_once(client, tmp_path):
+@pytest.mark.parametrize("pad", [0, SCATTERED], ids=["inline", "scattered"])
+def test_retries_ride_out_a_worker_that_dies_once(client, tmp_path, pad):
+    marker = str(tmp_path / "marker")
     with IMap(executor=client, chunksize=1, stride=2) as m:
-        task = m.add_task(wf.exit_on_first_attempt, range(8),
-                          args=(5, str(tmp_path / "marker")), retries=1)
+        task = m.add_task(lambda item: wf.exit_on_first_attempt(item[0], 5, marker),
+                          _padded(8, pad), retries=1)
         m.start()
         assert list(task) == [2 * x for x in range(8)]
 
@@ -235,7 +285,9 @@ def test_an_unreachable_scheduler_is_a_connection_error(monkeypatch):
         m.start()
 
 
-def test_a_scheduler_that_goes_away_fails_the_tasklets_with_connection_error(monkeypatch):
+@pytest.mark.parametrize("pad", [0, SCATTERED], ids=["inline", "scattered"])
+def test_a_scheduler_that_goes_away_fails_the_tasklets_with_connection_error(monkeypatch,
+                                                                              pad):
     from imap.backends import executor
 
     monkeypatch.setattr(executor, "SCHEDULER_GRACE", 2.0)
@@ -245,7 +297,8 @@ def test_a_scheduler_that_goes_away_fails_the_tasklets_with_connection_error(mon
     try:
         gate = threading.Event()
         with IMap(executor=client) as m:
-            task = m.add_task(wf.sleep_and_return, [(x, 0.05) for x in range(400)])
+            task = m.add_task(lambda item: wf.sleep_and_return(item[0]),
+                              [((x, 0.05), pad) for x, pad in _padded(400, pad)])
             m.start()
             got = [next(task) for _ in range(5)]
             cluster.close()   # the scheduler and its workers go away
@@ -351,19 +404,20 @@ def test_worker_log_records_come_back_from_executors(any_executor, worker_logs):
     assert all(r.worker.startswith(prefix) and r.process != os.getpid() for r in records)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 @given(n=st.integers(0, 60), depth=st.integers(1, 3), ordered=st.booleans(),
-       stride=st.one_of(st.none(), st.integers(1, 8)))
+       stride=st.one_of(st.none(), st.integers(1, 8)), pad=st.sampled_from([0, SCATTERED]))
 def test_property_results_equal_serial_on_executors(any_executor, n, depth, ordered,
-                                                    stride):
+                                                    stride, pad):
+    # pad: items of 64 KB travel scattered on Dask
     with IMap(executor=any_executor, ordered=ordered, stride=stride) as m:
-        last = range(n)
+        last = _padded(n, pad)
         for _ in range(depth):
-            last = m.add_task(wf.add_one, last)
+            last = m.add_task(lambda item: (wf.add_one(item[0]), item[1]), last)
         m.start()
         got = list(last)
         high, bound = m.high_water, m.buffer
-    expected = [x + depth for x in range(n)]
+    expected = [(x + depth, b"\0" * pad) for x in range(n)]
     assert (got if ordered else sorted(got)) == expected
     assert high <= bound
 

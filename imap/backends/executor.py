@@ -12,7 +12,9 @@ What is submitted is the batch kernel (:func:`kernel.run_submitted`: the
 same code every worker runs) with the task's pickled function, the pickled
 items and the initializer, one task per batch (or group of batches, see
 below). Dask receives the kernel by value, so its workers need nothing of
-this package. The engine sees the
+this package; a batch of more than ``SCATTER_BYTES`` of items has them
+scattered first, and a batch that lost its scattered items with a worker is
+rerun with its items inside (:meth:`ExecutorBackend._recover`). The engine sees the
 usual interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH``
 tasks per worker are submitted at once (each worker has the next one
 queued); the rest wait here, in the backend's ``depth_order`` (later tasks
@@ -44,6 +46,7 @@ import concurrent.futures
 import importlib
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -68,6 +71,20 @@ CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
 # 0.2 s keep that to a few per cent, where the default (0.02 s, sized for a
 # pipe to a process of our own) halved the throughput of 5 ms tasklets.
 DASK_BATCH_WORK = 0.2
+# A Dask task whose pickled items exceed this many bytes has them scattered
+# to the cluster first (one round trip, in a thread of this backend) and
+# takes them as a dependency. Dask keeps the last 1 000 messages of every
+# stream that were under 1 MB (``distributed.admin.low-level-log-length``),
+# so items passed inside the task would stay alive in the client (and in
+# the scheduler, when it runs in this process) long after their task ended:
+# measured, 3 x 10^5 items of 1 KB in batches of ~340 KB grew this process
+# by ~800 MB, against ~25 MB scattered. Below this size what those logs
+# hold stays within ~32 MB a stream, and small batches (tiny tasklets, whose
+# work is a few ms) do not pay the round trip (it cost them ~20 %).
+SCATTER_BYTES = 32 << 10
+# Scattered items live on one worker: if it dies, the task that was to take
+# them (running there or not) cannot be rerun by Dask. Such tasks are
+# submitted again with their items inside, one at a time (see _recover).
 # Dask annotations that say where a task may run, passed on to Client.submit.
 PLACEMENT = ("workers", "resources", "allow_other_workers")
 
@@ -84,6 +101,15 @@ def dask_placement() -> dict:
 
 def _is_dask(executor: Any) -> bool:
     return type(executor).__module__.split(".")[0] == "distributed"
+
+
+_STARTING = object()   # a recovery being submitted (ExecutorBackend._recovery)
+
+
+def _items(group: list) -> Any:
+    """What a task of ``group`` takes: the pickled items of its one batch,
+    or a list of them, one per batch."""
+    return group[0].data if len(group) == 1 else [b.data for b in group]
 
 
 def _worker_died(exc: BaseException) -> bool:
@@ -118,6 +144,12 @@ class ExecutorBackend(Backend):
         self._lock = threading.Lock()
         self._pending: collections.deque = collections.deque()
         self._inflight: dict = {}   # future -> the batches it runs (see _join_queued)
+        self._scattered: dict = {}  # future -> the Dask future of its scattered items
+        self._launching = 0         # groups taken but not yet in flight
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()   # groups to scatter
+        self._recovering: collections.deque = collections.deque()   # see _recover
+        self._recovery: Any = None  # the future of the group rerun now (or _STARTING)
+        self._scatterer: threading.Thread | None = None
         self._stopping = False
         self._executor: Any = None
         self._owned = False         # a Client this backend opened (and closes)
@@ -151,6 +183,9 @@ class ExecutorBackend(Backend):
             self._monitor = threading.Thread(target=self._watch_scheduler,
                                              name="imap-dask-watch", daemon=True)
             self._monitor.start()
+            self._scatterer = threading.Thread(target=self._scatter_loop,
+                                               name="imap-dask-scatter", daemon=True)
+            self._scatterer.start()
 
     @staticmethod
     def _connect(address: str) -> Any:
@@ -173,6 +208,9 @@ class ExecutorBackend(Backend):
             self._pending.clear()
             inflight = list(self._inflight)
             self._inflight.clear()
+            self._scattered.clear()
+            self._recovering.clear()
+            self._recovery = None
         self._done_event.set()
         for future in inflight:
             future.cancel()
@@ -180,6 +218,10 @@ class ExecutorBackend(Backend):
         if self._monitor is not None:
             self._monitor.join()
             self._monitor = None
+        if self._scatterer is not None:
+            self._outbox.put(None)
+            self._scatterer.join()
+            self._scatterer = None
         if self._owned and self._executor is not None:
             try:
                 self._executor.close()
@@ -231,7 +273,7 @@ class ExecutorBackend(Backend):
     def _take(self) -> list:
         """Groups of queued batches that may be submitted now, one executor
         task each (lock held)."""
-        room = self.capacity - len(self._inflight)
+        room = self.capacity - len(self._inflight) - self._launching
         ready = []
         pending = self._pending
         while pending and room > 0 and not self._stopping:
@@ -240,6 +282,7 @@ class ExecutorBackend(Backend):
                 self._join_queued(group)
             ready.append(group)
             room -= 1
+        self._launching += len(ready)
         return ready
 
     def _join_queued(self, group: list) -> None:
@@ -273,26 +316,109 @@ class ExecutorBackend(Backend):
         self._pending.extend(kept)
 
     def _go(self, groups: list) -> None:
+        """Submit ``groups`` (taken by :meth:`_take`); on Dask, those of
+        large items go to the scatter thread instead (see SCATTER_BYTES)."""
         for group in groups:
-            task = group[0].task
-            payload = task.payload()[0]
-            data = group[0].data if len(group) == 1 else [b.data for b in group]
-            try:
-                if self._dask:
-                    future = self._executor.submit(
-                        kernel.run_submitted, payload, self._init, data,
-                        log_level=self._level, pure=False,
-                        priority=self.depth_order * task.id, **task.placement)
-                else:
-                    future = self._executor.submit(kernel.run_submitted, payload,
-                                                   self._init, data, log_level=self._level)
-            except Exception as exc:   # a broken pool, a closed client
-                for batch in group:
-                    self._refused(batch, exc)
+            if self._dask and sum(len(b.data) for b in group) > SCATTER_BYTES:
+                self._outbox.put(group)
+            else:
+                self._launch(group, _items(group))
+
+    def _scatter_loop(self) -> None:
+        """Scatter the items of large groups, then submit their tasks, one
+        group at a time (a scatter waits a round trip: not in the threads
+        that submit batches and take results)."""
+        while (group := self._outbox.get()) is not None:
+            if self._stopping:
+                self._launched()
                 continue
-            with self._lock:
-                self._inflight[future] = group
+            try:
+                [items] = self._executor.scatter(
+                    [_items(group)], hash=False, timeout=SCHEDULER_GRACE,
+                    workers=group[0].task.placement.get("workers"))
+            except Exception as exc:   # a worker that died, a closed client
+                self._launched()
+                if not self._recover(group, exc):
+                    for batch in group:
+                        self._refused(batch, exc)
+                continue
+            self._launch(group, items, scattered=True)
+
+    def _recover(self, group: list, exc: BaseException) -> bool:
+        """Rerun ``group``, whose scattered items were lost with their worker
+        (``exc``), with its items inside its task; False if the backend
+        stops or the scheduler is gone (the caller fails the group).
+
+        Every task that was to take items from a worker that died loses
+        them, the one whose tasklet killed the worker among the others, and
+        none can tell which it was. So they are rerun one at a time, each
+        after the last ended: Dask reruns each after a death as usual, and
+        a task whose tasklet kills every worker it runs on fails alone (as
+        ``KilledWorker`` after Dask's allowed-failures, a lost batch) while
+        its neighbours wait here, not on the workers it kills.
+        """
+        with self._lock:
+            if self._stopping or self._executor is None \
+                    or getattr(self._executor, "status", "running") != "running":
+                return False
+            self._recovering.append(group)
+        log.info("%d batch(es) of task %d lost their scattered items (%r): to be rerun "
+                 "with their items inside", len(group), group[0].task.id, exc)
+        self._next_recovery()
+        return True
+
+    def _next_recovery(self) -> None:
+        """Rerun the next group of ``_recovering`` if none is being rerun."""
+        with self._lock:
+            if self._recovery is not None or self._stopping or not self._recovering:
+                return
+            group = self._recovering.popleft()
+            self._recovery = _STARTING
+            self._launching += 1
+        self._launch(group, _items(group), recovery=True)
+
+    def _launched(self, future: Any = None, group: list | None = None,
+                  scattered: Any = None, recovery: bool = False) -> bool:
+        """A taken group was submitted as ``future`` (None: it was not).
+        Whether it counts as in flight (not if the backend is stopping)."""
+        with self._lock:
+            self._launching -= 1
+            if recovery:
+                self._recovery = future
+            if future is None or self._stopping:
+                return False
+            self._inflight[future] = group
+            if scattered is not None:
+                self._scattered[future] = scattered   # alive until the task ends
+            return True
+
+    def _launch(self, group: list, items: Any, scattered: bool = False,
+                recovery: bool = False) -> None:
+        """Submit one executor task for ``group``, its items being ``items``
+        (pickles, or the Dask future of them if ``scattered``); a
+        ``recovery`` is a rerun of :meth:`_recover`."""
+        task = group[0].task
+        payload = task.payload()[0]
+        try:
+            if self._dask:
+                future = self._executor.submit(
+                    kernel.run_submitted, payload, self._init, items,
+                    log_level=self._level, pure=False,
+                    priority=self.depth_order * task.id, **task.placement)
+            else:
+                future = self._executor.submit(kernel.run_submitted, payload,
+                                               self._init, items, log_level=self._level)
+        except Exception as exc:   # a broken pool, a closed client
+            self._launched(recovery=recovery)
+            for batch in group:
+                self._refused(batch, exc)
+            if recovery:
+                self._next_recovery()
+            return
+        if self._launched(future, group, items if scattered else None, recovery):
             future.add_done_callback(self._done)
+        else:
+            future.cancel()
 
     def _refused(self, batch: Batch, exc: BaseException) -> None:
         if self._scheduler_gone(batch):
@@ -318,10 +444,16 @@ class ExecutorBackend(Backend):
     def _done(self, future: Any) -> None:
         with self._lock:
             group = self._inflight.pop(future, None)
+            scattered = self._scattered.pop(future, None)
+            recovered = future is self._recovery
+            if recovered:
+                self._recovery = None
             if group is None or self._stopping:
                 return
             ready = self._take()
         self._go(ready)
+        if recovered:
+            self._next_recovery()
         try:
             data = future.result()
         except BaseException as exc:  # noqa: BLE001 - every outcome is filed
@@ -334,6 +466,8 @@ class ExecutorBackend(Backend):
             died = _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError)
             if died:
                 self._workers_lost += 1
+                if scattered is not None and self._recover(group, exc):
+                    return
             for batch in group:
                 if died:
                     self.lost(batch, f"the executor's worker died: {exc!r}")
@@ -370,7 +504,11 @@ class ExecutorBackend(Backend):
         with self._lock:
             batches = [b for group in self._inflight.values() for b in group]
             batches += self._pending
+            batches += [b for group in self._recovering for b in group]
             self._inflight.clear()
+            self._scattered.clear()
+            self._recovering.clear()
+            self._recovery = None
             self._pending.clear()
         if not batches:
             return
