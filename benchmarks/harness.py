@@ -104,12 +104,15 @@ def run_interleaved(rows):
 
     Interleaving spreads a burst of outside load over all systems instead of
     all the repeats of one, so ratios within a section stay comparable.
+    Every other round runs the rows in reverse order, so that no row is
+    always the one next to a given neighbour or at the same place in a
+    round (the speed of this machine drifts within a round too).
     Every run's result count and checksum are checked.
     """
     rounds = max(r.repeats for r in rows)
     for i in range(rounds):
         log(f"  round {i + 1}/{rounds}")
-        for row in rows:
+        for row in (rows if i % 2 == 0 else rows[::-1]):
             if row.error is None and i < row.repeats:
                 _run_once(row)
 
