@@ -11,8 +11,7 @@ import collections
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import cloudpickle
-
+from . import pickling
 from .results import ResultBuffer
 from .stats import TaskStats
 
@@ -60,7 +59,7 @@ class Task:
         """The function, args and kwargs pickled by value, computed once."""
         if self._payload is _NO_PAYLOAD:
             try:
-                self._payload = (cloudpickle.dumps((self.func, self.args, self.kwargs)), None)
+                self._payload = (pickling.dumps((self.func, self.args, self.kwargs)), None)
             except Exception as exc:
                 self._payload = (None, exc)
         return self._payload

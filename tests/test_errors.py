@@ -64,6 +64,18 @@ def test_worker_traceback_is_the_cause_and_names_the_function(worker_type):
     assert "bad item 1" in str(cause)
 
 
+def test_a_worker_traceback_of_code_sent_by_value_names_its_file_and_line(worker_type):
+    # A lambda travels by value (as do functions of __main__ and of the
+    # user's modules): the traceback still points at this file and line.
+    with imap.IMap(worker_type=worker_type, worker_num=1) as m:
+        task = m.add_task(lambda x: 1 // x, [0])
+        m.start()
+        with pytest.raises(ZeroDivisionError) as info:
+            task.next(timeout=30)
+    text = str(info.value.__cause__)
+    assert f'File "{__file__}"' in text and "lambda x: 1 // x" in text, text
+
+
 def test_iteration_continues_after_an_error_in_every_other_item(worker_type):
     def odd_fails(x):
         if x % 2:

@@ -51,7 +51,7 @@ from typing import Any
 
 import cloudpickle
 
-from .. import byvalue
+from .. import byvalue, pickling
 from ..auth import DEFAULT_PORT
 from . import wire
 from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
@@ -365,7 +365,7 @@ class RemoteBackend(SlotBackend):
             # Items of classes from the user's modules: cloudpickle sends the
             # classes by value (pickle would name a module the host lacks).
             try:
-                batch.data = cloudpickle.dumps(batch.items)
+                batch.data = pickling.dumps(batch.items)
             except Exception:
                 pass   # wire.prepare reports each item that cannot travel
         super().submit(batch)

@@ -14,8 +14,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
+from .. import pickling
 from ..errors import UnsendableError, WorkerTraceback
 from . import kernel
 from .base import Batch
@@ -97,7 +96,7 @@ def prepare(deliver: Callable, batch: Batch, where: str) -> Batch | None:
             good.append(pos)
         except Exception:
             try:
-                cloudpickle.dumps(item)
+                pickling.dumps(item)
                 good.append(pos)
             except Exception as exc:
                 bad.append((pos, exc))
@@ -112,7 +111,7 @@ def prepare(deliver: Callable, batch: Batch, where: str) -> Batch | None:
         return None
     deliver(batch.subset([pos for pos, _ in bad]), [None] * len(bad), errors)
     batch.keep(good)  # the same batch goes on: a backend may count it
-    batch.data = cloudpickle.dumps(batch.items)
+    batch.data = pickling.dumps(batch.items)
     return batch
 
 
@@ -121,7 +120,7 @@ def pickle_initializer(initializer: Any, initargs: tuple, where: str) -> bytes |
     if initializer is None:
         return None
     try:
-        return cloudpickle.dumps((initializer, initargs))
+        return pickling.dumps((initializer, initargs))
     except Exception as exc:
         raise ValueError(
             f"the worker initializer could not be pickled for {where}: {exc!r}") from exc
