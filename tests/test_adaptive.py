@@ -63,11 +63,12 @@ def test_no_batch_grows_before_an_output_delivers():
 
 
 def test_batches_grow_fast_while_messaging_dominates_then_double():
-    # A round trip of 1 ms, tasklets of 10 us: the target is MAX_BATCH_WORK
-    # of work (about 2000 tasklets). While a batch's work is less than the
-    # round trip, the batch grows RAMP_FAST times per delivery; once its
-    # work exceeds a round trip, it doubles; it never passes the target.
+    # A round trip of 1 ms, tasklets of 10 us, a cap of 20 ms of work a
+    # batch: the target is about 2000 tasklets. While a batch's work is less
+    # than the round trip, the batch grows RAMP_FAST times per delivery; once
+    # its work exceeds a round trip, it doubles; it never passes the target.
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    policy.max_work = 0.02
     task = SimpleNamespace(consumer=None, flow=None)
     policy.start([task])
     sizes = []
@@ -84,7 +85,8 @@ def test_batches_grow_fast_while_messaging_dominates_then_double():
 
 def test_a_backend_with_costly_messages_caps_batches_higher():
     # 5 ms tasklets, a round trip of 10 ms: 50 round trips of work would be
-    # 0.5 s; the default cap keeps a batch to 20 ms, a backend may allow more.
+    # 0.5 s; the default cap (MAX_BATCH_WORK) keeps a batch to less, a backend
+    # may allow more.
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
     policy.rtt = 0.01
     assert policy._target(0.005) == int(flow.MAX_BATCH_WORK / 0.005)
@@ -167,7 +169,7 @@ def test_slow_tasklets_get_small_batches():
         m.start()
         assert list(task) == [None] * 40
         status = m.status()
-    # 10 ms tasklets: at most MAX_BATCH_WORK (20 ms) of work per batch.
+    # 10 ms tasklets: at most MAX_BATCH_WORK (50 ms) of work per batch.
     assert status.tasks[0].batch <= int(flow.MAX_BATCH_WORK / 0.01)
 
 

@@ -87,7 +87,7 @@ def test_a_chain_on_dask_equals_serial(client, ordered):
 
 def test_dask_batches_hold_more_work_than_local_ones(client):
     # Each Dask task costs milliseconds of scheduler and client time: 5 ms
-    # tasklets travel more than MAX_BATCH_WORK (20 ms) to a batch there.
+    # tasklets travel more than MAX_BATCH_WORK (50 ms) to a batch there.
     with IMap(executor=client) as m:
         task = m.add_task(time.sleep, [0.005] * 200)
         m.start()

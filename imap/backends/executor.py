@@ -68,8 +68,8 @@ CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
 # costs the scheduler and the client several milliseconds of CPU (measured:
 # ~5 ms per task on 2 CPUs, where a LocalCluster's scheduler shares the
 # client's process), and a worker idles ~2.5 ms between tasks: batches of
-# 0.2 s keep that to a few per cent, where the default (0.02 s, sized for a
-# pipe to a process of our own) halved the throughput of 5 ms tasklets.
+# 0.2 s keep that to a few per cent, where 0.02 s (once the default, sized
+# for a pipe to a process of our own) halved the throughput of 5 ms tasklets.
 DASK_BATCH_WORK = 0.2
 # A Dask task whose pickled items exceed this many bytes has them scattered
 # to the cluster first (one round trip, in a thread of this backend) and
