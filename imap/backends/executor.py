@@ -358,8 +358,7 @@ class ExecutorBackend(Backend):
         its neighbours wait here, not on the workers it kills.
         """
         with self._lock:
-            if self._stopping or self._executor is None \
-                    or getattr(self._executor, "status", "running") != "running":
+            if self._stopping or self._status() != "running":
                 return False
             self._recovering.append(group)
         log.info("%d batch(es) of task %d lost their scattered items (%r): to be rerun "
@@ -427,12 +426,17 @@ class ExecutorBackend(Backend):
             self._broken = True
         self.lost(batch, f"the executor refused the batch: {exc!r}")
 
+    def _status(self) -> str:
+        """A Dask client's status (``"running"`` while it has its scheduler;
+        always ``"running"`` for other executors)."""
+        return getattr(self._executor, "status", "running")
+
     def _scheduler_gone(self, batch: Batch) -> bool:
         """If a Dask client has lost its scheduler, fail ``batch`` with
         ``ConnectionError`` and say so (a worker did not die: all did)."""
         if not self._dask:
             return False
-        status = getattr(self._executor, "status", "running")
+        status = self._status()
         if status == "running":
             return False
         error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
@@ -489,7 +493,7 @@ class ExecutorBackend(Backend):
     def _watch_scheduler(self) -> None:
         away_since = None
         while not self._done_event.wait(REFRESH):
-            status = getattr(self._executor, "status", "running")
+            status = self._status()
             if status == "running":
                 away_since = None
                 self._size = self._dask_threads()   # workers that joined or left
