@@ -152,6 +152,35 @@ def test_the_kernel_runs_several_batches_in_one_call_each_with_its_own_answer():
     assert [pickle.loads(a)[:2] for a in answers] == alone
 
 
+def test_dask_workers_install_the_kernel_from_its_source_once_per_process(client):
+    # What a Dask task calls: the kernel made from its (compressed) source,
+    # a module of the worker process from its first batch on.
+    from imap.backends import _dask_entry, executor
+
+    name, filename, source = executor.KERNEL
+    payload = cloudpickle.dumps((wf.square, (), {}))
+    sys.modules.pop(name, None)
+    try:
+        answer = _dask_entry.run_kernel(name, filename, source, payload, None,
+                                        pickle.dumps([2, 3]))
+        assert pickle.loads(answer)[0] == [4, 9]
+        installed = sys.modules[name]
+        assert installed is not kernel and installed.__file__ == kernel.__file__
+        _dask_entry.run_kernel(name, filename, source, payload, None, pickle.dumps([1]))
+        assert sys.modules[name] is installed      # made once, then reused
+    finally:
+        sys.modules.pop(name, None)
+    with IMap(executor=client) as m:
+        task = m.add_task(wf.square, range(200))
+        m.start()
+        assert list(task) == [x * x for x in range(200)]
+
+    def kernels() -> list:
+        return sorted(n for n in sys.modules if n.startswith("_imap_kernel_"))
+    assert set(map(tuple, client.run(kernels).values())) <= {(), (name,)}
+    assert (name,) in set(map(tuple, client.run(kernels).values()))
+
+
 def test_a_scheduler_address_opens_and_closes_its_own_client(cluster):
     with IMap(executor=cluster.scheduler_address) as m:
         task = m.add_task(wf.double, range(50))
@@ -213,19 +242,21 @@ def test_large_items_are_scattered_not_kept_in_dasks_message_logs(client, monkey
     from imap.backends import executor
 
     assert SCATTERED > executor.SCATTER_BYTES
-    items = _padded(40, SCATTERED)
 
-    def run() -> int:
+    def run(pad: int) -> int:
         client.scheduler_comm.recent_message_log.clear()
         with IMap(executor=client, chunksize=1) as m:
-            task = m.add_task(lambda item: (item[0], len(item[1])), items)
+            task = m.add_task(lambda item: (item[0], len(item[1])), _padded(40, pad))
             m.start()
-            assert list(task) == [(x, SCATTERED) for x in range(40)]
+            assert list(task) == [(x, pad) for x in range(40)]
         return _bytes_reachable(client.scheduler_comm.recent_message_log)
 
-    assert run() < 40 * SCATTERED // 10
+    # what 40 tasks leave in the log whatever their items (the kernel's
+    # source, the task specs), then what large items add to it
+    base = run(0)
+    assert run(SCATTERED) - base < 40 * SCATTERED // 10
     monkeypatch.setattr(executor, "SCATTER_BYTES", 1 << 40)   # items inside the tasks
-    assert run() >= 40 * SCATTERED   # every item, still alive in the log
+    assert run(SCATTERED) - base >= 40 * SCATTERED   # every item, still alive in the log
 
 
 @pytest.mark.parametrize("pad", [0, SCATTERED], ids=["inline", "scattered"])

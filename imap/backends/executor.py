@@ -11,17 +11,18 @@
 What is submitted is the batch kernel (:func:`kernel.run_submitted`: the
 same code every worker runs) with the task's pickled function, the pickled
 items and the initializer, one task per batch (or group of batches, see
-below). Dask receives the kernel by value, so its workers need nothing of
-this package; a batch of more than ``SCATTER_BYTES`` of items has them
-scattered first, and a batch that lost its scattered items with a worker is
-rerun with its items inside (:meth:`ExecutorBackend._recover`). The engine sees the
-usual interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH``
-tasks per worker are submitted at once (each worker has the next one
-queued); the rest wait here, in the backend's ``depth_order`` (later tasks
-first, earlier ones once every input has ended; a Dask task gets that as
-its priority). With adaptive batches, batches of one task that waited
-here go out together in one task, up to the batch size a draw would
-have now (:meth:`ExecutorBackend._join_queued`). The worker count comes from the
+below). Dask receives the kernel as its source text (see
+:mod:`._dask_entry`), so its workers need nothing of this package; a batch
+of more than ``SCATTER_BYTES`` of items has them scattered first, and a
+batch that lost its scattered items with a worker is rerun with its items
+inside (:meth:`ExecutorBackend._recover`). The engine sees the usual
+interface: batches in, ``deliver``/``lost`` out. Up to ``PREFETCH`` tasks
+per worker are submitted at once (each worker has the next one queued); the
+rest wait here, in the backend's ``depth_order`` (later tasks first, earlier
+ones once every input has ended; a Dask task gets that as its priority).
+With adaptive batches, batches of one task that waited here go out together
+in one task, up to the batch size a draw would have now
+(:meth:`ExecutorBackend._join_queued`). The worker count comes from the
 cluster (Dask: its threads, looked up again twice a second by a watcher
 thread, so workers that join or leave count) unless ``worker_num`` is given.
 A task added inside ``with dask.annotate(workers=..., resources=...)`` runs
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import hashlib
 import importlib
 import logging
 import os
@@ -51,12 +53,13 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from typing import Any
 
 import cloudpickle
 
 from ..errors import UnsendableError
-from . import kernel, wire
+from . import _dask_entry, kernel, wire
 from .base import PREFETCH, Backend, Batch, Deliver, Lost, take_next
 
 log = logging.getLogger("imap")
@@ -87,6 +90,18 @@ SCATTER_BYTES = 32 << 10
 # submitted again with their items inside, one at a time (see _recover).
 # Dask annotations that say where a task may run, passed on to Client.submit.
 PLACEMENT = ("workers", "resources", "allow_other_workers")
+
+
+def _kernel_source() -> tuple[str, str, bytes]:
+    """``(module name, file name, compressed source)`` of the batch kernel
+    as Dask workers install it (:func:`._dask_entry.run_kernel`)."""
+    with open(kernel.__file__, "rb") as f:
+        source = f.read()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    return f"_imap_kernel_{digest}", kernel.__file__, zlib.compress(source, 9)
+
+
+KERNEL = _kernel_source()
 
 
 def dask_placement() -> dict:
@@ -177,8 +192,9 @@ class ExecutorBackend(Backend):
         if payload is not None:
             self._init = (uuid.uuid4().hex, payload)
         if self._dask:
-            # Dask workers need nothing of this package: the kernel travels by value.
-            cloudpickle.register_pickle_by_value(kernel)
+            # Dask workers need nothing of this package: the entry travels by
+            # value, the kernel as source.
+            cloudpickle.register_pickle_by_value(_dask_entry)
             self._size = self._dask_threads()
             self._monitor = threading.Thread(target=self._watch_scheduler,
                                              name="imap-dask-watch", daemon=True)
@@ -401,8 +417,8 @@ class ExecutorBackend(Backend):
         try:
             if self._dask:
                 future = self._executor.submit(
-                    kernel.run_submitted, payload, self._init, items,
-                    log_level=self._level, pure=False,
+                    _dask_entry.run_kernel, *KERNEL, payload, self._init, items,
+                    log_level=self._level, key=f"imap-batch-{uuid.uuid4().hex}",
                     priority=self.depth_order * task.id, **task.placement)
             else:
                 future = self._executor.submit(kernel.run_submitted, payload,
