@@ -495,8 +495,9 @@ class IMap:
         if self._policy.adaptive and self._options.chunksize is None:
             # the batch size of a draw made now: no group outgrows a tail share
             # (the policy, not self: the backend must not keep the IMap alive)
-            policy = self._policy
-            backend.group_limit = lambda task: policy.batch_for(task, Feeder.left(task))
+            policy, tasks = self._policy, engine.tasks
+            backend.group_limit = lambda task: policy.batch_for(
+                task, Feeder.left(task), Feeder.work_left(tasks))
         engine.backend = backend
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known

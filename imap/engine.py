@@ -131,8 +131,30 @@ class Engine:
         batches of earlier tasks first), so the last items do not go
         through the chain one stage after another while workers idle.
         """
-        return (task.consumer is not None and not self.tail
-                and task.in_flight + len(task.results) >= AHEAD * self.policy.stride)
+        if task.consumer is None or self.tail:
+            return False
+        room = self.warm_room(task)
+        if room is not None:
+            return room <= 0
+        return task.in_flight + len(task.results) >= AHEAD * self.policy.stride
+
+    def warm_room(self, task: Task) -> int | None:
+        """How many more tasklets the source ``task`` of an impatient chain
+        may draw while the chain warms up (None: no such limit).
+
+        Until the output has delivered a batch (the policy's ``growing``),
+        the chain holds at most one tasklet per worker: a worker that ends a
+        stage finds nothing queued before the next stage of its item, so the
+        first result takes the chain's stage times and nothing more, instead
+        of waiting at every stage behind batches of earlier stages that a
+        worker already holds. (Read without the lock, like :meth:`ahead`.)
+        """
+        if (self.policy.growing or not self.impatient or self.tail
+                or task.upstream is not None or task.consumer is None):
+            return None
+        inside = self.in_flight + sum(len(t.results) for t in self.tasks
+                                      if t.consumer is not None)
+        return max(0, self.policy.workers - inside)
 
     def _work_ready(self, active: list) -> bool:
         """Some task of ``active`` can draw (lock held)."""

@@ -180,7 +180,7 @@ class Feeder(threading.Thread):
             return False, 0  # its consumer catches up first: first results come sooner
         done = 0   # tasklets of this stride drawn so far
         items: list = []
-        chunk = engine.policy.batch_for(task, self.left(task))
+        chunk = engine.policy.batch_for(task, self.left(task), self.work_left(engine.tasks))
         # self.stride may shrink during the stride (a first size measured).
         while done < self.stride:
             want = min(self.stride - done, chunk - len(items))
@@ -198,6 +198,12 @@ class Feeder(threading.Thread):
                         items.append(outcome)
                 done += len(outcomes)
             else:
+                room = None if patient else engine.warm_room(task)
+                if room is not None:
+                    want = min(want, room - len(items))
+                    if want <= 0:
+                        self._flush(task, items)
+                        return False, done
                 got = engine.take_slots(want, wait=False)
                 if not got:
                     self._flush(task, items)
@@ -234,6 +240,21 @@ class Feeder(threading.Thread):
         if ahead is None:
             return None
         return ahead + up.in_flight + len(up.results)
+
+    @staticmethod
+    def work_left(tasks: list) -> float | None:
+        """The seconds of work left to draw for every task of ``tasks``
+        (their tasklets left, each at its task's mean tasklet time), if
+        every one of them is known; None otherwise. A hint, read without
+        the lock."""
+        total = 0.0
+        for task in tasks:
+            left = Feeder.left(task)
+            tasklet = task.flow.tasklet if task.flow is not None else None
+            if left is None or tasklet is None:
+                return None
+            total += left * tasklet
+        return total
 
     def _draw(self, task: Task, items: list, n: int) -> tuple[int, bool]:
         """Draw up to ``n`` items from the task's iterator into ``items``.

@@ -37,7 +37,13 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   ``range`` or container input, or an upstream task that has drawn all its
   input), a batch holds at most a ``1 / (TAIL_SHARES * workers)`` share of
   them (but at least a round trip of work): every worker gets a part of
-  the tail instead of one worker running it while the others idle.
+  the tail instead of one worker running it while the others idle. Once
+  every task's tasklet time is measured and every task's count left is
+  known, the share is one of the work left to the whole run (the tasklets
+  left of every task, each at its task's tasklet time), a tasklet counting
+  the time it takes from its task to the output: in a chain, the batches
+  of an early task stay whole while the later tasks have work for every
+  worker, and only the run's last work is cut.
 * **stride** = the largest batch of any task times the number of workers:
   one turn gives every worker a batch. The stride is the same for every task
   in a turn, as with a fixed stride, so chained tasks keep pace.
@@ -88,6 +94,19 @@ class TaskFlow:
         self.batch = 1                     # the batch size in force
         self.tasklet: float | None = None  # mean seconds per tasklet in a worker
         self.size: float | None = None     # mean pickled bytes per tasklet (item + result)
+
+
+def _path(task: Any) -> float | None:
+    """Seconds a tasklet of ``task`` takes from there to the output: its
+    tasklet time and that of each task after it (None if one is unknown)."""
+    total = 0.0
+    while task is not None:
+        tasklet = task.flow.tasklet if task.flow is not None else None
+        if not tasklet:
+            return None
+        total += tasklet
+        task = task.consumer
+    return total
 
 
 class FlowPolicy:
@@ -189,14 +208,24 @@ class FlowPolicy:
             return 0
         return int(slots_used * COPIES * sum(sizes) / len(sizes))
 
-    def batch_for(self, task: Any, left: int | None) -> int:
+    def batch_for(self, task: Any, left: int | None, work_left: float | None = None) -> int:
         """The batch size of ``task``'s next stride, ``left`` tasklets of it
-        being known to remain (None: unknown). An adaptive batch is cut down
-        to a share of the tail (see the module docstring)."""
+        being known to remain (None: unknown), and ``work_left`` seconds of
+        work being known to remain for every task of the run (None:
+        unknown). An adaptive batch is cut down to a share of the tail (see
+        the module docstring)."""
         flow = task.flow
         if left is None or self.fixed_chunk is not None or not self.adaptive:
             return flow.batch
-        share = -(-left // (TAIL_SHARES * self.workers))
+        path = _path(task) if work_left is not None else None
+        if path:
+            # a share of the run's work, a tasklet costing its path to the
+            # output: an early task of a chain is not cut while the tasks
+            # after it have work for every worker, and the last items of a
+            # chain do not go through it in one long batch after another
+            share = int(work_left / (TAIL_SHARES * self.workers * path)) + 1
+        else:
+            share = -(-left // (TAIL_SHARES * self.workers))
         if self.rtt and flow.tasklet:   # ... of at least a round trip of work
             share = max(share, int(self.rtt / flow.tasklet))
         return max(1, min(flow.batch, share))

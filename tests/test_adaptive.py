@@ -62,6 +62,25 @@ def test_no_batch_grows_before_an_output_delivers():
     assert out.flow.batch == first.flow.batch == flow.RAMP_FAST
 
 
+def test_the_first_result_of_a_chain_waits_behind_no_batch_of_an_earlier_stage(
+        worker_type, tmp_path):
+    # A chain of 3 tasks on 2 workers: until the output delivers, the chain
+    # holds one tasklet per worker, so a worker that ends a stage goes on
+    # with the next stage of its item. Before the last stage first starts,
+    # at most 2 items (one per worker) have started the first stage; a
+    # worker holding a queued first-stage batch would have started more.
+    log = tmp_path / "starts"
+    with imap.IMap(worker_type=worker_type, worker_num=2) as m:
+        last = range(40)
+        for stage in range(3):
+            last = m.add_task(wf.log_start, last, args=(stage, str(log), 0.02))
+        m.start()
+        assert list(last) == list(range(40))
+    stages = [int(line.split()[0]) for line in log.read_text().splitlines()]
+    assert sorted(stages) == [0] * 40 + [1] * 40 + [2] * 40
+    assert stages[:stages.index(2)].count(0) <= 2
+
+
 def test_batches_grow_fast_while_messaging_dominates_then_double():
     # A round trip of 1 ms, tasklets of 10 us, a cap of 20 ms of work a
     # batch: the target is about 2000 tasklets. While a batch's work is less
@@ -113,6 +132,42 @@ def test_the_tail_of_an_input_is_shared_among_the_workers():
     fixed = flow.FlowPolicy(None, None, 100, None, workers=2)
     fixed.start([task])
     assert fixed.batch_for(task, 40) == 100
+
+
+def test_the_tail_is_a_share_of_the_whole_run_once_every_task_is_measured():
+    # A chain of two tasks, 1/1024 s a tasklet each, batches of 100 in
+    # force. Without the run's work left, the first task's last 40 tasklets
+    # are cut into shares of their own. With it, they are cut only once the
+    # run's work left is small, a tasklet counting its time to the output
+    # (2/1024 s from the first task, 1/1024 s from the output).
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    first = SimpleNamespace(consumer=None, flow=None)
+    out = SimpleNamespace(consumer=None, flow=None)
+    first.consumer = out
+    policy.start([first, out])
+    for task in (first, out):
+        task.flow.batch, task.flow.tasklet = 100, 2 ** -10
+    assert policy.batch_for(first, 40) == 40 // (flow.TAIL_SHARES * 2)
+    assert policy.batch_for(first, 40, work_left=10.0) == 100   # the output has work
+    assert policy.batch_for(first, 40, work_left=0.25) == 0.25 * 2 ** 9 // 4 + 1  # 33
+    assert policy.batch_for(out, 40, work_left=0.25) == 0.25 * 2 ** 10 // 4 + 1   # 65
+    assert policy.batch_for(first, 40, work_left=0.0) == 1
+    out.flow.tasklet = None    # not measured yet: the share of the task's own tail
+    assert policy.batch_for(first, 40, work_left=0.25) == 40 // (flow.TAIL_SHARES * 2)
+
+
+def test_the_work_left_to_a_run_is_known_once_every_task_is_measured():
+    from imap.feeder import Feeder
+
+    first = SimpleNamespace(upstream=None, source=iter(range(10)), exhausted=False,
+                            in_flight=2, results=[1], flow=SimpleNamespace(tasklet=0.5))
+    out = SimpleNamespace(upstream=first, source=None, flow=SimpleNamespace(tasklet=None))
+    assert Feeder.work_left([first, out]) is None      # the output's tasklet time
+    out.flow.tasklet = 0.25
+    # the first task draws 10 more; the output gets those and 3 more
+    assert Feeder.work_left([first, out]) == 10 * 0.5 + 13 * 0.25
+    first.source = (x for x in range(10))              # a generator: unknown
+    assert Feeder.work_left([first, out]) is None
 
 
 def test_queued_batches_run_deepest_first_then_shallowest_first_in_the_tail():

@@ -205,6 +205,14 @@ def _append_line(path, line):
         os.close(fd)
 
 
+def log_start(x, stage, log_path, pause):
+    """Append ``"<stage> <x>"`` to ``log_path`` as it starts, sleep ``pause``
+    seconds (the work), return ``x``."""
+    _append_line(log_path, f"{stage} {x}")
+    time.sleep(pause)
+    return x
+
+
 class CountingAdder:
     """A callable (``x + 1``) that logs every pickling and unpickling of itself.
 
