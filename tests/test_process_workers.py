@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 import warnings
 from pathlib import Path
 
@@ -310,3 +311,40 @@ def test_each_task_sends_its_own_function(tmp_path):
         kinds = [line.split()[0] for line in (tmp_path / name).read_text().splitlines()]
         assert "unpickle" in kinds
 
+
+
+def _read_one(conn):
+    conn.recv_bytes()
+
+
+def test_the_routers_waiter_sees_answers_deaths_and_a_changed_set_of_workers():
+    """The Router's wait set, kept between waits: real pipes, a real process."""
+    import multiprocessing as mp
+
+    from imap.backends.process import _Waiter
+
+    ctx = mp.get_context("fork")
+    reader, writer = ctx.Pipe(duplex=False)
+    go_r, go_w = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_read_one, args=(go_r,))   # ends when told to
+    child.start()
+    # two "workers": only their identity and log pipe count
+    first, second = types.SimpleNamespace(log_conn=None), types.SimpleNamespace(log_conn=None)
+    waiter = _Waiter()
+    assert waiter.changed([first])
+    waiter.watch([reader, child.sentinel])
+    assert not waiter.changed([first])     # the same workers: nothing rebuilt
+    writer.send_bytes(b"answer")
+    assert waiter.wait() == [reader]
+    assert reader.recv_bytes() == b"answer"
+    go_w.send_bytes(b"end")
+    assert waiter.wait() == [child.sentinel]   # blocks until the child ends
+    child.join()
+    assert waiter.changed([second])          # a replaced worker: rebuilt
+    other_r, other_w = ctx.Pipe(duplex=False)
+    waiter.watch([other_r])
+    other_w.send_bytes(b"x")
+    writer.send_bytes(b"ignored")            # no longer watched
+    assert waiter.wait() == [other_r]
+    for conn in (reader, writer, other_r, other_w, go_r, go_w):
+        conn.close()

@@ -32,8 +32,10 @@ import collections
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
+import operator
 import pickle
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -120,6 +122,55 @@ def _close(worker: _Worker) -> None:
     if worker.log_conn is not None:
         worker.log_conn.close()
         worker.log_conn = None
+
+
+class _Waiter:
+    """What the Router waits on: the result pipe, sentinel and log pipe of
+    every live worker, as one ``select.poll`` object kept from one wait to
+    the next and rebuilt only when the live workers change.
+
+    ``multiprocessing.connection.wait`` builds a new selector and registers
+    every handle at each call: about half of the Router's CPU time per
+    answered batch. Where ``select.poll`` is missing (Windows) it is used
+    as before.
+    """
+
+    def __init__(self) -> None:
+        self._key: list | None = None
+        self._objects: list = []
+        self._poll: Any = None
+        self._by_fd: dict = {}
+
+    def changed(self, live: list) -> bool:
+        """Whether ``live`` (the live workers) differs from the last call's:
+        other workers, or a log pipe closed since."""
+        key: list = []
+        for w in live:
+            key += (w, w.log_conn)
+        old = self._key
+        if old is not None and len(old) == len(key) and all(map(operator.is_, old, key)):
+            return False
+        self._key = key   # holds the objects: their identities stay theirs
+        return True
+
+    def watch(self, objects: list) -> None:
+        """Wait on ``objects`` (connections and sentinels) from now on."""
+        self._objects = objects
+        if not hasattr(select, "poll"):
+            return
+        self._poll = select.poll()
+        self._by_fd = {}
+        for obj in objects:
+            fd = obj if isinstance(obj, int) else obj.fileno()
+            self._by_fd[fd] = obj
+            self._poll.register(fd, select.POLLIN)
+
+    def wait(self) -> list:
+        """Block until one of the objects is ready (readable, closed or in
+        error); return the ready ones."""
+        if self._poll is None:
+            return multiprocessing.connection.wait(self._objects)
+        return [self._by_fd[fd] for fd, _ in self._poll.poll()]
 
 
 def _send_loop(outbox: queue.SimpleQueue, conn: Any) -> None:
@@ -271,16 +322,18 @@ class ProcessBackend(SlotBackend):
     # -- the Router thread -----------------------------------------------------
 
     def _route(self) -> None:
-        wait = multiprocessing.connection.wait
+        waiter = _Waiter()
         while True:
             with self._lock:
                 live = [w for w in self._slots if w.alive]
                 if not live and (self._stopping or not self._slots):
                     return
-            by_conn = {w.result_conn: w for w in live}
-            by_sentinel = {w.process.sentinel: w for w in live}
-            by_log = {w.log_conn: w for w in live if w.log_conn is not None}
-            for ready in wait(list(by_conn) + list(by_sentinel) + list(by_log)):
+            if waiter.changed(live):
+                by_conn = {w.result_conn: w for w in live}
+                by_sentinel = {w.process.sentinel: w for w in live}
+                by_log = {w.log_conn: w for w in live if w.log_conn is not None}
+                waiter.watch(list(by_conn) + list(by_sentinel) + list(by_log))
+            for ready in waiter.wait():
                 if ready in by_log:
                     self._read_log(by_log[ready])
                 elif ready in by_conn:
