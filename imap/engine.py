@@ -156,12 +156,30 @@ class Engine:
                                       if t.consumer is not None)
         return max(0, self.policy.workers - inside)
 
+    def short_of_room(self, task: Task) -> bool:
+        """Whether the source ``task`` of an impatient chain waits for more
+        free slots before it draws: fewer than a batch (its ``flow.draw``)
+        are free while the backend holds more than a batch for every
+        worker. Drawing then would send a fragment, a message for a few
+        tasklets that no worker is waiting for (each costs the parent and
+        the workers a round of wake-ups); the batches in flight free the
+        rest of the room before any worker runs dry. Not while the chain
+        warms up (see :meth:`warm_room`). (Read without the lock by the
+        Feeder, under it by :meth:`wait_for_work`, the same test.)
+        """
+        if not self.impatient or not self.policy.growing or task.upstream is not None:
+            return False
+        batch = task.flow.draw
+        free = self.buffer - self.slots_used
+        return 0 < free < batch and self.in_flight >= (self.policy.workers + 1) * batch
+
     def _work_ready(self, active: list) -> bool:
         """Some task of ``active`` can draw (lock held)."""
         for task in active:
             up = task.upstream
             if up is None:
-                if self.draw_stop or (self.slots_used < self.buffer and not self.ahead(task)):
+                if self.draw_stop or (self.slots_used < self.buffer and not self.ahead(task)
+                                      and not self.short_of_room(task)):
                     return True
             elif up.finished() or (up.results.has_next() and not self.ahead(task)):
                 return True

@@ -181,6 +181,7 @@ class Feeder(threading.Thread):
         done = 0   # tasklets of this stride drawn so far
         items: list = []
         chunk = engine.policy.batch_for(task, self.left(task), self.work_left(engine.tasks))
+        task.flow.draw = chunk
         # self.stride may shrink during the stride (a first size measured).
         while done < self.stride:
             want = min(self.stride - done, chunk - len(items))
@@ -204,6 +205,8 @@ class Feeder(threading.Thread):
                     if want <= 0:
                         self._flush(task, items)
                         return False, done
+                if not patient and not items and engine.short_of_room(task):
+                    return False, done   # the batches in flight free a whole batch first
                 got = engine.take_slots(want, wait=False)
                 if not got:
                     self._flush(task, items)

@@ -46,7 +46,10 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   worker, and only the run's last work is cut.
 * **stride** = the largest batch of any task times the number of workers:
   one turn gives every worker a batch. The stride is the same for every task
-  in a turn, as with a fixed stride, so chained tasks keep pace.
+  in a turn, as with a fixed stride, so chained tasks keep pace. The batch
+  of a turn's draw (the tail cut included) is kept as the task's ``draw``:
+  the engine's source of a chain waits for that many free slots while the
+  workers have work enough (``Engine.short_of_room``).
 * **bound** = ``BOUND_TURNS`` turns of every task (each worker has a batch
   running and one queued, and the consumer has one to take), at most
   ``MAX_ALIVE`` tasklets and at most what fits in ``buffer_bytes``, counting
@@ -88,10 +91,11 @@ DEFAULT_BUFFER_BYTES = 24 << 20
 class TaskFlow:
     """What the policy knows and chose for one task."""
 
-    __slots__ = ("batch", "tasklet", "size")
+    __slots__ = ("batch", "draw", "tasklet", "size")
 
     def __init__(self) -> None:
         self.batch = 1                     # the batch size in force
+        self.draw = 1                      # ... of the Feeder's current stride (tail cut)
         self.tasklet: float | None = None  # mean seconds per tasklet in a worker
         self.size: float | None = None     # mean pickled bytes per tasklet (item + result)
 

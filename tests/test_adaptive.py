@@ -343,3 +343,33 @@ def test_adaptive_results_equal_the_serial_composition_within_the_bound(
     assert (got if ordered else sorted(got)) == (expected if ordered else sorted(expected))
     assert all(s.slots_used <= s.buffer for s in snapshots)
     assert all(s.stride * len(chain) <= s.buffer for s in snapshots)
+
+
+def test_a_source_waits_for_a_whole_batch_of_room_while_the_workers_have_work():
+    # Batches of 20, 2 workers: with 10 slots free, drawing would send a
+    # fragment of 10. The source waits while the backend holds more than a
+    # batch per worker (3 batches: 60 tasklets), and draws once it does not.
+    from imap.engine import Engine
+
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    engine = Engine(buffer=120, skip=False, stall_grace=None, policy=policy)
+    source = SimpleNamespace(upstream=None, consumer=None, flow=None)
+    policy.start([source])
+    engine.impatient = policy.growing = True
+    source.flow.draw = 20
+    engine.buffer, engine.slots_used = 120, 110
+    engine.in_flight = 60
+    assert engine.short_of_room(source)
+    assert not engine._work_ready([source])      # the Feeder's wait agrees
+    engine.in_flight = 59                        # a worker may run dry soon
+    assert not engine.short_of_room(source)
+    assert engine._work_ready([source])
+    engine.in_flight, engine.slots_used = 100, 100   # a whole batch is free
+    assert not engine.short_of_room(source)
+    engine.slots_used = 120                      # none free: the usual wait
+    assert not engine.short_of_room(source)
+    engine.slots_used = 110
+    policy.growing = False                       # warming up: single tasklets go at once
+    assert not engine.short_of_room(source)
+    policy.growing, engine.impatient = True, False   # patient turns: a fixed stride or buffer
+    assert not engine.short_of_room(source)
