@@ -312,7 +312,6 @@ def test_each_task_sends_its_own_function(tmp_path):
         assert "unpickle" in kinds
 
 
-
 def _read_one(conn):
     conn.recv_bytes()
 
@@ -334,6 +333,9 @@ def test_the_routers_waiter_sees_answers_deaths_and_a_changed_set_of_workers():
     assert waiter.changed([first])
     waiter.watch([reader, child.sentinel])
     assert not waiter.changed([first])     # the same workers: nothing rebuilt
+    first.log_conn = reader                # a worker's log pipe opened (or closed)
+    assert waiter.changed([first])
+    assert not waiter.changed([first])
     writer.send_bytes(b"answer")
     assert waiter.wait() == [reader]
     assert reader.recv_bytes() == b"answer"
