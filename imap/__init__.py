@@ -11,6 +11,7 @@ from .errors import (
     StallError,
     TimeoutError,
     UnsendableError,
+    WorkerInitError,
     WorkerLostError,
     WorkerTraceback,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "imap",
     "imports",
     "TimeoutError",
+    "WorkerInitError",
     "WorkerLostError",
     "StallError",
     "WorkerTraceback",

@@ -581,10 +581,10 @@ class IMap:
                 with engine.lock:
                     engine.draw_stop = True
                     engine.slot_free.notify_all()  # a Feeder waiting for work ends its inputs
-                if not engine.drain(ends_tasks):
-                    log.warning(
-                        "%r cannot finish gracefully (results of tasks not in ends are "
-                        "waiting); stopping it at once", self)
+                why = engine.drain(ends_tasks)
+                if why is not None:
+                    log.warning("%r cannot finish gracefully (%s); stopping it at once",
+                                self, why)
                     forced = True
             if forced:
                 _shutdown(self._state)

@@ -310,6 +310,7 @@ class Engine:
                 task.errors += len(errors)
             freed = res.put_many(batch.indices, values)
             task.stats.delivered(n, busy, peak, res.arrived, now)
+            self.run.delivered += n
             if self.feeder_waits_any is not None:
                 self.slot_free.notify()
             task.in_flight -= n
@@ -495,13 +496,20 @@ class Engine:
             f"the IMap a larger buffer."
         )
 
-    def drain(self, tasks: list[Task]) -> bool:
+    def drain(self, tasks: list[Task]) -> str | None:
         """Take and discard every result of ``tasks`` until they finish.
 
-        Returns False if the IMap stalled on results of other tasks (then the
-        caller must force the stop).
+        Returns None once they have, or why a graceful stop cannot wait for
+        them (then the caller forces the stop): the IMap stalled on results
+        of other tasks, or, under ``skip=True``, no tasklet ended for the
+        longest task timeout (the tasklets still running outlive their
+        timeout: they are given up rather than waited for).
         """
+        timeouts = [t.timeout for t in self.tasks if t.timeout is not None]
+        patience = max(timeouts) if self.skip and timeouts else None
         with self.lock:
+            seen = self.run.delivered
+            since = time.monotonic()
             while True:
                 for task in tasks:
                     task.handout.clear()
@@ -511,12 +519,22 @@ class Engine:
                         if type(outcome) is not Failure or outcome.slot:
                             self._free(1)
                 if self.feeder_done and all(t.finished() for t in tasks):
-                    return True
+                    return None
                 if self.forced:
-                    return True
-                if self.failure is not None or self._stalled():
-                    return False
-                self.result_ready.wait(1.0)
+                    return None
+                if self.failure is not None:
+                    return f"the IMap failed: {self.failure!r}"
+                if self._stalled():
+                    return ("results of tasks not in ends are waiting (take them, or name "
+                            "those tasks in ends)")
+                now = time.monotonic()
+                if self.run.delivered != seen:
+                    seen, since = self.run.delivered, now
+                elif patience is not None and now - since >= patience:
+                    return (f"no tasklet ended within the task timeout ({patience:g} s, "
+                            f"skip=True): the tasklets still running are given up")
+                self.result_ready.wait(1.0 if patience is None else
+                                       min(1.0, max(0.01, since + patience - now)))
 
     def force(self) -> None:
         """End everything now: waiting threads wake up and return."""

@@ -11,6 +11,7 @@ __all__ = [
     "StallError",
     "WorkerTraceback",
     "UnsendableError",
+    "WorkerInitError",
 ]
 
 
@@ -52,3 +53,22 @@ class UnsendableError(Exception):
     """Stands in for an object that could not be pickled or unpickled on its
     way between processes: an item, a function, a result or an exception.
     The message says which and why."""
+
+
+class WorkerInitError(RuntimeError):
+    """The IMap's ``initializer`` failed in a worker, so every tasklet that
+    worker runs fails with this error (the same on every kind of worker).
+
+    The message names the initializer; ``__cause__`` is the initializer's
+    own exception, whose ``__cause__`` in turn is the worker-side traceback
+    (:class:`WorkerTraceback`).
+    """
+
+
+def init_failed(name: str, cause: BaseException) -> WorkerInitError:
+    """The :class:`WorkerInitError` of initializer ``name`` that raised ``cause``."""
+    err = WorkerInitError(
+        f"the worker initializer {name} failed: {cause!r}; each tasklet of that worker "
+        f"fails with this error (fix the initializer, or catch the error in it)")
+    err.__cause__ = cause
+    return err

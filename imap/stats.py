@@ -83,18 +83,20 @@ class TaskStats:
 class RunStats:
     """Timing counters of one IMap run (updated under the engine's lock)."""
 
-    __slots__ = ("started", "ended", "finished", "room_wait")
+    __slots__ = ("started", "ended", "finished", "room_wait", "delivered")
 
     def __init__(self) -> None:
         self.started: float | None = None   # perf_counter() once the workers are up
         self.ended: float | None = None     # ... at stop()
         self.finished: float | None = None  # ... when a consumer last found its task finished
         self.room_wait = 0.0   # the Feeder waiting for buffer room: results wait for consumers
+        self.delivered = 0     # tasklets whose results came back, every task
 
     def begin(self) -> None:
         self.started = time.perf_counter()
         self.ended = self.finished = None
         self.room_wait = 0.0
+        self.delivered = 0
 
     def elapsed(self, now: float) -> float:
         """The run's wall time: until now while it runs; once stopped, until

@@ -14,7 +14,7 @@ import remote_helpers as h
 from remote_helpers import collect, server
 from support import kill_group, wait_until
 
-from imap import IMap, UnsendableError, WorkerLostError, WorkerTraceback, imap
+from imap import IMap, UnsendableError, WorkerInitError, WorkerLostError, WorkerTraceback, imap
 from imap.embedded import local
 
 # The servers have nothing of this source tree: the test functions travel by value.
@@ -107,13 +107,17 @@ def test_imports_decorator_runs_remotely_without_imap_there(address):
 
 
 def test_initializer_runs_remotely(address):
+    # It fails there (no such directory): each tasklet fails with a
+    # WorkerInitError whose cause is the initializer's own error.
     with IMap(worker_num=0, worker_remote=[(address, 2)],
               initializer=h.touch, initargs=(0, "/nonexistent-dir")) as m:
         task = m.add_task(h.where, range(4))
         m.start()
         results = collect(task)
     assert len(results) == 4
-    assert all(isinstance(r, FileNotFoundError) for r in results)
+    assert all(isinstance(r, WorkerInitError) for r in results)
+    assert all(isinstance(r.__cause__, FileNotFoundError) for r in results)
+    assert "touch" in str(results[0])
 
 
 def _free_port() -> int:

@@ -43,6 +43,7 @@ if "answer_batch" not in globals():  # imported as a module, not uploaded after 
         load_task,
         log_collector,
         pack_error,
+        pack_init_error,
     )
 
 _WHERE = "the remote worker"
@@ -142,12 +143,13 @@ def imap_agent_init(payload):
     import pickle
 
     def run():
+        initializer = None
         try:
             initializer, initargs = pickle.loads(payload)
             initializer(*initargs)
             _state["init_error"] = None
         except Exception as exc:
-            _state["init_error"] = pack_error(exc)
+            _state["init_error"] = pack_init_error(exc, initializer)
 
     return _pickled(collect_logs(_state["logs"], run))
 

@@ -7,9 +7,12 @@ Messages to a worker process are pickled tuples:
 
 * ``("f", key, payload)`` — the function of task ``key``: ``payload`` is the
   cloudpickle of ``(func, args, kwargs)``; sent once per task per worker.
-* ``("b", key, data, every)`` — a batch: ``data`` is the pickle of the
-  list of input items; ``every``: seconds between partial answers (0: after
-  every item).
+* ``("b", key, data, every, ticket)`` — a batch: ``data`` is the pickle of
+  the list of input items; ``every``: seconds between partial answers (0:
+  after every item); ``ticket``: its number among the batches sent to this
+  worker (1, 2, ...). Before it starts a batch the worker *claims* its
+  ticket on the :class:`Claims` board it shares with the parent; a batch
+  the parent took back first (to run it elsewhere) is skipped unanswered.
 * ``("x", key)`` — forget task ``key``.
 * ``("q",)`` — quit.
 
@@ -34,6 +37,48 @@ from typing import Any
 from . import kernel
 
 
+RING = 64   # tickets a Claims board remembers; more than any worker ever holds
+
+
+class Claims:
+    """Which batches a worker has started, and which the parent took back.
+
+    Shared memory and a lock between the parent and one worker process:
+    ``board[0]`` is the ticket of the last batch the worker started,
+    ``board[1 + t % RING]`` holds ``t`` once the parent has taken ticket
+    ``t`` back. Each side decides under the lock, so a batch is either
+    started by its worker or taken back, never both.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.lock = ctx.Lock()
+        self.board = ctx.RawArray("q", 1 + RING)
+
+    def claim(self, ticket: int) -> bool:
+        """The worker: start batch ``ticket`` unless it was taken back."""
+        with self.lock:
+            if self.board[1 + ticket % RING] == ticket:
+                return False
+            self.board[0] = ticket
+            return True
+
+    def revoke(self, ticket: int, timeout: float = 0.05) -> bool:
+        """The parent: take batch ``ticket`` back unless it has started.
+
+        The lock is held for a few instructions; a worker killed in them
+        leaves it taken, and then nothing is taken back from that worker.
+        """
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self.board[0] >= ticket:
+                return False
+            self.board[1 + ticket % RING] = ticket
+            return True
+        finally:
+            self.lock.release()
+
+
 class _PipeHandler(logging.Handler):
     """Sends each record to the parent (``Handler.handle`` holds the lock)."""
 
@@ -52,7 +97,8 @@ class _PipeHandler(logging.Handler):
 
 
 def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
-                 log_conn: Any = None, log_level: int = logging.WARNING) -> None:
+                 log_conn: Any = None, log_level: int = logging.WARNING,
+                 claims: Claims | None = None) -> None:
     """The main loop of a worker process."""
     # Ctrl-C goes to the whole process group: the parent decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -62,11 +108,12 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
         root.setLevel(log_level)
     init_error = None
     if init_payload is not None:
+        initializer = None
         try:
             initializer, initargs = pickle.loads(init_payload)
             initializer(*initargs)
         except Exception as exc:
-            init_error = kernel.pack_error(exc)
+            init_error = kernel.pack_init_error(exc, initializer)
     funcs: dict = {}
     recv = task_conn.recv_bytes
     send = result_conn.send_bytes
@@ -78,6 +125,8 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
             break  # the parent is gone
         tag = msg[0]
         if tag == "b":
+            if claims is not None and not claims.claim(msg[4]):
+                continue   # taken back by the parent: it runs elsewhere
             send(answer(funcs.get(msg[1]), init_error, msg[2], send=send, every=msg[3]))
         elif tag == "f":
             funcs[msg[1]] = kernel.load_task(msg[2])

@@ -55,6 +55,8 @@ class Batch:
     given_up: bool = False   # its worker process was killed for an abandoned tasklet
     careful: bool = False
     stepwise: bool = False
+    ticket: int = 0          # its number at the worker it was last sent to (late binding)
+    reclaiming: bool = False  # asked back from that worker; the answer is awaited
 
     def __len__(self) -> int:
         return len(self.items)

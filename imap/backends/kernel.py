@@ -50,6 +50,7 @@ import cloudpickle
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 UNSENDABLE = "unsendable"
+INIT_FAILED = "init-failed"
 FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
 
 
@@ -69,6 +70,14 @@ def pack_error(exc):
         except Exception:
             pass
     return (None, repr(exc), text)
+
+
+def pack_init_error(exc, initializer=None):
+    """A failed initializer's error as it travels: ``(INIT_FAILED, packed
+    error, the initializer's name)``; the parent raises it as a
+    ``WorkerInitError`` for each tasklet."""
+    name = getattr(initializer, "__qualname__", None) or repr(initializer)
+    return (INIT_FAILED, pack_error(exc), name)
 
 
 def record_data(record):
@@ -320,12 +329,12 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
         with state.lock:
             if token not in state.inits:
                 def initialize():
-                    error = None
+                    error = initializer = None
                     try:
                         initializer, initargs = pickle.loads(init_payload)
                         initializer(*initargs)
                     except Exception as exc:
-                        error = pack_error(exc)
+                        error = pack_init_error(exc, initializer)
                     state.inits[token] = error
                 records += collect_logs(collector, initialize)
             init_error = state.inits[token]

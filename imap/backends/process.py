@@ -64,12 +64,14 @@ class _Worker(Slot):
     """One worker process, its pipes and its sender thread."""
 
     __slots__ = ("slot", "process", "task_conn", "result_conn", "log_conn", "outbox",
-                 "sender")
+                 "sender", "claims", "tickets")
 
     def __init__(self, slot: int) -> None:
         super().__init__(f"worker-{slot}")
         self.slot = slot
         self.log_conn: Any = None   # log records from the worker (worker_logs=True)
+        self.claims: Any = None     # the _worker.Claims board shared with the process
+        self.tickets = 0            # batches sent to it so far
 
 
 def _os_thread_count() -> int | None:
@@ -247,9 +249,10 @@ class ProcessBackend(SlotBackend):
         log_r = log_w = None
         if self.worker_logs:
             log_r, log_w = ctx.Pipe(duplex=False)
+        worker.claims = _worker.Claims(ctx)
         process = ctx.Process(
             target=_worker.process_main,
-            args=(task_r, result_w, self._payload, log_w, self._level),
+            args=(task_r, result_w, self._payload, log_w, self._level, worker.claims),
             name=f"imap-worker-{slot}",
             daemon=True,
         )
@@ -283,17 +286,10 @@ class ProcessBackend(SlotBackend):
                 w.outbox.put(_QUIT)
             w.outbox.put(None)
         for w in workers:
-            # A worker still running an abandoned tasklet would not quit in time.
-            if forced or (w.held and w.held[0].abandoned):
-                w.process.terminate()
-            if not _ended(w.process, 0 if forced else JOIN_TIMEOUT):
-                if not forced:
-                    log.warning("worker %s did not quit within %.0f s; terminating it",
-                                w.process.pid, JOIN_TIMEOUT)
-                w.process.terminate()
-                if not _ended(w.process, 1.0):
-                    w.process.kill()
-            w.process.join()   # it has ended: this only reaps it
+            try:
+                self._end_process(w, forced)
+            except ValueError:   # closed by the Router, which saw it die and reaped it
+                pass
         # Every process is gone, so the Router and the senders end promptly;
         # the bound only matters if the Router is stuck delivering to an
         # engine whose lock an interrupted thread still holds.
@@ -307,6 +303,22 @@ class ProcessBackend(SlotBackend):
         self._router = None
         _last_stop[0] = time.monotonic()
 
+    @staticmethod
+    def _end_process(w: _Worker, forced: bool) -> None:
+        """Wait for a stopping worker to quit (terminate, then kill it if
+        it does not) and reap it."""
+        # A worker still running an abandoned tasklet would not quit in time.
+        if forced or (w.held and w.held[0].abandoned):
+            w.process.terminate()
+        if not _ended(w.process, 0 if forced else JOIN_TIMEOUT):
+            if not forced:
+                log.warning("worker %s did not quit within %.0f s; terminating it",
+                            w.process.pid, JOIN_TIMEOUT)
+            w.process.terminate()
+            if not _ended(w.process, 1.0):
+                w.process.kill()
+        w.process.join()   # it has ended: this only reaps it
+
     def _cut_off(self, worker: _Worker) -> None:
         worker.process.kill()   # the Router replaces it like any dead worker
 
@@ -317,7 +329,14 @@ class ProcessBackend(SlotBackend):
         if payload is not None:
             worker.outbox.put(pickle.dumps(("f", key, payload), PROTOCOL))
         every = 0.0 if batch.careful else FLUSH_EVERY
-        worker.outbox.put(pickle.dumps(("b", key, batch.data, every), PROTOCOL))
+        worker.tickets += 1
+        batch.ticket = worker.tickets
+        worker.outbox.put(pickle.dumps(("b", key, batch.data, every, batch.ticket), PROTOCOL))
+
+    def _reclaim(self, worker: _Worker, batch: Batch) -> bool:
+        # The claims board answers at once: the worker checks it before it
+        # starts a batch, under the same lock.
+        return worker.claims.revoke(batch.ticket)
 
     # -- the Router thread -----------------------------------------------------
 

@@ -61,6 +61,11 @@ class Slot:
         return time.monotonic() - self.heard
 
 
+def _stuck(slot: Slot) -> bool:
+    """Whether ``slot`` runs a batch holding an abandoned tasklet."""
+    return bool(slot.held) and bool(slot.held[0].abandoned)
+
+
 class SlotBackend(Backend):
     """Workers that each hold up to ``PREFETCH`` batches (see the module doc).
 
@@ -129,10 +134,20 @@ class SlotBackend(Backend):
     _none_left = "no worker is left"
 
     def _dispatch(self) -> None:
-        """Give queued batches to live slots with room (lock held)."""
+        """Bind queued batches to live slots with room (lock held).
+
+        Each queued batch goes to the least busy live slot that has room
+        and is not stuck (running a tasklet its consumer abandoned). When
+        nothing is queued and a slot idles, a batch another slot holds but
+        has not started is taken back (:meth:`_reclaim`) and given to it:
+        no batch waits behind a slow one while a worker idles.
+        """
         pending = self._pending
-        while pending and not self._stopping:
-            free = [s for s in self._slots if s.alive and len(s.held) < PREFETCH]
+        while not self._stopping:
+            if not pending and not self._steal():
+                return
+            free = [s for s in self._slots
+                    if s.alive and len(s.held) < PREFETCH and not _stuck(s)]
             if not free:
                 return
             slot = min(free, key=lambda s: len(s.held))
@@ -145,6 +160,51 @@ class SlotBackend(Backend):
             slot.held.append(batch)
             batch.stepwise = batch.careful and self.stepwise
             self._send(slot, batch, payload)
+
+    def _steal(self) -> bool:
+        """Take back one batch that a busy slot holds but has not started,
+        for a slot that idles (lock held). True if one is queued again."""
+        if not any(s.alive and not s.held for s in self._slots):
+            return False
+        for donor in sorted(self._slots, key=lambda s: -len(s.held)):
+            if donor.alive and self._take_back(donor, 1):
+                return True
+        return False
+
+    def _take_back(self, slot: Slot, first: int) -> bool:
+        """Ask the worker of ``slot`` to give back the batches it holds from
+        position ``first`` on, if it has not started them (lock held). Those
+        given back at once are queued again, first in line; True if any
+        was. A backend whose workers answer later calls
+        :meth:`_given_back` for each."""
+        taken = False
+        for batch in list(slot.held)[first:]:
+            if batch.reclaiming:
+                continue
+            answer = self._reclaim(slot, batch)
+            if answer is None:   # asked: the answer comes later
+                batch.reclaiming = True
+            elif answer:
+                slot.held.remove(batch)
+                self._pending.appendleft(batch)
+                taken = True
+        return taken
+
+    def _given_back(self, slot: Slot, batch: Batch, ok: bool) -> None:
+        """The worker of ``slot`` answered a request to give ``batch`` back:
+        ``ok``, it had not started it (lock held)."""
+        batch.reclaiming = False
+        if ok and batch in slot.held:
+            slot.held.remove(batch)
+            self._pending.appendleft(batch)
+            self._dispatch()
+
+    def _reclaim(self, slot: Slot, batch: Batch) -> bool | None:
+        """Take ``batch`` back from ``slot``'s worker if it has not started
+        it (lock held; must not block for long): True if taken back, False
+        if it started (or cannot be taken back), None if asked and the
+        answer comes later (see :meth:`_given_back`)."""
+        return False
 
     @abstractmethod
     def _send(self, slot: Any, batch: Batch, payload: bytes | None) -> None:
@@ -208,6 +268,17 @@ class SlotBackend(Backend):
             self.lost(batch, self._none_left)
 
     # -- abandoned tasklets (skip=True) ------------------------------------------------
+
+    def abandon(self, task: Any, index: int) -> None:
+        """As :meth:`Backend.abandon`; besides, the batches queued behind
+        the abandoned tasklet at its worker are taken back and run
+        elsewhere, and that worker gets no more work until it is free."""
+        super().abandon(task, index)
+        with self._lock:
+            for slot in self._slots:
+                if slot.alive and any(b.abandoned for b in slot.held):
+                    self._take_back(slot, 1)
+            self._dispatch()
 
     def _running_batch(self, task: Any, index: int) -> Batch | None:
         with self._lock:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .base import GIVE_UP_AFTER, PREFETCH, Backend, Batch, Deliver, Lost
 from .kernel import FLUSH_EVERY, run_batch, traceback_text
+from ..errors import init_failed
 from .wire import with_traceback_cause
 
 log = logging.getLogger("imap")
@@ -114,7 +115,7 @@ class ThreadBackend(Backend):
             try:
                 self.initializer(*self.initargs)
             except Exception as exc:
-                init_error = exc
+                init_error = with_traceback_cause(exc, traceback_text(exc))
                 log.error("worker initializer failed: %r", exc)
         get = self._queue.get
         me = threading.current_thread()
@@ -128,12 +129,8 @@ class ThreadBackend(Backend):
                     self._queued.discard(batch)
             task = batch.task
             if init_error is not None:
-                text = traceback_text(init_error)
-                message = f"worker initializer failed: {init_error!r}"
-                errors = {
-                    p: with_traceback_cause(RuntimeError(message), text)
-                    for p in range(len(batch))
-                }
+                name = getattr(self.initializer, "__qualname__", None) or repr(self.initializer)
+                errors = {p: init_failed(name, init_error) for p in range(len(batch))}
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
             values, errors, busy, peak = run_batch(task.func, task.args, task.kwargs,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import pickling
-from ..errors import UnsendableError, WorkerTraceback
+from ..errors import UnsendableError, WorkerTraceback, init_failed
 from . import kernel
 from .base import Batch
 
@@ -34,6 +34,8 @@ def unpack_error(packed: tuple) -> BaseException:
     :func:`kernel.unsendable`, its worker-side traceback as ``__cause__``."""
     data, text_repr, tb_text = packed
     exc: BaseException
+    if data == kernel.INIT_FAILED:   # (INIT_FAILED, the packed error, the initializer's name)
+        return init_failed(tb_text, unpack_error(text_repr))
     if data == kernel.UNSENDABLE:
         exc = UnsendableError(text_repr)
     elif data is None:
