@@ -21,14 +21,20 @@ entry points through ``conn.namespace``:
   ``worker_logs=False``: ``logging`` records of ``level`` and above that the
   batches of this connection emit (in the thread that runs them) travel back
   with their answers.
-* ``imap_agent_run(key, payload, data)`` -> bytes, or ``(bytes, logs)`` —
-  one call (one network round trip) per batch. ``payload`` is the cloudpickle of
-  ``(func, args, kwargs)`` of task ``key`` the first time this connection
-  sees that task, else None; ``data`` is the pickle of the list of input
-  items. The answer is the kernel's (:func:`kernel.answer_batch`): the
-  pickle of ``(values, errors, busy, peak, more)``, ``more`` always False
-  (a remote batch is answered once). ``logs``, when there are any, is the
-  pickle of a list of log records (:func:`kernel.record_data`).
+* ``imap_agent_start(deliver)`` — once per connection: starts the thread
+  that runs the batches submitted, in order, and sends each answer back as a
+  one-way call ``deliver(ticket, answer, logs)``.
+* ``imap_agent_submit(ticket, key, payload, data)`` — one asynchronous call
+  per batch (batches travel while others run). ``payload`` is the cloudpickle
+  of ``(func, args, kwargs)`` of task ``key`` the first time this connection
+  sees that task, else None (the function is installed at once, so taking
+  the batch back does not lose it); ``data`` is the pickle of the list of
+  input items. The answer is the kernel's (:func:`kernel.answer_batch`):
+  the pickle of ``(values, errors, busy, peak, more)``, ``more`` always
+  False (a remote batch is answered once). ``logs``, when there are any, is
+  the pickle of a list of log records (:func:`kernel.record_data`).
+* ``imap_agent_revoke(ticket)`` -> bool — takes a submitted batch back if
+  it has not started (late binding: the client runs it elsewhere).
 
 It imports nothing of ``imap`` when uploaded, so the remote host needs only
 Python, rpyc and cloudpickle.
@@ -49,6 +55,16 @@ if "answer_batch" not in globals():  # imported as a module, not uploaded after 
 _WHERE = "the remote worker"
 _funcs = {}             # task key -> (func, args, kwargs) or (None, packed error)
 _state = {"init_error": None, "logs": None}
+
+
+def _new_pending():
+    import collections
+    import threading
+
+    return {"queue": collections.deque(), "cv": threading.Condition()}
+
+
+_pending = _new_pending()   # batches submitted, not yet started: (ticket, key, data)
 
 
 def _serving_channel():
@@ -132,6 +148,7 @@ def imap_agent_heartbeat(beat, interval):
             except Exception:   # the connection is closed
                 if alone:
                     os._exit(0)
+                _end_runner()
                 return
 
     threading.Thread(target=run, name="imap-agent-heartbeat", daemon=True).start()
@@ -160,15 +177,65 @@ def imap_agent_logs(level):
     _state["logs"] = log_collector(level)
 
 
-def imap_agent_run(key, payload, data):
-    """Evaluate one batch; return the kernel's pickled answer (and the log
-    records it emitted, if any were asked for and logged)."""
+def imap_agent_start(deliver):
+    """Start the thread that runs this connection's batches, one after the
+    other, in the order submitted: each answer goes back as a one-way call
+    ``deliver(ticket, answer, logs)`` to the client. The thread that serves
+    the connection stays free, so a batch queued here can be taken back
+    (``imap_agent_revoke``) while another runs."""
+    import threading
+
+    import rpyc
+
+    send = rpyc.async_(deliver)
+
+    def run():
+        while True:
+            with _pending["cv"]:
+                while not _pending["queue"]:
+                    _pending["cv"].wait()
+                item = _pending["queue"].popleft()
+            if item is None:
+                return
+            ticket, key, data = item
+            answer = []
+            logs = _pickled(collect_logs(_state["logs"], lambda: answer.append(answer_batch(
+                _funcs.get(key), _state["init_error"], data, _WHERE, every=FLUSH_EVERY))))
+            try:
+                send(ticket, answer[0], logs)
+            except Exception:   # the connection is closed
+                return
+
+    threading.Thread(target=run, name="imap-agent-runner", daemon=True).start()
+
+
+def imap_agent_submit(ticket, key, payload, data):
+    """Queue batch ``ticket`` of task ``key`` (its function first, when
+    ``payload`` is not None) to run after those queued before it."""
     key = tuple(key)
     if payload is not None:
         for old in [k for k in _funcs if k[0] != key[0]]:  # an older IMap run
             del _funcs[old]
         _funcs[key] = load_task(payload, _WHERE)
-    answer = []
-    logs = _pickled(collect_logs(_state["logs"], lambda: answer.append(answer_batch(
-        _funcs.get(key), _state["init_error"], data, _WHERE, every=FLUSH_EVERY))))
-    return answer[0] if logs is None else (answer[0], logs)
+    with _pending["cv"]:
+        _pending["queue"].append((ticket, key, data))
+        _pending["cv"].notify()
+
+
+def imap_agent_revoke(ticket):
+    """Take batch ``ticket`` back if it has not started; True if taken."""
+    with _pending["cv"]:
+        queue = _pending["queue"]
+        for i, item in enumerate(queue):
+            if item is not None and item[0] == ticket:
+                del queue[i]
+                return True
+    return False
+
+
+def _end_runner():
+    """The connection closed: batches queued here will not be wanted."""
+    with _pending["cv"]:
+        _pending["queue"].clear()
+        _pending["queue"].append(None)
+        _pending["cv"].notify()

@@ -64,7 +64,7 @@ class Rejoiner:
             self._timer.name = "imap-rejoin-wait"
             self._timer.daemon = True
             self._timer.start()
-        thread.start()
+            thread.start()   # under the lock: stop() never sees it unstarted
 
     def _wait_over(self) -> None:
         with self._lock:

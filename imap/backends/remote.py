@@ -42,6 +42,7 @@ import collections
 import importlib
 import logging
 import queue
+import select
 import socket
 import ssl
 import threading
@@ -53,6 +54,7 @@ import cloudpickle
 
 from .. import byvalue, pickling
 from ..auth import DEFAULT_PORT
+from ..errors import UnsendableError
 from . import wire
 from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
 from .rejoin import Rejoiner
@@ -228,7 +230,8 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
 class _Link(Slot):
     """One connection to a remote worker, and the thread that drives it."""
 
-    __slots__ = ("address", "conn", "sock", "run", "outbox", "thread", "pipeline")
+    __slots__ = ("address", "conn", "sock", "submit", "revoke", "outbox", "thread",
+                 "tickets", "wake_r", "wake_w", "backend")
 
     def __init__(self, name: str, address: tuple, conn: Any, sock: socket.socket) -> None:
         import rpyc
@@ -237,16 +240,37 @@ class _Link(Slot):
         self.address = address   # (host, port)
         self.conn = conn
         self.sock = sock
-        self.run = rpyc.async_(conn.namespace["imap_agent_run"])
+        self.submit = rpyc.async_(conn.namespace["imap_agent_submit"])
+        self.revoke = rpyc.async_(conn.namespace["imap_agent_revoke"])
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
-        # Requests sent ahead of their answer: only when the server's socket
-        # has Nagle off, else each pipelined answer waits for a delayed ACK.
-        self.pipeline = PREFETCH if conn.namespace["imap_agent_nodelay"]() else 1
+        self.tickets = 0
+        self.backend: Any = None
+        # Other threads wake the driver (waiting on the socket) through this pair.
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        # Answers are not delayed by Nagle's algorithm on the server's end.
+        conn.namespace["imap_agent_nodelay"]()
+
+    def post(self, item: Any) -> None:
+        """Hand ``item`` to the driver thread and wake it."""
+        self.outbox.put(item)
+        try:
+            self.wake_w.send(b"!")
+        except OSError:   # full (it is awake anyway) or closed
+            pass
 
     def beat(self) -> None:
         """Called by the remote worker's heartbeat thread (via RPyC)."""
         self.heard = time.monotonic()
+
+    def deliver(self, ticket: int, data: bytes, logs: bytes | None) -> None:
+        """Called by the remote worker's runner thread (via RPyC, served by
+        the driver thread): the answer to batch ``ticket``."""
+        self.heard = time.monotonic()
+        _relay(logs, self)
+        self.backend._answered(self, data, ticket)
 
     def close(self) -> None:
         _close(self, abort=True)
@@ -325,6 +349,8 @@ class RemoteBackend(SlotBackend):
             conn._config["sync_request_timeout"] = None   # an initializer may take long
             if self._init is not None:
                 _relay(conn.namespace["imap_agent_init"](self._init), link)
+            link.backend = self
+            conn.namespace["imap_agent_start"](link.deliver)
         except Exception as exc:
             _abort(conn, sock)
             raise ConnectionError(f"lost remote worker host {host}:{port} while setting "
@@ -350,7 +376,9 @@ class RemoteBackend(SlotBackend):
         if self._rejoiner is not None:
             self._rejoiner.stop(REJOIN_TIMEOUT)
         for link in links:
-            link.outbox.put(None)
+            if link.held and link.held[0].abandoned:
+                self._cut_off(link)   # it would run on, for nobody
+            link.post(None)
         for link in links:
             if link.thread is not None and link.thread is not threading.current_thread():
                 link.thread.join()
@@ -371,48 +399,42 @@ class RemoteBackend(SlotBackend):
         super().submit(batch)
 
     def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
-        link.outbox.put((batch, payload))
+        link.tickets += 1
+        batch.ticket = link.tickets
+        link.post(("run", batch, payload))
+
+    def _reclaim(self, link: _Link, batch: Batch) -> None:
+        # The agent answers later (the driver thread asks it).
+        link.post(("revoke", batch))
 
     # -- the driver threads ------------------------------------------------------
 
     def _drive(self, link: _Link) -> None:
-        inflight: collections.deque = collections.deque()  # (batch, AsyncResult)
         closing = False
+        conn = link.conn
         try:
             while True:
-                while not closing and (not inflight or len(inflight) < link.pipeline):
+                while True:   # what other threads asked for
                     try:
-                        item = link.outbox.get(block=not inflight)
+                        item = link.outbox.get_nowait()
                     except queue.Empty:
                         break
                     if item is None:
                         closing = True
-                        break
-                    batch, payload = item
-                    if not inflight:   # idle until now: silence counts from here
-                        link.heard = time.monotonic()
-                    inflight.append((batch, link.run(batch.task.key, payload, batch.data)))
-                if not inflight:
-                    break  # closing, nothing left to wait for
-                batch, answer = inflight.popleft()
-                while not answer.ready:
-                    if self._forced:
-                        raise _Forced
-                    link.conn.serve(POLL)   # answers, and the heartbeats
-                    if link.silent_for() > self.liveness:
-                        raise _Silent(f"no sign of life for {self.liveness:g} s")
-                try:
-                    data = answer.value
-                except (OSError, EOFError):
-                    raise
-                except Exception as exc:  # the agent itself failed: fail this batch only
-                    self._failed_one(link, exc, f"the remote worker {link.name} failed to "
-                                                f"run a batch: {exc}")
-                    continue
-                if type(data) is tuple:   # the answer, and the records it logged
-                    data, logs = data
-                    _relay(logs, link)
-                self._answered(link, data)
+                    elif item[0] == "run":
+                        self._submit_remote(link, item[1], item[2])
+                    else:   # "revoke"
+                        self._revoke_remote(link, item[1])
+                if self._forced:
+                    raise _Forced
+                with self._lock:
+                    idle = not link.held
+                if closing and idle:
+                    break
+                if not idle and link.silent_for() > self.liveness:
+                    raise _Silent(f"no sign of life for {self.liveness:g} s")
+                if _pending_bytes(link.sock) or _readable(link, POLL):
+                    conn.serve(0)   # answers, heartbeats, replies
         except _Forced:
             _close(link, abort=True)  # a batch may be running: do not wait for it
         except _Silent as exc:   # a host that froze or a link that went dead
@@ -422,6 +444,41 @@ class RemoteBackend(SlotBackend):
             self._link_lost(link, exc)
         finally:
             _close(link)
+
+    def _submit_remote(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
+        with self._lock:
+            if batch not in link.held:   # taken back before it was sent
+                return
+            if not any(b.ticket for b in link.held if b is not batch):
+                link.heard = time.monotonic()   # idle until now: silence counts from here
+        answer = link.submit(batch.ticket, batch.task.key, payload, batch.data)
+        answer.add_callback(lambda res, b=batch: self._submitted(link, b, res))
+
+    def _submitted(self, link: _Link, batch: Batch, res: Any) -> None:
+        """The agent's reply to a submit (driver thread): only an error matters."""
+        if not res.error:
+            return
+        try:
+            res.value
+        except (OSError, EOFError):
+            return   # the connection broke: the driver sees it
+        except Exception as exc:  # the agent refused the batch: fail it alone
+            with self._lock:
+                if batch not in link.held:
+                    return
+                link.held.remove(batch)
+                self._dispatch()
+            wire.fail_batch(self.deliver, batch, UnsendableError(
+                f"the remote worker {link.name} failed to take a batch: {exc}"), exc)
+
+    def _revoke_remote(self, link: _Link, batch: Batch) -> None:
+        answer = link.revoke(batch.ticket)
+
+        def given_back(res: Any) -> None:
+            ok = not res.error and bool(res.value)
+            with self._lock:
+                self._given_back(link, batch, ok)
+        answer.add_callback(given_back)
 
     def _cut_off(self, link: _Link) -> None:
         # The driver's wait breaks and it reports the link lost. The host's
@@ -464,6 +521,26 @@ class RemoteBackend(SlotBackend):
         self._orphans()
 
 
+def _pending_bytes(sock: Any) -> int:
+    """Bytes a TLS socket has decrypted and not yet handed out (select
+    cannot see them)."""
+    pending = getattr(sock, "pending", None)
+    return pending() if pending is not None else 0
+
+
+def _readable(link: _Link, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for the connection to have something to read,
+    or for another thread to wake the driver; True if the connection has."""
+    ready, _, _ = select.select([link.sock, link.wake_r], [], [], timeout)
+    if link.wake_r in ready:
+        try:
+            while link.wake_r.recv(4096):
+                pass
+        except OSError:   # drained (or closed)
+            pass
+    return link.sock in ready
+
+
 def _relay(logs: bytes | None, link: _Link) -> None:
     """Hand the log records a remote worker sent to this process's loggers."""
     wire.relay_logs(logs, f"remote {link.name}")
@@ -480,3 +557,5 @@ def _close(link: _Link, abort: bool = False) -> None:
         link.conn.close()  # asks the server to close: answered at once unless busy
     except Exception:  # already broken
         pass
+    for end in (link.wake_r, link.wake_w):
+        end.close()

@@ -213,23 +213,39 @@ class SlotBackend(Backend):
 
     # -- answers and deaths ------------------------------------------------------------
 
-    def _answered(self, slot: Any, data: bytes) -> None:
-        """File the answer ``data`` of ``slot``'s oldest batch.
+    def _answered(self, slot: Any, data: bytes, ticket: int | None = None) -> None:
+        """File the answer ``data`` of ``slot``'s oldest batch (the batch of
+        that ``ticket``, if given: the others ahead of it were taken back).
 
         A partial answer (the first tasklets of a batch still running) is
-        delivered as a batch of its own; the batch keeps the others.
+        delivered as a batch of its own; the batch keeps the others. An
+        answer that cannot be read here fails its batch, never this thread.
         """
         slot.heard = time.monotonic()
         with self._lock:
             batch = slot.held[0]
-        values, errors, busy, peak, more = wire.decode_answer(batch, data)
+            if ticket is not None and batch.ticket != ticket:
+                batch = next((b for b in slot.held if b.ticket == ticket), None)
+                if batch is None:   # not ours any more (a slot replaced meanwhile)
+                    return
+        try:
+            values, errors, busy, peak, more = wire.decode_answer(batch, data)
+        except Exception as exc:
+            with self._lock:
+                slot.held.remove(batch)
+                self._dispatch()
+            wire.fail_batch(self.deliver, batch, UnsendableError(
+                f"the answer of a batch of task {batch.task.id} ({batch.task.name}) could "
+                f"not be unpickled here: {exc!r}; return values (and raise exceptions) "
+                f"that unpickle in this process"), exc)
+            return
         if more:
             with self._lock:
                 head = batch.split_off(len(values))
             self.deliver(head, values, errors, busy, peak)
             return
         with self._lock:
-            slot.held.popleft()
+            slot.held.remove(batch)
             self._dispatch()
         batch.nbytes = len(data) + len(batch.data or b"")
         self.deliver(batch, values, errors, busy, peak)
