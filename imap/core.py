@@ -40,7 +40,7 @@ from typing import Any
 from . import backends, byvalue, stats
 from .engine import Engine
 from .feeder import Feeder
-from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy
+from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy, draw
 from .options import Options, check_int
 from .progress import imap_progress
 from .stats import Report
@@ -493,11 +493,7 @@ class IMap:
         backend = backends.make(self._options, engine.deliver, engine.lost)
         backend.depth_order = 1 if self._policy.adaptive else 0
         if self._policy.adaptive and self._options.chunksize is None:
-            # the batch size of a draw made now: no group outgrows a tail share
-            # (the policy, not self: the backend must not keep the IMap alive)
-            policy, tasks = self._policy, engine.tasks
-            backend.group_limit = lambda task: policy.batch_for(
-                task, Feeder.left(task), Feeder.work_left(tasks))
+            backend.group_limit = draw.group_limit(self._policy, engine.tasks)
         engine.backend = backend
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known

@@ -22,12 +22,11 @@ import time
 from typing import Any
 
 from .errors import StallError, TimeoutError, WorkerLostError
+from .flow import draw
 from .results import Failure
 from .stats import RunStats
 from .status import IMapStatus, snapshot
 from .task import Task
-
-AHEAD = 1  # strides an impatient task may run ahead of the task consuming it
 
 
 class Engine:
@@ -104,91 +103,10 @@ class Engine:
             self.buffer, stride = self.policy.sent(task, n, nbytes, self.tasks, self.slots_used)
             return stride
 
-    def patient(self, task: Task) -> bool:
-        """Whether ``task``'s turns wait for a whole stride.
-
-        Turns are impatient only for one chain with one output, with stride
-        and buffer both adaptive: there every slot ends at the one output,
-        so drawing what is ready can never fill the buffer with results
-        that the consumer does not read next. With several outputs read in
-        turn, the weave keeps the draws in step with the reads (a fixed
-        stride or buffer is obeyed the same way). An upstream whose
-        timed-out results are skipped needs a waiting turn to notice.
-        """
-        if not self.impatient:
-            return True
-        up = task.upstream
-        return up is not None and self.skip and up.timeout is not None
-
-    def ahead(self, task: Task) -> bool:
-        """Whether an impatient ``task`` is far enough ahead of the task of
-        this IMap that consumes it to skip its turn: ``AHEAD`` strides of
-        its tasklets are in flight or wait to be drawn. (Read without the
-        lock: a hint, checked again at every turn.)
-
-        Never in the *tail* of a run, once every input has ended: then the
-        tasklets with the most stages left go first (the backend runs the
-        batches of earlier tasks first), so the last items do not go
-        through the chain one stage after another while workers idle.
-        """
-        if task.consumer is None or self.tail:
-            return False
-        room = self.warm_room(task)
-        if room is not None:
-            return room <= 0
-        return task.in_flight + len(task.results) >= AHEAD * self.policy.stride
-
-    def warm_room(self, task: Task) -> int | None:
-        """How many more tasklets the source ``task`` of an impatient chain
-        may draw while the chain warms up (None: no such limit).
-
-        Until the output has delivered a batch (the policy's ``growing``),
-        the chain holds at most one tasklet per worker: a worker that ends a
-        stage finds nothing queued before the next stage of its item, so the
-        first result takes the chain's stage times and nothing more, instead
-        of waiting at every stage behind batches of earlier stages that a
-        worker already holds. (Read without the lock, like :meth:`ahead`.)
-        """
-        if (self.policy.growing or not self.impatient or self.tail
-                or task.upstream is not None or task.consumer is None):
-            return None
-        inside = self.in_flight + sum(len(t.results) for t in self.tasks
-                                      if t.consumer is not None)
-        return max(0, self.policy.workers - inside)
-
-    def short_of_room(self, task: Task) -> bool:
-        """Whether the source ``task`` of an impatient chain waits for more
-        free slots before it draws: fewer than a batch (its ``flow.draw``)
-        are free while the backend holds more than a batch for every
-        worker. Drawing then would send a fragment, a message for a few
-        tasklets that no worker is waiting for (each costs the parent and
-        the workers a round of wake-ups); the batches in flight free the
-        rest of the room before any worker runs dry. Not while the chain
-        warms up (see :meth:`warm_room`). (Read without the lock by the
-        Feeder, under it by :meth:`wait_for_work`, the same test.)
-        """
-        if not self.impatient or not self.policy.growing or task.upstream is not None:
-            return False
-        batch = task.flow.draw
-        free = self.buffer - self.slots_used
-        return 0 < free < batch and self.in_flight >= (self.policy.workers + 1) * batch
-
-    def _work_ready(self, active: list) -> bool:
-        """Some task of ``active`` can draw (lock held)."""
-        for task in active:
-            up = task.upstream
-            if up is None:
-                if self.draw_stop or (self.slots_used < self.buffer and not self.ahead(task)
-                                      and not self.short_of_room(task)):
-                    return True
-            elif up.finished() or (up.results.has_next() and not self.ahead(task)):
-                return True
-        return False
-
     def wait_for_work(self, active: list) -> None:
         """Wait until some task of ``active`` can draw (or a forced stop)."""
         with self.lock:
-            while not self.forced and not self._work_ready(active):
+            while not self.forced and not draw.work_ready(self, active):
                 self.feeder_waits_any = active
                 self.feeder_waits_slot = True   # _free() and deliver() wake us
                 self.result_ready.notify_all()  # let stalled consumers see it
@@ -477,7 +395,7 @@ class Engine:
         if self.in_flight or self.forced:
             return False
         if self.feeder_waits_any is not None:
-            return not self._work_ready(self.feeder_waits_any)
+            return not draw.work_ready(self, self.feeder_waits_any)
         if self.feeder_waits_slot:
             return self.slots_used >= self.buffer
         up = self.feeder_waits_on

@@ -21,7 +21,6 @@ the function.
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 import time
 from itertools import islice
@@ -30,18 +29,14 @@ from typing import Any
 from .backends.base import Batch
 from .engine import Engine
 from .errors import TimeoutError
+from .flow import draw
+from .flow.draw import PLAIN_SOURCES
 from .results import Failure
 from .task import Task
 
 log = logging.getLogger("imap")
 
 FLUSH_AFTER = 0.005  # seconds inside a generic input's next() before drawn items are sent
-
-# Iterators over builtin containers never block: they are drawn in bulk.
-_PLAIN_SOURCES = frozenset(type(iter(x)) for x in (
-    [], (), range(0), "", b"", bytearray(), {}, {}.values(), {}.items(), set(), frozenset(),
-))
-
 
 class Feeder(threading.Thread):
     """Draws tasklets of ``engine.tasks`` and submits them to the backend."""
@@ -90,7 +85,7 @@ class Feeder(threading.Thread):
         engine = self.engine
         failure = None
         watchdog = None
-        if any(t.source is not None and type(t.source) not in _PLAIN_SOURCES
+        if any(t.source is not None and type(t.source) not in PLAIN_SOURCES
                for t in engine.tasks):
             watchdog = threading.Thread(target=self._watch, name="imap-feeder-watch",
                                         daemon=True)
@@ -175,12 +170,12 @@ class Feeder(threading.Thread):
         if task.upstream is None and engine.draw_stop:
             engine.mark_exhausted(task)
             return True, 0
-        patient = engine.patient(task)
-        if not patient and engine.ahead(task):
+        patient = draw.patient(engine, task)
+        if not patient and draw.ahead(engine, task):
             return False, 0  # its consumer catches up first: first results come sooner
         done = 0   # tasklets of this stride drawn so far
         items: list = []
-        chunk = engine.policy.batch_for(task, self.left(task), self.work_left(engine.tasks))
+        chunk = engine.policy.batch_for(task, draw.left(task), draw.work_left(engine.tasks))
         task.flow.draw = chunk
         # self.stride may shrink during the stride (a first size measured).
         while done < self.stride:
@@ -199,13 +194,13 @@ class Feeder(threading.Thread):
                         items.append(outcome)
                 done += len(outcomes)
             else:
-                room = None if patient else engine.warm_room(task)
+                room = None if patient else draw.warm_room(engine, task)
                 if room is not None:
                     want = min(want, room - len(items))
                     if want <= 0:
                         self._flush(task, items)
                         return False, done
-                if not patient and not items and engine.short_of_room(task):
+                if not patient and not items and draw.short_of_room(engine, task):
                     return False, done   # the batches in flight free a whole batch first
                 got = engine.take_slots(want, wait=False)
                 if not got:
@@ -227,45 +222,13 @@ class Feeder(threading.Thread):
         self._flush(task, items)
         return False, done
 
-    @staticmethod
-    def left(task: Task) -> int | None:
-        """How many tasklets of ``task`` remain to be drawn, if that is
-        known: the length left of a plain input; for a chained task, what
-        its upstream task holds (in flight or waiting to be drawn) and has
-        left to draw. Read without the lock: a hint for the batch size."""
-        up = task.upstream
-        if up is None:
-            source = task.source
-            if type(source) in _PLAIN_SOURCES:
-                return operator.length_hint(source)
-            return None
-        ahead = 0 if up.exhausted else Feeder.left(up)
-        if ahead is None:
-            return None
-        return ahead + up.in_flight + len(up.results)
-
-    @staticmethod
-    def work_left(tasks: list) -> float | None:
-        """The seconds of work left to draw for every task of ``tasks``
-        (their tasklets left, each at its task's mean tasklet time), if
-        every one of them is known; None otherwise. A hint, read without
-        the lock."""
-        total = 0.0
-        for task in tasks:
-            left = Feeder.left(task)
-            tasklet = task.flow.tasklet if task.flow is not None else None
-            if left is None or tasklet is None:
-                return None
-            total += left * tasklet
-        return total
-
     def _draw(self, task: Task, items: list, n: int) -> tuple[int, bool]:
         """Draw up to ``n`` items from the task's iterator into ``items``.
 
         Returns ``(drawn, ended)``; each drawn item holds one taken slot.
         """
         source: Any = task.source
-        if type(source) not in _PLAIN_SOURCES:
+        if type(source) not in PLAIN_SOURCES:
             return self._draw_watched(task, items, n)
         drawn = 0
         while drawn < n:

@@ -16,6 +16,7 @@ from support import consume_round_robin, run_sampled
 
 import imap
 from imap import flow
+from imap.flow import draw
 
 
 def echo(item):
@@ -157,17 +158,16 @@ def test_the_tail_is_a_share_of_the_whole_run_once_every_task_is_measured():
 
 
 def test_the_work_left_to_a_run_is_known_once_every_task_is_measured():
-    from imap.feeder import Feeder
 
     first = SimpleNamespace(upstream=None, source=iter(range(10)), exhausted=False,
                             in_flight=2, results=[1], flow=SimpleNamespace(tasklet=0.5))
     out = SimpleNamespace(upstream=first, source=None, flow=SimpleNamespace(tasklet=None))
-    assert Feeder.work_left([first, out]) is None      # the output's tasklet time
+    assert draw.work_left([first, out]) is None      # the output's tasklet time
     out.flow.tasklet = 0.25
     # the first task draws 10 more; the output gets those and 3 more
-    assert Feeder.work_left([first, out]) == 10 * 0.5 + 13 * 0.25
+    assert draw.work_left([first, out]) == 10 * 0.5 + 13 * 0.25
     first.source = (x for x in range(10))              # a generator: unknown
-    assert Feeder.work_left([first, out]) is None
+    assert draw.work_left([first, out]) is None
 
 
 def test_queued_batches_run_deepest_first_then_shallowest_first_in_the_tail():
@@ -200,22 +200,21 @@ def test_the_tail_begins_when_every_input_has_ended_with_adaptive_flow_only(give
 
 
 def test_what_is_left_of_an_input_is_known_for_containers_and_ended_upstreams():
-    from imap.feeder import Feeder
 
     source = iter(range(10))
     next(source)
     task = SimpleNamespace(upstream=None, source=source)
-    assert Feeder.left(task) == 9
+    assert draw.left(task) == 9
     task.source = (x for x in range(10))                # a generator: unknown
-    assert Feeder.left(task) is None
+    assert draw.left(task) is None
     up = SimpleNamespace(upstream=None, source=(x for x in range(10)), exhausted=False,
                          in_flight=3, results=[1, 2])
     chained = SimpleNamespace(upstream=up, source=None)
-    assert Feeder.left(chained) is None    # the upstream draws from a generator
+    assert draw.left(chained) is None    # the upstream draws from a generator
     up.exhausted = True
-    assert Feeder.left(chained) == 5       # it has drawn all: 3 in flight, 2 to take
+    assert draw.left(chained) == 5       # it has drawn all: 3 in flight, 2 to take
     up.exhausted, up.source = False, iter(range(4))
-    assert Feeder.left(chained) == 9       # ... and 4 it will draw
+    assert draw.left(chained) == 9       # ... and 4 it will draw
 
 
 def test_slow_tasklets_get_small_batches():
@@ -359,17 +358,17 @@ def test_a_source_waits_for_a_whole_batch_of_room_while_the_workers_have_work():
     source.flow.draw = 20
     engine.buffer, engine.slots_used = 120, 110
     engine.in_flight = 60
-    assert engine.short_of_room(source)
-    assert not engine._work_ready([source])      # the Feeder's wait agrees
+    assert draw.short_of_room(engine, source)
+    assert not draw.work_ready(engine, [source])      # the Feeder's wait agrees
     engine.in_flight = 59                        # a worker may run dry soon
-    assert not engine.short_of_room(source)
-    assert engine._work_ready([source])
+    assert not draw.short_of_room(engine, source)
+    assert draw.work_ready(engine, [source])
     engine.in_flight, engine.slots_used = 100, 100   # a whole batch is free
-    assert not engine.short_of_room(source)
+    assert not draw.short_of_room(engine, source)
     engine.slots_used = 120                      # none free: the usual wait
-    assert not engine.short_of_room(source)
+    assert not draw.short_of_room(engine, source)
     engine.slots_used = 110
     policy.growing = False                       # warming up: single tasklets go at once
-    assert not engine.short_of_room(source)
+    assert not draw.short_of_room(engine, source)
     policy.growing, engine.impatient = True, False   # patient turns: a fixed stride or buffer
-    assert not engine.short_of_room(source)
+    assert not draw.short_of_room(engine, source)

@@ -13,11 +13,11 @@ import os
 import time
 
 import pytest
+import worker_funcs as h
 from hypothesis import given
 from hypothesis import strategies as st
-
-import worker_funcs as h
 from support import read_when_written
+
 from imap import IMap, TimeoutError
 from imap.backends._worker import Claims
 

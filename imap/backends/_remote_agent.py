@@ -48,7 +48,6 @@ if "answer_batch" not in globals():  # imported as a module, not uploaded after 
         collect_logs,
         load_task,
         log_collector,
-        pack_error,
         pack_init_error,
     )
 
@@ -199,8 +198,11 @@ def imap_agent_start(deliver):
                 return
             ticket, key, data = item
             answer = []
-            logs = _pickled(collect_logs(_state["logs"], lambda: answer.append(answer_batch(
-                _funcs.get(key), _state["init_error"], data, _WHERE, every=FLUSH_EVERY))))
+
+            def one(key=key, data=data, answer=answer):
+                answer.append(answer_batch(_funcs.get(key), _state["init_error"], data,
+                                           _WHERE, every=FLUSH_EVERY))
+            logs = _pickled(collect_logs(_state["logs"], one))
             try:
                 send(ticket, answer[0], logs)
             except Exception:   # the connection is closed

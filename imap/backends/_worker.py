@@ -36,7 +36,6 @@ from typing import Any
 
 from . import kernel
 
-
 RING = 64   # tickets a Claims board remembers; more than any worker ever holds
 
 

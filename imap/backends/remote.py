@@ -38,7 +38,6 @@ behind one interface.
 
 from __future__ import annotations
 
-import collections
 import importlib
 import logging
 import queue
@@ -56,7 +55,7 @@ from .. import byvalue, pickling
 from ..auth import DEFAULT_PORT
 from ..errors import UnsendableError
 from . import wire
-from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, Batch, Deliver, Lost
 from .rejoin import Rejoiner
 from .slots import Slot, SlotBackend
 
@@ -459,7 +458,7 @@ class RemoteBackend(SlotBackend):
         if not res.error:
             return
         try:
-            res.value
+            res.value  # noqa: B018 - raises the agent's error
         except (OSError, EOFError):
             return   # the connection broke: the driver sees it
         except Exception as exc:  # the agent refused the batch: fail it alone

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import init_failed
 from .base import GIVE_UP_AFTER, PREFETCH, Backend, Batch, Deliver, Lost
 from .kernel import FLUSH_EVERY, run_batch, traceback_text
-from ..errors import init_failed
 from .wire import with_traceback_cause
 
 log = logging.getLogger("imap")

@@ -49,7 +49,7 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   in a turn, as with a fixed stride, so chained tasks keep pace. The batch
   of a turn's draw (the tail cut included) is kept as the task's ``draw``:
   the engine's source of a chain waits for that many free slots while the
-  workers have work enough (``Engine.short_of_room``).
+  workers have work enough (``flow.draw.short_of_room``).
 * **bound** = ``BOUND_TURNS`` turns of every task (each worker has a batch
   running and one queued, and the consumer has one to take), at most
   ``MAX_ALIVE`` tasklets and at most what fits in ``buffer_bytes``, counting
