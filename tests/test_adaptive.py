@@ -173,7 +173,7 @@ def test_the_work_left_to_a_run_is_known_once_every_task_is_measured():
 def test_queued_batches_run_deepest_first_then_shallowest_first_in_the_tail():
     from collections import deque
 
-    from imap.backends.base import take_next
+    from imap.flow.dispatch import take_next
 
     def queue():
         return deque(SimpleNamespace(task=SimpleNamespace(id=t), n=n)

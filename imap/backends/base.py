@@ -89,20 +89,6 @@ class Batch:
         return head
 
 
-def take_next(pending: Any, depth_order: int) -> Batch:
-    """Remove and return the next queued batch to run from the deque
-    ``pending``: the oldest (``depth_order`` 0); with ``depth_order`` 1, the
-    oldest of the latest task (tasks consume earlier ones: items finish
-    their chain sooner, first results come sooner); with -1, the oldest of
-    the earliest task (the longest chain of work left goes first)."""
-    if depth_order and len(pending) > 1:
-        best = max(range(len(pending)), key=lambda i: (depth_order * pending[i].task.id, -i))
-        batch = pending[best]
-        del pending[best]
-        return batch
-    return pending.popleft()
-
-
 class Backend(ABC):
     """A pool of workers of one kind.
 
@@ -122,7 +108,7 @@ class Backend(ABC):
     # answers): a batch whose worker died is then run again careful, and
     # only the tasklet that kills a worker fails (else: halving).
     stepwise = False
-    # Which queued batch runs first (see take_next): 0, the oldest (a fixed
+    # Which queued batch runs first (see flow.dispatch.take_next): 0, the oldest (a fixed
     # stride); 1, the batches of later tasks (adaptive flow); -1, those of
     # earlier tasks (adaptive flow once every input has ended).
     depth_order = 0

@@ -59,8 +59,9 @@ from typing import Any
 import cloudpickle
 
 from ..errors import UnsendableError
+from ..flow.dispatch import Dispatcher
 from . import _dask_entry, kernel, wire
-from .base import PREFETCH, Backend, Batch, Deliver, Lost, take_next
+from .base import PREFETCH, Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
 
@@ -157,7 +158,8 @@ class ExecutorBackend(Backend):
         self.initializer = initializer
         self.initargs = tuple(initargs)
         self._lock = threading.Lock()
-        self._pending: collections.deque = collections.deque()
+        self._ready: list = []      # groups bound by the dispatcher, to submit after the lock
+        self._queue = Dispatcher(lambda: (self,), lambda: self.depth_order)
         self._inflight: dict = {}   # future -> the batches it runs (see _join_queued)
         self._scattered: dict = {}  # future -> the Dask future of its scattered items
         self._launching = 0         # groups taken but not yet in flight
@@ -221,7 +223,7 @@ class ExecutorBackend(Backend):
     def stop(self, forced: bool = False) -> None:
         with self._lock:
             self._stopping = True
-            self._pending.clear()
+            self._queue.clear()
             inflight = list(self._inflight)
             self._inflight.clear()
             self._scattered.clear()
@@ -282,24 +284,42 @@ class ExecutorBackend(Backend):
         with self._lock:
             if self._stopping:
                 return
-            self._pending.append(batch)
+            self._queue.put(batch)
             ready = self._take()
         self._go(ready)
 
     def _take(self) -> list:
         """Groups of queued batches that may be submitted now, one executor
         task each (lock held)."""
-        room = self.capacity - len(self._inflight) - self._launching
-        ready = []
-        pending = self._pending
-        while pending and room > 0 and not self._stopping:
-            group = [take_next(pending, self.depth_order)]
-            if self.group_limit is not None and pending:
-                self._join_queued(group)
-            ready.append(group)
-            room -= 1
-        self._launching += len(ready)
+        if not self._stopping:
+            self._queue.dispatch()
+        ready = self._ready
+        self._ready = []
         return ready
+
+    # -- the executor as one place of its dispatcher (lock held) -----------------------
+    # Its workers take tasks from the executor's own queue as they free
+    # up (late binding is the executor's): this side commits no more than
+    # the workers can hold.
+
+    def room(self) -> int:
+        return self.capacity - len(self._inflight) - self._launching
+
+    def idle(self) -> bool:
+        return False
+
+    def eligible(self, batch: Batch) -> bool:
+        return True
+
+    def bind(self, batch: Batch) -> None:
+        group = [batch]
+        if self.group_limit is not None and self._queue.pending:
+            self._join_queued(group)
+        self._ready.append(group)
+        self._launching += 1
+
+    def take_back(self) -> bool:
+        return False
 
     def _join_queued(self, group: list) -> None:
         """Add to ``group`` (one first-time batch) the queued first-time
@@ -319,7 +339,8 @@ class ExecutorBackend(Backend):
         if room <= 0 or first.attempt or first.careful:
             return
         kept = collections.deque()
-        for batch in self._pending:
+        pending = self._queue.pending
+        for batch in pending:
             if batch.task is task and room > 0:
                 if len(batch) > room or batch.attempt or batch.careful:
                     room = 0   # the next in line does not join: none after it does
@@ -328,8 +349,8 @@ class ExecutorBackend(Backend):
                     room -= len(batch)
                     continue
             kept.append(batch)
-        self._pending.clear()
-        self._pending.extend(kept)
+        pending.clear()
+        pending.extend(kept)
 
     def _go(self, groups: list) -> None:
         """Submit ``groups`` (taken by :meth:`_take`); on Dask, those of
@@ -523,13 +544,12 @@ class ExecutorBackend(Backend):
     def _scheduler_lost(self, status: str) -> None:
         with self._lock:
             batches = [b for group in self._inflight.values() for b in group]
-            batches += self._pending
+            batches += self._queue.clear()
             batches += [b for group in self._recovering for b in group]
             self._inflight.clear()
             self._scattered.clear()
             self._recovering.clear()
             self._recovery = None
-            self._pending.clear()
         if not batches:
             return
         log.error("the Dask scheduler is unreachable (client %s); failing %d batch(es)",

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
-import collections
 import threading
 from typing import Any
 
+from ..flow.dispatch import Dispatcher
 from .base import Backend, Batch, Deliver, Lost
+
+
+class _Part:
+    """One part of the pool (local or remote) as a place of the dispatcher:
+    it holds a batch from its submission to its last answer or its loss.
+    Each part binds its batches to its own workers, late, and takes back
+    what they have not started; batches are not taken back across parts."""
+
+    def __init__(self, backend: Backend, moves: list) -> None:
+        self.backend = backend
+        self.held: set = set()
+        self._moves = moves   # (part, batch) to submit once the lock is released
+
+    def room(self) -> int:
+        return self.backend.capacity - len(self.held)
+
+    def idle(self) -> bool:
+        return False
+
+    def eligible(self, batch: Batch) -> bool:
+        return True
+
+    def bind(self, batch: Batch) -> None:
+        self.held.add(batch)
+        self._moves.append((self.backend, batch))
+
+    def take_back(self) -> bool:
+        return False
 
 
 class MixedBackend(Backend):
@@ -23,12 +51,12 @@ class MixedBackend(Backend):
     def __init__(self, make_local: Any, make_remote: Any, deliver: Deliver, lost: Lost) -> None:
         super().__init__(deliver, lost)
         self._lock = threading.Lock()
-        self._pending: collections.deque = collections.deque()
         self._stopping = False
         self.local = make_local(self._done_cb(0, deliver), self._done_cb(0, lost))
         self.remote = make_remote(self._done_cb(1, deliver), self._done_cb(1, lost))
-        self._parts = (self.local, self.remote)
-        self._held: list[set] = [set(), set()]  # the batches each part holds
+        self._moves: list = []
+        self._places = (_Part(self.local, self._moves), _Part(self.remote, self._moves))
+        self._queue = Dispatcher(lambda: self._places)
 
     @property
     def stepwise(self) -> bool:  # type: ignore[override]
@@ -56,7 +84,8 @@ class MixedBackend(Backend):
 
     def start(self) -> None:
         self._stopping = False
-        self._held = [set(), set()]
+        for place in self._places:
+            place.held.clear()
         self.local.start()  # first: "fork" forks before any thread of the remote part
         try:
             self.remote.start()
@@ -67,42 +96,37 @@ class MixedBackend(Backend):
     def stop(self, forced: bool = False) -> None:
         with self._lock:
             self._stopping = True
-            self._pending.clear()
+            self._queue.clear()
         self.remote.stop(forced)
         self.local.stop(forced)
 
     def abandon(self, task: Any, index: int) -> None:
-        for part in self._parts:   # the part holding the tasklet cuts its worker off
+        for part in (self.local, self.remote):   # the part holding the tasklet cuts its worker off
             part.abandon(task, index)
 
     def submit(self, batch: Batch) -> None:
         with self._lock:
-            self._pending.append(batch)
+            self._queue.put(batch)
             moves = self._assign()
         self._send(moves)
 
-    def _room(self, part: int) -> int:
-        return self._parts[part].capacity - len(self._held[part])
-
     def _assign(self) -> list:
-        """Pick a part for each queued batch that fits somewhere (lock held)."""
-        moves = []
-        while self._pending and not self._stopping:
-            part = max((0, 1), key=self._room)
-            if self._room(part) <= 0:
-                break
-            self._held[part].add(batch := self._pending.popleft())
-            moves.append((part, batch))
+        """Bind what fits to a part (lock held); the moves to submit."""
+        if not self._stopping:
+            self._queue.dispatch()
+        moves = list(self._moves)
+        self._moves.clear()
         return moves
 
-    def _send(self, moves: list) -> None:
+    @staticmethod
+    def _send(moves: list) -> None:
         for part, batch in moves:
-            self._parts[part].submit(batch)
+            part.submit(batch)
 
     def _done_cb(self, part: int, callback: Any) -> Any:
         def done(batch: Batch, *rest: Any) -> None:
             with self._lock:
-                held = self._held[part]
+                held = self._places[part].held
                 moves = []
                 if batch in held:  # else a partial answer: the batch runs on
                     held.discard(batch)

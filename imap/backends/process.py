@@ -66,8 +66,8 @@ class _Worker(Slot):
     __slots__ = ("slot", "process", "task_conn", "result_conn", "log_conn", "outbox",
                  "sender", "claims", "tickets")
 
-    def __init__(self, slot: int) -> None:
-        super().__init__(f"worker-{slot}")
+    def __init__(self, slot: int, owner: SlotBackend) -> None:
+        super().__init__(f"worker-{slot}", owner)
         self.slot = slot
         self.log_conn: Any = None   # log records from the worker (worker_logs=True)
         self.claims: Any = None     # the _worker.Claims board shared with the process
@@ -243,7 +243,7 @@ class ProcessBackend(SlotBackend):
         self._router.start()
 
     def _spawn(self, ctx: Any, slot: int, sender: bool = True) -> _Worker:
-        worker = _Worker(slot)
+        worker = _Worker(slot, self)
         task_r, task_w = ctx.Pipe(duplex=False)
         result_r, result_w = ctx.Pipe(duplex=False)
         log_r = log_w = None

@@ -230,12 +230,13 @@ class _Link(Slot):
     """One connection to a remote worker, and the thread that drives it."""
 
     __slots__ = ("address", "conn", "sock", "submit", "revoke", "outbox", "thread",
-                 "tickets", "wake_r", "wake_w", "backend")
+                 "tickets", "wake_r", "wake_w")
 
-    def __init__(self, name: str, address: tuple, conn: Any, sock: socket.socket) -> None:
+    def __init__(self, name: str, address: tuple, conn: Any, sock: socket.socket,
+                 owner: SlotBackend) -> None:
         import rpyc
 
-        super().__init__(name)
+        super().__init__(name, owner)
         self.address = address   # (host, port)
         self.conn = conn
         self.sock = sock
@@ -244,7 +245,6 @@ class _Link(Slot):
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.tickets = 0
-        self.backend: Any = None
         # Other threads wake the driver (waiting on the socket) through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
@@ -269,7 +269,7 @@ class _Link(Slot):
         the driver thread): the answer to batch ``ticket``."""
         self.heard = time.monotonic()
         _relay(logs, self)
-        self.backend._answered(self, data, ticket)
+        self.owner._answered(self, data, ticket)
 
     def close(self) -> None:
         _close(self, abort=True)
@@ -340,7 +340,7 @@ class RemoteBackend(SlotBackend):
         """Open and set up connection ``i`` to ``host:port``."""
         conn, sock = _open(host, port, options)
         try:
-            link = _Link(f"{host}:{port}#{i}", (host, port), conn, sock)
+            link = _Link(f"{host}:{port}#{i}", (host, port), conn, sock, self)
             if self.worker_logs:   # first: the initializer's records too
                 conn.namespace["imap_agent_logs"](self._level)
             # several beats per liveness period: one late beat is not silence
@@ -348,7 +348,6 @@ class RemoteBackend(SlotBackend):
             conn._config["sync_request_timeout"] = None   # an initializer may take long
             if self._init is not None:
                 _relay(conn.namespace["imap_agent_init"](self._init), link)
-            link.backend = self
             conn.namespace["imap_agent_start"](link.deliver)
         except Exception as exc:
             _abort(conn, sock)

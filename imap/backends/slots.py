@@ -38,32 +38,53 @@ from abc import abstractmethod
 from typing import Any
 
 from ..errors import UnsendableError
+from ..flow.dispatch import Dispatcher
 from . import wire
-from .base import PREFETCH, Backend, Batch, Deliver, Lost, take_next
+from .base import PREFETCH, Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
 
 
 class Slot:
-    """One worker as the backend sees it."""
+    """One worker as the backend sees it: a place of the backend's
+    :class:`~imap.flow.dispatch.Dispatcher`."""
 
-    __slots__ = ("name", "held", "known", "alive", "heard")
+    __slots__ = ("name", "held", "known", "alive", "heard", "owner")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, owner: SlotBackend | None = None) -> None:
         self.name = name
         self.held: collections.deque = collections.deque()  # batches, in sending order
         self.known: set = set()   # task keys whose function this worker has
         self.alive = True
         self.heard = time.monotonic()   # the last sign of life (an answer, a heartbeat)
+        self.owner = owner        # the backend that sends it batches
 
     def silent_for(self) -> float:
         """Seconds since the last sign of life."""
         return time.monotonic() - self.heard
 
+    def stuck(self) -> bool:
+        """It runs a batch holding a tasklet its consumer abandoned."""
+        return bool(self.held) and bool(self.held[0].abandoned)
 
-def _stuck(slot: Slot) -> bool:
-    """Whether ``slot`` runs a batch holding an abandoned tasklet."""
-    return bool(slot.held) and bool(slot.held[0].abandoned)
+    # -- a place of the dispatcher (its owner's lock held) ---------------------------------
+
+    def room(self) -> int:
+        if not self.alive or self.stuck():
+            return 0
+        return PREFETCH - len(self.held)
+
+    def idle(self) -> bool:
+        return self.alive and not self.held
+
+    def eligible(self, batch: Batch) -> bool:
+        return True
+
+    def bind(self, batch: Batch) -> None:
+        self.owner._bind(self, batch)
+
+    def take_back(self) -> bool:
+        return self.owner._take_back(self, 1)
 
 
 class SlotBackend(Backend):
@@ -81,8 +102,8 @@ class SlotBackend(Backend):
         self.initializer = initializer
         self.initargs = tuple(initargs)
         self._lock = threading.Lock()
-        self._pending: collections.deque = collections.deque()
         self._slots: list = []
+        self._queue = Dispatcher(lambda: self._slots, lambda: self.depth_order, steal=True)
         self._stopping = False
         self._rejoiner: Any = None   # a rejoin.Rejoiner, for workers that can come back
 
@@ -105,7 +126,7 @@ class SlotBackend(Backend):
             return
         with self._lock:
             if self._stopping or self._accepting():
-                self._pending.append(batch)
+                self._queue.put(batch)
                 self._dispatch()
                 return
         self.lost(batch, self._none_left)
@@ -134,42 +155,22 @@ class SlotBackend(Backend):
     _none_left = "no worker is left"
 
     def _dispatch(self) -> None:
-        """Bind queued batches to live slots with room (lock held).
+        """Bind queued batches to workers (lock held): see
+        :mod:`imap.flow.dispatch`."""
+        if not self._stopping:
+            self._queue.dispatch()
 
-        Each queued batch goes to the least busy live slot that has room
-        and is not stuck (running a tasklet its consumer abandoned). When
-        nothing is queued and a slot idles, a batch another slot holds but
-        has not started is taken back (:meth:`_reclaim`) and given to it:
-        no batch waits behind a slow one while a worker idles.
-        """
-        pending = self._pending
-        while not self._stopping:
-            if not pending and not self._steal():
-                return
-            free = [s for s in self._slots
-                    if s.alive and len(s.held) < PREFETCH and not _stuck(s)]
-            if not free:
-                return
-            slot = min(free, key=lambda s: len(s.held))
-            batch = take_next(pending, self.depth_order)
-            key = batch.task.key
-            payload = None
-            if key not in slot.known:
-                slot.known.add(key)
-                payload = batch.task.payload()[0]
-            slot.held.append(batch)
-            batch.stepwise = batch.careful and self.stepwise
-            self._send(slot, batch, payload)
-
-    def _steal(self) -> bool:
-        """Take back one batch that a busy slot holds but has not started,
-        for a slot that idles (lock held). True if one is queued again."""
-        if not any(s.alive and not s.held for s in self._slots):
-            return False
-        for donor in sorted(self._slots, key=lambda s: -len(s.held)):
-            if donor.alive and self._take_back(donor, 1):
-                return True
-        return False
+    def _bind(self, slot: Slot, batch: Batch) -> None:
+        """Send ``batch`` to ``slot``'s worker, preceded by the task's
+        function if that worker has not had it (lock held)."""
+        key = batch.task.key
+        payload = None
+        if key not in slot.known:
+            slot.known.add(key)
+            payload = batch.task.payload()[0]
+        slot.held.append(batch)
+        batch.stepwise = batch.careful and self.stepwise
+        self._send(slot, batch, payload)
 
     def _take_back(self, slot: Slot, first: int) -> bool:
         """Ask the worker of ``slot`` to give back the batches it holds from
@@ -178,7 +179,7 @@ class SlotBackend(Backend):
         was. A backend whose workers answer later calls
         :meth:`_given_back` for each."""
         taken = False
-        for batch in list(slot.held)[first:]:
+        for batch in reversed(list(slot.held)[first:]):
             if batch.reclaiming:
                 continue
             answer = self._reclaim(slot, batch)
@@ -186,7 +187,7 @@ class SlotBackend(Backend):
                 batch.reclaiming = True
             elif answer:
                 slot.held.remove(batch)
-                self._pending.appendleft(batch)
+                self._queue.requeue(batch)
                 taken = True
         return taken
 
@@ -196,7 +197,7 @@ class SlotBackend(Backend):
         batch.reclaiming = False
         if ok and batch in slot.held:
             slot.held.remove(batch)
-            self._pending.appendleft(batch)
+            self._queue.requeue(batch)
             self._dispatch()
 
     def _reclaim(self, slot: Slot, batch: Batch) -> bool | None:
@@ -269,7 +270,7 @@ class SlotBackend(Backend):
             slot.held.clear()
             stopping = self._stopping
             if not stopping:
-                self._pending.extendleft(reversed(held[started:]))
+                self._queue.requeue_all(held[started:])
                 self._dispatch()
         return held[:started], stopping
 
@@ -278,8 +279,7 @@ class SlotBackend(Backend):
         with self._lock:
             if self._stopping or self._accepting():
                 return
-            orphans = list(self._pending)
-            self._pending.clear()
+            orphans = self._queue.clear()
         for batch in orphans:
             self.lost(batch, self._none_left)
 
@@ -298,7 +298,7 @@ class SlotBackend(Backend):
 
     def _running_batch(self, task: Any, index: int) -> Batch | None:
         with self._lock:
-            for batch in itertools.chain(self._pending, *(s.held for s in self._slots)):
+            for batch in itertools.chain(self._queue.pending, *(s.held for s in self._slots)):
                 if batch.task is task and index in batch.indices:
                     return batch
         return None
@@ -314,7 +314,7 @@ class SlotBackend(Backend):
                     batch.given_up = True
                     self._cut_off(slot)
                     return False
-            return batch in self._pending or any(batch in s.held for s in self._slots)
+            return batch in self._queue.pending or any(batch in s.held for s in self._slots)
 
     @abstractmethod
     def _cut_off(self, slot: Any) -> None:
@@ -325,5 +325,5 @@ class SlotBackend(Backend):
         """Stop dispatching; return the slots to shut down."""
         with self._lock:
             self._stopping = True
-            self._pending.clear()
+            self._queue.clear()
             return list(self._slots)
