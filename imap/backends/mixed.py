@@ -7,6 +7,7 @@ from typing import Any
 
 from ..flow.dispatch import Dispatcher
 from .base import Backend, Batch, Deliver, Lost
+from .slots import SlotBackend
 
 
 class _Part:
@@ -40,10 +41,14 @@ class _Part:
 class MixedBackend(Backend):
     """Local workers (threads or processes) and remote workers behind one interface.
 
-    A batch goes to the part with the most free room (its ``capacity`` less
-    the batches it holds); when neither has room it waits here until a result
-    frees some. A batch is held by its part from its submission until its
-    last answer (or its loss); partial answers do not free room.
+    Local processes and remote connections form one pool: the two backends
+    share one lock and one dispatcher whose places are the workers of both,
+    so a batch is bound late to any worker and taken back across them.
+    Local threads (which take batches from a queue of their own) and remote
+    connections stay two parts: a batch goes to the part with the most free
+    room (its ``capacity`` less the batches it holds), or waits here until a
+    result frees some; it is held by its part from its submission until its
+    last answer (or its loss), and is not taken back across parts.
     """
 
     kind = "mixed"
@@ -57,6 +62,13 @@ class MixedBackend(Backend):
         self._moves: list = []
         self._places = (_Part(self.local, self._moves), _Part(self.remote, self._moves))
         self._queue = Dispatcher(lambda: self._places)
+        # Local processes and remote connections share one dispatcher: a
+        # batch is bound to any worker of either, and taken back across them.
+        self.joined = isinstance(self.local, SlotBackend) and isinstance(self.remote, SlotBackend)
+        if self.joined:
+            self.local.deliver = self.remote.deliver = deliver
+            self.local.lost = self.remote.lost = lost
+            self.local.share_with(self.remote)
 
     @property
     def stepwise(self) -> bool:  # type: ignore[override]
@@ -105,6 +117,9 @@ class MixedBackend(Backend):
             part.abandon(task, index)
 
     def submit(self, batch: Batch) -> None:
+        if self.joined:   # items prepared to travel to a remote host (or a process)
+            self.remote.submit(batch)
+            return
         with self._lock:
             self._queue.put(batch)
             moves = self._assign()

@@ -70,7 +70,7 @@ class Slot:
     # -- a place of the dispatcher (its owner's lock held) ---------------------------------
 
     def room(self) -> int:
-        if not self.alive or self.stuck():
+        if not self.alive or self.owner._stopping or self.stuck():
             return 0
         return PREFETCH - len(self.held)
 
@@ -103,8 +103,9 @@ class SlotBackend(Backend):
         self.initargs = tuple(initargs)
         self._lock = threading.Lock()
         self._slots: list = []
-        self._queue = Dispatcher(lambda: self._slots, lambda: self.depth_order, steal=True)
+        self._queue = Dispatcher(self._places, lambda: self.depth_order, steal=True)
         self._stopping = False
+        self._peers: tuple = (self,)   # backends sharing this lock and dispatcher
         self._rejoiner: Any = None   # a rejoin.Rejoiner, for workers that can come back
 
     @property
@@ -125,11 +126,29 @@ class SlotBackend(Backend):
         if batch is None:
             return
         with self._lock:
-            if self._stopping or self._accepting():
+            if self._stopping or self._open():
                 self._queue.put(batch)
                 self._dispatch()
                 return
         self.lost(batch, self._none_left)
+
+    def share_with(self, other: SlotBackend) -> None:
+        """Run ``other``'s workers and this backend's as one pool: one lock,
+        one dispatcher, whose places are the workers of both (a mixed pool
+        of local processes and remote connections; batches are taken back
+        across the two). Call before either starts."""
+        other._lock = self._lock
+        other._queue = self._queue
+        self._peers = other._peers = (self, other)
+
+    def _places(self) -> list:
+        if len(self._peers) == 1:
+            return self._slots
+        return [s for peer in self._peers for s in peer._slots]
+
+    def _open(self) -> bool:
+        """Whether a queued batch can still be run by a peer (lock held)."""
+        return any(peer._accepting() for peer in self._peers)
 
     def _accepting(self) -> bool:
         """Whether a queued batch can still be run (lock held): a worker is
@@ -277,7 +296,7 @@ class SlotBackend(Backend):
     def _orphans(self) -> None:
         """Report queued batches lost when no slot can run them any more."""
         with self._lock:
-            if self._stopping or self._accepting():
+            if self._stopping or self._open():
                 return
             orphans = self._queue.clear()
         for batch in orphans:
@@ -291,14 +310,14 @@ class SlotBackend(Backend):
         elsewhere, and that worker gets no more work until it is free."""
         super().abandon(task, index)
         with self._lock:
-            for slot in self._slots:
+            for slot in self._places():
                 if slot.alive and any(b.abandoned for b in slot.held):
                     self._take_back(slot, 1)
             self._dispatch()
 
     def _running_batch(self, task: Any, index: int) -> Batch | None:
         with self._lock:
-            for batch in itertools.chain(self._queue.pending, *(s.held for s in self._slots)):
+            for batch in itertools.chain(self._queue.pending, *(s.held for s in self._places())):
                 if batch.task is task and index in batch.indices:
                     return batch
         return None
@@ -309,12 +328,12 @@ class SlotBackend(Backend):
         with self._lock:
             if self._stopping:
                 return False
-            for slot in self._slots:
+            for slot in self._places():
                 if slot.alive and slot.held and slot.held[0] is batch:
                     batch.given_up = True
-                    self._cut_off(slot)
+                    slot.owner._cut_off(slot)
                     return False
-            return batch in self._queue.pending or any(batch in s.held for s in self._slots)
+            return batch in self._queue.pending or any(batch in s.held for s in self._places())
 
     @abstractmethod
     def _cut_off(self, slot: Any) -> None:
