@@ -48,6 +48,7 @@ class Engine:
         self.stopped = False     # stopped at least once, not started since
         self.policy = policy     # flow.FlowPolicy: stride, batch and bound in force
         self.impatient = False   # turns draw what is ready (see patient())
+        self.consumers_waiting = 0   # consumers waiting in take() for a result
         self.run = RunStats()
         self.reset()
 
@@ -107,6 +108,9 @@ class Engine:
         """Wait until some task of ``active`` can draw (or a forced stop)."""
         with self.lock:
             while not self.forced and not draw.work_ready(self, active):
+                if draw.starved(self):
+                    self.buffer = self.policy.stretch(self.tasks, self.slots_used)
+                    continue
                 self.feeder_waits_any = active
                 self.feeder_waits_slot = True   # _free() and deliver() wake us
                 self.result_ready.notify_all()  # let stalled consumers see it
@@ -219,7 +223,7 @@ class Engine:
             now = time.perf_counter()
             sent = batch.sent
             self.policy.observe(task, n, busy, None if sent is None else now - sent,
-                                batch.nbytes)
+                                batch.nbytes, peak)
             res = task.results
             if errors:
                 values = list(values)
@@ -382,7 +386,12 @@ class Engine:
                 else:
                     stalled_since = None
                 began = time.perf_counter()
+                self.consumers_waiting += 1
+                if self.feeder_waits_slot and draw.starved(self):
+                    self.buffer = self.policy.stretch(self.tasks, self.slots_used)
+                    self.slot_free.notify()
                 self.result_ready.wait(wait)
+                self.consumers_waiting -= 1
                 task.stats.result_wait += time.perf_counter() - began
 
     def _abandoned(self, task: Task, index: int) -> None:

@@ -113,3 +113,26 @@ def test_a_forced_stop_after_a_worker_was_replaced_raises_nothing(tmp_path, capl
     m.stop(forced=True)
     assert not m.running
     assert not [r for r in caplog.records if r.exc_info], "a thread failed while stopping"
+
+
+def _mark_or_wait_for_all(x, directory, total):
+    """Item 0 waits (20 s at most) until every other item has left a mark
+    in ``directory``; True if they all did. Others leave their mark."""
+    if x:
+        open(os.path.join(directory, str(x)), "w").close()
+        return True
+    deadline = time.monotonic() + 20
+    while len(os.listdir(directory)) < total - 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return len(os.listdir(directory)) == total - 1
+
+
+def test_results_waiting_behind_a_slow_one_do_not_starve_the_other_workers(tmp_path):
+    # Ordered results wait behind item 0 while it runs; the adaptive bound
+    # stretches (within the byte budget) so that the other worker runs
+    # every other item meanwhile, instead of idling for want of room.
+    total = 600
+    with IMap(_mark_or_wait_for_all, range(total), args=(str(tmp_path), total),
+              worker_num=2) as m:
+        results = list(m)
+    assert results == [True] * total

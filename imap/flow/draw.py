@@ -110,6 +110,23 @@ def work_ready(engine: Any, active: list) -> bool:
     return False
 
 
+def starved(engine: Any) -> bool:
+    """Whether the adaptive bound should stretch (lock held): an impatient
+    chain has every slot taken, a consumer waits for its next result, and
+    fewer tasklets are in flight than a batch for every worker. The slots
+    are then held by results that wait behind a slower one (in order), and
+    workers would idle for want of room: a heavy tail of slow tasklets
+    costs no more than the slow tasklets themselves. The byte budget and
+    ``MAX_ALIVE`` still cap the bound (``FlowPolicy.stretch``)."""
+    if not engine.impatient or engine.draw_stop or not engine.consumers_waiting:
+        return False
+    if engine.slots_used < engine.buffer:
+        return False
+    policy = engine.policy
+    widest = max((t.flow.batch for t in engine.tasks), default=1)
+    return engine.in_flight < policy.workers * widest and policy.can_stretch(engine.tasks)
+
+
 def left(task: Any) -> int | None:
     """How many tasklets of ``task`` remain to be drawn, if that is
     known: the length left of a plain input; for a chained task, what

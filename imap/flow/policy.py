@@ -85,19 +85,22 @@ COPIES = 2                # an item or result is alive as an object and as a pic
 TAIL_SHARES = 2           # the tail of an input is cut in this many batches per worker, at least
 RAMP_FAST = 8             # growth per delivered batch while a batch's work is below a round trip
 EWMA = 0.3                # weight of the newest measurement in the running means
+PEAK_DECAY = 0.998        # a task's longest tasklet is forgotten this much per batch
 DEFAULT_BUFFER_BYTES = 24 << 20
 
 
 class TaskFlow:
     """What the policy knows and chose for one task."""
 
-    __slots__ = ("batch", "draw", "tasklet", "size")
+    __slots__ = ("batch", "draw", "tasklet", "size", "peak", "fast")
 
     def __init__(self) -> None:
         self.batch = 1                     # the batch size in force
         self.draw = 1                      # ... of the Feeder's current stride (tail cut)
         self.tasklet: float | None = None  # mean seconds per tasklet in a worker
         self.size: float | None = None     # mean pickled bytes per tasklet (item + result)
+        self.peak: float | None = None     # the longest tasklet lately (seconds; decays)
+        self.fast: float | None = None     # the fastest batch's mean tasklet lately (rises)
 
 
 def _path(task: Any) -> float | None:
@@ -136,6 +139,7 @@ class FlowPolicy:
         self.stride = 1
         self.bound = 1
         self._want = 1
+        self._extra = 0                    # stretched by starved turns (see stretch)
         self._most: int | None = None      # the largest batch the byte budget allows
 
     # -- at start ------------------------------------------------------------------------
@@ -150,6 +154,7 @@ class FlowPolicy:
                 task.flow.batch = max(1, self.fixed_stride // (2 * self.workers))
         self.rtt = None
         self.bound = 0
+        self._extra = 0
         self.growing = False
         self._most = None
         self.turn(tasks, slots_used=0)
@@ -168,7 +173,7 @@ class FlowPolicy:
         if self.fixed_buffer:
             self.bound = self.fixed_buffer
         else:
-            self._want = want * n * BOUND_TURNS
+            self._want = max(want * n * BOUND_TURNS, want * n + self._hold(tasks)) + self._extra
             self.rebound(tasks, slots_used)
         self.stride = max(1, min(want, self.bound // n))
         self._most = None
@@ -181,6 +186,33 @@ class FlowPolicy:
             for task in tasks:
                 task.flow.batch = min(task.flow.batch, self._most)
         return self.stride
+
+    def _hold(self, tasks: list) -> int:
+        """Tasklets the other workers end while one runs a task's longest
+        tasklet: results that wait behind it (in order) or its batch, and
+        that the bound must hold so that no worker waits for room."""
+        hold = 0
+        for task in tasks:
+            flow = task.flow
+            if flow.peak and flow.fast:
+                hold += int((self.workers - 1 or 1) * flow.peak / flow.fast)
+        return hold
+
+    def can_stretch(self, tasks: list) -> bool:
+        """Whether an adaptive bound may still grow (see :meth:`stretch`)."""
+        if not self.adaptive or self.fixed_buffer:
+            return False
+        return self._adaptive_bound(tasks, self.bound + 1) > self.bound
+
+    def stretch(self, tasks: list, slots_used: int) -> int:
+        """Widen the adaptive bound by a turn of every worker (workers idle
+        for room while results wait behind a slower one); return the bound
+        in force. Kept for the rest of the run, within the byte budget and
+        ``MAX_ALIVE``."""
+        widest = max((t.flow.batch for t in tasks), default=1)
+        self._extra += widest * self.workers
+        self._want += widest * self.workers
+        return self.rebound(tasks, slots_used)
 
     def rebound(self, tasks: list, slots_used: int) -> int:
         """Recompute an adaptive bound (sizes may have become known)."""
@@ -253,9 +285,12 @@ class FlowPolicy:
         return bound, self.stride
 
     def observe(self, task: Any, n: int, busy: float | None, latency: float | None,
-                nbytes: int | None) -> None:
-        """A batch of ``n`` tasklets of ``task`` came back."""
+                nbytes: int | None, peak: float | None = None) -> None:
+        """A batch of ``n`` tasklets of ``task`` came back (``peak``: its
+        longest tasklet's seconds)."""
         flow = task.flow
+        if peak is not None:
+            flow.peak = peak if flow.peak is None else max(peak, flow.peak * PEAK_DECAY)
         if nbytes:
             per = nbytes / n
             flow.size = per if flow.size is None else flow.size + EWMA * (per - flow.size)
@@ -263,6 +298,7 @@ class FlowPolicy:
             return
         per = busy / n
         flow.tasklet = per if flow.tasklet is None else flow.tasklet + EWMA * (per - flow.tasklet)
+        flow.fast = per if flow.fast is None else min(per, flow.fast / PEAK_DECAY)
         if latency is not None:
             cost = max(0.0, latency - busy)
             # The smallest recent cost: a batch that waited behind another costs more.
