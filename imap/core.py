@@ -32,7 +32,6 @@ interpreter exit.
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -80,7 +79,7 @@ def _shutdown(state: dict) -> None:
     if feeder is not None and feeder.is_alive():
         feeder.join(FORCED_JOIN_TIMEOUT)  # it may be blocked in a user's iterator
     state["feeder"] = None
-    engine.backend = None
+    engine.detach()
 
 
 class IMap:
@@ -480,30 +479,27 @@ class IMap:
                     task.source = iter(task.iterable)
                 except TypeError as exc:
                     raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
-        engine.reset()
         self._state["last"] = None
         self._policy.start(engine.tasks)
-        engine.buffer = self._policy.bound
         outputs = sum(1 for t in engine.tasks if t.consumer is None)
-        engine.impatient = (self._policy.adaptive and self._options.buffer is None
-                            and outputs == 1)
+        engine.begin_run(impatient=(self._policy.adaptive and self._options.buffer is None
+                                    and outputs == 1))
         if self._options.worker_remote:   # the user's own modules travel by value
             for task in engine.tasks:
                 byvalue.send_by_value((task.func, task.args, task.kwargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
-        backend.depth_order = 1 if self._policy.adaptive else 0
-        if self._policy.adaptive and self._options.chunksize is None:
-            backend.group_limit = draw.group_limit(self._policy, engine.tasks)
-        engine.backend = backend
+        grouped = self._policy.adaptive and self._options.chunksize is None
+        backend.configure(depth_order=1 if self._policy.adaptive else 0,
+                          group_limit=draw.group_limit(self._policy, engine.tasks)
+                          if grouped else None)
+        engine.attach(backend)
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known
             self._policy.workers = max(1, backend.alive)
         self._policy.max_work = backend.batch_work or MAX_BATCH_WORK
-        engine.run.begin()   # the run's clock starts once the workers are up
         feeder = Feeder(engine)
         self._state["feeder"] = feeder
-        engine.started = True
-        engine.stopped = False
+        engine.running()
         feeder.start()
         if self._options.progress:
             try:
@@ -574,9 +570,7 @@ class IMap:
             else:
                 ends_tasks = [self._task(i) for i in ends]
             if not forced:
-                with engine.lock:
-                    engine.draw_stop = True
-                    engine.slot_free.notify_all()  # a Feeder waiting for work ends its inputs
+                engine.request_stop()
                 why = engine.drain(ends_tasks)
                 if why is not None:
                     log.warning("%r cannot finish gracefully (%s); stopping it at once",
@@ -591,22 +585,14 @@ class IMap:
                     if feeder.is_alive():
                         log.warning("%r: the feeder is blocked on an input; forcing", self)
                         _shutdown(self._state)
-                if engine.backend is not None:
-                    engine.backend.stop(forced=False)
-                    engine.backend = None
+                backend = engine.detach()
+                if backend is not None:
+                    backend.stop(forced=False)
                 self._state["feeder"] = None
         _stop_progress(self._state)   # before the tasks go: the final counts
-        if engine.started:
-            engine.run.ended = time.perf_counter()
-            self._state["last"] = engine.status()  # for report() after the run
-        with engine.lock:
-            engine.started = False
-            engine.stopped = True
-            engine.generation += 1
-            for task in engine.tasks:
-                task.handout.clear()
-            engine.tasks = []
-            engine.result_ready.notify_all()
+        last = engine.end_run()
+        if last is not None:
+            self._state["last"] = last   # for report() after the run
         self._iterators.clear()
 
     def __enter__(self) -> IMap:

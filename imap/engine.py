@@ -65,6 +65,55 @@ class Engine:
         self.feeder_done = False
         self.failure: BaseException | None = None
 
+    # -- the run's life cycle (the IMap calls these; nothing else assigns) ---------
+
+    def begin_run(self, impatient: bool) -> None:
+        """A new run is set up: counters reset, the policy's first bound in
+        force, and whether turns are impatient (see ``flow.draw.patient``)."""
+        self.reset()
+        self.buffer = self.policy.bound
+        self.impatient = impatient
+
+    def attach(self, backend: Any) -> None:
+        """The run's workers (before they start)."""
+        self.backend = backend
+
+    def detach(self) -> Any:
+        """Take the run's workers away (to stop them); None if there are none."""
+        backend, self.backend = self.backend, None
+        return backend
+
+    def running(self) -> None:
+        """The workers are up and the Feeder starts: results may be taken."""
+        self.run.begin()   # the run's clock starts once the workers are up
+        self.started = True
+        self.stopped = False
+
+    def request_stop(self) -> None:
+        """A graceful stop: the inputs are drawn no further (a Feeder
+        waiting for work ends them)."""
+        with self.lock:
+            self.draw_stop = True
+            self.slot_free.notify_all()
+
+    def end_run(self) -> IMapStatus | None:
+        """The run is over: its tasks go, its task iterators end, and the
+        engine may take new tasks. Returns the run's last status (None if
+        it was not running)."""
+        last = None
+        if self.started:
+            self.run.ended = time.perf_counter()
+            last = self.status()
+        with self.lock:
+            self.started = False
+            self.stopped = True
+            self.generation += 1
+            for task in self.tasks:
+                task.handout.clear()
+            self.tasks = []
+            self.result_ready.notify_all()
+        return last
+
     # -- the Feeder's side ---------------------------------------------------
 
     def take_slots(self, want: int, wait: bool) -> int:
@@ -199,7 +248,7 @@ class Engine:
             if (self.impatient and not self.tail and self.backend is not None
                     and all(t.exhausted for t in self.tasks if t.upstream is None)):
                 self.tail = True
-                self.backend.depth_order = -1
+                self.backend.configure(depth_order=-1)
             self.result_ready.notify_all()
 
     def finish_feeding(self, failure: BaseException | None = None) -> None:

@@ -132,6 +132,16 @@ class Backend(ABC):
         """Workers that died since start."""
         return self._workers_lost
 
+    def configure(self, depth_order: int | None = None,
+                  group_limit: Callable[[Any], int] | None = None) -> None:
+        """What the flow decided for this run: the order queued batches run
+        in (``depth_order``, see :func:`imap.flow.dispatch.take_next`) and
+        the limit on batches going out together (``group_limit``)."""
+        if depth_order is not None:
+            self.depth_order = depth_order
+        if group_limit is not None:
+            self.group_limit = group_limit
+
     @property
     @abstractmethod
     def alive(self) -> int:

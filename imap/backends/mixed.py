@@ -78,9 +78,10 @@ class MixedBackend(Backend):
     def depth_order(self) -> int:  # type: ignore[override]
         return self.local.depth_order
 
-    @depth_order.setter
-    def depth_order(self, value: int) -> None:
-        self.local.depth_order = self.remote.depth_order = value
+    def configure(self, depth_order: int | None = None,
+                  group_limit: Any = None) -> None:
+        self.local.configure(depth_order, group_limit)
+        self.remote.configure(depth_order, group_limit)
 
     @property
     def alive(self) -> int:
