@@ -46,9 +46,9 @@ if "answer_batch" not in globals():  # imported as a module, not uploaded after 
         PROTOCOL,
         answer_batch,
         collect_logs,
+        initialize,
         load_task,
         log_collector,
-        pack_init_error,
     )
 
 _WHERE = "the remote worker"
@@ -156,16 +156,9 @@ def imap_agent_heartbeat(beat, interval):
 def imap_agent_init(payload):
     """Run the IMap's initializer once in this connection; return the log
     records it emitted (see ``imap_agent_logs``), or None."""
-    import pickle
 
     def run():
-        initializer = None
-        try:
-            initializer, initargs = pickle.loads(payload)
-            initializer(*initargs)
-            _state["init_error"] = None
-        except Exception as exc:
-            _state["init_error"] = pack_init_error(exc, initializer)
+        _state["init_error"] = initialize(payload)
 
     return _pickled(collect_logs(_state["logs"], run))
 

@@ -3,18 +3,18 @@
 Kept small and free of engine imports (only :mod:`.kernel`) so a spawned
 worker starts fast.
 
-Messages to a worker process are pickled tuples:
+Messages to a worker process are pickled records (named tuples of this
+module, which the worker imports anyway):
 
-* ``("f", key, payload)`` — the function of task ``key``: ``payload`` is the
-  cloudpickle of ``(func, args, kwargs)``; sent once per task per worker.
-* ``("b", key, data, every, ticket)`` — a batch: ``data`` is the pickle of
-  the list of input items; ``every``: seconds between partial answers (0:
-  after every item); ``ticket``: its number among the batches sent to this
-  worker (1, 2, ...). Before it starts a batch the worker *claims* its
-  ticket on the :class:`Claims` board it shares with the parent; a batch
-  the parent took back first (to run it elsewhere) is skipped unanswered.
-* ``("x", key)`` — forget task ``key``.
-* ``("q",)`` — quit.
+* :class:`SetTask` — the function of a task: ``payload`` is the cloudpickle
+  of ``(func, args, kwargs)``; sent once per task per worker.
+* :class:`RunBatch` — a batch: ``data`` is the pickle of the list of input
+  items; ``every``: seconds between partial answers (0: after every item);
+  ``ticket``: its number among the batches sent to this worker (1, 2, ...).
+  Before it starts a batch the worker *claims* its ticket on the
+  :class:`Claims` board it shares with the parent; a batch the parent took
+  back first (to run it elsewhere) is skipped unanswered.
+* :class:`Quit` — end the loop.
 
 With ``log_conn``, ``logging`` records emitted in the worker (by the
 initializer or the tasks, from any thread) travel to the parent through
@@ -32,9 +32,30 @@ import logging
 import os
 import pickle
 import signal
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import kernel
+
+
+class SetTask(NamedTuple):
+    """The function of task ``key`` (cloudpickle of ``(func, args, kwargs)``)."""
+
+    key: tuple
+    payload: bytes
+
+
+class RunBatch(NamedTuple):
+    """Run the items ``data`` (a pickled list) of task ``key``; see the module doc."""
+
+    key: tuple
+    data: bytes
+    every: float
+    ticket: int
+
+
+class Quit(NamedTuple):
+    """End the worker's loop (a graceful stop)."""
+
 
 RING = 64   # tickets a Claims board remembers; more than any worker ever holds
 
@@ -105,14 +126,7 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
         root = logging.getLogger()
         root.handlers[:] = [_PipeHandler(log_conn)]
         root.setLevel(log_level)
-    init_error = None
-    if init_payload is not None:
-        initializer = None
-        try:
-            initializer, initargs = pickle.loads(init_payload)
-            initializer(*initargs)
-        except Exception as exc:
-            init_error = kernel.pack_init_error(exc, initializer)
+    init_error = None if init_payload is None else kernel.initialize(init_payload)
     funcs: dict = {}
     recv = task_conn.recv_bytes
     send = result_conn.send_bytes
@@ -122,16 +136,14 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
             msg = pickle.loads(recv())
         except (EOFError, OSError):
             break  # the parent is gone
-        tag = msg[0]
-        if tag == "b":
-            if claims is not None and not claims.claim(msg[4]):
+        kind = type(msg)
+        if kind is RunBatch:
+            if claims is not None and not claims.claim(msg.ticket):
                 continue   # taken back by the parent: it runs elsewhere
-            send(answer(funcs.get(msg[1]), init_error, msg[2], send=send, every=msg[3]))
-        elif tag == "f":
-            funcs[msg[1]] = kernel.load_task(msg[2])
-        elif tag == "x":
-            funcs.pop(msg[1], None)
-        else:  # "q"
+            send(answer(funcs.get(msg.key), init_error, msg.data, send=send, every=msg.every))
+        elif kind is SetTask:
+            funcs[msg.key] = kernel.load_task(msg.payload)
+        else:  # Quit
             break
     for conn in (task_conn, result_conn):
         try:

@@ -521,9 +521,9 @@ class ExecutorBackend(Backend):
             data, name, logs = data
             wire.relay_logs(logs, name)
         for batch, answer in zip(group, data if type(data) is list else [data], strict=True):
-            values, errors, busy, peak, _ = wire.decode_answer(batch, answer)
+            reply = wire.decode_answer(batch, answer)
             batch.nbytes = len(answer) + len(batch.data or b"")
-            self.deliver(batch, values, errors, busy, peak)
+            self.deliver(batch, reply.values, reply.errors, reply.busy, reply.peak)
 
     # -- a Dask scheduler that goes away --------------------------------------------------
 

@@ -80,6 +80,20 @@ def pack_init_error(exc, initializer=None):
     return (INIT_FAILED, pack_error(exc), name)
 
 
+def initialize(payload):
+    """Run the initializer in ``payload`` (the cloudpickle of ``(initializer,
+    initargs)``), the one way every worker does (a process, a remote
+    connection, an executor's worker); return its packed error
+    (:func:`pack_init_error`), or None if it ran."""
+    initializer = None
+    try:
+        initializer, initargs = pickle.loads(payload)
+        initializer(*initargs)
+    except Exception as exc:
+        return pack_init_error(exc, initializer)
+    return None
+
+
 def record_data(record):
     """A log record as it travels: its attributes, the message formatted
     (arguments may not pickle) and the traceback as text."""
@@ -328,15 +342,9 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
         token, init_payload = init
         with state.lock:
             if token not in state.inits:
-                def initialize():
-                    error = initializer = None
-                    try:
-                        initializer, initargs = pickle.loads(init_payload)
-                        initializer(*initargs)
-                    except Exception as exc:
-                        error = pack_init_error(exc, initializer)
-                    state.inits[token] = error
-                records += collect_logs(collector, initialize)
+                def run_init():
+                    state.inits[token] = initialize(init_payload)
+                records += collect_logs(collector, run_init)
             init_error = state.inits[token]
     entry = load_task(payload, where)
     answers = []

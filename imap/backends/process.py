@@ -52,7 +52,7 @@ log = logging.getLogger("imap")
 JOIN_TIMEOUT = 5.0     # seconds a stopping worker gets before it is terminated
 IDLE_DEATHS = 3        # a slot whose workers die this often with no work is not refilled
 
-_QUIT = pickle.dumps(("q",))
+_QUIT = pickle.dumps(_worker.Quit())
 
 
 def default_start_method() -> str:
@@ -327,11 +327,12 @@ class ProcessBackend(SlotBackend):
     def _send(self, worker: _Worker, batch: Batch, payload: bytes | None) -> None:
         key = batch.task.key
         if payload is not None:
-            worker.outbox.put(pickle.dumps(("f", key, payload), PROTOCOL))
+            worker.outbox.put(pickle.dumps(_worker.SetTask(key, payload), PROTOCOL))
         every = 0.0 if batch.careful else FLUSH_EVERY
         worker.tickets += 1
         batch.ticket = worker.tickets
-        worker.outbox.put(pickle.dumps(("b", key, batch.data, every, batch.ticket), PROTOCOL))
+        worker.outbox.put(pickle.dumps(_worker.RunBatch(key, batch.data, every, batch.ticket),
+                                       PROTOCOL))
 
     def _reclaim(self, worker: _Worker, batch: Batch) -> bool:
         # The claims board answers at once: the worker checks it before it

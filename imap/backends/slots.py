@@ -249,7 +249,7 @@ class SlotBackend(Backend):
                 if batch is None:   # not ours any more (a slot replaced meanwhile)
                     return
         try:
-            values, errors, busy, peak, more = wire.decode_answer(batch, data)
+            answer = wire.decode_answer(batch, data)
         except Exception as exc:
             with self._lock:
                 slot.held.remove(batch)
@@ -259,16 +259,16 @@ class SlotBackend(Backend):
                 f"not be unpickled here: {exc!r}; return values (and raise exceptions) "
                 f"that unpickle in this process"), exc)
             return
-        if more:
+        if answer.more:
             with self._lock:
-                head = batch.split_off(len(values))
-            self.deliver(head, values, errors, busy, peak)
+                head = batch.split_off(len(answer.values))
+            self.deliver(head, answer.values, answer.errors, answer.busy, answer.peak)
             return
         with self._lock:
             slot.held.remove(batch)
             self._dispatch()
         batch.nbytes = len(data) + len(batch.data or b"")
-        self.deliver(batch, values, errors, busy, peak)
+        self.deliver(batch, answer.values, answer.errors, answer.busy, answer.peak)
 
     def _failed_one(self, slot: Any, exc: BaseException, message: str) -> None:
         """``slot``'s oldest batch failed as a whole (the worker lives on)."""

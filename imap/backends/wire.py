@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import pickling
 from ..errors import UnsendableError, WorkerTraceback, init_failed
@@ -48,17 +48,29 @@ def unpack_error(packed: tuple) -> BaseException:
     return with_traceback_cause(exc, tb_text)
 
 
-def decode_answer(batch: Batch, data: bytes) -> tuple[list, dict | None, float, float, bool]:
-    """``(values, errors, busy, peak, more)`` from a worker's pickled answer to
-    ``batch``; ``errors`` holds exceptions, ready for ``Engine.deliver``;
-    ``more``: a partial answer (the values of the batch's first tasklets)."""
+class Answer(NamedTuple):
+    """A worker's answer to a batch, as the engine takes it.
+
+    On the wire it is the kernel's plain tuple (so a remote host or a Dask
+    worker needs nothing of this package to write one); here it is named.
+    """
+
+    values: list            # aligned with the batch's indices (None where an error is)
+    errors: dict | None     # position -> exception (its worker traceback as __cause__)
+    busy: float             # the worker's seconds on the batch
+    peak: float             # ... on its longest tasklet
+    more: bool              # a partial answer: the batch's first tasklets, it runs on
+
+
+def decode_answer(batch: Batch, data: bytes) -> Answer:
+    """The :class:`Answer` in a worker's pickled answer to ``batch``."""
     values, packed, busy, peak, more = pickle.loads(data)
     if values is None:  # the items did not unpickle in the worker
         values, packed = kernel.failed(len(batch), packed)
     errors = None
     if packed:
         errors = {p: unpack_error(e) for p, e in packed.items()}
-    return values, errors, busy, peak, more
+    return Answer(values, errors, busy, peak, more)
 
 
 def fail_batch(deliver: Callable, batch: Batch, exc: BaseException,
