@@ -415,7 +415,7 @@ class IMap:
             ordered=self.ordered,
         )
         if self._options.executor is not None:
-            from .backends.executor import dask_placement
+            from .backends.dask import dask_placement
             task.placement = dask_placement()
         if isinstance(iterable, TaskIterator) and iterable.imap is self:
             # Keep no reference to our own iterator: the engine's threads must

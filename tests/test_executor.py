@@ -155,9 +155,9 @@ def test_the_kernel_runs_several_batches_in_one_call_each_with_its_own_answer():
 def test_dask_workers_install_the_kernel_from_its_source_once_per_process(client):
     # What a Dask task calls: the kernel made from its (compressed) source,
     # a module of the worker process from its first batch on.
-    from imap.backends import _dask_entry, executor
+    from imap.backends import _dask_entry, dask
 
-    name, filename, source = executor.KERNEL
+    name, filename, source = dask.KERNEL
     payload = cloudpickle.dumps((wf.square, (), {}))
     sys.modules.pop(name, None)
     try:
@@ -213,7 +213,7 @@ def test_the_initializer_runs_once_per_worker_process(client, tmp_path):
 
 
 # Bytes of padding an item carries so that its batch is scattered to the
-# cluster before its task is submitted (over executor.SCATTER_BYTES).
+# cluster before its task is submitted (over dask.SCATTER_BYTES).
 SCATTERED = 64 << 10
 
 
@@ -239,9 +239,9 @@ def _bytes_reachable(root, limit: int = 100_000) -> int:
 def test_large_items_are_scattered_not_kept_in_dasks_message_logs(client, monkeypatch):
     # Dask keeps the last messages of each stream that were under 1 MB; items
     # sent inside their task would stay alive there after the task ended.
-    from imap.backends import executor
+    from imap.backends import dask
 
-    assert SCATTERED > executor.SCATTER_BYTES
+    assert SCATTERED > dask.SCATTER_BYTES
 
     def run(pad: int) -> int:
         client.scheduler_comm.recent_message_log.clear()
@@ -255,7 +255,7 @@ def test_large_items_are_scattered_not_kept_in_dasks_message_logs(client, monkey
     # source, the task specs), then what large items add to it
     base = run(0)
     assert run(SCATTERED) - base < 40 * SCATTERED // 10
-    monkeypatch.setattr(executor, "SCATTER_BYTES", 1 << 40)   # items inside the tasks
+    monkeypatch.setattr(dask, "SCATTER_BYTES", 1 << 40)   # items inside the tasks
     assert run(SCATTERED) - base >= 40 * SCATTERED   # every item, still alive in the log
 
 
@@ -307,9 +307,9 @@ def test_timeouts_and_skip_on_dask(client, tmp_path, skip):
 
 
 def test_an_unreachable_scheduler_is_a_connection_error(monkeypatch):
-    from imap.backends import executor
+    from imap.backends import dask
 
-    monkeypatch.setattr(executor, "CONNECT_TIMEOUT", 2.0)
+    monkeypatch.setattr(dask, "CONNECT_TIMEOUT", 2.0)
     m = IMap(executor="tcp://127.0.0.1:9")
     m.add_task(abs, range(3))
     with pytest.raises(ConnectionError, match="127.0.0.1:9"):
@@ -319,9 +319,9 @@ def test_an_unreachable_scheduler_is_a_connection_error(monkeypatch):
 @pytest.mark.parametrize("pad", [0, SCATTERED], ids=["inline", "scattered"])
 def test_a_scheduler_that_goes_away_fails_the_tasklets_with_connection_error(monkeypatch,
                                                                               pad):
-    from imap.backends import executor
+    from imap.backends import dask
 
-    monkeypatch.setattr(executor, "SCHEDULER_GRACE", 2.0)
+    monkeypatch.setattr(dask, "SCHEDULER_GRACE", 2.0)
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=None)
     client = distributed.Client(cluster, set_as_default=False)

@@ -18,9 +18,12 @@ def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
     remote workers, local and remote workers mixed, or an executor."""
     local = options.local_workers
     if options.executor is not None:
+        from .dask import DaskBackend, is_dask
         from .executor import ExecutorBackend
-        return ExecutorBackend(options.executor, options.worker_num, deliver, lost,
-                               options.initializer, options.initargs, options.worker_logs)
+        kind = (DaskBackend if isinstance(options.executor, str) or is_dask(options.executor)
+                else ExecutorBackend)
+        return kind(options.executor, options.worker_num, deliver, lost,
+                    options.initializer, options.initargs, options.worker_logs)
 
     def make_local(d: Deliver, lo: Lost) -> Backend:
         if options.worker_type == "thread":

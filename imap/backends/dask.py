@@ -1,0 +1,360 @@
+"""Workers of a Dask cluster: the executor backend, with what Dask needs more.
+
+``IMap(executor=client)`` with a ``distributed.Client`` (used as given, never
+closed here), or ``IMap(executor="tcp://host:8786")``, a scheduler address
+(the IMap opens its own Client at start and closes it at stop). Everything
+of :mod:`.executor` holds; besides:
+
+* The kernel travels as its source text (see :mod:`._dask_entry`), so Dask
+  workers need nothing of this package; tasks are named
+  ``imap-batch-<uuid>`` and get ``depth_order * task id`` as their priority.
+* A batch of more than ``SCATTER_BYTES`` of items has them scattered first
+  (by the ``imap-dask-scatter`` thread: a scatter waits a round trip), and
+  its task takes them as a dependency; a batch that lost its scattered
+  items with a worker is rerun with its items inside
+  (:meth:`DaskBackend._recover`).
+* The worker count is the cluster's threads, looked up again twice a second
+  by the ``imap-dask-watch`` thread, so workers that join or leave count.
+  A Dask scheduler that stays unreachable for ``SCHEDULER_GRACE`` seconds
+  fails what is in flight and queued with ``ConnectionError``.
+* A task added inside ``with dask.annotate(workers=..., resources=...)`` runs
+  its batches where those annotations allow (see :func:`dask_placement`).
+* A batch whose worker died (Dask's ``KilledWorker`` after its own retries)
+  goes to ``lost``, like a lost process.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import hashlib
+import importlib
+import logging
+import queue
+import sys
+import threading
+import time
+import uuid
+import zlib
+from typing import Any
+
+import cloudpickle
+
+from . import _dask_entry, kernel, wire
+from .base import Batch
+from .executor import ExecutorBackend, _items, _worker_died
+
+log = logging.getLogger("imap")
+
+REFRESH = 0.5           # seconds between looks at a Dask cluster (size, scheduler)
+SCHEDULER_GRACE = 10.0  # seconds a Dask scheduler may be unreachable
+CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
+# The most work (seconds) an adaptive batch holds on Dask. Each Dask task
+# costs the scheduler and the client several milliseconds of CPU (measured:
+# ~5 ms per task on 2 CPUs, where a LocalCluster's scheduler shares the
+# client's process), and a worker idles ~2.5 ms between tasks: batches of
+# 0.2 s keep that to a few per cent, where 0.02 s (once the default, sized
+# for a pipe to a process of our own) halved the throughput of 5 ms tasklets.
+DASK_BATCH_WORK = 0.2
+# A Dask task whose pickled items exceed this many bytes has them scattered
+# to the cluster first (one round trip, in a thread of this backend) and
+# takes them as a dependency. Dask keeps the last 1 000 messages of every
+# stream that were under 1 MB (``distributed.admin.low-level-log-length``),
+# so items passed inside the task would stay alive in the client (and in
+# the scheduler, when it runs in this process) long after their task ended:
+# measured, 3 x 10^5 items of 1 KB in batches of ~340 KB grew this process
+# by ~800 MB, against ~25 MB scattered. Below this size what those logs
+# hold stays within ~32 MB a stream, and small batches (tiny tasklets, whose
+# work is a few ms) do not pay the round trip (it cost them ~20 %).
+SCATTER_BYTES = 32 << 10
+# Scattered items live on one worker: if it dies, the task that was to take
+# them (running there or not) cannot be rerun by Dask. Such tasks are
+# submitted again with their items inside, one at a time (see _recover).
+# Dask annotations that say where a task may run, passed on to Client.submit.
+PLACEMENT = ("workers", "resources", "allow_other_workers")
+
+
+def _kernel_source() -> tuple[str, str, bytes]:
+    """``(module name, file name, compressed source)`` of the batch kernel
+    as Dask workers install it (:func:`._dask_entry.run_kernel`)."""
+    with open(kernel.__file__, "rb") as f:
+        source = f.read()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    return f"_imap_kernel_{digest}", kernel.__file__, zlib.compress(source, 9)
+
+
+KERNEL = _kernel_source()
+
+
+def dask_placement() -> dict:
+    """The placement annotations in force (``with dask.annotate(...)``):
+    where a task added now may run. Empty if Dask was never imported."""
+    dask = sys.modules.get("dask")
+    if dask is None:
+        return {}
+    annotations = dask.get_annotations()
+    return {key: annotations[key] for key in PLACEMENT if key in annotations}
+
+
+def is_dask(executor: Any) -> bool:
+    """Whether ``executor`` is a Dask ``distributed.Client``."""
+    return type(executor).__module__.split(".")[0] == "distributed"
+
+
+_STARTING = object()   # a recovery being submitted (DaskBackend._recovery)
+
+
+class DaskBackend(ExecutorBackend):
+    """Batches as tasks of a Dask cluster (see the module docstring).
+
+    Args:
+        executor: a ``distributed.Client`` or a scheduler address.
+        workers: the worker count to assume (None: the cluster's threads).
+    """
+
+    kind = "dask"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._scattered: dict = {}  # future -> the Dask future of its scattered items
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()   # groups to scatter
+        self._recovering: collections.deque = collections.deque()   # see _recover
+        self._recovery: Any = None  # the future of the group rerun now (or _STARTING)
+        self._scatterer: threading.Thread | None = None
+        self._owned = False         # a Client this backend opened (and closes)
+        self._threads = 1           # the cluster's threads, as last looked up
+        self._monitor: threading.Thread | None = None
+        self._done_event = threading.Event()
+
+    # -- life cycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._done_event.clear()
+        super().start()
+        # Dask workers need nothing of this package: the entry travels by
+        # value, the kernel as source.
+        cloudpickle.register_pickle_by_value(_dask_entry)
+        self._threads = self._dask_threads()
+        self._monitor = threading.Thread(target=self._watch_scheduler,
+                                         name="imap-dask-watch", daemon=True)
+        self._monitor.start()
+        self._scatterer = threading.Thread(target=self._scatter_loop,
+                                           name="imap-dask-scatter", daemon=True)
+        self._scatterer.start()
+
+    def _open_executor(self) -> Any:
+        if not isinstance(self._given, str):
+            return self._given
+        self._owned = True
+        return self._connect(self._given)
+
+    @staticmethod
+    def _connect(address: str) -> Any:
+        try:
+            distributed = importlib.import_module("distributed")
+        except ImportError as exc:
+            raise ImportError(
+                f"executor={address!r} needs Dask distributed: install the extra with "
+                f"pip install 'papy-imap[dask]'") from exc
+        try:
+            return distributed.Client(address, timeout=CONNECT_TIMEOUT,
+                                      set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to the Dask scheduler at {address}: "
+                                  f"{exc}") from exc
+
+    def stop(self, forced: bool = False) -> None:
+        executor = self._executor
+        self._done_event.set()
+        super().stop(forced)
+        if self._monitor is not None:
+            self._monitor.join()
+            self._monitor = None
+        if self._scatterer is not None:
+            self._outbox.put(None)
+            self._scatterer.join()
+            self._scatterer = None
+        if self._owned and executor is not None:
+            try:
+                executor.close()
+            except Exception:  # the scheduler is gone already
+                pass
+        self._owned = False
+
+    def _forget_all(self) -> None:
+        self._scattered.clear()
+        self._recovering.clear()
+        self._recovery = None
+
+    # -- size ----------------------------------------------------------------------
+
+    def _dask_threads(self) -> int:
+        try:
+            return max(1, sum(self._executor.nthreads().values()))
+        except Exception:   # the scheduler is not answering: keep the last count
+            return self._threads
+
+    def _size(self) -> int:
+        return self._threads   # refreshed by the watcher thread, never under a lock
+
+    @property
+    def batch_work(self) -> float | None:
+        """Dask batches may hold up to DASK_BATCH_WORK seconds of work."""
+        return DASK_BATCH_WORK
+
+    # -- submitting ------------------------------------------------------------------
+
+    def _go(self, groups: list) -> None:
+        """Submit ``groups``; those of large items go to the scatter thread
+        instead (see SCATTER_BYTES)."""
+        for group in groups:
+            if sum(len(b.data) for b in group) > SCATTER_BYTES:
+                self._outbox.put(group)
+            else:
+                self._launch(group, _items(group))
+
+    def _scatter_loop(self) -> None:
+        """Scatter the items of large groups, then submit their tasks, one
+        group at a time (a scatter waits a round trip: not in the threads
+        that submit batches and take results)."""
+        while (group := self._outbox.get()) is not None:
+            if self._stopping:
+                self._launched()
+                continue
+            try:
+                [items] = self._executor.scatter(
+                    [_items(group)], hash=False, timeout=SCHEDULER_GRACE,
+                    workers=group[0].task.placement.get("workers"))
+            except Exception as exc:   # a worker that died, a closed client
+                self._launched()
+                if not self._recover(group, exc):
+                    for batch in group:
+                        self._refused(batch, exc)
+                continue
+            self._launch(group, items, scattered=items)
+
+    def _submit_task(self, group: list, items: Any) -> Any:
+        task = group[0].task
+        return self._executor.submit(
+            _dask_entry.run_kernel, *KERNEL, task.payload()[0], self._init, items,
+            log_level=self._level, key=f"imap-batch-{uuid.uuid4().hex}",
+            priority=self.depth_order * task.id, **task.placement)
+
+    def _launched(self, future: Any = None, group: list | None = None,
+                  scattered: Any = None, recovery: bool = False) -> bool:
+        with self._lock:
+            self._launching -= 1
+            if recovery:
+                self._recovery = future
+            if future is None or self._stopping:
+                return False
+            self._inflight[future] = group
+            if scattered is not None:
+                self._scattered[future] = scattered   # alive until the task ends
+            return True
+
+    def _refused(self, batch: Batch, exc: BaseException) -> None:
+        if not self._scheduler_gone(batch):
+            super()._refused(batch, exc)
+
+    # -- batches whose scattered items died with their worker -----------------------------
+
+    def _recover(self, group: list, exc: BaseException) -> bool:
+        """Rerun ``group``, whose scattered items were lost with their worker
+        (``exc``), with its items inside its task; False if the backend
+        stops or the scheduler is gone (the caller fails the group).
+
+        Every task that was to take items from a worker that died loses
+        them, the one whose tasklet killed the worker among the others, and
+        none can tell which it was. So they are rerun one at a time, each
+        after the last ended: Dask reruns each after a death as usual, and
+        a task whose tasklet kills every worker it runs on fails alone (as
+        ``KilledWorker`` after Dask's allowed-failures, a lost batch) while
+        its neighbours wait here, not on the workers it kills.
+        """
+        with self._lock:
+            if self._stopping or self._status() != "running":
+                return False
+            self._recovering.append(group)
+        log.info("%d batch(es) of task %d lost their scattered items (%r): to be rerun "
+                 "with their items inside", len(group), group[0].task.id, exc)
+        self._next_recovery()
+        return True
+
+    def _next_recovery(self) -> None:
+        """Rerun the next group of ``_recovering`` if none is being rerun."""
+        with self._lock:
+            if self._recovery is not None or self._stopping or not self._recovering:
+                return
+            group = self._recovering.popleft()
+            self._recovery = _STARTING
+            self._launching += 1
+        self._launch(group, _items(group), recovery=True)
+
+    # -- results ---------------------------------------------------------------------
+
+    def _forget(self, future: Any) -> Any:
+        recovered = future is self._recovery
+        if recovered:
+            self._recovery = None
+        return {"scattered": self._scattered.pop(future, None), "recovery": recovered}
+
+    def _after(self, future: Any, noted: Any) -> None:
+        if noted and noted.get("recovery"):
+            self._next_recovery()
+
+    def _failed(self, group: list, exc: BaseException, noted: Any) -> bool:
+        if self._scheduler_gone(group[0]):
+            for batch in group[1:]:
+                self._scheduler_gone(batch)
+            return False
+        died = _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError)
+        if died and noted and noted.get("scattered") is not None and self._recover(group, exc):
+            self._workers_lost += 1
+            return True
+        return super()._failed(group, exc, noted)
+
+    # -- a Dask scheduler that goes away --------------------------------------------------
+
+    def _status(self) -> str:
+        """The client's status: ``"running"`` while it has its scheduler."""
+        return getattr(self._executor, "status", "running")
+
+    def _scheduler_gone(self, batch: Batch) -> bool:
+        """If the client has lost its scheduler, fail ``batch`` with
+        ``ConnectionError`` and say so (a worker did not die: all did)."""
+        status = self._status()
+        if status == "running":
+            return False
+        error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
+        wire.fail_batch(self.deliver, batch, error, error)
+        return True
+
+    def _watch_scheduler(self) -> None:
+        away_since = None
+        while not self._done_event.wait(REFRESH):
+            status = self._status()
+            if status == "running":
+                away_since = None
+                self._threads = self._dask_threads()   # workers that joined or left
+                continue
+            now = time.monotonic()
+            away_since = away_since or now
+            if now - away_since >= SCHEDULER_GRACE or status in ("closed", "closing"):
+                self._scheduler_lost(status)
+                away_since = None
+
+    def _scheduler_lost(self, status: str) -> None:
+        with self._lock:
+            batches = [b for group in self._inflight.values() for b in group]
+            batches += self._queue.clear()
+            batches += [b for group in self._recovering for b in group]
+            self._inflight.clear()
+            self._forget_all()
+        if not batches:
+            return
+        log.error("the Dask scheduler is unreachable (client %s); failing %d batch(es)",
+                  status, len(batches))
+        for batch in batches:
+            error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
+            wire.fail_batch(self.deliver, batch, error, error)
