@@ -91,9 +91,12 @@ class Claims:
         if not self.lock.acquire(timeout=timeout):
             return False
         try:
-            if self.board[0] >= ticket:
-                return False
-            self.board[1 + ticket % RING] = ticket
+            board, slot = self.board, 1 + ticket % RING
+            if board[0] >= ticket:
+                return False   # started (or passed)
+            if board[slot] > board[0] and board[slot] != ticket:
+                return False   # the slot still guards another ticket, not yet passed
+            board[slot] = ticket
             return True
         finally:
             self.lock.release()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-PREFETCH = 2  # batches a worker may hold: one running, one queued behind it
+PREFETCH = 2  # batches a worker holds unless the flow says otherwise: one running, one queued
 # Seconds a worker may go on running a batch holding an abandoned tasklet
 # (skip=True) before it is replaced, so that the items behind it run.
 GIVE_UP_AFTER = 1.0
@@ -120,6 +120,8 @@ class Backend(ABC):
     # to it (set for adaptive batches only, None otherwise; a backend that
     # queues batches on this side may use it).
     group_limit: Callable[[Any], int] | None = None
+    # Batches a worker may hold (the flow policy's ``prefetch``).
+    prefetch = PREFETCH
 
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver
@@ -133,14 +135,18 @@ class Backend(ABC):
         return self._workers_lost
 
     def configure(self, depth_order: int | None = None,
-                  group_limit: Callable[[Any], int] | None = None) -> None:
+                  group_limit: Callable[[Any], int] | None = None,
+                  prefetch: int | None = None) -> None:
         """What the flow decided for this run: the order queued batches run
-        in (``depth_order``, see :func:`imap.flow.dispatch.take_next`) and
-        the limit on batches going out together (``group_limit``)."""
+        in (``depth_order``, see :func:`imap.flow.dispatch.take_next`), the
+        limit on batches going out together (``group_limit``) and how many
+        batches a worker may hold (``prefetch``)."""
         if depth_order is not None:
             self.depth_order = depth_order
         if group_limit is not None:
             self.group_limit = group_limit
+        if prefetch is not None:
+            self.prefetch = prefetch
 
     @property
     @abstractmethod

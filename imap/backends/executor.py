@@ -9,7 +9,7 @@ same code every worker runs) with the task's pickled function, the pickled
 items and the initializer, one task per batch (or group of batches, see
 below). The engine sees the usual interface: batches in,
 ``deliver``/``lost`` out. The executor is one place of the backend's
-:class:`~imap.flow.dispatch.Dispatcher`: up to ``PREFETCH`` tasks per worker
+:class:`~imap.flow.dispatch.Dispatcher`: up to ``prefetch`` tasks per worker
 are submitted at once (each worker has the next one queued, and the
 executor's own queue binds a task to whichever worker frees first: late
 binding is the executor's); the rest wait here, in the backend's
@@ -42,7 +42,7 @@ from typing import Any
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
 from . import kernel, wire
-from .base import PREFETCH, Backend, Batch, Deliver, Lost
+from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
 
@@ -137,7 +137,7 @@ class ExecutorBackend(Backend):
 
     @property
     def capacity(self) -> int:
-        return self.alive * PREFETCH
+        return self.alive * self.prefetch
 
     # -- submitting ------------------------------------------------------------------
 

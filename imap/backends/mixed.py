@@ -78,10 +78,10 @@ class MixedBackend(Backend):
     def depth_order(self) -> int:  # type: ignore[override]
         return self.local.depth_order
 
-    def configure(self, depth_order: int | None = None,
-                  group_limit: Any = None) -> None:
-        self.local.configure(depth_order, group_limit)
-        self.remote.configure(depth_order, group_limit)
+    def configure(self, depth_order: int | None = None, group_limit: Any = None,
+                  prefetch: int | None = None) -> None:
+        self.local.configure(depth_order, group_limit, prefetch)
+        self.remote.configure(depth_order, group_limit, prefetch)
 
     @property
     def alive(self) -> int:

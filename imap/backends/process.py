@@ -11,7 +11,7 @@ Data flow::
 
 * ``submit`` (called by the Feeder) pickles the items, then queues the batch;
   a batch goes to the least busy live worker holding fewer than
-  ``PREFETCH`` batches, preceded by the task's function if that worker has
+  ``prefetch`` batches, preceded by the task's function if that worker has
   not had it yet (the dispatch common to process and remote workers:
   :mod:`.slots`).
 * One **sender thread** per worker writes that worker's pipe, so a slow or
@@ -42,7 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _worker, wire
-from .base import GIVE_UP_AFTER, PREFETCH, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, Batch, Deliver, Lost
 from .kernel import FLUSH_EVERY, PROTOCOL
 from .main_check import check_main_module
 from .slots import Slot, SlotBackend
@@ -221,7 +221,7 @@ class ProcessBackend(SlotBackend):
     def capacity(self) -> int:
         # The slots asked for: a process being replaced is back soon, and
         # batches queue here meanwhile.
-        return sum(1 for w in self._slots if w.alive or w.slot in self._refilling) * PREFETCH
+        return sum(1 for w in self._slots if w.alive or w.slot in self._refilling) * self.prefetch
 
     # -- life cycle --------------------------------------------------------
 

@@ -16,7 +16,7 @@ Data flow::
   ``host:port``.
 * ``submit`` (called by the Feeder) pickles the items, then queues the batch;
   a batch goes to the least busy live connection holding fewer than
-  ``PREFETCH`` batches (the dispatch common to process and remote workers:
+  ``prefetch`` batches (the dispatch common to process and remote workers:
   :mod:`.slots`).
 * One **driver thread** per connection does only IO: it sends each batch as
   an asynchronous request — the task's function travels with the first batch

@@ -1,7 +1,7 @@
 """The common core of backends whose workers hold batches: process, remote.
 
 A *slot* is one worker as the parent sees it: the batches it holds (at most
-``PREFETCH``: one running, the next already queued so the worker never waits
+``prefetch``: one running, the next already queued so the worker never waits
 a round trip), the tasks whose function it has received, and whether it is
 alive. :class:`SlotBackend` does what every such backend does alike:
 
@@ -40,7 +40,7 @@ from typing import Any
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
 from . import wire
-from .base import PREFETCH, Backend, Batch, Deliver, Lost
+from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
 
@@ -72,7 +72,7 @@ class Slot:
     def room(self) -> int:
         if not self.alive or self.owner._stopping or self.stuck():
             return 0
-        return PREFETCH - len(self.held)
+        return self.owner.prefetch - len(self.held)
 
     def idle(self) -> bool:
         return self.alive and not self.held
@@ -88,7 +88,7 @@ class Slot:
 
 
 class SlotBackend(Backend):
-    """Workers that each hold up to ``PREFETCH`` batches (see the module doc).
+    """Workers that each hold up to ``prefetch`` batches (see the module doc).
 
     Args:
         where: how error messages name the destination ("to a worker process").
@@ -114,7 +114,7 @@ class SlotBackend(Backend):
 
     @property
     def capacity(self) -> int:
-        return self.alive * PREFETCH
+        return self.alive * self.prefetch
 
     def _init_payload(self) -> bytes | None:
         return wire.pickle_initializer(self.initializer, self.initargs, self.where[3:])

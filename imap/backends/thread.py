@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import init_failed
-from .base import GIVE_UP_AFTER, PREFETCH, Backend, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, Backend, Batch, Deliver, Lost
 from .kernel import FLUSH_EVERY, run_batch, traceback_text
 from .wire import with_traceback_cause
 
@@ -58,7 +58,7 @@ class ThreadBackend(Backend):
 
     @property
     def capacity(self) -> int:
-        return self.num * PREFETCH
+        return self.num * self.prefetch
 
     def start(self) -> None:
         self._forced = self._stopping = False

@@ -57,6 +57,10 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   below the slots already in use (so ``high_water`` never exceeds it) nor
   below one stride per task.
 
+* **prefetch** = the batches a worker may hold, ``PREFETCH`` (one running,
+  one queued): the backends' dispatchers bind no more than that to a worker
+  (:mod:`.dispatch`).
+
 Anything set explicitly is obeyed exactly: a given ``stride`` fixes the
 stride (and, unless given, ``buffer = stride * tasks`` and ``chunksize =
 stride // (2 * workers)``, as before); a given ``buffer`` is the bound; a
@@ -84,6 +88,11 @@ MAX_ALIVE = 1 << 16       # tasklets alive at once, at most
 COPIES = 2                # an item or result is alive as an object and as a pickle
 TAIL_SHARES = 2           # the tail of an input is cut in this many batches per worker, at least
 RAMP_FAST = 8             # growth per delivered batch while a batch's work is below a round trip
+# Batches a worker holds: one running and one queued, so that it never waits
+# a round trip; more would only bind work early (late binding takes back a
+# queued batch that has not started, but the fewer there are the less is
+# taken back).
+PREFETCH = 2
 EWMA = 0.3                # weight of the newest measurement in the running means
 PEAK_DECAY = 0.998        # a task's longest tasklet is forgotten this much per batch
 DEFAULT_BUFFER_BYTES = 24 << 20
@@ -138,6 +147,7 @@ class FlowPolicy:
         self.growing = False               # an output task has delivered: batches may grow
         self.stride = 1
         self.bound = 1
+        self.prefetch = PREFETCH           # batches a worker may hold
         self._want = 1
         self._extra = 0                    # stretched by starved turns (see stretch)
         self._most: int | None = None      # the largest batch the byte budget allows
