@@ -298,3 +298,37 @@ def log_initializer():
     import logging
 
     logging.getLogger("imap_test.worker").warning("initializer ran")
+
+
+# --- answers the parent cannot read -------------------------------------------------------
+
+
+class ArgsMismatch(Exception):
+    """An exception whose ``__init__`` does not take its ``args``: it pickles
+    but does not unpickle (a common mistake in user code)."""
+
+    def __init__(self, a, b):
+        super().__init__(a)
+
+
+def return_args_mismatch_on(x, bad):
+    """``x``; for ``bad``, an ArgsMismatch returned as a value."""
+    return ArgsMismatch("v", 1) if x == bad else x
+
+
+def _only_in(pid):
+    if os.getpid() != pid:
+        raise RuntimeError("this object unpickles only in the process that made it")
+    return "unreadable"
+
+
+class OnlyHere:
+    """Pickles anywhere; unpickles only in the process that pickled it."""
+
+    def __reduce__(self):
+        return _only_in, (os.getpid(),)
+
+
+def return_unreadable_on(x, bad):
+    """``x``; for ``bad``, an object the parent cannot unpickle."""
+    return OnlyHere() if x == bad else x

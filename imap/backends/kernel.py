@@ -237,8 +237,24 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
 def encode_results(values, errors, busy, peak, where="the worker", more=False):
     """Pickle a batch's answer ``(values, errors, busy, peak, more)``.
 
-    A result that cannot be pickled becomes an unsendable error in its place.
+    A result that cannot be pickled becomes an unsendable error in its place,
+    and so does an exception returned as a result that pickles but does not
+    unpickle (a subclass whose ``__init__`` takes other arguments than its
+    ``args``: it would fail in the parent, for the whole batch).
     """
+    for pos, value in enumerate(values):
+        if isinstance(value, BaseException) and not (errors and pos in errors):
+            try:
+                pickle.loads(pickle.dumps(value, PROTOCOL))
+            except Exception as exc:
+                errors = dict(errors or {})
+                errors[pos] = unsendable(
+                    f"the result ({type(value).__name__}, an exception returned as a value) "
+                    f"could not be pickled and unpickled to send it back from {where}; give "
+                    f"its class an __init__ that accepts its args, or define __reduce__",
+                    exc)
+                values = list(values)
+                values[pos] = None
     answer = (values, errors, busy, peak, more)
     try:
         return pickle.dumps(answer, PROTOCOL)
