@@ -33,6 +33,7 @@ from .flow import draw
 from .flow.draw import PLAIN_SOURCES
 from .results import Failure
 from .task import Task
+from .taskiter import TaskIterator
 
 log = logging.getLogger("imap")
 
@@ -293,4 +294,10 @@ class Feeder(threading.Thread):
             else:
                 self._fail_item(task, items, Failure(error))
                 drawn += 1
+                if not isinstance(source, TaskIterator):
+                    # An input that raised is over, as for a for loop (a
+                    # generator that raised is finished; a file closed under
+                    # it would raise for ever). Another IMap's task goes on
+                    # after an error: its later results are still to come.
+                    return drawn, True
         return drawn, False

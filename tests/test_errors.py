@@ -261,3 +261,41 @@ def test_stall_error_is_a_runtime_error():
 
 def test_worker_lost_error_is_an_exception():
     assert issubclass(imap.WorkerLostError, Exception)
+
+
+class _RaisesForEver:
+    """An iterator whose every next() raises (a file closed under its reader)."""
+
+    def __init__(self, good: int) -> None:
+        self.left = good
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.left:
+            self.left -= 1
+            return self.left
+        raise OSError("I/O operation on closed file")
+
+
+def test_an_input_that_raises_ends_there_with_its_error_in_place(worker_type):
+    # As with a for loop over it: the items before, then the error, then the end.
+    with imap.IMap(worker_type=worker_type, worker_num=2) as m:
+        task = m.add_task(wf.ident, _RaisesForEver(3))
+        m.start()
+        results = results_and_errors(task, 4)
+    assert results[:3] == [2, 1, 0]
+    assert isinstance(results[3], OSError)
+
+
+def test_another_imaps_task_as_input_goes_on_after_its_errors(worker_type):
+    with imap.IMap(worker_type=worker_type, worker_num=2) as first, \
+            imap.IMap(worker_type=worker_type, worker_num=2) as second:
+        upstream = first.add_task(wf.fail_on, range(6), args=(2,))
+        down = second.add_task(wf.ident, upstream)
+        first.start()
+        second.start()
+        results = results_and_errors(down, 6)
+    assert isinstance(results[2], ValueError)
+    assert [r for i, r in enumerate(results) if i != 2] == [0, 10, 30, 40, 50]
