@@ -491,7 +491,8 @@ class IMap:
         grouped = self._policy.adaptive and self._options.chunksize is None
         backend.configure(depth_order=1 if self._policy.adaptive else 0,
                           group_limit=draw.group_limit(self._policy, engine.tasks)
-                          if grouped else None, prefetch=self._policy.prefetch)
+                          if grouped else None, prefetch=self._policy.prefetch,
+                          on_crash=engine.thread_died)
         engine.attach(backend)
         backend.start()
         if self._options.executor is not None:   # the cluster's size, now known

@@ -251,6 +251,18 @@ class Engine:
                 self.backend.configure(depth_order=-1)
             self.result_ready.notify_all()
 
+    def thread_died(self, name: str, exc: BaseException) -> None:
+        """A thread of the engine or of its backend (``name``) ended with an
+        exception it should have caught: every consumer waiting gets a clear
+        RuntimeError naming it, rather than waiting for ever."""
+        failure = RuntimeError(f"the IMap's thread {name} failed: {exc!r}")
+        failure.__cause__ = exc
+        with self.lock:
+            if self.failure is None and not self.forced:
+                self.failure = failure
+            self.result_ready.notify_all()
+            self.slot_free.notify_all()
+
     def finish_feeding(self, failure: BaseException | None = None) -> None:
         with self.lock:
             self.feeder_done = True
@@ -411,8 +423,8 @@ class Engine:
                     raise StopIteration
                 if self.failure is not None:
                     raise RuntimeError(
-                        f"the IMap stopped drawing input after an internal error: "
-                        f"{self.failure!r}") from self.failure
+                        f"the IMap cannot go on after an internal error ({self.failure!r}); "
+                        f"stop() it") from self.failure
                 now = time.monotonic()
                 if not block or (deadline is not None and now >= deadline):
                     index = res.skip(task.drawn) if self.skip else res.next_index

@@ -6,6 +6,7 @@ A result the parent cannot unpickle fails at its position (an
 
 from __future__ import annotations
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -44,7 +45,9 @@ def test_an_exception_returned_that_does_not_unpickle_fails_alone(where, remote)
         "remote": {"worker_num": 0, "worker_remote": remote},
     }.get(where)
     if where == "process-executor":
-        with ProcessPoolExecutor(2) as pool:
+        # Spawned: a forked worker would inherit what this process may have
+        # (Dask's tblib makes such exceptions unpickle after all).
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
             out = _outcomes({"executor": pool}, h.return_args_mismatch_on)
     else:
         out = _outcomes(options, h.return_args_mismatch_on)
@@ -68,3 +71,29 @@ def test_an_answer_the_parent_cannot_unpickle_fails_its_batch_and_the_run_goes_o
     assert [x for i, x in enumerate(out) if i != 2] == [x for x in range(20) if x != 2]
     assert isinstance(out[2], UnsendableError)
     assert "could not be unpickled" in str(out[2])
+
+
+def test_a_thread_of_the_engine_that_dies_fails_its_waiting_consumers_and_stop_returns(
+        tmp_path):
+    # A backend thread whose body raises (here: one started through the same
+    # guard as the Router, the remote drivers and the Dask threads) is
+    # reported: a consumer waiting on the IMap gets a RuntimeError naming
+    # it instead of waiting for ever, and stop() still returns.
+    import threading
+
+    release = str(tmp_path / "release")
+    m = IMap(worker_type="thread", worker_num=1)
+    task = m.add_task(h.hold_until_released, range(3), args=({0}, release))
+    m.start()
+
+    def broken() -> None:
+        raise ZeroDivisionError("a bug in an engine thread")
+
+    thread = threading.Thread(target=m._engine.backend.guarded(broken, "imap-test-thread"))
+    thread.start()
+    thread.join()
+    with pytest.raises(RuntimeError, match="imap-test-thread"):
+        task.next(timeout=30)
+    h.write_atomically(release, "go")
+    m.stop()
+    assert not m.running

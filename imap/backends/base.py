@@ -11,11 +11,14 @@ how a result comes back; the process and remote backends share their core
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("imap")
 
 PREFETCH = 2  # batches a worker holds unless the flow says otherwise: one running, one queued
 # Seconds a worker may go on running a batch holding an abandoned tasklet
@@ -122,6 +125,8 @@ class Backend(ABC):
     group_limit: Callable[[Any], int] | None = None
     # Batches a worker may hold (the flow policy's ``prefetch``).
     prefetch = PREFETCH
+    # Told when a thread of the backend dies of an exception (see guarded).
+    on_crash: Callable[[str, BaseException], None] | None = None
 
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver
@@ -134,13 +139,31 @@ class Backend(ABC):
         """Workers that died since start."""
         return self._workers_lost
 
+    def guarded(self, target: Callable[..., None], name: str) -> Callable[..., None]:
+        """``target`` as the body of a thread of this backend: an exception
+        that escapes it is logged and reported (``on_crash(name, exc)``,
+        the engine's ``thread_died``), so that nobody waits for ever on
+        a thread that is gone."""
+        def run(*args: Any) -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # noqa: BLE001 - reported, never silent
+                log.exception("the thread %s of the %s workers failed", name, self.kind)
+                if self.on_crash is not None:
+                    self.on_crash(name, exc)
+        return run
+
     def configure(self, depth_order: int | None = None,
                   group_limit: Callable[[Any], int] | None = None,
-                  prefetch: int | None = None) -> None:
+                  prefetch: int | None = None,
+                  on_crash: Callable[[str, BaseException], None] | None = None) -> None:
         """What the flow decided for this run: the order queued batches run
         in (``depth_order``, see :func:`imap.flow.dispatch.take_next`), the
         limit on batches going out together (``group_limit``) and how many
-        batches a worker may hold (``prefetch``)."""
+        batches a worker may hold (``prefetch``); and whom to tell when a
+        thread of the backend dies (``on_crash``, see :meth:`guarded`)."""
+        if on_crash is not None:
+            self.on_crash = on_crash
         if depth_order is not None:
             self.depth_order = depth_order
         if group_limit is not None:

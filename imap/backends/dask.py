@@ -135,10 +135,12 @@ class DaskBackend(ExecutorBackend):
         # value, the kernel as source.
         cloudpickle.register_pickle_by_value(_dask_entry)
         self._threads = self._dask_threads()
-        self._monitor = threading.Thread(target=self._watch_scheduler,
+        self._monitor = threading.Thread(target=self.guarded(self._watch_scheduler,
+                                                             "imap-dask-watch"),
                                          name="imap-dask-watch", daemon=True)
         self._monitor.start()
-        self._scatterer = threading.Thread(target=self._scatter_loop,
+        self._scatterer = threading.Thread(target=self.guarded(self._scatter_loop,
+                                                               "imap-dask-scatter"),
                                            name="imap-dask-scatter", daemon=True)
         self._scatterer.start()
 

@@ -260,6 +260,18 @@ class ExecutorBackend(Backend):
     # -- results ---------------------------------------------------------------------
 
     def _done(self, future: Any) -> None:
+        """A task of the executor ended (a thread of the executor calls this):
+        its batches are delivered, or fail. An exception escaping here would
+        be lost in the executor's thread and its batches waited for ever:
+        it is reported instead (the consumers get a RuntimeError)."""
+        try:
+            self._file(future)
+        except Exception as exc:  # noqa: BLE001 - a crash barrier
+            log.exception("filing the answer of an executor task failed")
+            if self.on_crash is not None:
+                self.on_crash("an executor's done-callback", exc)
+
+    def _file(self, future: Any) -> None:
         with self._lock:
             group = self._inflight.pop(future, None)
             noted = self._forget(future)

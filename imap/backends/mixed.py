@@ -79,9 +79,9 @@ class MixedBackend(Backend):
         return self.local.depth_order
 
     def configure(self, depth_order: int | None = None, group_limit: Any = None,
-                  prefetch: int | None = None) -> None:
-        self.local.configure(depth_order, group_limit, prefetch)
-        self.remote.configure(depth_order, group_limit, prefetch)
+                  prefetch: int | None = None, on_crash: Any = None) -> None:
+        self.local.configure(depth_order, group_limit, prefetch, on_crash)
+        self.remote.configure(depth_order, group_limit, prefetch, on_crash)
 
     @property
     def alive(self) -> int:

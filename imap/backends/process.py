@@ -239,7 +239,8 @@ class ProcessBackend(SlotBackend):
         self._slots = [self._spawn(ctx, slot, sender=False) for slot in range(self.num)]
         for worker in self._slots:
             self._start_sender(worker)
-        self._router = threading.Thread(target=self._route, name="imap-router", daemon=True)
+        self._router = threading.Thread(target=self.guarded(self._route, "imap-router"),
+                                        name="imap-router", daemon=True)
         self._router.start()
 
     def _spawn(self, ctx: Any, slot: int, sender: bool = True) -> _Worker:

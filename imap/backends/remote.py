@@ -357,8 +357,9 @@ class RemoteBackend(SlotBackend):
         return link
 
     def _start_driver(self, link: _Link) -> None:
-        link.thread = threading.Thread(target=self._drive, args=(link,),
-                                       name=f"imap-remote-{link.name}", daemon=True)
+        name = f"imap-remote-{link.name}"
+        link.thread = threading.Thread(target=self.guarded(self._drive, name), args=(link,),
+                                       name=name, daemon=True)
         link.thread.start()
 
     def _join_link(self, link: _Link) -> None:

@@ -69,8 +69,8 @@ class ThreadBackend(Backend):
             thread.start()
 
     def _new_thread(self, number: int) -> threading.Thread:
-        return threading.Thread(target=self._loop, name=f"imap-thread-worker-{number}",
-                                daemon=True)
+        name = f"imap-thread-worker-{number}"
+        return threading.Thread(target=self.guarded(self._loop, name), name=name, daemon=True)
 
     def _running_batch(self, task: Any, index: int) -> Batch | None:
         with self._lock:
