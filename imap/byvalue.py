@@ -18,8 +18,10 @@ installed on the remote host, as they would be on a cluster), and not
 locally, from where each module's file lives; a user module that the remote
 host could import is sent by value all the same (harmless, a little larger).
 
-Registration is process-wide (cloudpickle keeps one registry), so local
-process workers receive such functions by value too; they work the same.
+Registration is process-wide (cloudpickle keeps one registry); local worker
+processes still get functions by reference wherever plain pickle can carry
+them (:func:`imap.pickling.dumps_local`), so that an initializer and a task's
+function of one module share its globals there.
 Classes sent by value keep their identity on the way back: an instance that
 a remote worker returns unpickles as an instance of the parent's class
 (cloudpickle tracks the classes it sent).

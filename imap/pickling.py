@@ -13,13 +13,14 @@ is ``cloudpickle.dumps`` with the file name kept.
 from __future__ import annotations
 
 import io
+import pickle
 import types
 from collections import ChainMap
 from typing import Any
 
 import cloudpickle
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "dumps_local"]
 
 _DYNAMIC = "<dynamic-code>"
 _reduce_code = cloudpickle.Pickler.dispatch_table[types.CodeType]
@@ -44,3 +45,24 @@ def dumps(obj: Any, protocol: int | None = None) -> bytes:
     with io.BytesIO() as file:
         Pickler(file, protocol=protocol).dump(obj)
         return file.getvalue()
+
+
+def dumps_local(obj: Any, protocol: int | None = None) -> bytes:
+    """``obj`` pickled for a worker process of this machine: by reference
+    where plain pickle can (the worker imports the same modules, and
+    functions of one module share its globals there, as in this process),
+    else as :func:`dumps` does (lambdas, closures, anything of ``__main__``,
+    which a spawned worker may not be able to import).
+
+    cloudpickle's registry of modules sent by value is process-wide: once an
+    IMap with remote workers registered the user's modules, their functions
+    would reach local workers by value too, each pickle with globals of its
+    own (an initializer's settings unseen by the task's function).
+    """
+    try:
+        data = pickle.dumps(obj, protocol)
+    except Exception:
+        return dumps(obj, protocol)
+    if b"__main__" in data:   # by reference to a main module a worker may not have
+        return dumps(obj, protocol)
+    return data

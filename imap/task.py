@@ -54,6 +54,7 @@ class Task:
         self.stats = TaskStats()  # timing counters (imap.stats)
         self.exhausted = False
         self._payload: Any = _NO_PAYLOAD
+        self._local: Any = _NO_PAYLOAD
 
     def payload(self) -> tuple[bytes | None, BaseException | None]:
         """The function, args and kwargs pickled by value, computed once."""
@@ -63,6 +64,17 @@ class Task:
             except Exception as exc:
                 self._payload = (None, exc)
         return self._payload
+
+    def local_payload(self) -> bytes | None:
+        """The function, args and kwargs pickled for a local worker process
+        (:func:`pickling.dumps_local`), computed once; None if they do not
+        pickle (:meth:`payload` says why)."""
+        if self._local is _NO_PAYLOAD:
+            try:
+                self._local = pickling.dumps_local((self.func, self.args, self.kwargs))
+            except Exception:
+                self._local = self.payload()[0]
+        return self._local
 
     def finished(self) -> bool:
         return self.exhausted and self.results.exhausted(self.drawn)

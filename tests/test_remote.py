@@ -327,3 +327,17 @@ def test_local_server_serves_then_stops():
         assert list(imap(h.inc, range(5), worker_num=0, worker_remote=remote)) == [1, 2, 3, 4, 5]
     with pytest.raises(ConnectionError, match=address):
         list(imap(h.inc, range(5), worker_num=0, worker_remote=remote))
+
+
+def test_local_workers_share_module_state_after_remote_runs_sent_the_module_by_value(address):
+    # A run with remote workers registers the user's modules to travel by
+    # value (process-wide); a later run on local processes still gets its
+    # functions by reference, so the initializer's settings are seen by the
+    # task's function (each by-value pickle would have globals of its own).
+    import worker_funcs as wf
+
+    assert list(imap(wf.square, range(3), worker_num=0, worker_remote=[(address, 1)])) == [0, 1, 4]
+    with IMap(worker_num=2, initializer=wf.set_init_value, initargs=("ready",)) as m:
+        m.add_task(wf.read_init_value, range(4))
+        m.start()
+        assert list(m) == [(x, "ready") for x in range(4)]

@@ -320,6 +320,14 @@ class ProcessBackend(SlotBackend):
                 w.process.kill()
         w.process.join()   # it has ended: this only reaps it
 
+    def _init_payload(self) -> bytes | None:
+        # By reference where it can: see pickling.dumps_local.
+        return wire.pickle_initializer(self.initializer, self.initargs, self.where[3:],
+                                       local=True)
+
+    def _task_payload(self, task: Any) -> bytes | None:
+        return task.local_payload()
+
     def _cut_off(self, worker: _Worker) -> None:
         worker.process.kill()   # the Router replaces it like any dead worker
 

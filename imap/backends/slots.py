@@ -119,6 +119,10 @@ class SlotBackend(Backend):
     def _init_payload(self) -> bytes | None:
         return wire.pickle_initializer(self.initializer, self.initargs, self.where[3:])
 
+    def _task_payload(self, task: Any) -> bytes | None:
+        """A task's function, args and kwargs as they travel to its workers."""
+        return task.payload()[0]
+
     # -- submitting ----------------------------------------------------------------
 
     def submit(self, batch: Batch) -> None:
@@ -186,7 +190,7 @@ class SlotBackend(Backend):
         payload = None
         if key not in slot.known:
             slot.known.add(key)
-            payload = batch.task.payload()[0]
+            payload = self._task_payload(batch.task)
         slot.held.append(batch)
         batch.stepwise = batch.careful and self.stepwise
         self._send(slot, batch, payload)

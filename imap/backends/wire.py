@@ -129,11 +129,16 @@ def prepare(deliver: Callable, batch: Batch, where: str) -> Batch | None:
     return batch
 
 
-def pickle_initializer(initializer: Any, initargs: tuple, where: str) -> bytes | None:
-    """The cloudpickle of ``(initializer, initargs)``, or None without one."""
+def pickle_initializer(initializer: Any, initargs: tuple, where: str,
+                       local: bool = False) -> bytes | None:
+    """The cloudpickle of ``(initializer, initargs)`` (for a ``local``
+    worker process, by reference where it can: :func:`pickling.dumps_local`),
+    or None without one."""
     if initializer is None:
         return None
     try:
+        if local:
+            return pickling.dumps_local((initializer, initargs))
         return pickling.dumps((initializer, initargs))
     except Exception as exc:
         raise ValueError(
