@@ -47,11 +47,12 @@ from sections import (  # noqa: E402
     observability,
     papy_inline,
     remote,
+    stragglers,
     tiny,
 )
 
 SECTIONS = (tiny, cpu, mixed, chain, memory, remote, papy_inline, observability,
-            dask_cluster)
+            dask_cluster, stragglers)
 NAMES = tuple(s.NAME for s in SECTIONS)
 
 # Sizes. *_budget: (full, capped) seconds for a default-settings imap row,
