@@ -487,7 +487,9 @@ class IMap:
         if self._options.worker_remote:   # the user's own modules travel by value
             for task in engine.tasks:
                 byvalue.send_by_value((task.func, task.args, task.kwargs))
+            byvalue.send_by_value((self._options.initializer, self._options.initargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
+        self._policy.isolate_tasklets(self._options.skip and not backend.gives_up)
         grouped = self._policy.adaptive and self._options.chunksize is None
         backend.configure(depth_order=1 if self._policy.adaptive else 0,
                           group_limit=draw.group_limit(self._policy, engine.tasks)

@@ -125,6 +125,9 @@ class Backend(ABC):
     group_limit: Callable[[Any], int] | None = None
     # Batches a worker may hold (the flow policy's ``prefetch``).
     prefetch = PREFETCH
+    # It can give up on a worker that runs an abandoned tasklet (skip=True)
+    # and run the rest of that batch elsewhere (see abandon).
+    gives_up = True
     # Told when a thread of the backend dies of an exception (see guarded).
     on_crash: Callable[[str, BaseException], None] | None = None
 

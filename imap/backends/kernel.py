@@ -76,7 +76,10 @@ def pack_init_error(exc, initializer=None):
     """A failed initializer's error as it travels: ``(INIT_FAILED, packed
     error, the initializer's name)``; the parent raises it as a
     ``WorkerInitError`` for each tasklet."""
-    name = getattr(initializer, "__qualname__", None) or repr(initializer)
+    if initializer is None:
+        name = "(which could not be unpickled there)"
+    else:
+        name = getattr(initializer, "__qualname__", None) or repr(initializer)
     return (INIT_FAILED, pack_error(exc), name)
 
 

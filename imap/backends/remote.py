@@ -489,9 +489,12 @@ class RemoteBackend(SlotBackend):
 
     def _link_lost(self, link: _Link, exc: BaseException) -> None:
         given_up = bool(link.held) and link.held[0].given_up
-        # Batches queued on the server may or may not have started: all fail;
-        # but behind a batch cut off for running too long nothing started.
-        held, stopping = self._slot_died(link, started=1 if given_up else len(link.held))
+        # The agent runs its batches one after the other, in the order sent,
+        # each answer sent before the next starts: only the first batch not
+        # answered may have been running, and the others go to other
+        # workers. (That answer may have been lost on the way, the next batch
+        # started meanwhile: it then runs twice, as a lost batch's tasklets may.)
+        held, stopping = self._slot_died(link, started=1)
         if stopping:
             return
         self._workers_lost += 1

@@ -148,6 +148,10 @@ class FlowPolicy:
         self.stride = 1
         self.bound = 1
         self.prefetch = PREFETCH           # batches a worker may hold
+        # skip=True on workers that cannot be given up on (an executor's):
+        # a task with a timeout sends its tasklets one by one, so that a hung
+        # one holds no other behind it in its batch.
+        self.isolate_timeouts = False
         self._want = 1
         self._extra = 0                    # stretched by starved turns (see stretch)
         self._most: int | None = None      # the largest batch the byte budget allows
@@ -208,6 +212,15 @@ class FlowPolicy:
                 hold += int((self.workers - 1 or 1) * flow.peak / flow.fast)
         return hold
 
+    def isolate_tasklets(self, on: bool) -> None:
+        """``on`` for ``skip=True`` on a pool whose workers cannot be given
+        up on (an executor's tasks cannot be stopped from here): then a
+        task with a timeout sends its tasklets one by one, and a worker is
+        given one at a time, so that no tasklet waits behind a hung one in
+        its batch or in its worker's queue."""
+        self.isolate_timeouts = on
+        self.prefetch = 1 if on else PREFETCH
+
     def can_stretch(self, tasks: list) -> bool:
         """Whether an adaptive bound may still grow (see :meth:`stretch`)."""
         if not self.adaptive or self.fixed_buffer:
@@ -261,6 +274,8 @@ class FlowPolicy:
         unknown). An adaptive batch is cut down to a share of the tail (see
         the module docstring)."""
         flow = task.flow
+        if self.isolate_timeouts and task.timeout is not None and self.fixed_chunk is None:
+            return 1   # a hung tasklet must not hold its batch's others (see start)
         if left is None or self.fixed_chunk is not None or not self.adaptive:
             return flow.batch
         path = _path(task) if work_left is not None else None
