@@ -1,10 +1,10 @@
 """``imap-server``: a classic RPyC server for remote IMap workers.
 
-Each accepted connection is served by its own forked process, so one host
-uses all its cores (one remote worker = one connection = one process).
-Authentication (TLS, then a shared secret; see :mod:`imap.auth`) happens in
-that process before the first RPyC request is read, so a client that fails it
-executes nothing.
+Each authenticated connection is served by its own forked process, so one
+host uses all its cores (one remote worker = one connection = one process).
+Authentication (TLS, then a shared secret; see :mod:`imap.auth`) happens
+first, in the main process (:class:`Server`), for all pending connections at
+once: a client that fails it executes nothing and costs no process.
 
 A connection's process never outlives the server's main process: on Linux
 the kernel kills it when the main process ends, however that ends (SIGKILL
@@ -102,38 +102,24 @@ def _read_secret(args: argparse.Namespace, parser: argparse.ArgumentParser) -> b
         parser.error(f"{where}: the shared secret is empty (or only white space)")
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a port: give a number from 1 to 65535 (0 picks a free one)")
-    return port
+def _number(kind: type, low: float, high: float, fix: str) -> Any:
+    """An argparse type: a ``kind`` from ``low`` to ``high``, else an error
+    naming the value and ``fix``."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is {fix}")
+        return value
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time a client could use: give seconds > 0, e.g. "
-            f"{AUTH_TIMEOUT:g}")
-    return seconds
-
-
-def _count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count: give an int >= 1, "
-                                         f"e.g. {MAX_PENDING}")
-    return count
+_port = _number(int, 0, 65535, "not a port: give a number from 1 to 65535 (0 picks a free one)")
+_seconds = _number(float, 1e-3, 1e9, f"not a time a client could use: give seconds > 0, "
+                                     f"e.g. {AUTH_TIMEOUT:g}")
+_count = _number(int, 1, 1 << 20, f"not a count: give an int >= 1, e.g. {MAX_PENDING}")
 
 
 def _bind_host(text: str, parser: argparse.ArgumentParser) -> str:
