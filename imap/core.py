@@ -40,7 +40,7 @@ from . import backends, byvalue, stats
 from .engine import Engine
 from .feeder import Feeder
 from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy, draw
-from .options import Options, check_int
+from .options import Options, check_int, check_seconds
 from .progress import imap_progress
 from .stats import Report
 from .status import IMapStatus
@@ -403,8 +403,7 @@ class IMap:
             raise TypeError(f"args must be a tuple or list, got {args!r}")
         if kwargs is not None and not isinstance(kwargs, dict):
             raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout ({timeout}) must be >= 0 or None")
+        check_seconds("timeout", timeout)
         check_int("retries", retries, 0)
         engine = self._engine
         task = Task(

@@ -21,7 +21,8 @@ from pathlib import Path
 
 _OPTION_FLAGS = {"certfile": "--certfile", "keyfile": "--keyfile", "ca_certs": "--ca-certs",
                  "secret_file": "--secret-file", "secret_env": "--secret-env",
-                 "log_level": "--log-level", "auth_timeout": "--auth-timeout"}
+                 "log_level": "--log-level", "auth_timeout": "--auth-timeout",
+                 "max_pending": "--max-pending"}
 
 
 @contextlib.contextmanager
@@ -33,7 +34,7 @@ def local(n: int = 2, timeout: float = 30.0, **options: str) -> Iterator[list[tu
         timeout: seconds to wait for the server to listen.
         **options: server options by name: ``certfile``, ``keyfile``,
             ``ca_certs``, ``secret_file``, ``secret_env``, ``auth_timeout``,
-            ``log_level``.
+            ``max_pending``, ``log_level``.
 
     Yields:
         ``[("127.0.0.1:PORT", n)]``, ready for ``IMap(worker_remote=...)``.

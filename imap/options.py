@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,11 +20,14 @@ from typing import Any
 from .flow import DEFAULT_BUFFER_BYTES
 from .progress import check as check_progress
 
-__all__ = ["Options", "check_address", "check_int", "parse_remote", "WORKER_TYPES",
-           "START_METHODS"]
+__all__ = ["Options", "check_address", "check_bool", "check_int", "check_seconds",
+           "parse_remote", "WORKER_TYPES", "START_METHODS", "MAX_REMOTE_WORKERS"]
 
 WORKER_TYPES = ("process", "thread")
 START_METHODS = ("fork", "forkserver", "spawn")
+# Connections one worker_remote entry may open: more is taken for a port
+# written as the count, ("host", 18812), rather than 18812 connections.
+MAX_REMOTE_WORKERS = 1024
 
 
 def check_int(name: str, value: Any, minimum: int) -> None:
@@ -31,6 +35,29 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     if value < minimum:
         raise ValueError(f"{name} ({value}) must be >= {minimum}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raise ``TypeError`` unless ``value`` is True or False (``"no"`` is not false)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} "
+                        f"({value!r})")
+
+
+def check_seconds(name: str, value: Any) -> None:
+    """Raise unless ``value`` is None or a number of seconds >= 0.
+
+    Raises:
+        TypeError: not a number (a str such as ``"1"`` included).
+        ValueError: negative, or NaN.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds or None, got "
+                        f"{type(value).__name__} ({value!r})")
+    if not value >= 0:
+        raise ValueError(f"{name} ({value}) must be >= 0 or None")
 
 
 _REMOTE_EXAMPLE = 'worker_remote=[("host:port", 2)]'
@@ -150,12 +177,28 @@ def _remote_entry(entry: Any) -> tuple[str, int]:
         raise _remote_error(
             f"the worker count of {address!r} must be an int >= 1, got {n!r}; "
             f"e.g. ({address!r}, 2)")
+    if n > MAX_REMOTE_WORKERS:
+        raise _remote_error(_too_many(address, n))
     return address, n
+
+
+def _too_many(address: str, n: int) -> str:
+    """What to say of ``(address, n)`` with ``n`` above :data:`MAX_REMOTE_WORKERS`."""
+    problem = (f"({address!r}, {n}) asks for {n} connections to one host; the most is "
+               f"{MAX_REMOTE_WORKERS}")
+    host, colon, port = address.rpartition(":")
+    has_port = address.startswith("[") and "]:" in address or (colon and ":" not in host)
+    if has_port or n > 65535:
+        return f"{problem}: give the number of workers, e.g. ({address!r}, 8)"
+    with_port = f"[{address}]:{n}" if ":" in address else f"{address}:{n}"
+    return (f"{problem}; if {n} is the port, write it in the address, as in "
+            f"('host:port', n): ({with_port!r}, 8) for 8 workers")
 
 
 # remote_options: name -> (accepted types, description of a good value, check)
 _REMOTE_OPTIONS: dict[str, tuple] = {
-    "secret": ((str, bytes, type(None)), "a str or bytes", None),
+    "secret": ((str, bytes, type(None)), "a str or bytes, not empty (white space at "
+               "either end is not part of it)", lambda v: v is None or bool(v.strip())),
     "ssl": ((bool,), "True or False", None),
     "ssl_certfile": ((str, type(None)), "a path", None),
     "ssl_keyfile": ((str, type(None)), "a path", None),
@@ -261,11 +304,12 @@ class Options:
             raise ValueError(
                 f"start_method must be one of {', '.join(map(repr, START_METHODS))} "
                 f"or None, got {self.start_method!r}")
-        if self.stall_grace is not None and self.stall_grace < 0:
-            raise ValueError(f"stall_grace ({self.stall_grace}) must be >= 0 or None")
+        check_seconds("stall_grace", self.stall_grace)
         if self.initializer is not None and not callable(self.initializer):
             raise TypeError(f"initializer must be callable, got {self.initializer!r}")
         check_progress(self.progress)
+        check_bool("ordered", self.ordered)
+        check_bool("skip", self.skip)
         if self.progress is None:
             set_(self, "progress", False)
         set_(self, "ordered", bool(self.ordered))

@@ -180,3 +180,133 @@ def raise_local_class_on(x, bad):
 
         raise LocalError(f"local failure on {x}")
     return x
+
+
+def children_of(pid: int) -> set[int]:
+    """The live (not zombie) processes whose parent is ``pid`` (reads /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                state, ppid = handle.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # ended while we looked
+        if int(ppid) == pid and state not in ("Z", "X"):
+            found.add(int(entry))
+    return found
+
+
+# An impostor: whatever answers on a port a client was told to use. It serves
+# rpyc's classic service well enough for a client to run its batches, and on
+# the way tries every route into the client it can think of, through the
+# connection: the client's service (execute, eval, getmodule, namespace) while
+# the client uploads its agent, and the heartbeat callable the client hands
+# over. Each attempt adds a line ``NAME: outcome`` to its report: "RAN" (it
+# wrote ``ran-NAME`` in the report directory), "REACHED" (it got at what it
+# asked for) or "refused" and the exception.
+#
+# argv: report directory, then "plain", or "replay" with two hex strings: the
+# bytes a real server sent before and after the client's answer in a recorded
+# secret handshake, replayed to every client before the classic service.
+IMPOSTOR = r'''
+import os, socket, sys, threading
+import rpyc
+from rpyc.core.service import SlaveService
+from rpyc.core.stream import SocketStream
+
+report_dir, mode = sys.argv[1], sys.argv[2]
+lock = threading.Lock()
+
+def report(name, outcome):
+    with lock, open(os.path.join(report_dir, "report"), "a") as f:
+        f.write(f"{name}: {outcome}\n")
+
+def attempt(name, attack):
+    marker = os.path.join(report_dir, "ran-" + name)
+    try:
+        attack(marker)
+    except Exception as exc:
+        report(name, f"refused {type(exc).__name__}")
+    else:
+        report(name, "RAN" if os.path.exists(marker) else "REACHED")
+
+def write(marker):
+    return f"open({marker!r}, 'w').close()"
+
+def attack_service(conn):
+    root = conn.root
+    attempt("root-execute", lambda m: root.execute(write(m)))
+    attempt("root-eval", lambda m: root.eval(f"exec({write(m)!r})"))
+    attempt("root-getmodule", lambda m: root.getmodule("builtins").exec(write(m)))
+    attempt("root-namespace", lambda m: root.namespace.keys())
+
+def attack_callable(beat):
+    def globals_of(m):
+        beat.__func__.__globals__["__builtins__"]["exec"](write(m))
+    def owner_of(m):
+        beat.__self__.__class__.__init__.__globals__["__builtins__"]["exec"](write(m))
+    def attribute(m):   # (beat.__class__ is answered locally: rpyc maps builtin types)
+        beat.__call__.__self__.__self__.__dict__
+    def pickled(m):
+        rpyc.classic.obtain(beat)
+    attempt("callback-globals", globals_of)
+    attempt("callback-owner", owner_of)
+    attempt("callback-attribute", attribute)
+    attempt("callback-pickle", pickled)
+
+class Impostor(SlaveService):
+    def execute(self, text):
+        attack_service(self._conn)
+        super().execute(text)
+        real = self.namespace.get("imap_agent_heartbeat")
+        if real is not None:
+            def heartbeat(beat, interval):
+                attack_callable(beat)
+                return real(beat, interval)
+            self.namespace["imap_agent_heartbeat"] = heartbeat
+
+def serve(sock):
+    try:
+        if mode == "replay":
+            before, after = bytes.fromhex(sys.argv[3]), bytes.fromhex(sys.argv[4])
+            sock.sendall(before)
+            sock.recv(4096)   # the client's answer, whatever it is
+            report("replay", "sending the recorded proof")   # before the client can see it
+            sock.sendall(after)
+        conn = rpyc.utils.factory.connect_stream(
+            SocketStream(sock), Impostor, config={"sync_request_timeout": None})
+        conn.serve_all()
+    except Exception as exc:
+        report("connection", f"ended {type(exc).__name__}")
+
+listener = socket.create_server(("127.0.0.1", 0))
+print(f"impostor listening on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
+while True:
+    sock, _ = listener.accept()
+    threading.Thread(target=serve, args=(sock,), daemon=True).start()
+'''
+
+
+@contextmanager
+def impostor(report_dir: Path, *args: str):
+    """Run the :data:`IMPOSTOR` on 127.0.0.1 in its own session; yield its address."""
+    proc = subprocess.Popen([sys.executable, "-c", IMPOSTOR, str(report_dir), *args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(_stock_shadow())),
+                            cwd="/", start_new_session=True)
+    try:
+        match = _read_until(proc.stdout, re.compile(r"impostor listening on [^:]+:(\d+)"), 30)
+        yield f"127.0.0.1:{match.group(1)}"
+    finally:
+        kill_group(proc)
+        proc.stdout.close()
+
+
+def impostor_report(report_dir: Path) -> dict[str, str]:
+    """The impostor's report: attack name -> outcome."""
+    path = report_dir / "report"
+    if not path.exists():
+        return {}
+    return dict(line.split(": ", 1) for line in path.read_text().splitlines())

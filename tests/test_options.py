@@ -83,6 +83,73 @@ def test_chunksize_below_one_is_a_value_error():
     assert "chunksize" in message
 
 
+@pytest.mark.parametrize("option", ["ordered", "skip"])
+@pytest.mark.parametrize("value", ["no", 0, 1, None])
+def test_ordered_and_skip_other_than_a_bool_are_a_type_error(option, value):
+    message = error_of(TypeError, worker_type="thread", worker_num=1, **{option: value})
+    assert message == (f"{option} must be True or False, got {type(value).__name__} "
+                       f"({value!r})")
+
+
+@pytest.mark.parametrize("value", ["x", "1", [2]])
+def test_stall_grace_not_a_number_is_a_type_error_naming_it(value):
+    message = error_of(TypeError, worker_type="thread", worker_num=1, stall_grace=value)
+    assert message == (f"stall_grace must be a number of seconds or None, got "
+                       f"{type(value).__name__} ({value!r})")
+
+
+@pytest.mark.parametrize("value", [-1, float("nan")])
+def test_stall_grace_negative_or_nan_is_a_value_error(value):
+    message = error_of(ValueError, worker_type="thread", worker_num=1, stall_grace=value)
+    assert message == f"stall_grace ({value}) must be >= 0 or None"
+
+
+@pytest.mark.parametrize("value", ["1", b"1", True])
+def test_add_task_timeout_not_a_number_is_a_type_error_naming_it(value):
+    m = imap.IMap(worker_type="thread", worker_num=1)
+    with pytest.raises(TypeError) as info:
+        m.add_task(wf.ident, [1], timeout=value)
+    assert str(info.value) == (f"timeout must be a number of seconds or None, got "
+                               f"{type(value).__name__} ({value!r})")
+
+
+def test_add_task_timeout_negative_is_a_value_error():
+    m = imap.IMap(worker_type="thread", worker_num=1)
+    with pytest.raises(ValueError, match=r"timeout \(-0.5\) must be >= 0 or None"):
+        m.add_task(wf.ident, [1], timeout=-0.5)
+
+
+@pytest.mark.parametrize("address, example", [
+    ("host", "'host:18812', 8"),
+    ("10.0.0.1", "'10.0.0.1:18812', 8"),
+    ("::1", "'[::1]:18812', 8"),
+])
+def test_worker_count_that_looks_like_a_port_is_refused_with_the_address_form(address,
+                                                                              example):
+    message = error_of(ValueError, worker_num=0, worker_remote=[(address, 18812)])
+    assert f"({address!r}, 18812) asks for 18812 connections to one host" in message
+    assert "the most is 1024" in message
+    assert f"('host:port', n): ({example})" in message
+
+
+def test_worker_count_above_the_limit_with_a_port_given_asks_for_a_count():
+    message = error_of(ValueError, worker_num=0, worker_remote=[("host:18812", 5000)])
+    assert "asks for 5000 connections to one host; the most is 1024" in message
+    assert "give the number of workers, e.g. ('host:18812', 8)" in message
+
+
+def test_worker_count_at_the_limit_is_accepted():
+    options = imap.options.Options(worker_num=0, worker_remote=[("host", 1024)])
+    assert options.remote_workers == 1024
+
+
+@pytest.mark.parametrize("secret", ["", " \n", b""])
+def test_empty_remote_secret_is_a_value_error(secret):
+    message = error_of(ValueError, worker_type="thread", worker_num=1,
+                       remote_options={"secret": secret})
+    assert "remote option 'secret' must be a str or bytes, not empty" in message
+
+
 def test_add_task_after_start_is_a_runtime_error():
     with imap.IMap(worker_type="thread", worker_num=1) as m:
         m.add_task(wf.ident, [1])

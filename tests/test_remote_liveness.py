@@ -183,15 +183,13 @@ def test_a_remote_only_run_waits_for_its_restarted_host():
     assert got == [x * x for x in range(300)]
 
 
-def test_connect_timeout_bounds_a_server_waiting_for_a_secret(tmp_path):
-    """A server that waits for a secret the client does not send: start()
-    fails after connect_timeout, not after the server's auth timeout."""
-    secret = tmp_path / "secret"
-    secret.write_text("s3cret")
-    with server("imap", args=("--secret-file", str(secret), "--auth-timeout", "60")) as (
-            addr, _):
+def test_connect_timeout_bounds_a_client_waiting_for_a_challenge(tmp_path):
+    """A client with a secret, a server without one: each waits for the other
+    to speak. start() fails after connect_timeout. (A server that wants a
+    secret says so at once: see test_trust.)"""
+    with server("imap", args=("--auth-timeout", "60")) as (addr, _):
         m = IMap(worker_num=0, worker_remote=[(addr, 1)],
-                 remote_options={"connect_timeout": 1.0})
+                 remote_options={"connect_timeout": 1.0, "secret": "s3cret"})
         m.add_task(abs, range(3))
         with pytest.raises(ConnectionError, match="did not complete it within 1.0 s .*secret"):
             m.start()   # bounded by the test's timeout if connect_timeout were ignored

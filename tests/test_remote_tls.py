@@ -12,6 +12,7 @@ import cloudpickle
 import pytest
 import remote_helpers as h
 from remote_helpers import server
+from support import wait_until
 
 from imap import IMap
 
@@ -134,3 +135,39 @@ def test_tls_and_secret_together(certs, tmp_path):
         with pytest.raises(ConnectionError, match=addr):
             _start(addr, {"ssl": True}, tmp_path)
         assert not list(tmp_path.glob("marker-*"))
+
+
+def test_idle_connections_that_never_start_tls_cost_no_process(certs, tmp_path):
+    """TLS is negotiated in the server's main process too: a connection that
+    never sends its hello waits there, up to the cap, without a process."""
+    import socket
+
+    from remote_helpers import children_of
+
+    args = ("--certfile", str(certs / "server.pem"), "--keyfile", str(certs / "server.key"),
+            "--auth-timeout", "60", "--max-pending", "3")
+    with server("imap", args) as (addr, proc):
+        host, port = addr.split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(5)]
+        try:
+            # The server says nothing to a connection waiting for TLS; the two
+            # beyond the cap are closed, so all five have been accepted.
+            assert [sock.recv(1) for sock in idle[3:]] == [b"", b""]
+            assert children_of(proc.pid) == set()
+        finally:
+            for sock in idle:
+                sock.close()
+        # Their slots are free once the server has read their ends.
+        results: list = []
+
+        def admitted() -> bool:
+            try:
+                m = _start(addr, {"ssl": True}, tmp_path)
+            except ConnectionError:
+                return False
+            results.append(list(m))
+            m.stop()
+            return True
+
+        wait_until(admitted, 30, "a TLS client to be admitted after the idle ones left")
+        assert results == [[0, 1, 2]]

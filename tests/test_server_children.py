@@ -13,7 +13,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import remote_helpers as h
-from remote_helpers import collect, server
+from remote_helpers import children_of, collect, server
 from support import kill_group, pid_alive, script_env, wait_until
 
 from imap import IMap, WorkerLostError
@@ -24,22 +24,6 @@ pytestmark = [
     pytest.mark.timeout(90),
     pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc"),
 ]
-
-
-def children_of(pid: int) -> set[int]:
-    """The live (not zombie) processes whose parent is ``pid``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                state, ppid = handle.read().rsplit(")", 1)[1].split()[:2]
-        except (OSError, ValueError):
-            continue  # ended while we looked
-        if int(ppid) == pid and state not in ("Z", "X"):
-            found.add(int(entry))
-    return found
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])

@@ -154,10 +154,8 @@ def connect(host: str, port: int, options: dict | None = None) -> Any:
 def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socket.socket]:
     """:func:`connect`, also returning the connection's socket."""
     import rpyc
-    from rpyc.core.channel import Channel
-    from rpyc.core.stream import SocketStream
 
-    from ..auth import client_handshake
+    from ..auth import SecretRequired, client_connection, client_handshake, shared_secret
 
     options = options or {}
     unknown = set(options) - set(OPTIONS)
@@ -165,8 +163,8 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
         raise ValueError(f"unknown remote option(s) {sorted(unknown)}; known: {list(OPTIONS)}")
     timeout = options.get("connect_timeout", CONNECT_TIMEOUT)
     secret = options.get("secret")
-    if isinstance(secret, str):
-        secret = secret.encode()
+    if secret is not None:
+        secret = shared_secret(secret)   # the server reads its secret the same way
     where = f"{host}:{port}"
     sock = None
     cut = threading.Event()   # set when the set-up took too long and was cut off
@@ -191,11 +189,13 @@ def _open(host: str, port: int, options: dict | None = None) -> tuple[Any, socke
         # rpyc compresses large frames by default: CPU on both ends that a
         # pickled batch rarely repays (see _remote_agent.imap_agent_compress).
         compress = bool(options.get("compress", False))
-        conn = rpyc.utils.factory.connect_channel(
-            Channel(SocketStream(sock), compress=compress), rpyc.classic.SlaveService,
-            config={"sync_request_timeout": timeout})
+        # The client's end serves the server nothing that runs code here.
+        conn = client_connection(sock, compress, timeout)
         conn.execute(AGENT_SOURCE)
         conn.namespace["imap_agent_compress"](compress)
+    except SecretRequired as exc:
+        sock.close()
+        raise ConnectionError(f"remote worker host {where}: {exc}") from None
     except (OSError, ssl.SSLError, EOFError, rpyc.AsyncResultTimeout) as exc:
         if sock is not None:
             sock.close()
