@@ -2,31 +2,35 @@
 
 Data flow::
 
-    Feeder --submit(batch)--> pending --dispatch--> outbox --> driver thread (one a connection)
-                                                                | rpyc: run(key, payload, items)
-                                                                v
-                                                  remote agent (namespace of the connection)
-                                                                | bytes: (values, errors)
-    engine.deliver / engine.lost <------------------------------+
+    Feeder --submit(batch)--> dispatcher --bind--> outbox --> driver thread (one a connection)
+                                                   ^  | rpyc, async:
+                                        given back |  |   submit(ticket, key, payload, items)
+                                                   |  |   revoke(ticket)
+                                                   |  v
+                            remote agent (namespace of the connection): a queue, and a
+                            runner thread that runs its batches one after the other
+                                                      | one-way: deliver(ticket, answer, logs)
+    engine.deliver / engine.lost <--------------------+  (served by the driver thread)
 
 * ``start`` opens ``n`` connections per host (TCP, optional TLS, optional
-  shared-secret handshake, then classic RPyC), uploads the agent
-  (the batch kernel and :mod:`imap.backends._remote_agent`, as source) into each and runs the
-  initializer there. An unreachable host is a ``ConnectionError`` naming
-  ``host:port``.
-* ``submit`` (called by the Feeder) pickles the items, then queues the batch;
-  a batch goes to the least busy live connection holding fewer than
-  ``prefetch`` batches (the dispatch common to process and remote workers:
-  :mod:`.slots`).
-* One **driver thread** per connection does only IO: it sends each batch as
-  an asynchronous request — the task's function travels with the first batch
-  of that task on that connection — so the next batch is already queued on
-  the server while the current one runs; it waits for answers in order,
-  dispatches queued batches to the freed connection and hands results to the
-  engine. While a batch runs it watches for signs of life: answers and the
-  remote worker's heartbeats (one-way calls from a thread of the agent); a
-  connection silent for ``liveness`` seconds counts as broken. When the
-  connection breaks, every batch it held goes to ``lost(batch, reason)``.
+  shared-secret handshake, then RPyC to a classic server), uploads the agent
+  (the batch kernel and :mod:`imap.backends._remote_agent`, as source) into
+  each, runs the initializer there and starts the agent's runner thread. An
+  unreachable host is a ``ConnectionError`` naming ``host:port``.
+* ``submit`` (called by the Feeder) pickles the items, then queues the batch
+  in the dispatcher (:mod:`imap.flow.dispatch`, common to process and remote
+  workers): a batch is bound to the least busy live connection holding fewer
+  than ``prefetch`` batches; when a worker idles with nothing queued, a
+  batch a connection holds but whose agent has not started it is revoked
+  and bound to the idle worker.
+* One **driver thread** per connection does only IO: it sends what other
+  threads post (batches, revokes; a socket pair wakes it), and serves the
+  connection: answers, replies to revokes and the agent's heartbeats. An
+  answer is dispatched to the freed connection and handed to the engine. A
+  connection silent for ``liveness`` seconds while it holds work counts as
+  broken. When the connection breaks, the first batch it held (the only one
+  its agent may have been running) goes to ``lost(batch, reason)`` and the
+  others to other workers.
 * A lost connection is brought back in the background (:mod:`.rejoin`):
   reconnected with backoff, set up again, and added to the pool. While none
   is left, queued batches wait ``worker_wait`` seconds for one, then are
