@@ -104,6 +104,15 @@ def is_dask(executor: Any) -> bool:
 _STARTING = object()   # a recovery being submitted (DaskBackend._recovery)
 
 
+class _Rescue:
+    """For the scatter thread: move what Dask queued behind ``future``."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+
 class DaskBackend(ExecutorBackend):
     """Batches as tasks of a Dask cluster (see the module docstring).
 
@@ -125,6 +134,7 @@ class DaskBackend(ExecutorBackend):
         self._threads = 1           # the cluster's threads, as last looked up
         self._monitor: threading.Thread | None = None
         self._done_event = threading.Event()
+        self._elsewhere: dict = {}  # id(group) -> the workers it is to run on (see _rescue)
 
     # -- life cycle --------------------------------------------------------------
 
@@ -220,6 +230,10 @@ class DaskBackend(ExecutorBackend):
         group at a time (a scatter waits a round trip: not in the threads
         that submit batches and take results)."""
         while (group := self._outbox.get()) is not None:
+            if type(group) is _Rescue:
+                if not self._stopping:
+                    self._rescue(group.future)
+                continue
             if self._stopping:
                 self._launched()
                 continue
@@ -237,10 +251,53 @@ class DaskBackend(ExecutorBackend):
 
     def _submit_task(self, group: list, items: Any) -> Any:
         task = group[0].task
+        placement = dict(task.placement)
+        avoid = self._elsewhere.pop(id(group), None)
+        if avoid is not None:
+            placement.update(workers=avoid, allow_other_workers=False)
         return self._executor.submit(
             _dask_entry.run_kernel, *KERNEL, task.payload()[0], self._init, items,
             log_level=self._level, key=f"imap-batch-{uuid.uuid4().hex}",
-            priority=self.depth_order * task.id, **task.placement)
+            priority=self.depth_order * task.id, **placement)
+
+    # -- skip=True: the tasks Dask queued behind a hung one -----------------------------
+
+    def abandon(self, task: Any, index: int) -> None:
+        """A consumer abandoned tasklet ``index`` of ``task`` (skip=True).
+        Dask cannot stop the task running it, but the tasks it queued behind
+        that one on the same worker are moved to the other workers (by the
+        scatter thread, which asks the scheduler where they are). Called
+        with the engine's lock held: takes this backend's lock briefly."""
+        with self._lock:
+            for future, group in self._inflight.items():
+                if any(b.task is task and index in b.indices for b in group):
+                    self._outbox.put(_Rescue(future))
+                    return
+
+    def _rescue(self, hung: Any) -> None:
+        """Cancel the tasks queued behind ``hung`` on its worker and submit
+        them again for the other workers (their items inside)."""
+        try:
+            processing = self._executor.processing()   # worker -> the keys it holds
+        except Exception:   # the scheduler is not answering: nothing to do now
+            return
+        where = next((w for w, keys in processing.items() if hung.key in keys), None)
+        others = [w for w in processing if w != where]
+        if where is None or not others:
+            return
+        behind = set(processing[where]) - {hung.key}
+        with self._lock:
+            moved = [(f, self._inflight.pop(f)) for f in list(self._inflight)
+                     if f.key in behind]
+            for future, group in moved:
+                self._scattered.pop(future, None)
+                self._elsewhere[id(group)] = others
+            self._launching += len(moved)
+        for future, group in moved:
+            future.cancel()
+            log.debug("moved a batch of task %d queued behind an abandoned tasklet on %s",
+                      group[0].task.id, where)
+            self._launch(group, _items(group))
 
     def _launched(self, future: Any = None, group: list | None = None,
                   scattered: Any = None, recovery: bool = False) -> bool:

@@ -69,6 +69,8 @@ class MixedBackend(Backend):
             self.local.deliver = self.remote.deliver = deliver
             self.local.lost = self.remote.lost = lost
             self.local.share_with(self.remote)
+        elif isinstance(self.remote, SlotBackend):
+            self.remote.spill = self._spilled_by(1)
 
     @property
     def stepwise(self) -> bool:  # type: ignore[override]
@@ -138,6 +140,19 @@ class MixedBackend(Backend):
     def _send(moves: list) -> None:
         for part, batch in moves:
             part.submit(batch)
+
+    def _spilled_by(self, part: int) -> Any:
+        def spilled(batch: Batch) -> None:
+            """A part with no worker left hands back a batch it held: the
+            other part runs it."""
+            with self._lock:
+                self._places[part].held.discard(batch)
+                if self._stopping:
+                    return
+                self._queue.requeue(batch)
+                moves = self._assign()
+            self._send(moves)
+        return spilled
 
     def _done_cb(self, part: int, callback: Any) -> Any:
         def done(batch: Batch, *rest: Any) -> None:

@@ -106,6 +106,9 @@ class SlotBackend(Backend):
         self._queue = Dispatcher(self._places, lambda: self.depth_order, steal=True)
         self._stopping = False
         self._peers: tuple = (self,)   # backends sharing this lock and dispatcher
+        # Part of a larger pool (see MixedBackend): spill(batch) hands back
+        # a queued batch once no worker of this backend is left to run it.
+        self.spill: Any = None
         self._rejoiner: Any = None   # a rejoin.Rejoiner, for workers that can come back
 
     @property
@@ -287,6 +290,7 @@ class SlotBackend(Backend):
         Its first ``started`` held batches were (or may have been) running;
         the others go back to the queue for other slots.
         """
+        spill: list = []
         with self._lock:
             slot.alive = False
             held = list(slot.held)
@@ -295,6 +299,10 @@ class SlotBackend(Backend):
             if not stopping:
                 self._queue.requeue_all(held[started:])
                 self._dispatch()
+                if self.spill is not None and not any(s.alive for s in self._places()):
+                    spill = self._queue.clear()
+        for batch in spill:   # other workers of a pool this backend is part of run them
+            self.spill(batch)
         return held[:started], stopping
 
     def _orphans(self) -> None:

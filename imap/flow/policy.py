@@ -215,11 +215,11 @@ class FlowPolicy:
     def isolate_tasklets(self, on: bool) -> None:
         """``on`` for ``skip=True`` on a pool whose workers cannot be given
         up on (an executor's tasks cannot be stopped from here): then a
-        task with a timeout sends its tasklets one by one, and a worker is
-        given one at a time, so that no tasklet waits behind a hung one in
-        its batch or in its worker's queue."""
+        task with a timeout sends its tasklets one by one, so that no
+        tasklet waits behind a hung one in its batch. (An executor binds a
+        task to a worker itself: a process pool when a worker is free, Dask
+        by its own scheduling and work stealing.)"""
         self.isolate_timeouts = on
-        self.prefetch = 1 if on else PREFETCH
 
     def can_stretch(self, tasks: list) -> bool:
         """Whether an adaptive bound may still grow (see :meth:`stretch`)."""
