@@ -17,11 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .auth import DEFAULT_PORT
 from .flow import DEFAULT_BUFFER_BYTES
 from .progress import check as check_progress
 
-__all__ = ["Options", "check_address", "check_bool", "check_int", "check_seconds",
-           "parse_remote", "WORKER_TYPES", "START_METHODS", "MAX_REMOTE_WORKERS"]
+__all__ = ["Options", "REMOTE_OPTIONS", "check_address", "parse_address", "check_bool",
+           "check_int", "check_seconds", "parse_remote", "WORKER_TYPES", "START_METHODS",
+           "MAX_REMOTE_WORKERS"]
 
 WORKER_TYPES = ("process", "thread")
 START_METHODS = ("fork", "forkserver", "spawn")
@@ -76,12 +78,27 @@ def _check_port(address: str, port: str) -> None:
             f"as in 'host:18812' (or leave it out for the default port)")
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``"host"``, ``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)`` (an
+    address :func:`check_address` accepts; the default port if none)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+    host, sep, port = text.rpartition(":")
+    if not sep or ":" in host:
+        return text, DEFAULT_PORT
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"bad port in remote worker address {text!r}") from None
+
+
 def check_address(address: str) -> None:
     """Raise ``ValueError`` unless ``address`` is a remote worker address.
 
     The forms: ``"host"``, ``"host:port"``, ``"[v6]"``, ``"[v6]:port"`` and a
     bare IPv6 address such as ``"::1"`` (the default port); a port is 1 to
-    65535. What passes is what :func:`imap.backends.remote.parse_address`
+    65535. What passes is what :func:`parse_address`
     reads as meant.
     """
     if not address.strip():
@@ -209,6 +226,9 @@ _REMOTE_OPTIONS: dict[str, tuple] = {
     "compress": ((bool,), "True or False", None),
     "worker_wait": ((int, float), "seconds >= 0", lambda v: v >= 0),
 }
+
+
+REMOTE_OPTIONS = tuple(_REMOTE_OPTIONS)   # the names ``remote_options`` may hold
 
 
 def check_remote_options(options: Mapping[str, Any]) -> None:

@@ -130,7 +130,7 @@ def _free_port() -> int:
 def test_wire_compression_is_off_at_both_ends_unless_asked(address, compress):
     # rpyc zlib-compresses large frames by default, on both ends: CPU that a
     # pickled batch does not repay on a fast link.
-    from imap.backends.remote import connect
+    from imap.backends.connect import connect
 
     host, port = address.split(":")
     options = {} if compress is None else {"compress": compress}

@@ -17,7 +17,7 @@ from support import kill_group
 
 from imap import IMap, imap
 from imap.auth import DEFAULT_PORT
-from imap.backends.remote import parse_address
+from imap.options import parse_address
 
 cloudpickle.register_pickle_by_value(h)
 
