@@ -31,7 +31,6 @@ _HERE = Path(__file__).resolve().parent
 AGENT_SOURCE = (_HERE / "kernel.py").read_text() + "\n" + (_HERE / "_remote_agent.py").read_text()
 
 
-
 def _keepalive(sock: socket.socket, idle: float) -> None:
     """TCP keepalive: a peer gone without a word (a host down, a link cut)
     is found by the operating system too, after ``idle`` s and 3 probes."""
