@@ -135,6 +135,7 @@ class DaskBackend(ExecutorBackend):
         self._monitor: threading.Thread | None = None
         self._done_event = threading.Event()
         self._elsewhere: dict = {}  # id(group) -> the workers it is to run on (see _rescue)
+        self._parked: list = []     # groups whose tasks failed while the scheduler was away
 
     # -- life cycle --------------------------------------------------------------
 
@@ -194,11 +195,18 @@ class DaskBackend(ExecutorBackend):
         self._owned = False
 
     def _forget_all(self) -> None:
+        self._parked.clear()
         self._scattered.clear()
         self._recovering.clear()
         self._recovery = None
 
     # -- size ----------------------------------------------------------------------
+
+    def _has_workers(self) -> bool:
+        try:
+            return bool(self._executor.nthreads())
+        except Exception:   # not answering: the status tells
+            return True
 
     def _dask_threads(self) -> int:
         try:
@@ -313,7 +321,7 @@ class DaskBackend(ExecutorBackend):
             return True
 
     def _refused(self, batch: Batch, exc: BaseException) -> None:
-        if not self._scheduler_gone(batch):
+        if not self._park_if_away([batch]):
             super()._refused(batch, exc)
 
     # -- batches whose scattered items died with their worker -----------------------------
@@ -363,9 +371,7 @@ class DaskBackend(ExecutorBackend):
             self._next_recovery()
 
     def _failed(self, group: list, exc: BaseException, noted: Any) -> bool:
-        if self._scheduler_gone(group[0]):
-            for batch in group[1:]:
-                self._scheduler_gone(batch)
+        if self._park_if_away(group):
             return False
         died = _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError)
         if died and noted and noted.get("scattered") is not None and self._recover(group, exc):
@@ -379,23 +385,52 @@ class DaskBackend(ExecutorBackend):
         """The client's status: ``"running"`` while it has its scheduler."""
         return getattr(self._executor, "status", "running")
 
-    def _scheduler_gone(self, batch: Batch) -> bool:
-        """If the client has lost its scheduler, fail ``batch`` with
-        ``ConnectionError`` and say so (a worker did not die: all did)."""
+    def _park_if_away(self, group: list) -> bool:
+        """If the client has lost its scheduler, keep ``group`` (its task
+        failed with the scheduler, not in a worker) to run again if the
+        scheduler comes back within ``SCHEDULER_GRACE``, else to fail then
+        with ``ConnectionError``; at once if the client is closed."""
         status = self._status()
         if status == "running":
             return False
-        error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
-        wire.fail_batch(self.deliver, batch, error, error)
+        if status in ("closed", "closing"):
+            for batch in group:
+                error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
+                wire.fail_batch(self.deliver, batch, error, error)
+            return True
+        with self._lock:
+            self._parked.append(group)
         return True
+
+    def _scheduler_id(self) -> Any:
+        """The identity of the scheduler the client talks to (None if unknown)."""
+        try:
+            return self._executor.scheduler_info(n_workers=0).get("id")
+        except Exception:   # not answering, or an older client
+            return None
 
     def _watch_scheduler(self) -> None:
         away_since = None
+        idle_since = None   # since when the cluster has had no worker
+        known = self._scheduler_id()
         while not self._done_event.wait(REFRESH):
             status = self._status()
             if status == "running":
+                back = away_since is not None
                 away_since = None
                 self._threads = self._dask_threads()   # workers that joined or left
+                if self._has_workers():
+                    idle_since = None
+                else:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= SCHEDULER_GRACE:
+                        self._scheduler_lost("running, with no worker")
+                        idle_since = None
+                now_id = self._scheduler_id()
+                replaced = known is not None and now_id is not None and now_id != known
+                if back or replaced or self._parked:
+                    self._scheduler_back(replaced)
+                known = now_id or known
                 continue
             now = time.monotonic()
             away_since = away_since or now
@@ -403,17 +438,47 @@ class DaskBackend(ExecutorBackend):
                 self._scheduler_lost(status)
                 away_since = None
 
+    def _scheduler_back(self, replaced: bool) -> None:
+        """The client has its scheduler again: the batches whose tasks failed
+        while it was away run again; if it is another scheduler (one
+        restarted at the same address), so do the tasks in flight, which
+        went with the old one and would never end. Their items inside."""
+        with self._lock:
+            if self._stopping:
+                return
+            moved = [(None, group) for group in self._parked]
+            self._parked.clear()
+            if replaced:
+                moved += list(self._inflight.items())
+                moved += [(None, group) for group in self._recovering]
+                self._inflight.clear()
+                self._forget_all()
+            self._launching += len(moved)
+        if moved:
+            log.warning("the Dask scheduler is back%s; running %d task(s) again",
+                        " (another one)" if replaced else "", len(moved))
+        for future, group in moved:
+            if future is not None:
+                try:
+                    future.cancel()
+                except Exception:   # the old scheduler is gone
+                    pass
+            self._launch(group, _items(group))
+
     def _scheduler_lost(self, status: str) -> None:
         with self._lock:
             batches = [b for group in self._inflight.values() for b in group]
             batches += self._queue.clear()
             batches += [b for group in self._recovering for b in group]
+            batches += [b for group in self._parked for b in group]
+            self._parked.clear()
             self._inflight.clear()
             self._forget_all()
         if not batches:
             return
-        log.error("the Dask scheduler is unreachable (client %s); failing %d batch(es)",
+        log.error("the Dask cluster cannot run the tasks (client %s); failing %d batch(es)",
                   status, len(batches))
         for batch in batches:
-            error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
+            error = ConnectionError(f"the Dask cluster cannot run the tasks (client {status}) "
+                                    f"for {SCHEDULER_GRACE:g} s")
             wire.fail_batch(self.deliver, batch, error, error)
