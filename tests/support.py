@@ -267,3 +267,30 @@ def run_piper(piper: object, data: object) -> list:
     finally:
         piper.stop()
         piper.disconnect()
+
+
+# --- reading a task with skip=True ------------------------------------------------------
+
+
+def take_skipping(task) -> tuple[list, int]:
+    """Every result of ``task`` (iterated under its own timeout) and how
+    many timed out (with ``skip=True``, each a result given up)."""
+    from imap import TimeoutError
+
+    got, timed_out = [], 0
+    it = iter(task)
+    while True:
+        try:
+            got.append(next(it))
+        except TimeoutError:
+            timed_out += 1
+        except StopIteration:
+            return got, timed_out
+
+
+# --- threads of IMaps -----------------------------------------------------------------------
+
+
+def imap_threads() -> set:
+    """The threads an IMap (or its backend) started that are alive now."""
+    return {t for t in threading.enumerate() if t.name.startswith("imap")}

@@ -13,14 +13,13 @@ import concurrent.futures
 import contextlib
 import os
 import signal
-import threading
 
 import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from remote_helpers import server
-from support import read_when_written
+from support import imap_threads, read_when_written, take_skipping, wait_until
 
 from imap import IMap, TimeoutError, WorkerInitError, WorkerLostError, WorkerTraceback
 
@@ -43,17 +42,11 @@ CANNOT = {
 pytestmark = [pytest.mark.timeout(120), pytest.mark.allow_leftovers]
 
 
-def _imap_threads() -> set:
-    return {t for t in threading.enumerate() if t.name.startswith("imap")}
-
-
 @pytest.fixture(autouse=True)
 def _no_imap_thread_left():
-    before = _imap_threads()
+    before = imap_threads()
     yield
-    from support import wait_until
-
-    wait_until(lambda: not (_imap_threads() - before), 10)
+    wait_until(lambda: not (imap_threads() - before), 10)
 
 
 @pytest.fixture(scope="module")
@@ -222,19 +215,11 @@ def test_skip_gives_up_a_hung_tasklet_alone(backend, tmp_path):
     # none of them times out with it.
     _, options = backend
     release = str(tmp_path / "release")
-    got, timed_out = [], 0
     with IMap(skip=True, **options) as m:
         task = m.add_task(wf.hold_until_released, range(12), args=({4}, release),
                           timeout=0.5)
         m.start()
-        it = iter(task)
-        while True:
-            try:
-                got.append(next(it))
-            except TimeoutError:
-                timed_out += 1
-            except StopIteration:
-                break
+        got, timed_out = take_skipping(task)
         wf.write_atomically(release, "go")
     assert timed_out == 1
     assert got == [10 * x for x in range(12) if x != 4]

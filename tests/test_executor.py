@@ -32,18 +32,14 @@ distributed = pytest.importorskip("distributed")   # the dask extra (make test i
 pytestmark = [pytest.mark.timeout(120), pytest.mark.allow_leftovers]
 
 
-def _imap_threads() -> set:
-    return {t for t in threading.enumerate() if t.name.startswith("imap")}
-
-
 @pytest.fixture(autouse=True)
 def _no_imap_thread_left():
     """No thread of an IMap started by the test outlives it."""
-    before = _imap_threads()
-    yield
-    from support import wait_until
+    from support import imap_threads, wait_until
 
-    wait_until(lambda: not (_imap_threads() - before), 5)
+    before = imap_threads()
+    yield
+    wait_until(lambda: not (imap_threads() - before), 5)
 
 
 @pytest.fixture(scope="module")

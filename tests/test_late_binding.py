@@ -16,9 +16,9 @@ import pytest
 import worker_funcs as h
 from hypothesis import given
 from hypothesis import strategies as st
-from support import read_when_written
+from support import read_when_written, take_skipping
 
-from imap import IMap, TimeoutError
+from imap import IMap
 from imap.backends._worker import Claims
 
 
@@ -76,18 +76,10 @@ def _hang_on(x, bad, limit):
 def test_skip_gives_up_the_hung_tasklet_alone():
     # The tasklets queued behind the hung one at its worker run elsewhere:
     # none of them times out with it.
-    got, timed_out = [], 0
     with IMap(worker_num=2, skip=True) as m:
         task = m.add_task(_hang_on, range(12), args=(5, 60), timeout=0.5)
         m.start()
-        it = iter(task)
-        while True:
-            try:
-                got.append(next(it))
-            except TimeoutError:
-                timed_out += 1
-            except StopIteration:
-                break
+        got, timed_out = take_skipping(task)
     assert timed_out == 1
     assert got == [x for x in range(12) if x != 5]
 
