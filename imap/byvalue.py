@@ -99,19 +99,29 @@ def send_by_value(obj: Any) -> set[str]:
     """Register for pickling by value the user modules ``obj`` refers to;
     return the user modules it refers to (registered now or before). An
     ``obj`` that does not pickle is left alone (its error is reported where
-    it is sent)."""
-    recorder = _Recorder()
-    try:
-        recorder.dump(obj)
-    except Exception:
-        return set()
-    found = set()
-    with _lock:
-        for name in sorted(recorder.modules):
-            if name in _registered:
-                found.add(name)
-            elif is_user_module(name):
-                cloudpickle.register_pickle_by_value(sys.modules[name])
-                _registered.add(name)
-                found.add(name)
-    return found
+    it is sent).
+
+    A module registered now changes how ``obj`` pickles (its functions
+    travel by value, so what they refer to is seen too: a function of
+    another user module used by a function of this one), so the dry run is
+    made again until it finds no new module.
+    """
+    found: set[str] = set()
+    while True:
+        recorder = _Recorder()
+        try:
+            recorder.dump(obj)
+        except Exception:
+            return found
+        new = False
+        with _lock:
+            for name in sorted(recorder.modules):
+                if name in _registered:
+                    found.add(name)
+                elif is_user_module(name):
+                    cloudpickle.register_pickle_by_value(sys.modules[name])
+                    _registered.add(name)
+                    found.add(name)
+                    new = True
+        if not new:
+            return found

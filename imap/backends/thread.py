@@ -134,7 +134,8 @@ class ThreadBackend(Backend):
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
             values, errors, busy, peak = run_batch(task.func, task.args, task.kwargs,
-                                                   batch.items, pack=False, every=FLUSH_EVERY)
+                                                   batch.items, pack=False, every=FLUSH_EVERY,
+                                                   flush=self._flusher(batch, me))
             if self._skip:
                 with self._lock:
                     self._running.pop(me, None)
@@ -144,6 +145,21 @@ class ThreadBackend(Backend):
                 for exc in errors.values():
                     with_traceback_cause(exc, traceback_text(exc))
             self.deliver(batch, values, errors, busy, peak)
+
+    def _flusher(self, batch: Batch, me: threading.Thread) -> Any:
+        """``flush`` for run_batch: the first tasklets of a long batch are
+        delivered while it runs on (as a worker process does), so those
+        before a slow or hung one are not held back with it."""
+        def flush(values: list, errors: dict | None, busy: float, peak: float) -> None:
+            with self._lock:
+                if me in self._retired:   # replaced: the batch runs elsewhere now
+                    return
+                head = batch.split_off(len(values))
+            if errors:
+                for exc in errors.values():
+                    with_traceback_cause(exc, traceback_text(exc))
+            self.deliver(head, values, errors, busy, peak)
+        return flush
 
     def stop(self, forced: bool = False) -> None:
         with self._lock:
