@@ -488,7 +488,11 @@ class IMap:
                 byvalue.send_by_value((task.func, task.args, task.kwargs))
             byvalue.send_by_value((self._options.initializer, self._options.initargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
-        self._policy.isolate_tasklets(self._options.skip and not backend.gives_up)
+        for task in engine.tasks:
+            task.each_result = self._options.skip and task.timeout is not None
+        # skip=True: a task with a timeout goes one tasklet a batch, so that
+        # no batch-mate of a hung tasklet waits for its worker to be given up.
+        self._policy.isolate_tasklets(self._options.skip)
         grouped = self._policy.adaptive and self._options.chunksize is None
         backend.configure(depth_order=1 if self._policy.adaptive else 0,
                           group_limit=draw.group_limit(self._policy, engine.tasks)

@@ -32,6 +32,9 @@ class Task:
         self.kwargs = kwargs
         self.name = name
         self.timeout = timeout
+        # Its results are due one by one (skip=True and a timeout: a result
+        # held back behind a hung batch-mate would be given up with it).
+        self.each_result = False
         self.block = block
         self.track = track
         self.retries = retries

@@ -128,6 +128,10 @@ class Backend(ABC):
     # It can give up on a worker that runs an abandoned tasklet (skip=True)
     # and run the rest of that batch elsewhere (see abandon).
     gives_up = True
+    # Its workers deliver a batch's first results while it runs on (for a
+    # task with each_result, one by one): else, under skip=True, a task with
+    # a timeout goes one tasklet a batch (FlowPolicy.isolate_tasklets).
+    partial = True
     # Told when a thread of the backend dies of an exception (see guarded).
     on_crash: Callable[[str, BaseException], None] | None = None
 

@@ -71,6 +71,7 @@ class ExecutorBackend(Backend):
     kind = "executor"
     where = "to the executor's workers"
     gives_up = False   # an executor's task cannot be stopped from here
+    partial = False    # ... and answers once
 
     def __init__(self, executor: Any, workers: int | None, deliver: Deliver, lost: Lost,
                  initializer: Any = None, initargs: tuple = (),

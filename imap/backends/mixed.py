@@ -73,6 +73,10 @@ class MixedBackend(Backend):
             self.remote.spill = self._spilled_by(1)
 
     @property
+    def partial(self) -> bool:  # type: ignore[override]
+        return self.local.partial and self.remote.partial
+
+    @property
     def stepwise(self) -> bool:  # type: ignore[override]
         return self.local.stepwise or self.remote.stepwise
 

@@ -337,7 +337,7 @@ class ProcessBackend(SlotBackend):
         key = batch.task.key
         if payload is not None:
             worker.outbox.put(pickle.dumps(_worker.SetTask(key, payload), PROTOCOL))
-        every = 0.0 if batch.careful else FLUSH_EVERY
+        every = 0.0 if batch.careful or batch.task.each_result else FLUSH_EVERY
         worker.tickets += 1
         batch.ticket = worker.tickets
         worker.outbox.put(pickle.dumps(_worker.RunBatch(key, batch.data, every, batch.ticket),

@@ -141,6 +141,7 @@ class RemoteBackend(SlotBackend):
     """
 
     kind = "remote"
+    partial = False   # an agent answers a batch once
     where = "to a remote worker"
     _none_left = "no remote worker is left"
 

@@ -134,7 +134,8 @@ class ThreadBackend(Backend):
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
             values, errors, busy, peak = run_batch(task.func, task.args, task.kwargs,
-                                                   batch.items, pack=False, every=FLUSH_EVERY,
+                                                   batch.items, pack=False,
+                                                   every=0.0 if task.each_result else FLUSH_EVERY,
                                                    flush=self._flusher(batch, me))
             if self._skip:
                 with self._lock:

@@ -213,12 +213,10 @@ class FlowPolicy:
         return hold
 
     def isolate_tasklets(self, on: bool) -> None:
-        """``on`` for ``skip=True`` on a pool whose workers cannot be given
-        up on (an executor's tasks cannot be stopped from here): then a
-        task with a timeout sends its tasklets one by one, so that no
-        tasklet waits behind a hung one in its batch. (An executor binds a
-        task to a worker itself: a process pool when a worker is free, Dask
-        by its own scheduling and work stealing.)"""
+        """``on`` for ``skip=True``: then a task with a timeout sends its
+        tasklets one by one, so that no tasklet waits behind a hung one in
+        its batch (until its worker is given up on, a second later, or for
+        ever on an executor, whose tasks cannot be stopped from here)."""
         self.isolate_timeouts = on
 
     def can_stretch(self, tasks: list) -> bool:
