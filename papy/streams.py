@@ -333,13 +333,15 @@ class Guarded:
 
 
 def inboxes(inputs: list[Iterable[Any]], consume: int, counter: list,
-            gate: threading.Event | None = None) -> Iterator[tuple]:
+            gate: threading.Event | None = None) -> Iterator[Any]:
     """Zip the inputs into inboxes; group ``consume`` of them into one.
 
     One inbox is a tuple with one element per input. With ``consume=n`` one
-    inbox holds, per input, a tuple of the next n items of that input (fewer
-    at the very end). ``counter[0]`` counts the items (zipped tuples) drawn.
-    Nothing is drawn before ``gate`` is set (every IMap of the pipeline started).
+    evaluation gets a list of the next n inboxes (fewer at the very end),
+    each of them a list with one element per input -- the shape PaPy 1.x
+    handed such a function: ``[[a0], [a1]]`` for one input and n = 2.
+    ``counter[0]`` counts the items (zipped tuples) drawn. Nothing is drawn
+    before ``gate`` is set (every IMap of the pipeline started).
     """
     if gate is not None:
         gate.wait()
@@ -353,11 +355,11 @@ def inboxes(inputs: list[Iterable[Any]], consume: int, counter: list,
         group = []
         for inbox in zipped:
             counter[0] += 1
-            group.append(inbox)
+            group.append(list(inbox))
             if len(group) == consume:
                 break
         if not group:
             return
-        yield tuple(tuple(g[i] for g in group) for i in range(len(inputs)))
+        yield group
         if len(group) < consume:
             return

@@ -59,8 +59,8 @@ def sleepy(inbox, seconds=0.001):
 
 
 def total(inbox):
-    """The sum of the items of the first input (a tuple of them with consume > 1)."""
-    return sum(inbox[0])
+    """With consume > 1: the sum of the first input's items over the inboxes consumed."""
+    return sum(box[0] for box in inbox)
 
 
 def exit_on_first_attempt(inbox, victim, marker):

@@ -78,14 +78,32 @@ def test_debug_raises_instead(pool) -> None:
         p.stop()
 
 
-def test_consume_groups_inboxes() -> None:
-    assert run(Piper(identity, consume=2), range(5)) == [(0, 1), (2, 3), (4,)]
+def test_consume_hands_the_function_a_list_of_n_inboxes() -> None:
+    assert run(Piper(pair, consume=2), range(5)) == [([0], [1]), ([2], [3]), ([4],)]
 
 
-def test_consume_with_two_inputs() -> None:
+def test_consume_with_two_inputs_gives_inboxes_of_both() -> None:
     p = Piper(pair, consume=2)
     p.connect([range(4), "abcd"])
-    assert list(p) == [((0, 1), ("a", "b")), ((2, 3), ("c", "d"))]
+    assert list(p) == [([0, "a"], [1, "b"]), ([2, "c"], [3, "d"])]
+
+
+def test_consume_inboxes_unpack_as_in_papy1() -> None:
+    def nimm2(inbox):
+        left_box, right_box = inbox
+        return left_box[0] + " " + right_box[0]
+    assert run(Piper(nimm2, consume=2), ["hello", "world", "hi", "folks"]) == [
+        "hello world", "hi folks"]
+
+
+def test_consume_group_holding_an_error_is_passed_on() -> None:
+    a = Piper(fail_on_3, name="a")
+    b = Piper(pair, consume=2, name="b")
+    a.connect([range(6)])
+    b.connect([a])
+    out = list(b)
+    assert out[0] == ([0], [1]) and out[2] == ([4], [5])
+    assert isinstance(out[1], PiperError) and out[1].piper == "a"
 
 
 def test_produce_splits_a_result(pool) -> None:
