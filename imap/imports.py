@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -39,7 +40,7 @@ def _load(spec: str) -> tuple[str, Any, str, Any]:
     )
 
 
-def imports(modules: Iterable[str]) -> Callable[[F], F]:
+def imports(modules: Iterable[str], forgive: bool = False) -> Callable[[F], F]:
     """Attach import statements to a function, executed wherever it runs.
 
     Each string names a module (``"re"``, ``"os.path"``) or comma-separated
@@ -57,6 +58,10 @@ def imports(modules: Iterable[str]) -> Callable[[F], F]:
 
     Args:
         modules: the import specifications.
+        forgive: skip a specification none of whose alternatives can be
+            imported (logged at DEBUG, logger ``imap``) instead of raising
+            ImportError when the function runs; the function then runs
+            without that name (PaPy 1.x's ``forgive``).
 
     Returns:
         A decorator returning a wrapper with the same name and docstring.
@@ -80,7 +85,14 @@ def imports(modules: Iterable[str]) -> Callable[[F], F]:
             namespace = func.__globals__
             if marker not in namespace:
                 for spec in specs:
-                    top, top_mod, leaf_name, leaf_mod = _load(spec)
+                    try:
+                        top, top_mod, leaf_name, leaf_mod = _load(spec)
+                    except ImportError as exc:
+                        if not forgive:
+                            raise
+                        logging.getLogger("imap").debug("imports(forgive=True) of "
+                                                        "%s: %s", func.__qualname__, exc)
+                        continue
                     namespace.setdefault(top, top_mod)
                     if leaf_name != top or top_mod is not leaf_mod:
                         namespace[leaf_name] = leaf_mod

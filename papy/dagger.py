@@ -99,8 +99,18 @@ class Dagger:
         except (TypeError, ValueError, PiperError) as exc:
             raise DaggerError(f"cannot make a Piper of {piper!r}: {exc}") from exc
 
-    def add_piper(self, piper: Any) -> Piper:
-        """Add one piper (a Worker or callable is made into a Piper with ``xtras``)."""
+    def add_piper(self, piper: Any, create: bool = True, branch: Any = None) -> Piper:
+        """Add one piper and return it.
+
+        A Worker or callable is made into a Piper with ``xtras`` (refused with
+        ``create=False``). ``branch`` is given to a piper that has none.
+
+        PaPy 1.x returned ``(created, piper)`` and passed over a piper already
+        present; here the Piper is returned (what :meth:`add_pipe` and callers
+        use) and a piper added twice is a DaggerError, so a mistake is seen.
+        """
+        if not create and not isinstance(piper, Piper):
+            raise DaggerError(f"{piper!r} is not a Piper and create=False")
         piper = self._make(piper)
         if piper in self.graph:
             raise DaggerError(f"piper {piper.name!r} is already in this Dagger")
@@ -109,6 +119,8 @@ class Dagger:
         if piper.connected:
             raise DaggerError(f"piper {piper.name!r} is connected; disconnect() it before "
                               f"adding it")
+        if branch is not None and piper.branch is None:
+            piper.branch = branch
         self.graph.add_node(piper)
         self._order[piper] = next(self._counter)
         return piper
@@ -128,6 +140,23 @@ class Dagger:
         self.graph.del_node(piper)
         del self._order[piper]
 
+    def del_pipers(self, pipers: Sequence[Any], forced: bool = False) -> None:
+        """Remove pipers, last first (see :meth:`del_piper`)."""
+        for piper in reversed(list(pipers)):
+            self.del_piper(piper, forced)
+
+    def children_after_parents(self, piper1: Any, piper2: Any) -> int:
+        """1 if ``piper1`` is upstream of ``piper2``, -1 if downstream, else 0.
+
+        PaPy 1.x's comparison of two pipers by the flow of data between them.
+        """
+        a, b = self.resolve(piper1), self.resolve(piper2)
+        if a is not b and self.graph.has_path(a, b):
+            return 1
+        if a is not b and self.graph.has_path(b, a):
+            return -1
+        return 0
+
     def resolve(self, piper: Any) -> Piper:
         """The piper given as itself, its ``id()`` or its name (DaggerError if absent)."""
         for p in self.graph:
@@ -139,11 +168,14 @@ class Dagger:
 
     # -- pipes -------------------------------------------------------------------------
 
-    def add_pipe(self, pipe: Sequence[Any]) -> list[Piper]:
+    def add_pipe(self, pipe: Sequence[Any], branch: Any = None) -> list[Piper]:
         """Add a pipe ``(upstream, downstream)`` or a chain ``(a, b, c, ...)``.
 
-        Missing pipers are added. A pipe that makes a cycle, or that exists
-        already, is a DaggerError and leaves the Dagger as it was.
+        Missing pipers are added; ``branch`` is given to those of them that
+        have none (as in PaPy 1.x, where ``add_pipe((a, m), branch="2")``
+        placed a new input ``a`` by that branch). A pipe that makes a cycle,
+        or that exists already, is a DaggerError and leaves the Dagger as it
+        was (branches included).
         """
         pipe = list(pipe)
         if len(pipe) < 2:
@@ -153,8 +185,9 @@ class Dagger:
         snapshot = (DictGraph(), dict(self._order))
         for node, children in self.graph.items():
             snapshot[0][node] = dict(children)
+        branched: list[Piper] = []
         try:
-            pipers = [self._resolve_or_add(p) for p in pipe]
+            pipers = [self._resolve_or_add(p, branch, branched) for p in pipe]
             for a, b in zip(pipers, pipers[1:], strict=False):
                 if a is b:
                     raise DaggerError(f"a pipe from {a.name!r} to itself is a cycle")
@@ -172,19 +205,27 @@ class Dagger:
             self.graph.clear()
             self.graph.update(snapshot[0])
             self._order = snapshot[1]
+            for piper in branched:
+                piper.branch = None
             raise
         return pipers
 
-    def add_pipes(self, pipes: Iterable[Sequence[Any]]) -> None:
+    def add_pipes(self, pipes: Iterable[Sequence[Any]], branch: Any = None) -> None:
+        """Add each pipe (or chain) of ``pipes`` (see :meth:`add_pipe`)."""
         for pipe in pipes:
-            self.add_pipe(pipe)
+            self.add_pipe(pipe, branch)
 
-    def _resolve_or_add(self, piper: Any) -> Piper:
+    def _resolve_or_add(self, piper: Any, branch: Any = None,
+                        branched: list | None = None) -> Piper:
         if isinstance(piper, Piper) and piper in self.graph:
             return piper
         if isinstance(piper, (str, int)) and not isinstance(piper, bool):
             return self.resolve(piper)
-        return self.add_piper(piper)
+        unbranched = not isinstance(piper, Piper) or piper.branch is None
+        piper = self.add_piper(piper, branch=branch)
+        if branch is not None and unbranched and branched is not None:
+            branched.append(piper)
+        return piper
 
     def del_pipe(self, pipe: Sequence[Any]) -> None:
         """Remove the pipe ``(upstream, downstream)`` (or each pipe of a chain)."""
@@ -196,6 +237,11 @@ class Dagger:
             if b not in self.graph[a]:
                 raise DaggerError(f"no pipe {a.name!r} -> {b.name!r} in this Dagger")
             self.graph.del_edge((a, b))
+
+    def del_pipes(self, pipes: Iterable[Sequence[Any]]) -> None:
+        """Remove each pipe (or chain) of ``pipes`` (see :meth:`del_pipe`)."""
+        for pipe in pipes:
+            self.del_pipe(pipe)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -90,8 +90,11 @@ class Piper:
             callables is made into one).
         parallel: an :class:`imap.IMap` to evaluate on, or ``False`` (inline,
             lazily, in the thread that pulls the output).
-        consume: one evaluation receives the next ``consume`` inboxes: its
-            inbox holds, per upstream pipe, a tuple of ``consume`` items.
+        consume: one evaluation receives the next ``consume`` inboxes: the
+            function is called with a list of them (fewer at the very end),
+            each a list with one element per upstream pipe, as in PaPy 1.x:
+            ``left_box, right_box = inbox`` for ``consume=2``, the items are
+            ``left_box[0]`` and ``right_box[0]``.
         produce: one evaluation's result, a sequence of ``produce`` values,
             becomes ``produce`` downstream items.
         spawn: on an IMap, the piper runs as ``spawn`` interleaved tasks fed
@@ -130,6 +133,8 @@ class Piper:
                     f"its Worker, e.g. Piper(Worker(times, arguments=[(10,)], "
                     f"kwargs=[{{'k': 1}}]), parallel=...)")
             raise TypeError(f"Piper() got unexpected keyword arguments: {names}")
+        if isinstance(worker, Piper):   # PaPy 1.x: a new piper of the same worker
+            worker = worker.worker
         if not isinstance(worker, Worker):
             worker = Worker(worker)
         for label, value in (("consume", consume), ("produce", produce), ("spawn", spawn)):
@@ -242,6 +247,14 @@ class Piper:
         self._tee = None
         self._branches = []
         self.connected = True
+
+    def __call__(self, inputs: Iterable[Any]) -> Piper:
+        """Connect to ``inputs`` and return this piper: ``Piper(f)([data])``.
+
+        The PaPy 1.x spelling of :meth:`connect` (which returns nothing).
+        """
+        self.connect(inputs)
+        return self
 
     def relay(self, maxlen: int | None = None) -> Relay:
         """Put a :class:`~papy.streams.Relay` after the outbox (before any branches).

@@ -73,6 +73,15 @@ def _expected_items(plumber: Plumber) -> dict:
     return expected
 
 
+def _by_task(tracked: list, spawn: int) -> list[dict]:
+    """The results of a piper's ``spawn`` tasks, merged round-robin in ``tracked``,
+    as one ``{index in the task: result}`` dict per task (PaPy 1.x's shape)."""
+    tasks: list[dict] = [{} for _ in range(spawn)]
+    for k, value in enumerate(tracked):
+        tasks[k % spawn][k // spawn] = value
+    return tasks
+
+
 class Plumber(Dagger):
     """A :class:`~papy.dagger.Dagger` with a life cycle, statistics and save/load.
 
@@ -326,7 +335,11 @@ class Plumber(Dagger):
         its IMap's workers' time), ``rate`` (items/s, recent), ``tasklet``
         and ``peak`` (mean and longest seconds per item), ``input_wait`` and
         ``result_wait`` (s; see :meth:`report`); ``outputs``: output name ->
-        ``{"items", "errors"}`` (items pulled, of which PiperErrors).
+        ``{"items", "errors"}`` (items pulled, of which PiperErrors);
+        ``pipers_tracked`` (PaPy 1.x): per piper made with ``track=True``,
+        the Piper -> a list with one dict per spawned task, mapping the
+        task's result index to the result (``[{0: r0, 1: r1}]`` when
+        ``spawn=1``; the results are those of :attr:`Piper.tracked`).
         """
         run_time = None
         if self._start_time is not None:
@@ -337,6 +350,8 @@ class Plumber(Dagger):
             "pipers": self._piper_stats(),
             "outputs": {name: {"items": items, "errors": errors}
                         for name, (items, errors) in self._counts.items()},
+            "pipers_tracked": {p: _by_task(p.tracked, p.spawn) for p in self.graph
+                               if p.track},
         }
 
     def _piper_stats(self) -> dict:

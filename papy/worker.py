@@ -142,6 +142,9 @@ class Worker:
                  arguments: Sequence[Any] | None = None,
                  kwargs: dict | Sequence[dict | None] | None = None,
                  name: str | None = None) -> None:
+        if isinstance(getattr(functions, "worker", None), Worker):
+            raise TypeError(f"{functions!r} is a Piper; a Worker is made of functions "
+                            f"(use its .worker, or Piper(piper) for a new piper of it)")
         if callable(functions) and not isinstance(functions, Worker):
             functions = (functions,)
         elif isinstance(functions, Worker):
@@ -205,6 +208,17 @@ class Worker:
             if i < last:
                 value = (value,)
         return value
+
+    @property
+    def task(self) -> tuple:
+        """The functions, left to right (PaPy 1.x's name for :attr:`functions`)."""
+        return self.functions
+
+    @property
+    def args(self) -> tuple:
+        """One tuple of extra arguments per function (PaPy 1.x's name for
+        :attr:`arguments`)."""
+        return self.arguments
 
     @staticmethod
     def failure(func: Callable, exc: Exception, value: Any) -> WorkerError:
