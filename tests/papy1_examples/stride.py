@@ -1,0 +1,31 @@
+"""stride=2: two tasklets of one task, then two of the next."""
+from imap import IMap
+
+
+def printer(element):
+    print(element)
+    return element
+
+
+LEFT_INPUT = ('L0', 'L1', 'L2', 'L3')
+RIGHT_INPUT = ('R0', 'R1', 'R2', 'R3')
+
+# The weave with stride 2: L0 L1 R0 R1 L2 L3 R2 R3.
+
+if __name__ == "__main__":
+    numap = IMap(stride=2)
+    left_iter = numap.add_task(printer, LEFT_INPUT)
+    right_iter = numap.add_task(printer, RIGHT_INPUT)
+    numap.start()
+
+    L0 = next(left_iter)
+    L1 = next(left_iter)
+    R0 = next(right_iter)
+    R1 = next(right_iter)
+    L2 = next(left_iter)
+    L3 = next(left_iter)
+    R2 = next(right_iter)
+    R3 = next(right_iter)
+
+    assert (L0, L1, L2, L3) == LEFT_INPUT
+    assert (R0, R1, R2, R3) == RIGHT_INPUT
