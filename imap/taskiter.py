@@ -7,7 +7,18 @@ from typing import Any
 from .engine import Engine
 from .task import Task
 
-__all__ = ["TaskIterator", "DEFAULT"]
+__all__ = ["TaskIterator", "DEFAULT", "RunEndedError"]
+
+
+class RunEndedError(RuntimeError):
+    """A task iterator was read after the run of its IMap ended.
+
+    ``stop()``, the end of a ``with IMap()`` block, or a restart ends a run;
+    the results its tasks had not handed out are gone. Reading such an
+    iterator used to end it silently, as if the task had had no results.
+    The first read after the end raises this error; the iterator is ended
+    from then on (a later read raises StopIteration).
+    """
 
 
 class _Default:
@@ -42,6 +53,7 @@ class TaskIterator:
         self._record = record
         # Results already taken for this task, handed out without the lock.
         self._handout = record.handout
+        self._ended = False   # this iterator raised StopIteration: it stays ended
 
     @property
     def keeps_timeouts(self) -> bool:
@@ -58,8 +70,36 @@ class TaskIterator:
                 return handout.popleft()
             except IndexError:  # another thread took the last one
                 pass
-        return self._engine.next_result(self._record, self.generation, self.timeout,
-                                        self.block, grouped=True)
+        return self._result(self.timeout, self.block, True)
+
+    def _result(self, timeout: float | None, block: bool, grouped: bool = False) -> Any:
+        """The next result from the engine; a clear error once the run is over."""
+        if self._ended:
+            raise StopIteration
+        engine = self._engine
+        if engine.generation != self.generation:
+            raise self._run_ended()
+        try:
+            return engine.next_result(self._record, self.generation, timeout, block,
+                                      grouped=grouped)
+        except StopIteration:
+            # the run may have ended (or be ending, forced) while this call waited
+            ending = engine.forced or engine.generation != self.generation
+            if ending and not self._record.finished():
+                raise self._run_ended() from None
+            self._ended = True
+            raise
+
+    def _run_ended(self) -> RunEndedError:
+        # Said once; then the iterator is ended, so that a reader that goes on
+        # after an error (another IMap's Feeder drawing it as an input) stops.
+        self._ended = True
+        return RunEndedError(
+            f"task {self.task} ({self._record.name}) was read after its run of "
+            f"{self.imap!r} ended (stop(), the end of a 'with IMap()' block, or a new "
+            f"start()): the results it had not handed out are gone. Read a task's results "
+            f"before stop() (inside the with block); after a restart, read the iterator "
+            f"that add_task() returned for the new run")
 
     def next(self, timeout: float | None = DEFAULT, block: bool = DEFAULT) -> Any:
         """Return the next result, waiting at most ``timeout`` seconds.
@@ -71,6 +111,8 @@ class TaskIterator:
         Raises:
             imap.TimeoutError: no result in time (``block=False``: at once).
             StopIteration: the task has no more results.
+            RunEndedError: the run of the IMap ended before the task's
+                results were all handed out (see :class:`RunEndedError`).
             RuntimeError: before ``start()``, or when another task of the
                 same IMap consumes this one.
         """
@@ -78,7 +120,7 @@ class TaskIterator:
             timeout = self.timeout
         if block is DEFAULT:
             block = self.block
-        return self._engine.next_result(self._record, self.generation, timeout, block)
+        return self._result(timeout, block)
 
     def __repr__(self) -> str:
         return f"<TaskIterator task={self.task} of {self.imap!r}>"

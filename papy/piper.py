@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from imap import IMap, StallError
+from imap.taskiter import RunEndedError
 
 from .errors import PiperError, WorkerError
 from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, inboxes
@@ -472,7 +473,7 @@ class Piper:
         while True:
             try:
                 value = next(task)
-            except StopIteration:
+            except (StopIteration, RunEndedError):   # the IMap's run is over too
                 return
             except PiperError:   # raised upstream: debug=True or a branch lag error
                 raise
@@ -500,7 +501,7 @@ class Piper:
                         break
                     except StallError:
                         _stalled(name)
-            except StopIteration:
+            except (StopIteration, RunEndedError):   # the IMap's run is over too
                 return
             except PiperError:   # raised upstream: debug=True or a branch lag error
                 raise

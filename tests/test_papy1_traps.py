@@ -1,0 +1,186 @@
+"""Traps a user coming from PaPy 1.x met, each now a clear answer.
+
+(a) A task iterator read after its run ended -- after ``stop()``, after a
+``with IMap()`` block, or an old iterator after a restart -- returned ``[]``
+as if the task had had no results; it raises :class:`RunEndedError` now.
+(b) On remote workers, ``import mymod`` + ``mymod.f(x)`` (the module object a
+global of a function sent by value) failed with "not installed there", while
+``from mymod import f`` worked; the module object travels by value now.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from remote_helpers import server
+
+from imap import IMap
+from imap.taskiter import RunEndedError
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def inc(x):
+    return x + 1
+
+
+def threads(**options) -> IMap:
+    return IMap(worker_type="thread", worker_num=2, **options)
+
+
+# -- (a) reading after the run ended ---------------------------------------------------
+
+
+def test_reading_a_task_after_stop_raises_run_ended() -> None:
+    m = threads()
+    out = m.add_task(inc, range(10))
+    m.start()
+    m.stop()
+    with pytest.raises(RunEndedError, match=r"before stop\(\)"):
+        list(out)
+
+
+def test_reading_a_task_after_its_with_block_raises_run_ended() -> None:
+    with threads() as m:
+        out = m.add_task(inc, range(10))
+        m.start()
+    with pytest.raises(RunEndedError, match="with IMap"):
+        list(out)
+
+
+def test_an_old_iterator_after_a_restart_raises_run_ended() -> None:
+    m = threads()
+    old = m.add_task(inc, range(3))
+    m.start()
+    m.stop()
+    new = m.add_task(inc, range(3))
+    m.start()
+    try:
+        with pytest.raises(RunEndedError, match=r"add_task\(\) returned for the new run"):
+            next(old)
+        assert list(new) == [1, 2, 3]
+    finally:
+        m.stop()
+
+
+def test_next_method_after_stop_raises_run_ended_too() -> None:
+    m = threads()
+    out = m.add_task(inc, range(3))
+    m.start()
+    m.stop()
+    with pytest.raises(RunEndedError):
+        out.next(timeout=1)
+
+
+def test_an_iterator_read_to_its_end_stays_ended_after_stop() -> None:
+    m = threads()
+    out = m.add_task(inc, range(4))
+    m.start()
+    assert list(out) == [1, 2, 3, 4]
+    m.stop()
+    assert list(out) == []   # exhausted before the stop: nothing was lost
+
+
+def test_a_reader_waiting_when_the_run_is_stopped_gets_run_ended() -> None:
+    release = threading.Event()
+
+    def held(x):
+        release.wait(30)
+        return x
+
+    m = threads()
+    out = m.add_task(held, range(2))
+    m.start()
+    caught: list = []
+
+    def reader() -> None:
+        try:
+            caught.append(next(out))
+        except BaseException as exc:   # noqa: BLE001 - the outcome is the test
+            caught.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    m.stop(forced=True)
+    release.set()
+    thread.join(30)
+    assert len(caught) == 1 and isinstance(caught[0], RunEndedError)
+
+
+def test_run_ended_is_said_once_then_the_iterator_is_ended() -> None:
+    m = threads()
+    out = m.add_task(inc, range(10))
+    m.start()
+    m.stop()
+    with pytest.raises(RunEndedError):
+        next(out)
+    assert list(out) == []
+
+
+def test_a_task_drawing_a_stopped_imaps_task_gets_one_error_then_ends() -> None:
+    upstream = threads()
+    source = upstream.add_task(inc, range(10))
+    upstream.start()
+    upstream.stop()
+    with threads() as m:
+        out = m.add_task(inc, source)
+        m.start()
+        with pytest.raises(RunEndedError):   # the one item of the failed input
+            next(out)
+        assert list(out) == []
+
+
+def test_run_ended_is_a_runtime_error() -> None:
+    assert issubclass(RunEndedError, RuntimeError)
+
+
+# -- (b) a user module used as a global, on a remote worker --------------------------------
+
+
+MODULE = "papy1_trap_module"
+
+
+def triple_by_module(x):
+    return papy1_trap_module.triple(x)  # noqa: F821 (set by the test below)
+
+
+def test_a_module_global_of_a_function_travels_to_remote_workers(tmp_path,
+                                                                 monkeypatch) -> None:
+    (tmp_path / f"{MODULE}.py").write_text("FACTOR = 3\n\ndef triple(x):\n"
+                                           "    return FACTOR * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(MODULE)
+    monkeypatch.setitem(globals(), MODULE, module)
+    try:
+        with server("imap") as (address, _):   # its sys.path lacks tmp_path
+            m = IMap(worker_type="thread", worker_num=0, worker_remote=[(address, 2)])
+            out = m.add_task(triple_by_module, range(5))
+            m.start()
+            try:
+                assert list(out) == [0, 3, 6, 9, 12]
+            finally:
+                m.stop()
+    finally:
+        sys.modules.pop(MODULE, None)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(0, 12), read=st.integers(0, 14), forced=st.booleans())
+def test_after_stop_only_an_iterator_read_to_its_end_ends_quietly(n, read, forced) -> None:
+    m = threads()
+    out = m.add_task(inc, range(n))
+    m.start()
+    got = [x for _, x in zip(range(read), out, strict=False)]
+    ended = read > n   # the reader saw StopIteration
+    m.stop(forced=forced)
+    assert got == list(range(1, min(n, read) + 1))
+    if ended:
+        assert list(out) == []
+    else:
+        with pytest.raises(RunEndedError):
+            next(out)
