@@ -81,14 +81,21 @@ def is_user_module(name: str) -> bool:
 
 class _Recorder(cloudpickle.Pickler):
     """A cloudpickle pickler that notes the modules of the functions and
-    classes it meets (it writes to a throwaway buffer)."""
+    classes it meets, and the modules it meets as objects (``import mylib``
+    then ``mylib.score(x)``: the module is a global of the function), so
+    that a user module used either way travels by value (it writes to a
+    throwaway buffer)."""
 
     def __init__(self) -> None:
         super().__init__(io.BytesIO())
         self.modules: set[str] = set()
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+        if isinstance(obj, types.ModuleType):
+            # cloudpickle sends a module registered by value as its contents,
+            # any other one by name (imported again where it is unpickled)
+            self.modules.add(obj.__name__)
+        elif isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
             module = getattr(obj, "__module__", None)
             if isinstance(module, str):
                 self.modules.add(module)
