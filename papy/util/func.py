@@ -8,13 +8,19 @@ process workers and is saved by import path.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import pickle
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 # -- passers ----------------------------------------------------------------------
+
+
+def plugger(inbox: Sequence[Any]) -> None:
+    """Nothing: a piper of it ends a branch whose results nobody needs."""
+    return None
 
 
 def ipasser(inbox: Sequence[Any], i: int = 0) -> Any:
@@ -28,9 +34,12 @@ def npasser(inbox: Sequence[Any], n: int | None = None) -> tuple:
 
 
 def spasser(inbox: Sequence[Any], s: Sequence[int] | None = None) -> tuple:
-    """The elements of the inbox at the indexes ``s`` (all for ``None``), in that order."""
-    indexes = range(len(inbox)) if s is None else s
-    return tuple(inbox[i] for i in indexes)
+    """The elements of the inbox whose indexes are in ``s`` (all for ``None``),
+    in the inbox's order (as PaPy 1.x: ``s=[2, 0]`` gives elements 0 and 2)."""
+    if s is None:
+        return tuple(inbox)
+    chosen = set(s)
+    return tuple(x for i, x in enumerate(inbox) if i in chosen)
 
 
 # -- zippers and joiners ---------------------------------------------------------------
@@ -39,6 +48,21 @@ def spasser(inbox: Sequence[Any], s: Sequence[int] | None = None) -> tuple:
 def zipper(inbox: Sequence[Any]) -> tuple:
     """The inbox's elements (e.g. consumed groups) zipped: ``tuple(zip(*inbox))``."""
     return tuple(zip(*inbox, strict=False))
+
+
+def nzipper(inbox: Sequence[Any], n: int | None = None) -> tuple:
+    """The first element of each of the first n inbox elements (all for ``None``):
+    ``nzipper(([a0], [a1]))`` is ``(a0, a1)``, the items of a ``consume=2`` group."""
+    firsts = tuple(zip(*inbox[:n], strict=False))
+    if not firsts:
+        raise ValueError(f"nzipper: nothing to zip in {inbox!r} (n={n})")
+    return firsts[0]
+
+
+def szipper(inbox: Sequence[Any], s: Sequence[int] | None = None) -> list:
+    """The inbox elements whose indexes are in ``s`` (all for ``None``), in the
+    inbox's order, zipped: ``list(zip(*chosen))``."""
+    return list(zip(*spasser(inbox, s), strict=False))
 
 
 def unzipper(inbox: Sequence[Any]) -> tuple:
@@ -86,22 +110,45 @@ def json_loads(inbox: Sequence[Any]) -> Any:
 
 
 def dump_item(inbox: Sequence[Any], directory: str | None = None, prefix: str = "papy_",
-              suffix: str = ".pickle") -> str:
-    """Pickle the first element of the inbox to a new file; return its path.
+              suffix: str = ".pickle", raw: bool = False) -> str:
+    """Write the first element of the inbox to a new file; return its path.
 
-    Handy to pass large items between processes by name instead of by value.
+    Pickled, or with ``raw=True`` its bytes as they are (a ``str`` as UTF-8),
+    as PaPy 1.x wrote items. Handy to pass large items between processes by
+    name instead of by value.
     """
+    value = inbox[0]
+    if raw and not isinstance(value, (bytes, bytearray, memoryview, str)):
+        raise TypeError(f"dump_item(raw=True) writes bytes or str, got "
+                        f"{type(value).__name__}; leave raw=False to pickle it")
     handle, path = tempfile.mkstemp(suffix, prefix, directory)
     with os.fdopen(handle, "wb") as out:
-        pickle.dump(inbox[0], out, pickle.HIGHEST_PROTOCOL)
+        if not raw:
+            pickle.dump(value, out, pickle.HIGHEST_PROTOCOL)
+        else:
+            out.write(value.encode() if isinstance(value, str) else value)
     return path
 
 
-def load_item(inbox: Sequence[Any], remove: bool = False) -> Any:
-    """The object pickled in the file whose path is the first element of the inbox."""
+def load_item(inbox: Sequence[Any], remove: bool = False, type: str = "object") -> Any:
+    """The item in the file whose path is the first element of the inbox.
+
+    ``type``: ``"object"`` (unpickled, as :func:`dump_item` wrote it),
+    ``"bytes"`` (the file's bytes) or ``"mmap"`` (a read-only memory map of
+    the file, as PaPy 1.x's ``type="mmap"``: nothing is read until used; the
+    map stays valid after ``remove``). An empty file maps to ``b""``.
+    """
+    if type not in ("object", "bytes", "mmap"):
+        raise ValueError(f"load_item: type must be 'object', 'bytes' or 'mmap', "
+                         f"got {type!r}")
     path = inbox[0]
     with open(path, "rb") as handle:
-        value = pickle.load(handle)
+        if type == "object":
+            value = pickle.load(handle)
+        elif type == "bytes" or os.fstat(handle.fileno()).st_size == 0:
+            value = handle.read()
+        else:
+            value = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     if remove:
         os.remove(path)
     return value
@@ -129,6 +176,23 @@ def write_line(inbox: Sequence[Any], path: str, format: str = "json") -> Any:
     """
     with open(path, "a", encoding="utf-8") as handle:
         return dump_stream(inbox, handle, format)
+
+
+def dump_pickle_stream(inbox: Sequence[Any], handle: BinaryIO) -> Any:
+    """Pickle the first element of the inbox onto ``handle`` (open for binary
+    writing, in one process: an inline piper); pass it on."""
+    pickle.dump(inbox[0], handle, pickle.HIGHEST_PROTOCOL)
+    handle.flush()
+    return inbox[0]
+
+
+def load_pickle_stream(handle: BinaryIO) -> Iterator[Any]:
+    """The objects of a stream written by :func:`dump_pickle_stream` (an input)."""
+    while True:
+        try:
+            yield pickle.load(handle)
+        except EOFError:
+            return
 
 
 def load_stream(handle: TextIO, format: str = "json") -> Iterator[Any]:
