@@ -9,7 +9,8 @@ weave), so the first summaries are printed while most of the stream has not
 been read yet, and the buffer caps how many records are inside the engine at
 any moment.
 
-Run it with ``make demo`` or ``python examples/chained_tasks.py``.
+Run it with ``python examples/chained_tasks.py`` (``make demo`` runs
+``examples/pipeline_demo.py``, a branched pipeline).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ start). A merge piper joins the three results of each line and an inline
 piper writes the records to a file in a temporary directory. A progress bar
 (``run(progress=True)``, on stderr) follows the records written; a summary,
 the bottleneck report and the path of a drawing of the pipeline are printed
-at the end.
+at the end. The temporary directory is removed at the end; set
+``PAPY_DEMO_DIR`` to a directory to keep the drawing there instead.
 """
 
 from __future__ import annotations
@@ -88,7 +89,18 @@ def build(remote: IMap, out: str) -> Plumber:
 
 
 def run(remote: IMap) -> None:
-    directory = tempfile.mkdtemp(prefix="papy-demo-")
+    kept = os.environ.get("PAPY_DEMO_DIR")
+    if kept:
+        os.makedirs(kept, exist_ok=True)
+        report(remote, kept)
+        return
+    with tempfile.TemporaryDirectory(prefix="papy-demo-") as directory:
+        report(remote, directory)
+    print("(the drawing went with the temporary directory; PAPY_DEMO_DIR=dir keeps it)")
+
+
+def report(remote: IMap, directory: str) -> None:
+    """Run the pipeline, writing its records and its drawing in ``directory``."""
     out = os.path.join(directory, "records.jsonl")
     plumber = build(remote, out)
     print(f"pipeline: {[p.name for p in plumber.topological()]}")

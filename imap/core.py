@@ -123,8 +123,12 @@ class IMap:
             (the shared secret of an ``imap-server``), ``ssl`` (True for TLS),
             ``ssl_ca_certs`` (verify the server against this CA),
             ``ssl_certfile`` and ``ssl_keyfile`` (a client certificate),
-            ``connect_timeout`` (seconds), ``compress`` (zlib on the wire,
-            for slow links). See :doc:`remote`.
+            ``connect_timeout`` (seconds), ``liveness`` (seconds a host
+            running a batch may stay silent before it is declared lost),
+            ``reconnect`` (bring a lost host back in the background),
+            ``worker_wait`` (seconds queued tasklets wait for a lost host
+            once no worker is left), ``compress`` (zlib on the wire, for
+            slow links). See :doc:`remote`.
         stall_grace: seconds a consumer may wait on an IMap that provably
             cannot advance (the buffer is full of results of other tasks that
             nobody takes) before :class:`~imap.StallError` is raised; ``None``
