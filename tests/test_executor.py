@@ -463,3 +463,24 @@ def test_tls_on_loopback(tmp_path):
             task = m.add_task(wf.square, range(20))
             m.start()
             assert list(task) == [x * x for x in range(20)]
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_a_broken_process_pool_fails_what_it_holds_and_what_waits_never_hangs(round_):
+    # A worker that exits breaks a ProcessPoolExecutor for good: the batches
+    # it held and those still waiting here are lost (WorkerLostError), none
+    # waits for room that never comes.
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        with IMap(executor=pool) as m:
+            task = m.add_task(wf.exit_on, range(40), args=(3,))
+            m.start()
+            out = []
+            for _ in range(40):
+                try:
+                    out.append(task.next(timeout=60))
+                except WorkerLostError as exc:
+                    out.append(exc)
+            with pytest.raises(StopIteration):
+                task.next(timeout=60)
+    assert isinstance(out[3], WorkerLostError)
+    assert all(r == 2 * x or isinstance(r, WorkerLostError) for x, r in enumerate(out))

@@ -46,6 +46,8 @@ from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
 
+_BROKEN = "the executor is broken (a worker of its pool died): it runs nothing more"
+
 
 def _items(group: list) -> Any:
     """What a task of ``group`` takes: the pickled items of its one batch,
@@ -150,9 +152,24 @@ class ExecutorBackend(Backend):
         with self._lock:
             if self._stopping:
                 return
-            self._queue.put(batch)
-            ready = self._take()
+            broken = self._broken
+            if not broken:
+                self._queue.put(batch)
+                ready = self._take()
+        if broken:   # it can run nothing more: lost (rerun while retries last, then failed)
+            self.lost(batch, _BROKEN)
+            return
         self._go(ready)
+
+    def _break(self) -> None:
+        """The executor can take no more work (a process pool whose worker
+        died): what waits here is lost too, rather than waiting for room
+        that never comes."""
+        with self._lock:
+            self._broken = True
+            orphans = self._queue.clear()
+        for batch in orphans:
+            self.lost(batch, _BROKEN)
 
     def _take(self) -> list:
         """Groups of queued batches that may be submitted now, one executor
@@ -255,9 +272,9 @@ class ExecutorBackend(Backend):
             future.cancel()
 
     def _refused(self, batch: Batch, exc: BaseException) -> None:
-        if isinstance(exc, concurrent.futures.BrokenExecutor):
-            self._broken = True
         self.lost(batch, f"the executor refused the batch: {exc!r}")
+        if isinstance(exc, concurrent.futures.BrokenExecutor):
+            self._break()
 
     # -- results ---------------------------------------------------------------------
 
@@ -305,7 +322,8 @@ class ExecutorBackend(Backend):
     def _failed(self, group: list, exc: BaseException, noted: Any) -> bool:
         """The task of ``group`` raised ``exc`` (not the user's code: the
         kernel catches that). Returns whether its worker died."""
-        if isinstance(exc, concurrent.futures.BrokenExecutor):
+        broken = isinstance(exc, concurrent.futures.BrokenExecutor)
+        if broken:
             self._broken = True
         died = _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError)
         if died:
@@ -317,4 +335,6 @@ class ExecutorBackend(Backend):
                 wire.fail_batch(self.deliver, batch, UnsendableError(
                     f"the executor could not run a batch of task {batch.task.id} "
                     f"({batch.task.name}): {exc!r}"), exc)
+        if broken:
+            self._break()
         return died
