@@ -7,9 +7,12 @@ ordered or unordered, with timeouts and skipping.
 """
 
 from .core import IMap, TaskIterator
+from .depends import depend, require
 from .errors import (
+    ImpossibleDependency,
     StallError,
     TimeoutError,
+    UnmetDependency,
     UnsendableError,
     WorkerInitError,
     WorkerLostError,
@@ -31,6 +34,10 @@ __all__ = [
     "StallError",
     "WorkerTraceback",
     "UnsendableError",
+    "require",
+    "depend",
+    "UnmetDependency",
+    "ImpossibleDependency",
     "IMapStatus",
     "TaskStatus",
 ]

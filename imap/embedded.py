@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 _OPTION_FLAGS = {"certfile": "--certfile", "keyfile": "--keyfile", "ca_certs": "--ca-certs",
@@ -26,12 +26,16 @@ _OPTION_FLAGS = {"certfile": "--certfile", "keyfile": "--keyfile", "ca_certs": "
 
 
 @contextlib.contextmanager
-def local(n: int = 2, timeout: float = 30.0, **options: str) -> Iterator[list[tuple[str, int]]]:
+def local(n: int = 2, timeout: float = 30.0, path: Sequence[str] = (),
+          **options: str) -> Iterator[list[tuple[str, int]]]:
     """Run an ``imap-server`` on a free loopback port for the ``with`` block.
 
     Args:
         n: remote workers (connections) to offer in the yielded address list.
         timeout: seconds to wait for the server to listen.
+        path: directories to put first on the server's module path (its
+            ``PYTHONPATH``): modules that this server has and others lack,
+            as on unlike hosts (see ``imap.require``).
         **options: server options by name: ``certfile``, ``keyfile``,
             ``ca_certs``, ``secret_file``, ``secret_env``, ``auth_timeout``,
             ``max_pending``, ``log_level``.
@@ -51,7 +55,10 @@ def local(n: int = 2, timeout: float = 30.0, **options: str) -> Iterator[list[tu
         cmd += [_OPTION_FLAGS[name], str(value)]
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    if isinstance(path, str):
+        raise TypeError("local(path=...) takes a list of directories, not one string")
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [*map(str, path), package_root, env.get("PYTHONPATH")]))
     # Its own session: stopping kills the server and every forked connection process.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=env, start_new_session=True)

@@ -253,6 +253,16 @@ def judge(rows: list[dict], elapsed: float, workers: int, room_wait: float,
         f"waited long on the input or the consumer. {remedy[0].upper()}{remedy[1:]}."), notes
 
 
+def placement_note(name: str, t: Any) -> str:
+    """Where task ``name`` (its :class:`~imap.status.TaskStatus` ``t``, of a
+    task with a functional dependency) may run, as a report's note."""
+    where = ", ".join(t.may_run or ()) or "no live worker"
+    note = f"{name} needs {t.dependency}: it may run on {where}"
+    if t.refused:
+        note += "; refused by " + "; ".join(f"{w} ({why})" for w, why in t.refused.items())
+    return note
+
+
 def report(status: Any, workers: int, adaptive: bool = True) -> Report:
     """The :class:`Report` of an :class:`~imap.status.IMapStatus` of an IMap
     of ``workers`` workers (``adaptive``: its stride and batches are)."""
@@ -261,6 +271,8 @@ def report(status: Any, workers: int, adaptive: bool = True) -> Report:
     rows = [task_row(f"{t.task} ({t.name})", t, pool) for t in status.tasks]
     bottleneck, verdict, notes = judge(rows, status.elapsed, workers, status.room_wait,
                                        adaptive=adaptive)
+    notes += [placement_note(f"{t.task} ({t.name})", t) for t in status.tasks
+              if t.dependency is not None]
     return Report(rows=rows, elapsed=status.elapsed, workers=workers,
                   room_wait=status.room_wait, bottleneck=bottleneck, verdict=verdict,
                   notes=notes)

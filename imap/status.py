@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .depends import describe
+
 __all__ = ["IMapStatus", "TaskStatus"]
 
 
@@ -44,6 +46,12 @@ class TaskStatus:
         result_wait: seconds consumers waited for this task's results.
         reads_input: the input is an iterable, not another task of this IMap.
         output: no other task of this IMap consumes this one.
+        dependency: the function's functional dependency as text
+            (``"require('numpy')"``, see :func:`imap.require`), or None.
+        may_run: the workers that may run its tasklets now (names; those
+            alive that have not refused its dependency), None when it has
+            no dependency (every worker may).
+        refused: the workers that refused its dependency -> why.
     """
 
     task: int
@@ -66,6 +74,9 @@ class TaskStatus:
     result_wait: float = 0.0
     reads_input: bool = True
     output: bool = True
+    dependency: str | None = None
+    may_run: tuple[str, ...] | None = None
+    refused: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,11 @@ def snapshot(engine: Any) -> IMapStatus:
 
 def _task_status(engine: Any, t: Any, now: float) -> TaskStatus:
     stats = t.stats
+    dependency = describe(t.func)
+    may_run, refused = None, {}
+    if dependency is not None and engine.backend is not None and engine.started:
+        names, refused = engine.backend.may_run(t)
+        may_run = tuple(names)
     done = t.results.arrived
     run = engine.run
     return TaskStatus(
@@ -141,4 +157,5 @@ def _task_status(engine: Any, t: Any, now: float) -> TaskStatus:
         rate=stats.rate(done, run.ended or now, run.started),
         input_wait=stats.input_wait, result_wait=stats.result_wait,
         reads_input=t.upstream is None, output=t.consumer is None,
+        dependency=dependency, may_run=may_run, refused=refused,
     )

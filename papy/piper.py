@@ -61,6 +61,14 @@ class _Call:
         self.worker = worker
         self.piper = piper
 
+    @property
+    def __imap_depends__(self) -> tuple:   # where its IMap may run it (imap.require)
+        return self.worker.__imap_depends__
+
+    @property
+    def __imap_functions__(self) -> tuple:
+        return self.worker.functions
+
     def __call__(self, inbox: Any) -> Any:
         result = self.worker(inbox)
         if isinstance(result, WorkerError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imap.stats import MIN_ELAPSED, Report
+from imap.stats import MIN_ELAPSED, Report, placement_note
 
 __all__ = ["pipeline_report"]
 
@@ -45,8 +45,13 @@ def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
     room_wait = 0.0
     workers = 0
     longest = 0.0
+    placements: list = []   # where pipers with a functional dependency may run
     for m in dagger.imaps:
         report = m.report()
+        for t in m.status().tasks:   # pipers with a functional dependency: where they run
+            piper = pipers.get(t.name.rsplit("[", 1)[0])
+            if t.dependency is not None and piper is not None:
+                placements.append(placement_note(f"piper {piper.name!r} ({t.name})", t))
         workers += report.workers
         room_wait += report.room_wait
         longest = max(longest, report.elapsed)
@@ -93,6 +98,7 @@ def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
                       pipers[heaviest["name"]].imap, None))
     notes = [f"every item of piper {r['name']} failed ({r['errors']})"
              for r in rows.values() if r["items"] and r["errors"] == r["items"]]
+    notes += placements
     table = [rows[name] for name in pipers]
     for row in table:
         row["reads_input"] = False

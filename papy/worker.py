@@ -15,6 +15,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from imap.depends import dependencies_of
+from imap.errors import UnmetDependency
+
 from .errors import PiperError, WorkerError
 
 #: The types of the error values that travel in an item's place.
@@ -195,6 +198,8 @@ class Worker:
         if self.single is not None:
             try:
                 return self.single(inbox)
+            except UnmetDependency:
+                raise   # not an error of the item: another worker runs it
             except Exception as exc:
                 return self.failure(self.single, exc, inbox)
         value = inbox
@@ -203,11 +208,30 @@ class Worker:
                 zip(self.functions, self.arguments, self.kwargs, strict=False)):
             try:
                 value = func(value, *args, **kwargs)
+            except UnmetDependency:
+                raise
             except Exception as exc:
                 return self.failure(func, exc, value)
             if i < last:
                 value = (value,)
         return value
+
+    @property
+    def __imap_depends__(self) -> tuple:
+        """The functional dependencies of its functions (``imap.require``,
+        ``imap.depend``), together: a worker of an IMap runs it only where
+        every one is met."""
+        marks: dict = {}
+        for func in self.functions:
+            for mark in dependencies_of(func):
+                marks.setdefault(mark[0], mark)   # a function used twice: once
+        return tuple(marks.values())
+
+    @property
+    def __imap_functions__(self) -> tuple:
+        """Its functions: where ``imap.require`` makes a module a global, it
+        does so for each of them."""
+        return self.functions
 
     @property
     def task(self) -> tuple:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import worker_funcs
+
+import imap
 
 
 def inc(inbox, n=1):
@@ -66,3 +69,9 @@ def total(inbox):
 def exit_on_first_attempt(inbox, victim, marker):
     """``worker_funcs.exit_on_first_attempt`` on a papy inbox."""
     return worker_funcs.exit_on_first_attempt(inbox[0], victim, marker)
+
+
+@imap.depend(worker_funcs.is_capable)
+def papy_pid_if_capable(inbox):
+    """A papy worker function that runs only where is_capable()."""
+    return (inbox[0], os.getpid())

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from support import kill_group
 
+import imap
+
 ROOT = Path(__file__).resolve().parent.parent
 SIDE = "IMAP_TEST_SIDE"   # set to "remote" in the environment of test servers
 
@@ -310,3 +312,34 @@ def impostor_report(report_dir: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     return dict(line.split(": ", 1) for line in path.read_text().splitlines())
+
+
+# -- functional dependencies: a module only some hosts have ---------------------------
+
+PROBE = "imap_dep_probe"   # the module that only the capable host can import
+
+
+def write_probe_module(directory) -> str:
+    """Write the probe module into ``directory``; return the directory (for
+    the capable host's PYTHONPATH)."""
+    with open(os.path.join(str(directory), f"{PROBE}.py"), "w") as f:
+        f.write("VALUE = 'from the probe module'\n")
+    return str(directory)
+
+
+@imap.require(PROBE)
+def probe(x):
+    """(x, the probe module's VALUE): the module is a global of this
+    function on a host where it imports (imap.require makes it one)."""
+    return (x, imap_dep_probe.VALUE)  # noqa: F821 - a global there, made by imap.require
+
+
+@imap.require("imap_dep_probe_nowhere")
+def probe_nowhere(x):
+    return x
+
+
+@imap.require(PROBE)
+def papy_probe(inbox):
+    """A papy worker function (its inbox is a tuple, one item per input)."""
+    return (inbox[0], imap_dep_probe.VALUE)  # noqa: F821

@@ -34,6 +34,12 @@ EXPECTED = {
         "progress: 40/40 results",
         "done: 40 results, identical to the serial computation: True",
     ],
+    "unlike_hosts.py": [
+        "scene 0 rendered by host gpu",
+        "scene 5 rendered by host gpu",
+        "anneal: ImpossibleDependency, refused by 3 workers",
+        "render may run on ['127.0.0.1:",
+    ],
     "unordered_timeouts.py": [
         "arrival order:",
         "every item came back exactly once: True",

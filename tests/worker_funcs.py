@@ -16,6 +16,8 @@ import signal
 import threading
 import time
 
+import imap
+
 HOLD_LIMIT = 60.0
 
 
@@ -332,3 +334,77 @@ class OnlyHere:
 def return_unreadable_on(x, bad):
     """``x``; for ``bad``, an object the parent cannot unpickle."""
     return OnlyHere() if x == bad else x
+
+
+# -- functional dependencies (imap.require / imap.depend) -------------------------------
+
+CAPABLE = False   # set in one worker process by claim_capability
+
+
+def claim_capability(directory):
+    """Initializer: the first worker process to claim the marker file in
+    ``directory`` is the capable one (CAPABLE), the others are not."""
+    global CAPABLE
+    try:
+        fd = os.open(os.path.join(directory, "capable"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    CAPABLE = True
+
+
+def is_capable():
+    return CAPABLE
+
+
+def never():
+    return False
+
+
+@imap.depend(is_capable)
+def pid_if_capable(x):
+    """Runs only where is_capable() (the pid, to see where)."""
+    return (x, os.getpid())
+
+
+@imap.require("module_nowhere_to_be_found_xyz")
+def needs_missing_module(x):
+    return x
+
+
+@imap.depend(never)
+def runs_nowhere(x):
+    return x
+
+
+def refuse_unless_capable(x):
+    """Raises UnmetDependency by hand where not CAPABLE (tasklet by tasklet)."""
+    if not CAPABLE:
+        raise imap.UnmetDependency(f"item {x}: not the capable worker")
+    return (x, os.getpid())
+
+
+def refuse_always_on(x, bad):
+    if x == bad:
+        raise imap.UnmetDependency(f"item {x} refused here")
+    return x
+
+
+def by_kind(pair):
+    """(i, pid) for ``(i, kind)``: "plain" runs anywhere, "capable" only
+    where CAPABLE (else UnmetDependency), "nowhere" is refused everywhere."""
+    i, kind = pair
+    if kind == "nowhere" or (kind == "capable" and not CAPABLE):
+        raise imap.UnmetDependency(f"item {i} ({kind}) not here")
+    return (i, os.getpid())
+
+
+def on_dask_worker(address):
+    import distributed
+    return distributed.get_worker().address == address
+
+
+def dask_where(x):
+    import distributed
+    return (x, distributed.get_worker().address)

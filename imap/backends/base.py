@@ -60,6 +60,9 @@ class Batch:
     stepwise: bool = False
     ticket: int = 0          # its number at the worker it was last sent to (late binding)
     reclaiming: bool = False  # asked back from that worker; the answer is awaited
+    # Places that refused these tasklets (each raised imap.UnmetDependency
+    # there) -> (the place's name, why): see flow.dispatch.
+    refused_by: dict | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -72,6 +75,7 @@ class Batch:
             [self.items[p] for p in positions],
             self.attempt,
             careful=careful,
+            refused_by=self.refused_by,
         )
 
     def keep(self, positions: list[int]) -> None:
@@ -84,7 +88,8 @@ class Batch:
     def split_off(self, n: int) -> Batch:
         """Remove the first ``n`` tasklets (answered early, while the batch
         still runs) and return them as a batch of their own."""
-        head = Batch(self.task, self.indices[:n], self.items[:n], self.attempt)
+        head = Batch(self.task, self.indices[:n], self.items[:n], self.attempt,
+                     refused_by=self.refused_by)
         self.indices = self.indices[n:]
         self.items = self.items[n:]
         self.data = None
@@ -134,6 +139,11 @@ class Backend(ABC):
     partial = True
     # Told when a thread of the backend dies of an exception (see guarded).
     on_crash: Callable[[str, BaseException], None] | None = None
+    # Part of a larger pool (a MixedBackend of threads and remote hosts):
+    # pass_on(batch, refusals, whole) hands back tasklets that no worker of
+    # this backend will run (each refused them: functional dependencies)
+    # for the pool's other part, instead of failing them.
+    pass_on: Callable[..., None] | None = None
 
     def __init__(self, deliver: Deliver, lost: Lost) -> None:
         self.deliver = deliver
@@ -177,6 +187,11 @@ class Backend(ABC):
             self.group_limit = group_limit
         if prefetch is not None:
             self.prefetch = prefetch
+
+    def may_run(self, task: Any) -> tuple[list, dict]:
+        """The workers that may run ``task`` now (names), and those that
+        refused it (its function's dependency unmet there) -> why."""
+        return [], {}
 
     @property
     @abstractmethod

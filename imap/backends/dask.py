@@ -40,6 +40,8 @@ from typing import Any
 
 import cloudpickle
 
+from ..depends import describe
+from ..errors import impossible
 from . import _dask_entry, kernel, wire
 from .base import Batch
 from .executor import ExecutorBackend, _items, _worker_died
@@ -104,6 +106,10 @@ def is_dask(executor: Any) -> bool:
 _STARTING = object()   # a recovery being submitted (DaskBackend._recovery)
 
 
+class _Impossible(Exception):
+    """No worker of the cluster may run a group (see DaskBackend._allowed)."""
+
+
 class _Rescue:
     """For the scatter thread: move what Dask queued behind ``future``."""
 
@@ -136,6 +142,7 @@ class DaskBackend(ExecutorBackend):
         self._done_event = threading.Event()
         self._elsewhere: dict = {}  # id(group) -> the workers it is to run on (see _rescue)
         self._parked: list = []     # groups whose tasks failed while the scheduler was away
+        self._addresses: list = []  # the cluster's workers, as last looked up
 
     # -- life cycle --------------------------------------------------------------
 
@@ -210,9 +217,11 @@ class DaskBackend(ExecutorBackend):
 
     def _dask_threads(self) -> int:
         try:
-            return max(1, sum(self._executor.nthreads().values()))
+            threads = self._executor.nthreads()
         except Exception:   # the scheduler is not answering: keep the last count
             return self._threads
+        self._addresses = list(threads)
+        return max(1, sum(threads.values()))
 
     def _size(self) -> int:
         return self._threads   # refreshed by the watcher thread, never under a lock
@@ -263,10 +272,60 @@ class DaskBackend(ExecutorBackend):
         avoid = self._elsewhere.pop(id(group), None)
         if avoid is not None:
             placement.update(workers=avoid, allow_other_workers=False)
+        allowed = self._allowed(group)
+        if allowed is not None:
+            if not allowed:
+                raise _Impossible()
+            if avoid is not None:
+                allowed = [w for w in allowed if w in avoid] or allowed
+            placement.update(workers=allowed, allow_other_workers=False)
         return self._executor.submit(
             _dask_entry.run_kernel, *KERNEL, task.payload()[0], self._init, items,
             log_level=self._level, key=f"imap-batch-{uuid.uuid4().hex}",
             priority=self.depth_order * task.id, **placement)
+
+    # -- functional dependencies: Dask workers that refused a task --------------------------
+
+    def _refuser(self, errors: dict) -> Any:
+        """The Dask worker that refused tasklets (its address, as the
+        kernel names it: each Dask worker is checked on its own)."""
+        worker = next((e.worker for e in errors.values() if getattr(e, "worker", None)), None)
+        if worker and worker.startswith("dask "):
+            return worker[5:]
+        return self
+
+    def may_run(self, task: Any) -> tuple[list, dict]:
+        with self._lock:
+            refused = dict(self._queue.refused.get(task.key, {}))
+        names = [a for a in self._addresses if a not in refused]
+        return names, dict(refused.values())
+
+    def _allowed(self, group: list) -> list | None:
+        """The workers that may run ``group`` (those of the cluster that
+        have not refused its task or tasklets); None: any worker."""
+        refused = set(self._queue.refused.get(group[0].task.key, ()))
+        for batch in group:
+            refused.update(batch.refused_by or ())
+        if not refused:
+            return None
+        addresses = self._addresses
+        if not addresses:   # no worker known now: Dask holds the task until one joins
+            return None
+        return [w for w in addresses if w not in refused]
+
+    def _impossible(self, group: list) -> None:
+        """Every worker of the cluster refused ``group``: its tasklets fail."""
+        task = group[0].task
+        refused = dict(self._queue.refused.get(task.key, {}))
+        for batch in group:
+            refused.update(batch.refused_by or {})
+        reasons = dict(refused.values())
+        dependency = describe(task.func) if task.key in self._queue.refused else None
+        for batch in group:
+            text = f"task {task.id} ({task.name})"
+            errors = {pos: impossible(f"item {index} of {text}", dependency, reasons)
+                      for pos, index in enumerate(batch.indices)}
+            self.deliver(batch, [None] * len(batch), errors)
 
     # -- skip=True: the tasks Dask queued behind a hung one -----------------------------
 
@@ -321,7 +380,9 @@ class DaskBackend(ExecutorBackend):
             return True
 
     def _refused(self, batch: Batch, exc: BaseException) -> None:
-        if not self._park_if_away([batch]):
+        if isinstance(exc, _Impossible):
+            self._impossible([batch])
+        elif not self._park_if_away([batch]):
             super()._refused(batch, exc)
 
     # -- batches whose scattered items died with their worker -----------------------------

@@ -39,6 +39,7 @@ import threading
 import uuid
 from typing import Any
 
+from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
 from . import kernel, wire
@@ -71,6 +72,7 @@ class ExecutorBackend(Backend):
     """
 
     kind = "executor"
+    name = "the executor"   # as a place of its dispatcher (one place: its workers are alike)
     where = "to the executor's workers"
     gives_up = False   # an executor's task cannot be stopped from here
     partial = False    # ... and answers once
@@ -156,10 +158,13 @@ class ExecutorBackend(Backend):
             if not broken:
                 self._queue.put(batch)
                 ready = self._take()
+                failed = self._queue.impossible()
         if broken:   # it can run nothing more: lost (rerun while retries last, then failed)
             self.lost(batch, _BROKEN)
             return
         self._go(ready)
+        for part, values, errors in failed:
+            self.deliver(part, values, errors)
 
     def _break(self) -> None:
         """The executor can take no more work (a process pool whose worker
@@ -191,17 +196,16 @@ class ExecutorBackend(Backend):
     def idle(self) -> bool:
         return False
 
-    def eligible(self, batch: Batch) -> bool:
-        return True
-
     def bind(self, batch: Batch) -> None:
+        if batch.data is None:   # tasklets split off a batch (refused ones, say)
+            batch.data = pickling.dumps(batch.items)
         group = [batch]
         if self.group_limit is not None and self._queue.pending:
             self._join_queued(group)
         self._ready.append(group)
         self._launching += 1
 
-    def take_back(self) -> bool:
+    def take_back(self, fits: Any = None) -> bool:
         return False
 
     def _join_queued(self, group: list) -> None:
@@ -310,7 +314,30 @@ class ExecutorBackend(Backend):
         for batch, answer in zip(group, data if type(data) is list else [data], strict=True):
             reply = wire.decode_answer(batch, answer)
             batch.nbytes = len(answer) + len(batch.data or b"")
+            if reply.errors:   # tasklets refused for a dependency go back, maybe
+                with self._lock:
+                    out = self._queue.answered(self._refuser(reply.errors), batch,
+                                               reply.values, reply.errors)
+                    failed = self._queue.impossible()
+                    ready = self._take()
+                self._go(ready)
+                for part, values, errors in failed:
+                    self.deliver(part, values, errors)
+                if not out:
+                    continue
+                if out[0][1] is not reply.values:
+                    reply = reply._replace(values=out[0][1], errors=out[0][2])
             self.deliver(batch, reply.values, reply.errors, reply.busy, reply.peak)
+
+    def may_run(self, task: Any) -> tuple[list, dict]:
+        with self._lock:
+            return self._queue.may_run(task)
+
+    def _refuser(self, errors: dict) -> Any:
+        """Who refused tasklets (in ``errors``), as the dispatcher's
+        ``answered`` takes it: the executor as a whole (its workers share
+        one environment)."""
+        return self
 
     def _forget(self, future: Any) -> Any:
         """What a subclass noted of ``future``, forgotten now it is done (lock held)."""

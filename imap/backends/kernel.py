@@ -34,6 +34,12 @@ What it does:
   parent, which hands it to its logger of the same name;
   :func:`log_collector` and :func:`collect_logs` gather the records a batch
   emits where the answer carries them back (remote and executor workers).
+* :func:`unmet_dependency` checks a function's functional dependency
+  (``imap.require`` / ``imap.depend``: plain tuples in the function's
+  attribute :data:`DEPENDS`) once per worker process, and
+  :func:`answer_batch` refuses a batch whose dependency is unmet: each
+  tasklet's error is ``(UNMET, reason, worker)``, which the parent reads as
+  an ``imap.UnmetDependency`` of the whole task.
 * :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
   peak, more)``, replacing each result that does not pickle by an unsendable error
   in its place. ``more`` is True for a partial answer: the values of the
@@ -51,6 +57,8 @@ import cloudpickle
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 UNSENDABLE = "unsendable"
 INIT_FAILED = "init-failed"
+UNMET = "unmet-dependency"
+DEPENDS = "__imap_depends__"   # a function's dependency marks (imap.depends)
 FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
 
 
@@ -94,6 +102,69 @@ def initialize(payload):
         initializer(*initargs)
     except Exception as exc:
         return pack_init_error(exc, initializer)
+    return None
+
+
+_checked = {}   # dependency mark token -> None (met here) or the reason it is not
+
+
+def _check_one(spec):
+    """None if the dependency mark ``spec`` is met in this process, else why not."""
+    kind = spec[1]
+    if kind == "require":
+        import importlib
+        for name in spec[3]:
+            try:
+                importlib.import_module(name)
+            except BaseException as exc:   # noqa: BLE001 - any failure is "unmet"
+                return f"module {name!r} does not import ({type(exc).__name__}: {exc})"
+        return None
+    if kind == "depend":
+        predicate, args, kwargs = spec[3], spec[4], spec[5]
+        name, _, rest = spec[2][len("depend("):-1].partition(", ")
+        call = f"{name}({rest})"
+        try:
+            if predicate(*args, **kwargs):
+                return None
+        except BaseException as exc:   # noqa: BLE001 - a predicate that fails is false
+            return f"{call} raised {type(exc).__name__}: {exc}"
+        return f"{call} is false"
+    return f"a dependency of an unknown kind {kind!r} (a newer imap made it)"
+
+
+def _provide(func, names):
+    """Make the modules ``names`` (imported already) globals of ``func``
+    (and of the functions it composes) where it has no global of that name."""
+    import sys
+    targets = [func] + list(getattr(func, "__imap_functions__", ()))
+    for target in targets:
+        target = getattr(target, "__wrapped__", target)
+        namespace = getattr(target, "__globals__", None)
+        if namespace is None:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top not in namespace and top in sys.modules:
+                namespace[top] = sys.modules[top]
+
+
+def unmet_dependency(func, worker=None):
+    """None if ``func`` has no dependency mark or each is met in this
+    process (checked once per mark and process, or per ``worker`` when
+    several share a process, as Dask workers may), else the reason it is not."""
+    specs = getattr(func, DEPENDS, None)
+    if not specs:
+        return None
+    for spec in specs:
+        token = (spec[0], worker)
+        if token in _checked:
+            reason = _checked[token]
+        else:
+            reason = _checked[token] = _check_one(spec)
+        if reason is not None:
+            return reason
+        if spec[1] == "require":
+            _provide(func, spec[3])
     return None
 
 
@@ -299,14 +370,16 @@ def _missing(exc):
             f"as an installed package or a compiled module is; install it on that host)")
 
 
-def answer_batch(entry, init_error, data, where="the worker", send=None, every=None):
+def answer_batch(entry, init_error, data, where="the worker", send=None, every=None,
+                 worker=None):
     """Run one batch as a worker receives it; return the pickled answer.
 
     ``entry`` is the task's ``(func, args, kwargs)`` (or ``(None, error)``,
     or None if the function never arrived), ``init_error`` the packed error
     of a failed initializer (or None), ``data`` the pickled list of items.
     ``every``: see :func:`run_batch`; with ``send`` too, partial answers go
-    out through ``send`` while the batch runs.
+    out through ``send`` while the batch runs. If the function's dependency
+    is unmet here, every tasklet is refused (``(UNMET, reason, worker)``).
     """
     try:
         items = pickle.loads(data)
@@ -317,6 +390,13 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     failure = init_error
     if failure is None and (entry is None or entry[0] is None):
         failure = entry[1] if entry else unsendable("the function was not received")
+    if failure is None:
+        try:
+            reason = unmet_dependency(entry[0], worker)
+        except Exception as exc:   # noqa: BLE001 - a mark that is not as made
+            reason = f"its dependency could not be checked here ({exc!r})"
+        if reason is not None:
+            failure = (UNMET, reason, worker)
     if failure is not None:
         values, errors = failed(len(items), failure)
         return pickle.dumps((values, errors, 0.0, 0.0, False), PROTOCOL)
@@ -367,17 +447,18 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
             init_error = state.inits[token]
     entry = load_task(payload, where)
     answers = []
+    distributed = sys.modules.get("distributed")
+    try:
+        name = f"dask {distributed.get_worker().address}"
+    except Exception:   # not a Dask worker
+        name = f"process {os.getpid()}"
 
     def run():
         for part in data if type(data) is list else [data]:
-            answers.append(answer_batch(entry, init_error, part, where, every=FLUSH_EVERY))
+            answers.append(answer_batch(entry, init_error, part, where, every=FLUSH_EVERY,
+                                        worker=name))
     records += collect_logs(collector, run)
     answer = answers if type(data) is list else answers[0]
     if not records:
         return answer
-    worker = sys.modules.get("distributed")
-    try:
-        name = f"dask {worker.get_worker().address}"
-    except Exception:   # not a Dask worker
-        name = f"process {os.getpid()}"
     return answer, name, pickle.dumps(records, PROTOCOL)

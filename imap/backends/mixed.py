@@ -16,10 +16,15 @@ class _Part:
     Each part binds its batches to its own workers, late, and takes back
     what they have not started; batches are not taken back across parts."""
 
-    def __init__(self, backend: Backend, moves: list) -> None:
+    def __init__(self, backend: Backend, moves: list, name: str) -> None:
         self.backend = backend
+        self.name = name
         self.held: set = set()
         self._moves = moves   # (part, batch) to submit once the lock is released
+
+    @property
+    def alive(self) -> bool:
+        return self.backend.alive > 0
 
     def room(self) -> int:
         return self.backend.capacity - len(self.held)
@@ -27,14 +32,11 @@ class _Part:
     def idle(self) -> bool:
         return False
 
-    def eligible(self, batch: Batch) -> bool:
-        return True
-
     def bind(self, batch: Batch) -> None:
         self.held.add(batch)
         self._moves.append((self.backend, batch))
 
-    def take_back(self) -> bool:
+    def take_back(self, fits: Any = None) -> bool:
         return False
 
 
@@ -60,7 +62,8 @@ class MixedBackend(Backend):
         self.local = make_local(self._done_cb(0, deliver), self._done_cb(0, lost))
         self.remote = make_remote(self._done_cb(1, deliver), self._done_cb(1, lost))
         self._moves: list = []
-        self._places = (_Part(self.local, self._moves), _Part(self.remote, self._moves))
+        self._places = (_Part(self.local, self._moves, "the local workers"),
+                        _Part(self.remote, self._moves, "the remote workers"))
         self._queue = Dispatcher(lambda: self._places)
         # Local processes and remote connections share one dispatcher: a
         # batch is bound to any worker of either, and taken back across them.
@@ -69,8 +72,11 @@ class MixedBackend(Backend):
             self.local.deliver = self.remote.deliver = deliver
             self.local.lost = self.remote.lost = lost
             self.local.share_with(self.remote)
-        elif isinstance(self.remote, SlotBackend):
-            self.remote.spill = self._spilled_by(1)
+        else:
+            if isinstance(self.remote, SlotBackend):
+                self.remote.spill = self._spilled_by(1)
+            self.local.pass_on = self._passed_on(0)
+            self.remote.pass_on = self._passed_on(1)
 
     @property
     def partial(self) -> bool:  # type: ignore[override]
@@ -157,6 +163,39 @@ class MixedBackend(Backend):
                 moves = self._assign()
             self._send(moves)
         return spilled
+
+    def _passed_on(self, part: int) -> Any:
+        def passed_on(batch: Batch, refusals: dict, whole: bool) -> None:
+            """No worker of a part will run the tasklets of ``batch`` (each
+            refused them; ``refusals``: worker -> why): the other part may."""
+            place = self._places[part]
+            why = "; ".join(f"{name}: {reason}" for name, reason in refusals.items())
+            with self._lock:
+                place.held.discard(batch)
+                if self._stopping:
+                    return
+                if whole:
+                    self._queue.refused.setdefault(batch.task.key, {})[place] = (place.name, why)
+                else:
+                    self._queue.refuse_tasklets(batch, place, why)
+                self._queue.requeue(batch)
+                failed = self._queue.impossible()
+                moves = self._assign()
+            self._send(moves)
+            for done, values, errors in failed:
+                self.deliver(done, values, errors)
+        return passed_on
+
+    def may_run(self, task: Any) -> tuple[list, dict]:
+        if self.joined:
+            return self.remote.may_run(task)
+        names: list = []
+        refused: dict = {}
+        for part in (self.local, self.remote):
+            n, r = part.may_run(task)
+            names += n
+            refused.update(r)
+        return names, refused
 
     def _done_cb(self, part: int, callback: Any) -> Any:
         def done(batch: Batch, *rest: Any) -> None:

@@ -214,8 +214,8 @@ class ProcessBackend(SlotBackend):
         self._idle_deaths: collections.Counter = collections.Counter()
         self._refilling: set = set()   # slots whose replacement is starting
 
-    def _accepting(self) -> bool:
-        return any(w.alive for w in self._slots) or bool(self._refilling)
+    def _coming(self) -> bool:
+        return bool(self._refilling)
 
     @property
     def capacity(self) -> int:
@@ -409,9 +409,13 @@ class ProcessBackend(SlotBackend):
         # A worker runs its batches one after the other, answering each
         # before it reads the next: only the first unanswered batch was
         # running. The others never started, so they go to other workers.
+        with self._lock:   # a worker comes in its place (unless it keeps dying: below)
+            self._refilling.add(worker.slot)
         held, stopping = self._slot_died(worker, started=1)
         worker.outbox.put(None)
         if stopping:
+            with self._lock:
+                self._refilling.discard(worker.slot)
             return
         self._workers_lost += 1
         given_up = [b for b in held if b.given_up]
@@ -432,8 +436,9 @@ class ProcessBackend(SlotBackend):
             if not refill:
                 log.error("workers in slot %d keep dying with no work; not replacing it",
                           worker.slot)
+                with self._lock:
+                    self._refilling.discard(worker.slot)
         if refill:
-            self._refilling.add(worker.slot)
             method = "forkserver" if self.start_method == "fork" else self.start_method
             replacement = self._spawn(mp.get_context(method), worker.slot)
             with self._lock:

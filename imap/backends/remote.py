@@ -336,6 +336,16 @@ class RemoteBackend(SlotBackend):
         # answered may have been running, and the others go to other
         # workers. (That answer may have been lost on the way, the next batch
         # started meanwhile: it then runs twice, as a lost batch's tasklets may.)
+        if self.reconnect and self._rejoiner is not None:
+            # First: tasklets that only this host can run (functional
+            # dependencies) wait for it from the moment it is gone.
+            host, port = link.address
+            index = int(link.name.rsplit("#", 1)[1])
+            options = dict(self.options)
+            options["connect_timeout"] = min(
+                float(options.get("connect_timeout", CONNECT_TIMEOUT)), REJOIN_TIMEOUT)
+            self._rejoiner.lost(link.name, lambda: self._make_link(host, port, index,
+                                                                  options))
         held, stopping = self._slot_died(link, started=1)
         if stopping:
             return
@@ -348,14 +358,6 @@ class RemoteBackend(SlotBackend):
         else:
             log.warning("remote worker %s lost (%s) holding %d batch(es)%s", link.name, exc,
                         len(held), again)
-        if self.reconnect and self._rejoiner is not None:
-            host, port = link.address
-            index = int(link.name.rsplit("#", 1)[1])
-            options = dict(self.options)
-            options["connect_timeout"] = min(
-                float(options.get("connect_timeout", CONNECT_TIMEOUT)), REJOIN_TIMEOUT)
-            self._rejoiner.lost(link.name, lambda: self._make_link(host, port, index,
-                                                                  options))
         reason = f"remote worker {link.name} lost: {exc!r}"
         for batch in held:
             if batch.given_up:

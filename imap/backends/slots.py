@@ -37,6 +37,7 @@ import time
 from abc import abstractmethod
 from typing import Any
 
+from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
 from . import wire
@@ -77,14 +78,11 @@ class Slot:
     def idle(self) -> bool:
         return self.alive and not self.held
 
-    def eligible(self, batch: Batch) -> bool:
-        return True
-
     def bind(self, batch: Batch) -> None:
         self.owner._bind(self, batch)
 
-    def take_back(self) -> bool:
-        return self.owner._take_back(self, 1)
+    def take_back(self, fits: Any = None) -> bool:
+        return self.owner._take_back(self, 1, fits)
 
 
 class SlotBackend(Backend):
@@ -103,7 +101,8 @@ class SlotBackend(Backend):
         self.initargs = tuple(initargs)
         self._lock = threading.Lock()
         self._slots: list = []
-        self._queue = Dispatcher(self._places, lambda: self.depth_order, steal=True)
+        self._queue = Dispatcher(self._places, lambda: self.depth_order, steal=True,
+                                 joining=self._joining)
         self._stopping = False
         self._peers: tuple = (self,)   # backends sharing this lock and dispatcher
         # Part of a larger pool (see MixedBackend): spill(batch) hands back
@@ -136,8 +135,27 @@ class SlotBackend(Backend):
             if self._stopping or self._open():
                 self._queue.put(batch)
                 self._dispatch()
-                return
-        self.lost(batch, self._none_left)
+                failed = self._queue.impossible()
+            else:
+                failed = None
+        if failed is None:
+            self.lost(batch, self._none_left)
+        else:
+            self._settle(failed)
+
+    def may_run(self, task: Any) -> tuple[list, dict]:
+        with self._lock:
+            return self._queue.may_run(task)
+
+    def _settle(self, deliveries: list) -> None:
+        """Deliver ``(batch, values, errors)`` triples that
+        :meth:`Dispatcher.impossible` failed (lock not held); or, as part of
+        a larger pool, pass them on to its other part (``pass_on``)."""
+        for batch, values, errors in deliveries:
+            if self.pass_on is not None:
+                self.pass_on(batch, errors[0].refusals, errors[0].whole)
+            else:
+                self.deliver(batch, values, errors)
 
     def share_with(self, other: SlotBackend) -> None:
         """Run ``other``'s workers and this backend's as one pool: one lock,
@@ -160,8 +178,14 @@ class SlotBackend(Backend):
     def _accepting(self) -> bool:
         """Whether a queued batch can still be run (lock held): a worker is
         alive, or one is being brought back and batches may wait for it."""
-        return (any(s.alive for s in self._slots)
-                or (self._rejoiner is not None and self._rejoiner.waiting()))
+        return any(s.alive for s in self._slots) or self._coming()
+
+    def _coming(self) -> bool:
+        """Whether a worker is on its way to join (lock held)."""
+        return self._rejoiner is not None and self._rejoiner.waiting()
+
+    def _joining(self) -> bool:
+        return any(peer._coming() for peer in self._peers)
 
     def _join(self, slot: Any) -> bool:
         """Add ``slot`` (a worker brought back) to the pool, in place of the
@@ -191,6 +215,8 @@ class SlotBackend(Backend):
         function if that worker has not had it (lock held)."""
         key = batch.task.key
         payload = None
+        if batch.data is None:   # tasklets split off a batch (refused ones, say)
+            batch.data = pickling.dumps(batch.items)
         if key not in slot.known:
             slot.known.add(key)
             payload = self._task_payload(batch.task)
@@ -198,15 +224,15 @@ class SlotBackend(Backend):
         batch.stepwise = batch.careful and self.stepwise
         self._send(slot, batch, payload)
 
-    def _take_back(self, slot: Slot, first: int) -> bool:
+    def _take_back(self, slot: Slot, first: int, fits: Any = None) -> bool:
         """Ask the worker of ``slot`` to give back the batches it holds from
-        position ``first`` on, if it has not started them (lock held). Those
-        given back at once are queued again, first in line; True if any
-        was. A backend whose workers answer later calls
-        :meth:`_given_back` for each."""
+        position ``first`` on (those ``fits`` accepts, if given), if it has
+        not started them (lock held). Those given back at once are queued
+        again, first in line; True if any was. A backend whose workers
+        answer later calls :meth:`_given_back` for each."""
         taken = False
         for batch in reversed(list(slot.held)[first:]):
-            if batch.reclaiming:
+            if batch.reclaiming or (fits is not None and not fits(batch)):
                 continue
             answer = self._reclaim(slot, batch)
             if answer is None:   # asked: the answer comes later
@@ -266,16 +292,34 @@ class SlotBackend(Backend):
                 f"not be unpickled here: {exc!r}; return values (and raise exceptions) "
                 f"that unpickle in this process"), exc)
             return
+        failed: list = []
         if answer.more:
             with self._lock:
-                head = batch.split_off(len(answer.values))
-            self.deliver(head, answer.values, answer.errors, answer.busy, answer.peak)
-            return
-        with self._lock:
-            slot.held.remove(batch)
-            self._dispatch()
-        batch.nbytes = len(data) + len(batch.data or b"")
-        self.deliver(batch, answer.values, answer.errors, answer.busy, answer.peak)
+                batch = batch.split_off(len(answer.values))
+                if answer.errors:
+                    answer, failed = self._sort(slot, batch, answer)
+        else:
+            with self._lock:
+                slot.held.remove(batch)
+                if answer.errors:
+                    answer, failed = self._sort(slot, batch, answer)
+                self._dispatch()
+            batch.nbytes = len(data) + len(batch.data or b"")
+        if answer is not None:
+            self.deliver(batch, answer.values, answer.errors, answer.busy, answer.peak)
+        self._settle(failed)
+
+    def _sort(self, slot: Any, batch: Batch, answer: Any) -> tuple:
+        """Take the tasklets that ``slot`` refused out of ``answer`` (lock
+        held; see Dispatcher.answered): returns the answer to deliver for
+        what ``batch`` keeps (None if nothing) and the batches that no
+        worker can run, failed."""
+        out = self._queue.answered(slot, batch, answer.values, answer.errors)
+        if out and out[0][0] is batch and out[0][1] is not answer.values:
+            answer = answer._replace(values=out[0][1], errors=out[0][2])
+        elif not out:
+            answer = None
+        return answer, self._queue.impossible()
 
     def _failed_one(self, slot: Any, exc: BaseException, message: str) -> None:
         """``slot``'s oldest batch failed as a whole (the worker lives on)."""
@@ -288,7 +332,10 @@ class SlotBackend(Backend):
         """Mark ``slot`` dead. Returns ``(batches it had started, stopping)``.
 
         Its first ``started`` held batches were (or may have been) running;
-        the others go back to the queue for other slots.
+        the others go back to the queue for other slots. (Batches that no
+        other slot may run, functional dependencies, fail in
+        :meth:`_orphans`, which the caller calls once it knows whether a
+        worker comes in place of this one.)
         """
         spill: list = []
         with self._lock:
@@ -308,9 +355,15 @@ class SlotBackend(Backend):
     def _orphans(self) -> None:
         """Report queued batches lost when no slot can run them any more."""
         with self._lock:
-            if self._stopping or self._open():
+            if self._stopping:
                 return
-            orphans = self._queue.clear()
+            if self._open():
+                failed = self._queue.impossible()
+                orphans = []
+            else:
+                failed = []
+                orphans = self._queue.clear()
+        self._settle(failed)
         for batch in orphans:
             self.lost(batch, self._none_left)
 

@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import init_failed
+from ..depends import describe
+from ..errors import ImpossibleDependency, UnmetDependency, impossible, init_failed
 from .base import GIVE_UP_AFTER, Backend, Batch, Deliver, Lost
-from .kernel import FLUSH_EVERY, run_batch, traceback_text
+from .kernel import FLUSH_EVERY, run_batch, traceback_text, unmet_dependency
 from .wire import with_traceback_cause
 
 log = logging.getLogger("imap")
@@ -28,6 +29,7 @@ class ThreadBackend(Backend):
     """
 
     kind = "thread"
+    name = "the worker threads"
 
     def __init__(
         self,
@@ -51,6 +53,12 @@ class ThreadBackend(Backend):
         self._queued: set = set()     # batches submitted, not yet taken (skip=True only)
         self._skip = skip
         self._stopping = False
+        self._refused: dict = {}   # task key -> why its dependency is unmet here
+
+    def may_run(self, task: Any) -> tuple[list, dict]:
+        if task.key in self._refused:
+            return [], {self.name: self._refused[task.key]}
+        return [self.name], {}
 
     @property
     def alive(self) -> int:
@@ -133,6 +141,13 @@ class ThreadBackend(Backend):
                 errors = {p: init_failed(name, init_error) for p in range(len(batch))}
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
+            try:
+                reason = unmet_dependency(task.func)
+            except Exception as exc:   # noqa: BLE001 - a mark that is not as made
+                reason = f"its dependency could not be checked ({exc!r})"
+            if reason is not None:
+                self.refuse(batch, dict.fromkeys(range(len(batch)), reason), True)
+                continue
             values, errors, busy, peak = run_batch(task.func, task.args, task.kwargs,
                                                    batch.items, pack=False,
                                                    every=0.0 if task.each_result else FLUSH_EVERY,
@@ -142,10 +157,44 @@ class ThreadBackend(Backend):
                     self._running.pop(me, None)
                     if me in self._retired:  # replaced while stuck: its answer is not wanted
                         return
-            if errors:
-                for exc in errors.values():
-                    with_traceback_cause(exc, traceback_text(exc))
-            self.deliver(batch, values, errors, busy, peak)
+            self._file(batch, values, errors, busy, peak)
+
+    def _file(self, batch: Batch, values: list, errors: dict | None, busy: float,
+              peak: float) -> None:
+        if errors:
+            for exc in errors.values():
+                with_traceback_cause(exc, traceback_text(exc))
+            refused = {p: str(e) or "UnmetDependency raised" for p, e in errors.items()
+                       if isinstance(e, UnmetDependency)
+                       and not isinstance(e, ImpossibleDependency)}
+            if refused:
+                kept = [p for p in range(len(batch)) if p not in refused]
+                if kept:
+                    self.deliver(batch.subset(kept), [values[p] for p in kept],
+                                 {i: errors[p] for i, p in enumerate(kept) if p in errors}
+                                 or None, busy, peak)
+                self.refuse(batch.subset(list(refused)), dict(enumerate(refused.values())),
+                            False)
+                return
+        self.deliver(batch, values, errors, busy, peak)
+
+    def refuse(self, batch: Batch, reasons: dict, whole: bool) -> None:
+        """The threads refused the tasklets of ``batch`` (position -> why;
+        ``whole``: the function's dependency is unmet in this process). The
+        threads share one process, so no other thread can run them: they
+        fail as :class:`~imap.ImpossibleDependency`, or go to the other part
+        of the pool this backend is part of (``pass_on``)."""
+        task = batch.task
+        if whole:
+            self._refused[task.key] = reasons[0]
+        if self.pass_on is not None:
+            self.pass_on(batch, {self.name: reasons[0]}, whole)
+            return
+        dependency = describe(task.func) if whole else None
+        errors = {pos: impossible(f"item {index} of task {task.id} ({task.name})",
+                                  dependency, {self.name: reasons[pos]})
+                  for pos, index in enumerate(batch.indices)}
+        self.deliver(batch, [None] * len(batch), errors)
 
     def _flusher(self, batch: Batch, me: threading.Thread) -> Any:
         """``flush`` for run_batch: the first tasklets of a long batch are
@@ -156,10 +205,7 @@ class ThreadBackend(Backend):
                 if me in self._retired:   # replaced: the batch runs elsewhere now
                     return
                 head = batch.split_off(len(values))
-            if errors:
-                for exc in errors.values():
-                    with_traceback_cause(exc, traceback_text(exc))
-            self.deliver(head, values, errors, busy, peak)
+            self._file(head, values, errors, busy, peak)
         return flush
 
     def stop(self, forced: bool = False) -> None:

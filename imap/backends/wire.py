@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .. import pickling
-from ..errors import UnsendableError, WorkerTraceback, init_failed
+from ..errors import UnmetDependency, UnsendableError, WorkerTraceback, init_failed
 from . import kernel
 from .base import Batch
 
@@ -36,6 +36,8 @@ def unpack_error(packed: tuple) -> BaseException:
     exc: BaseException
     if data == kernel.INIT_FAILED:   # (INIT_FAILED, the packed error, the initializer's name)
         return init_failed(tb_text, unpack_error(text_repr))
+    if data == kernel.UNMET:   # (UNMET, the reason, the worker that says so or None)
+        return refusal(text_repr, tb_text)
     if data == kernel.UNSENDABLE:
         exc = UnsendableError(text_repr)
     elif data is None:
@@ -46,6 +48,15 @@ def unpack_error(packed: tuple) -> BaseException:
         except Exception as err:  # checked on the worker side; a missing module here
             exc = UnsendableError(f"{text_repr} (the exception could not be unpickled: {err!r})")
     return with_traceback_cause(exc, tb_text)
+
+
+def refusal(reason: str, worker: str | None = None) -> UnmetDependency:
+    """The :class:`~imap.UnmetDependency` of a worker that refuses a whole
+    task (its function's dependency is unmet there, for ``reason``)."""
+    exc = UnmetDependency(reason)
+    exc.whole = True
+    exc.worker = worker
+    return exc
 
 
 class Answer(NamedTuple):

@@ -10,13 +10,22 @@ each to a *place* when one has room:
   prefetch depth (one running, one queued so it never waits a round trip)
   less what it holds, and none while it runs a tasklet its consumer
   abandoned (``skip=True``); for an executor, what its workers can start;
-* a batch goes to the place with the most room among those that may run it
-  (:meth:`Place.eligible`: every place for now; functional dependencies
-  restrict it), in the order of :func:`take_next`;
+* a batch goes to the place with the most room among those that may run it,
+  in the order of :func:`take_next`; a place may run every batch unless it
+  refused the batch's task (functional dependencies, :mod:`imap.depends`:
+  the function's dependency is unmet there) or the batch's tasklets (the
+  function raised ``imap.UnmetDependency`` for them there);
 * when nothing is queued and a place idles, a batch that a busy place holds
   but has not started is taken back (:meth:`Place.take_back`) and bound to
   the idle one: no batch waits behind a slow or stuck one while a worker
   idles (work stealing). Places whose batches cannot be taken back say so.
+
+Refusals (:meth:`Dispatcher.answered`): tasklets a place refused go back to
+the queue for the others, and the place is remembered as refusing (the whole
+task, when the function's dependency check failed there; else those
+tasklets). A queued batch that no live place may run, while no worker is on
+its way to join (:meth:`Dispatcher.impossible`), fails with
+``imap.ImpossibleDependency``, tasklet by tasklet.
 
 The backend owns its lock; the dispatcher is always called with it held and
 never blocks (binding a batch only queues it for sending).
@@ -27,6 +36,9 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
+
+from ..depends import describe
+from ..errors import ImpossibleDependency, UnmetDependency, impossible
 
 __all__ = ["Dispatcher", "Place", "take_next"]
 
@@ -59,16 +71,16 @@ class Place(Protocol):
     def idle(self) -> bool:
         """It holds nothing: a batch taken back elsewhere would start here at once."""
 
-    def eligible(self, batch: Any) -> bool:
-        """``batch`` may run here."""
+    alive: Any
+    """Whether it can run batches now (a worker alive, an executor not broken)."""
 
     def bind(self, batch: Any) -> None:
         """Hold ``batch`` and queue it for sending (must not block)."""
 
-    def take_back(self) -> bool:
-        """Give back the batches it holds but has not started (those that
-        can be taken back at once go to :meth:`Dispatcher.requeue`); True if
-        any was."""
+    def take_back(self, fits: Callable[[Any], bool] | None = None) -> bool:
+        """Give back the batches it holds but has not started (only those
+        ``fits`` accepts, if given); those that can be taken back at once go
+        to :meth:`Dispatcher.requeue`. True if any was."""
 
 
 class Dispatcher:
@@ -78,14 +90,24 @@ class Dispatcher:
         places: returns the places in order of preference on a tie.
         order: returns the ``depth_order`` of :func:`take_next` in force.
         steal: take back batches not started for a place that idles.
+        joining: whether a worker is on its way to join (a remote host
+            reconnecting, a process being replaced): batches that no live
+            place may run wait for it instead of failing.
     """
 
     def __init__(self, places: Callable[[], Iterable[Place]],
-                 order: Callable[[], int] = lambda: 0, steal: bool = False) -> None:
+                 order: Callable[[], int] = lambda: 0, steal: bool = False,
+                 joining: Callable[[], bool] = lambda: False) -> None:
         self.pending: collections.deque = collections.deque()
         self._places = places
         self._order = order
         self._steal = steal
+        self._joining = joining
+        # task key -> {place: why it refused the task}: places where the
+        # function's dependency is unmet (a place object, or the name of a
+        # worker inside one, such as a Dask worker's address).
+        self.refused: dict = {}
+        self._by_hand = False   # a tasklet was refused on its own (batch.refused_by)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -126,15 +148,129 @@ class Dispatcher:
                     best, most = place, room
             if best is None:
                 return bound
-            batch = take_next(self.pending, self._order(), best.eligible)
-            if batch is None:   # nothing queued may run there
-                return bound
+            batch = take_next(self.pending, self._order(), self.fits(best))
+            if batch is None:   # nothing queued may run there: another place, maybe
+                batch, best = self._elsewhere(best)
+                if batch is None:
+                    return bound
             best.bind(batch)
             bound += 1
         return bound
 
+    def _elsewhere(self, refused: Any) -> tuple:
+        """The next queued batch that a place with room other than
+        ``refused`` may run, and that place (the most room first)."""
+        places = [p for p in self._places() if p is not refused and p.room() > 0]
+        places.sort(key=lambda p: -p.room())
+        for place in places:
+            batch = take_next(self.pending, self._order(), self.fits(place))
+            if batch is not None:
+                return batch, place
+        return None, None
+
+    def fits(self, place: Any) -> Callable[[Any], bool] | None:
+        """Which batches ``place`` may run (None: every one)."""
+        if not self.refused and not self._by_hand:
+            return None
+        refused = self.refused
+
+        def fits(batch: Any) -> bool:
+            if place in refused.get(batch.task.key, ()):
+                return False
+            return not batch.refused_by or place not in batch.refused_by
+        return fits
+
     def _take_back_for_idle(self) -> bool:
         places = list(self._places())
-        if not any(p.idle() and p.room() > 0 for p in places):
+        idle = [p for p in places if p.idle() and p.room() > 0]
+        if not idle:
             return False
-        return any(p.take_back() for p in places if not p.idle())
+        if not self.refused and not self._by_hand:
+            return any(p.take_back() for p in places if not p.idle())
+        # Only batches that an idle place may run are taken back for it.
+        checks = [self.fits(p) for p in idle]
+
+        def fits(batch: Any) -> bool:
+            return any(check(batch) for check in checks)
+        return any(p.take_back(fits) for p in places if not p.idle())
+
+    # -- refusals (functional dependencies) ----------------------------------------------
+
+    def answered(self, place: Any, batch: Any, values: list, errors: dict | None,
+                 name: str | None = None) -> list:
+        """Sort ``place``'s answer to ``batch`` (``values``, ``errors``: see
+        the backends' ``deliver``): the tasklets it refused
+        (:class:`~imap.UnmetDependency`) go back to the queue, first in line,
+        and ``place`` is remembered as refusing them (the whole task, if its
+        dependency check failed there); then :meth:`impossible` tells which
+        no place is left to run. Returns what to deliver now: ``(batch,
+        values, errors)`` triples (``batch`` keeps the tasklets not refused).
+        ``name``: how messages name ``place`` (default: its ``name``)."""
+        if not errors:
+            return [(batch, values, errors)]
+        unmet = [p for p, e in errors.items()
+                 if isinstance(e, UnmetDependency) and not isinstance(e, ImpossibleDependency)]
+        if not unmet:
+            return [(batch, values, errors)]
+        who = name or _name(place)
+        whole = next((errors[p] for p in unmet if errors[p].whole), None)
+        if whole is not None:
+            self.refused.setdefault(batch.task.key, {})[place] = (who, str(whole))
+        if len(unmet) == len(batch):
+            back, out = batch, []
+        else:
+            back = batch.subset(unmet)
+            kept = [p for p in range(len(batch)) if p not in set(unmet)]
+            batch.keep(kept)   # the same batch is delivered: a backend may count it
+            out = [(batch, [values[p] for p in kept],
+                    {i: errors[p] for i, p in enumerate(kept) if p in errors} or None)]
+        if whole is None:   # refused one by one: those tasklets only
+            self.refuse_tasklets(back, place, str(errors[unmet[0]]) or "UnmetDependency raised",
+                                 who)
+        self.requeue(back)
+        return out
+
+    def refuse_tasklets(self, batch: Any, place: Any, reason: str,
+                        name: str | None = None) -> None:
+        """Remember that ``place`` refused the tasklets of ``batch`` (not
+        its whole task), for ``reason``."""
+        self._by_hand = True
+        batch.refused_by = dict(batch.refused_by or {})
+        batch.refused_by[place] = (name or _name(place), reason)
+
+    def impossible(self) -> list:
+        """Remove the queued batches that no live place may run, none being
+        on its way to join; return them failed (``(batch, values, errors)``
+        triples, each tasklet an :class:`~imap.ImpossibleDependency`)."""
+        if not self.refused and not self._by_hand:
+            return []
+        live = [p for p in self._places() if p.alive]
+        if not live or self._joining():
+            return []   # no worker at all is the backends' own case ("no worker left")
+        out = []
+        for batch in list(self.pending):
+            refused = self.refused.get(batch.task.key, {})
+            by_hand = batch.refused_by or {}
+            if any(p not in refused and p not in by_hand for p in live):
+                continue
+            self.pending.remove(batch)
+            reasons = dict(refused.get(p, by_hand.get(p, (_name(p), "refused"))) for p in live)
+            task = batch.task
+            text = f"task {task.id} ({task.name})"
+            # Named only if some worker refused it for the function's dependency.
+            dependency = describe(task.func) if any(p in refused for p in live) else None
+            errors = {pos: impossible(f"item {index} of {text}", dependency, reasons)
+                      for pos, index in enumerate(batch.indices)}
+            out.append((batch, [None] * len(batch), errors))
+        return out
+
+    def may_run(self, task: Any) -> tuple[list, dict]:
+        """The names of the live places that have not refused ``task``, and
+        those that did -> why."""
+        refused = self.refused.get(task.key, {})
+        live = [_name(p) for p in self._places() if p.alive and p not in refused]
+        return live, dict(refused.values())
+
+
+def _name(place: Any) -> str:
+    return str(getattr(place, "name", None) or place)
