@@ -184,7 +184,8 @@ class Engine:
         keeps its slot, which passes to the tasklet it becomes. With ``skip``
         and a task timeout on the upstream task, a result that does not come
         in time is skipped and a TimeoutError takes its place (holding no
-        slot).
+        slot); the time counts from when its tasklet is drawn and awaited
+        here, and a wait for one not drawn yet returns nothing at once.
         """
         up = task.upstream
         assert up is not None
@@ -203,6 +204,10 @@ class Engine:
                     return [], False
                 remaining = None
                 if self.skip and up.timeout is not None:
+                    if not res.awaited(up.drawn):
+                        # The next result's tasklet is not drawn yet: nothing
+                        # is late, the Feeder draws it first (a turn of ``up``).
+                        return [], False
                     now = time.monotonic()
                     if deadline is None:
                         deadline = now + up.timeout

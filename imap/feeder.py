@@ -188,6 +188,8 @@ class Feeder(threading.Thread):
                     if not patient:
                         return False, done
                     outcomes, ended = engine.pull_upstream(task, want, wait=True)
+                    if not outcomes and not ended:   # the upstream draws first
+                        return False, done
                 for outcome in outcomes:
                     if type(outcome) is Failure:
                         self._fail_item(task, items, outcome)

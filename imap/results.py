@@ -181,6 +181,13 @@ class ResultBuffer:
         self.nskipped += 1
         return index
 
+    def awaited(self, drawn: int) -> bool:
+        """Whether the result to hand out next is of a tasklet drawn already
+        (of ``drawn``): one that is on its way, not one still to be drawn."""
+        if self.ordered:
+            return self.next_index < drawn
+        return bool(self.outstanding)
+
     def exhausted(self, drawn: int) -> bool:
         """True when, the input being exhausted at ``drawn`` tasklets, no
         result is left to hand out."""

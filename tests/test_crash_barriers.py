@@ -62,12 +62,17 @@ def test_a_thread_worker_returns_such_an_exception_as_it_is():
     assert isinstance(out[2], h.ArgsMismatch)
 
 
-@pytest.mark.parametrize("where", ["process", "remote"])
+@pytest.mark.parametrize("where", ["process", "remote", "process-executor"])
 def test_an_answer_the_parent_cannot_unpickle_fails_its_batch_and_the_run_goes_on(where,
                                                                                   remote):
     options = {"worker_num": 2, "chunksize": 1} if where == "process" else {
         "worker_num": 0, "worker_remote": remote, "chunksize": 1}
-    out = _outcomes(options, h.return_unreadable_on, count=20)
+    if where == "process-executor":
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            out = _outcomes({"executor": pool, "chunksize": 1}, h.return_unreadable_on,
+                            count=20)
+    else:
+        out = _outcomes(options, h.return_unreadable_on, count=20)
     assert [x for i, x in enumerate(out) if i != 2] == [x for x in range(20) if x != 2]
     assert isinstance(out[2], UnsendableError)
     assert "could not be unpickled" in str(out[2])

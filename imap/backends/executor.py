@@ -312,7 +312,11 @@ class ExecutorBackend(Backend):
             data, name, logs = data
             wire.relay_logs(logs, name)
         for batch, answer in zip(group, data if type(data) is list else [data], strict=True):
-            reply = wire.decode_answer(batch, answer)
+            try:
+                reply = wire.decode_answer(batch, answer)
+            except Exception as exc:   # a result that does not unpickle here: its batch fails
+                wire.fail_batch(self.deliver, batch, wire.unreadable_answer(batch, exc), exc)
+                continue
             batch.nbytes = len(answer) + len(batch.data or b"")
             if reply.errors:   # tasklets refused for a dependency go back, maybe
                 with self._lock:

@@ -287,10 +287,7 @@ class SlotBackend(Backend):
             with self._lock:
                 slot.held.remove(batch)
                 self._dispatch()
-            wire.fail_batch(self.deliver, batch, UnsendableError(
-                f"the answer of a batch of task {batch.task.id} ({batch.task.name}) could "
-                f"not be unpickled here: {exc!r}; return values (and raise exceptions) "
-                f"that unpickle in this process"), exc)
+            wire.fail_batch(self.deliver, batch, wire.unreadable_answer(batch, exc), exc)
             return
         failed: list = []
         if answer.more:

@@ -84,6 +84,15 @@ def decode_answer(batch: Batch, data: bytes) -> Answer:
     return Answer(values, errors, busy, peak, more)
 
 
+def unreadable_answer(batch: Batch, exc: BaseException) -> UnsendableError:
+    """The error of each tasklet of ``batch`` whose answer could not be
+    unpickled here (``exc``)."""
+    return UnsendableError(
+        f"the answer of a batch of task {batch.task.id} ({batch.task.name}) could not be "
+        f"unpickled here: {exc!r}; return values (and raise exceptions) that unpickle in "
+        f"this process")
+
+
 def fail_batch(deliver: Callable, batch: Batch, exc: BaseException,
                cause: BaseException) -> None:
     """Deliver ``exc`` (a copy per tasklet) as the result of every tasklet of
