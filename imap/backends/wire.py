@@ -185,8 +185,29 @@ def relay_log(data: dict, worker: str | None = None) -> None:
     if worker is not None:
         record.worker = worker
     logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(record.levelno):
-        logger.handle(record)
+    try:
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+    except Exception as exc:   # a filter or handler of this process that fails
+        _relay_failed(record, exc)
+
+
+_relay_failures = [0]
+
+
+def _relay_failed(record: logging.LogRecord, exc: BaseException) -> None:
+    """A worker's log record could not be handled here: said (the first few
+    times), never raised, so that the thread relaying it goes on."""
+    _relay_failures[0] += 1
+    if _relay_failures[0] > 3:
+        return
+    try:
+        logging.getLogger("imap").error(
+            "a log record from %s (logger %r) could not be handled here: %r; the "
+            "filters and handlers of that logger raise", getattr(record, "worker", "a worker"),
+            record.name, exc)
+    except Exception:   # the imap logger's own handlers fail too
+        pass
 
 
 def relay_logs(data: bytes | None, worker: str) -> None:
