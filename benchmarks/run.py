@@ -39,6 +39,7 @@ _setup_path()
 import harness as h  # noqa: E402
 import workloads as wl  # noqa: E402
 from sections import (  # noqa: E402
+    arrays,
     chain,
     cpu,
     dask_cluster,
@@ -52,7 +53,7 @@ from sections import (  # noqa: E402
 )
 
 SECTIONS = (tiny, cpu, mixed, chain, memory, remote, papy_inline, observability,
-            dask_cluster, stragglers)
+            dask_cluster, stragglers, arrays)
 NAMES = tuple(s.NAME for s in SECTIONS)
 
 # Sizes. *_budget: (full, capped) seconds for a default-settings imap row,

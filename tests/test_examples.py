@@ -27,6 +27,13 @@ EXPECTED = {
         "verdict: ",
         "pipeline drawn: ",
     ],
+    "arrays.py": [
+        "60 images of 512 x 512 through blur, then normalise, on 2 worker processes",
+        "results are read-only: True",
+        "writing into one: ValueError: assignment destination is read-only",
+        "a copy can be edited: True",
+        "identical to the serial computation: True",
+    ],
     "chained_tasks.py": [
         "3 chained tasks on 2 worker processes",
         "record   0:",

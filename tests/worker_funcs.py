@@ -408,3 +408,36 @@ def on_dask_worker(address):
 def dask_where(x):
     import distributed
     return (x, distributed.get_worker().address)
+
+
+# -- arrays (numpy objects are passed in; this module does not import numpy) -------------
+
+def array_double(x):
+    return x * 2
+
+
+def array_plus_one(x):
+    return x + 1
+
+
+def array_write_in_place(x):
+    x += 1   # what arrives from shared memory is read-only: a ValueError that says so
+    return x
+
+
+KEPT = []
+
+
+def array_keep_and_sum_kept(x):
+    """Keep ``x`` past the call; the sum of the first element of every kept array."""
+    KEPT.append(x)
+    return sum(float(k[0]) for k in KEPT)
+
+
+def array_report_pid_and_hold(x, victim, directory):
+    """``x``; for the array whose values are ``victim``, write the pid and hold until killed."""
+    if float(x[0]) == victim:
+        write_atomically(os.path.join(directory, "pid"), str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+    return x

@@ -24,6 +24,10 @@ that pipe, one pickled ``LogRecord.__dict__`` per message, tagged with
 A worker answers every batch, in order, with the kernel's answers
 (:func:`kernel.answer_batch`): pickles of ``(values, errors, busy, peak, more)``,
 partial ones (``more`` True) while a long batch runs, then the last one.
+
+Large buffers (numpy arrays and the like) travel out of band, through shared
+memory (:mod:`imap.shm`): a batch's ``refs`` name where its items' buffers
+are, and an answer with large buffers is ``(OUT_OF_BAND, stream, refs)``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import pickle
 import signal
 from typing import Any, NamedTuple
 
+from .. import shm
 from . import kernel
 
 
@@ -45,12 +50,15 @@ class SetTask(NamedTuple):
 
 
 class RunBatch(NamedTuple):
-    """Run the items ``data`` (a pickled list) of task ``key``; see the module doc."""
+    """Run the items ``data`` (a pickled list) of task ``key``; see the module
+    doc. ``refs``: its large buffers, out of band in shared memory (imap.shm)."""
 
     key: tuple
     data: bytes
     every: float
     ticket: int
+    refs: tuple = ()
+    free: tuple = ()   # this worker's result segments that it may write again
 
 
 class Quit(NamedTuple):
@@ -119,9 +127,26 @@ class _PipeHandler(logging.Handler):
             self.handleError(record)
 
 
+def _out_of_band(run: str) -> Any:
+    """How this worker pickles an answer: its large buffers into segments
+    of the run ``run`` (imap.shm), the answer a small message naming them."""
+    pool = shm.Pool(f"{run}-w{os.getpid()}-")
+
+    def oob(answer: tuple) -> bytes:
+        stream, refs = shm.dumps_out_of_band(answer, pool)
+        if not refs:
+            return stream
+        return pickle.dumps((OUT_OF_BAND, stream, refs), kernel.PROTOCOL)
+    oob.pool = pool   # type: ignore[attr-defined]
+    return oob
+
+
+OUT_OF_BAND = "oob"   # an answer whose large buffers are in shared memory
+
+
 def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
                  log_conn: Any = None, log_level: int = logging.WARNING,
-                 claims: Claims | None = None) -> None:
+                 claims: Claims | None = None, run: str | None = None) -> None:
     """The main loop of a worker process."""
     # Ctrl-C goes to the whole process group: the parent decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -134,6 +159,8 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
     recv = task_conn.recv_bytes
     send = result_conn.send_bytes
     answer = kernel.answer_batch
+    oob = _out_of_band(run) if run is not None else None
+    reader = shm.Reader()
     while True:
         try:
             msg = pickle.loads(recv())
@@ -143,7 +170,24 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
         if kind is RunBatch:
             if claims is not None and not claims.claim(msg.ticket):
                 continue   # taken back by the parent: it runs elsewhere
-            send(answer(funcs.get(msg.key), init_error, msg.data, send=send, every=msg.every))
+            if msg.free and oob is not None:   # segments of ours the parent is done with
+                for name in msg.free:
+                    oob.pool.release(name)
+            if msg.refs:
+                try:
+                    buffers = reader.views(msg.refs)
+                except OSError as exc:   # its segment is gone: the parent ended the run
+                    send(pickle.dumps((None, kernel.unsendable(
+                        "the shared memory of the batch's items could not be read", exc),
+                        0.0, 0.0, False), kernel.PROTOCOL))
+                    continue
+                send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
+                            every=msg.every, buffers=buffers, oob=oob))
+                del buffers
+                reader.release()
+            else:
+                send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
+                            every=msg.every, oob=oob))
         elif kind is SetTask:
             funcs[msg.key] = kernel.load_task(msg.payload)
         else:  # Quit

@@ -63,6 +63,11 @@ class Batch:
     # Places that refused these tasklets (each raised imap.UnmetDependency
     # there) -> (the place's name, why): see flow.dispatch.
     refused_by: dict | None = field(default=None, repr=False)
+    # Where the large buffers of ``data`` are (imap.shm; local worker
+    # processes): (segment, offset, length) each, and the segment written
+    # for them (removed once the batch is answered).
+    refs: tuple = field(default=(), repr=False)
+    segment: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -83,6 +88,7 @@ class Batch:
         self.indices = [self.indices[p] for p in positions]
         self.items = [self.items[p] for p in positions]
         self.data = None   # pickled again, if ever sent again
+        self.refs = ()
         self.sent = None   # the next answer's latency is not one round trip
 
     def split_off(self, n: int) -> Batch:
@@ -93,6 +99,7 @@ class Batch:
         self.indices = self.indices[n:]
         self.items = self.items[n:]
         self.data = None
+        self.refs = ()
         self.sent = None
         return head
 

@@ -308,7 +308,7 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
     return values, errors, time.perf_counter() - mark, peak
 
 
-def encode_results(values, errors, busy, peak, where="the worker", more=False):
+def encode_results(values, errors, busy, peak, where="the worker", more=False, oob=None):
     """Pickle a batch's answer ``(values, errors, busy, peak, more)``.
 
     A result that cannot be pickled becomes an unsendable error in its place,
@@ -330,6 +330,11 @@ def encode_results(values, errors, busy, peak, where="the worker", more=False):
                 values = list(values)
                 values[pos] = None
     answer = (values, errors, busy, peak, more)
+    if oob is not None:   # large buffers out of band (a local worker process)
+        try:
+            return oob(answer)
+        except Exception:
+            pass
     try:
         return pickle.dumps(answer, PROTOCOL)
     except Exception:
@@ -371,7 +376,7 @@ def _missing(exc):
 
 
 def answer_batch(entry, init_error, data, where="the worker", send=None, every=None,
-                 worker=None):
+                 worker=None, buffers=None, oob=None):
     """Run one batch as a worker receives it; return the pickled answer.
 
     ``entry`` is the task's ``(func, args, kwargs)`` (or ``(None, error)``,
@@ -380,9 +385,11 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     ``every``: see :func:`run_batch`; with ``send`` too, partial answers go
     out through ``send`` while the batch runs. If the function's dependency
     is unmet here, every tasklet is refused (``(UNMET, reason, worker)``).
+    ``buffers``: the out-of-band buffers of ``data``; ``oob(answer)``: pickle
+    an answer with its large buffers out of band (see :mod:`imap.shm`).
     """
     try:
-        items = pickle.loads(data)
+        items = pickle.loads(data, buffers=buffers)
     except Exception as exc:
         return pickle.dumps((None, unsendable(
             f"the items could not be unpickled in {where}" + _missing(exc), exc),
@@ -403,10 +410,10 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     flush = None
     if send is not None:
         def flush(values, errors, busy, peak):
-            send(encode_results(values, errors, busy, peak, where, more=True))
+            send(encode_results(values, errors, busy, peak, where, more=True, oob=oob))
     values, errors, busy, peak = run_batch(entry[0], entry[1], entry[2], items,
                                            flush=flush, every=every)
-    return encode_results(values, errors, busy, peak, where)
+    return encode_results(values, errors, busy, peak, where, oob=oob)
 
 
 def run_submitted(payload, init, data, where="the executor's worker", log_level=None):

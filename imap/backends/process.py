@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import shm
 from . import _worker, wire
 from .base import GIVE_UP_AFTER, Batch, Deliver, Lost
 from .kernel import FLUSH_EVERY, PROTOCOL
@@ -193,6 +194,7 @@ class ProcessBackend(SlotBackend):
 
     kind = "process"
     stepwise = True
+    shared_memory = True
     where = "to a worker process"
     _none_left = "no worker process is left"
 
@@ -213,6 +215,7 @@ class ProcessBackend(SlotBackend):
         self._router: threading.Thread | None = None
         self._idle_deaths: collections.Counter = collections.Counter()
         self._refilling: set = set()   # slots whose replacement is starting
+        self._arena: shm.Arena | None = None   # large buffers in shared memory, this run
 
     def _coming(self) -> bool:
         return bool(self._refilling)
@@ -231,6 +234,9 @@ class ProcessBackend(SlotBackend):
         check_main_module(self.start_method)
         self._payload = self._init_payload()
         self._level = wire.log_level()
+        shm.sweep_stale()   # segments of a parent that was killed
+        self._arena = shm.Arena()
+        self._views = self._arena.views
         ctx = mp.get_context(self.start_method)
         if self.start_method == "fork":
             _settle_threads()
@@ -253,7 +259,8 @@ class ProcessBackend(SlotBackend):
         worker.claims = _worker.Claims(ctx)
         process = ctx.Process(
             target=_worker.process_main,
-            args=(task_r, result_w, self._payload, log_w, self._level, worker.claims),
+            args=(task_r, result_w, self._payload, log_w, self._level, worker.claims,
+                  self._arena.run),
             name=f"imap-worker-{slot}",
             daemon=True,
         )
@@ -302,6 +309,8 @@ class ProcessBackend(SlotBackend):
             w.sender.join(JOIN_TIMEOUT)
             _close(w)
         self._router = None
+        if self._arena is not None:   # every segment of the run: none outlives it
+            self._arena.close()
         _last_stop[0] = time.monotonic()
 
     @staticmethod
@@ -340,8 +349,30 @@ class ProcessBackend(SlotBackend):
         every = 0.0 if batch.careful or batch.task.each_result else FLUSH_EVERY
         worker.tickets += 1
         batch.ticket = worker.tickets
-        worker.outbox.put(pickle.dumps(_worker.RunBatch(key, batch.data, every, batch.ticket),
-                                       PROTOCOL))
+        free = self._arena.freed(worker.process.pid) if self._arena is not None else ()
+        worker.outbox.put(pickle.dumps(_worker.RunBatch(key, batch.data, every, batch.ticket,
+                                                        batch.refs, free), PROTOCOL))
+
+    def submit(self, batch: Batch) -> None:
+        if batch.data is None:
+            self._pack(batch)
+        super().submit(batch)
+
+    def _pack(self, batch: Batch) -> None:
+        """Pickle the items of ``batch``, their large buffers into shared
+        memory (imap.shm); left to wire.prepare if they do not pickle so."""
+        arena = self._arena
+        if arena is None:
+            return
+        try:
+            batch.data, batch.refs, batch.segment = arena.pack(batch.items)
+        except Exception:   # cloudpickle may carry them; wire.prepare says which cannot
+            batch.data, batch.refs, batch.segment = None, (), None
+
+    def _done_with(self, batch: Batch) -> None:
+        if batch.segment is not None and self._arena is not None:   # the worker has read it
+            self._arena.done_with(batch.segment)
+            batch.segment = None
 
     def _reclaim(self, worker: _Worker, batch: Batch) -> bool:
         # The claims board answers at once: the worker checks it before it

@@ -40,6 +40,7 @@ from typing import Any
 from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
+from ..flow.policy import COPIES
 from . import wire
 from .base import Backend, Batch, Deliver, Lost
 
@@ -93,6 +94,7 @@ class SlotBackend(Backend):
     """
 
     where = "to a worker"
+    shared_memory = False   # its workers read large buffers from shared memory (imap.shm)
 
     def __init__(self, deliver: Deliver, lost: Lost, initializer: Any = None,
                  initargs: tuple = ()) -> None:
@@ -109,6 +111,8 @@ class SlotBackend(Backend):
         # a queued batch once no worker of this backend is left to run it.
         self.spill: Any = None
         self._rejoiner: Any = None   # a rejoin.Rejoiner, for workers that can come back
+        # views(refs): the buffers of answers sent out of band (process workers)
+        self._views: Any = None
 
     @property
     def alive(self) -> int:
@@ -215,8 +219,12 @@ class SlotBackend(Backend):
         function if that worker has not had it (lock held)."""
         key = batch.task.key
         payload = None
+        if batch.refs and not self.shared_memory:   # packed for a local process, not here
+            batch.data, batch.refs = None, ()
         if batch.data is None:   # tasklets split off a batch (refused ones, say)
-            batch.data = pickling.dumps(batch.items)
+            self._pack(batch)
+            if batch.data is None:
+                batch.data = pickling.dumps(batch.items)
         if key not in slot.known:
             slot.known.add(key)
             payload = self._task_payload(batch.task)
@@ -259,6 +267,13 @@ class SlotBackend(Backend):
         answer comes later (see :meth:`_given_back`)."""
         return False
 
+    def _pack(self, batch: Batch) -> None:
+        """Pickle the items of ``batch`` into ``batch.data`` the way its
+        workers take them best, if it can (else wire.prepare does)."""
+
+    def _done_with(self, batch: Batch) -> None:
+        """``batch`` was answered: what was kept for its worker to read goes."""
+
     @abstractmethod
     def _send(self, slot: Any, batch: Batch, payload: bytes | None) -> None:
         """Send ``batch`` (and first the task's ``payload`` if not None) to
@@ -281,12 +296,15 @@ class SlotBackend(Backend):
                 batch = next((b for b in slot.held if b.ticket == ticket), None)
                 if batch is None:   # not ours any more (a slot replaced meanwhile)
                     return
+        shm_bytes = 0
         try:
-            answer = wire.decode_answer(batch, data)
+            answer = wire.decode_answer(batch, data, self._views)
+            shm_bytes = answer.oob_bytes
         except Exception as exc:
             with self._lock:
                 slot.held.remove(batch)
                 self._dispatch()
+            self._done_with(batch)
             wire.fail_batch(self.deliver, batch, wire.unreadable_answer(batch, exc), exc)
             return
         failed: list = []
@@ -301,7 +319,13 @@ class SlotBackend(Backend):
                 if answer.errors:
                     answer, failed = self._sort(slot, batch, answer)
                 self._dispatch()
-            batch.nbytes = len(data) + len(batch.data or b"")
+            self._done_with(batch)
+            # Bytes alive per tasklet, as the flow policy's byte budget counts
+            # them (COPIES per byte: an object and its pickle). A buffer sent
+            # through shared memory is alive once (the segment, or the
+            # mapping the result is), so it counts 1/COPIES of a pickled one.
+            out_of_band = shm_bytes + sum(ref[2] for ref in batch.refs)
+            batch.nbytes = len(data) + len(batch.data or b"") + out_of_band // COPIES
         if answer is not None:
             self.deliver(batch, answer.values, answer.errors, answer.busy, answer.peak)
         self._settle(failed)

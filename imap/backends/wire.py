@@ -71,17 +71,27 @@ class Answer(NamedTuple):
     busy: float             # the worker's seconds on the batch
     peak: float             # ... on its longest tasklet
     more: bool              # a partial answer: the batch's first tasklets, it runs on
+    oob_bytes: int = 0      # bytes of its buffers that came out of band (shared memory)
 
 
-def decode_answer(batch: Batch, data: bytes) -> Answer:
-    """The :class:`Answer` in a worker's pickled answer to ``batch``."""
-    values, packed, busy, peak, more = pickle.loads(data)
+def decode_answer(batch: Batch, data: bytes, views: Callable | None = None) -> Answer:
+    """The :class:`Answer` in a worker's pickled answer to ``batch``
+    (``views(refs)``: the buffers of an answer sent out of band, see
+    :mod:`imap.shm`)."""
+    answer = pickle.loads(data)
+    oob_bytes = 0
+    if len(answer) == 3:   # (OUT_OF_BAND, stream, refs): large buffers in shared memory
+        if views is None:
+            raise ValueError("an answer with out-of-band buffers came where none is expected")
+        oob_bytes = sum(ref[2] for ref in answer[2])
+        answer = pickle.loads(answer[1], buffers=views(answer[2]))
+    values, packed, busy, peak, more = answer
     if values is None:  # the items did not unpickle in the worker
         values, packed = kernel.failed(len(batch), packed)
     errors = None
     if packed:
         errors = {p: unpack_error(e) for p, e in packed.items()}
-    return Answer(values, errors, busy, peak, more)
+    return Answer(values, errors, busy, peak, more, oob_bytes)
 
 
 def unreadable_answer(batch: Batch, exc: BaseException) -> UnsendableError:

@@ -1,0 +1,415 @@
+"""Large buffers between this process and its local worker processes,
+through shared memory: pickle protocol 5 with out-of-band buffers.
+
+An item or a result that holds large buffers (numpy arrays, ``bytearray``,
+anything whose pickling hands out :class:`pickle.PickleBuffer` s) is pickled
+with its buffers *out of band*: the pickle stream keeps only their place,
+and each buffer of at least :data:`THRESHOLD` bytes is written once into a
+*segment*, a file in ``/dev/shm`` (memory, not disk) that the receiver maps
+and reads in place. A message then carries the stream and ``refs``, one
+``(segment, offset, length)`` per buffer.
+
+* The parent writes a batch's buffers into one segment; the worker maps it
+  read-only, so the arrays it unpickles are read-only views of it (no
+  copy). The parent removes the segment once the batch is answered.
+* A worker writes its results' buffers into a segment of its own; the
+  parent maps it and the results are read-only views of it. The segment is
+  removed when the last of those results is garbage collected (or at the
+  end of the run, whichever is first: a mapping outlives its name).
+* A result that feeds the next task of the chain goes on as a reference to
+  the segment it is in (a numpy array, found by its address): it is not
+  copied again in this process.
+
+Segments are named ``imap-<parent pid>-<run>-...``: the run removes every
+segment of its own when it stops (and at interpreter exit), and a run that
+starts removes those of parents that no longer exist (killed with ``kill
+-9``). Where there is no ``/dev/shm`` (macOS), the temporary directory is
+used instead; the operating system's page cache keeps it in memory.
+
+This module imports only the standard library: worker processes import it
+(:mod:`imap.backends._worker`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import mmap
+import multiprocessing.util
+import os
+import pickle
+import tempfile
+import threading
+import uuid
+import weakref
+from typing import Any
+
+THRESHOLD = 64 * 1024   # bytes: a smaller buffer stays in the pickle stream
+ALIGN = 64              # each buffer starts at a multiple of this offset
+PREFIX = "imap-"
+PROTOCOL = 5
+
+__all__ = ["Arena", "THRESHOLD", "sweep_stale"]
+
+
+def directory() -> str:
+    """Where segments live: ``/dev/shm`` if there is one, else the temporary directory."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+
+def _path(name: str) -> str:
+    return os.path.join(directory(), name)
+
+
+def unlink(name: str) -> None:
+    """Remove segment ``name`` (gone already: nothing to do)."""
+    try:
+        os.unlink(_path(name))
+    except FileNotFoundError:
+        pass
+
+
+class Segment(mmap.mmap):
+    """A mapped segment (an ``mmap`` that knows its name and address)."""
+
+    name = ""
+    address = 0
+
+
+def _map(name: str, size: int | None = None) -> Segment:
+    """Map segment ``name``: a new one of ``size`` bytes, or an existing one."""
+    flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if size is not None else 0)
+    fd = os.open(_path(name), flags, 0o600)
+    try:
+        if size is not None:
+            os.ftruncate(fd, max(size, 1))
+        else:
+            size = os.fstat(fd).st_size
+        seg = Segment(fd, max(size, 1))
+    finally:
+        os.close(fd)
+    seg.name = name
+    probe = ctypes.c_char.from_buffer(seg)   # its address (the export ends with probe)
+    seg.address = ctypes.addressof(probe)
+    del probe
+    return seg
+
+
+def _layout(sizes: list) -> tuple[list, int]:
+    offsets, end = [], 0
+    for n in sizes:
+        offsets.append(end)
+        end += (n + ALIGN - 1) // ALIGN * ALIGN
+    return offsets, end
+
+
+KEEP_BYTES = 128 * 2**20   # free segments a writer keeps for reuse, beyond KEEP_COUNT
+KEEP_COUNT = 2             # free segments a writer keeps whatever their size
+
+
+class Pool:
+    """A writer's segments (the parent's for items, a worker's for results),
+    reused once their reader is done with them: writing into pages that
+    exist already is about twice as fast as into new ones (no page to
+    allocate and clear).
+
+    A reader that keeps a view of a segment past its batch (a function that
+    stores its input) removes the segment's name; a writer reuses a segment
+    only while its name exists, so what a reader keeps is never written over.
+    """
+
+    def __init__(self, prefix: str, keep_bytes: int = KEEP_BYTES) -> None:
+        self.prefix = prefix
+        self.keep_bytes = keep_bytes
+        self._count = itertools.count()
+        self._sizes: dict = {}    # name -> size, for every segment not yet dropped
+        self._maps: dict = {}     # name -> this writer's mapping (made at the first reuse)
+        self._free: list = []     # names of segments no reader uses, oldest first
+
+    def write(self, buffers: list) -> tuple[str, list]:
+        """Write ``buffers`` (PickleBuffers) into a segment: ``(its name, refs)``."""
+        raws = [_bytes_view(b.raw()) for b in buffers]
+        offsets, size = _layout([r.nbytes for r in raws])
+        name = self._reusable(size)
+        if name is None:
+            name = f"{self.prefix}{next(self._count)}"
+            _pwrite_new(name, raws, offsets, size)
+            self._sizes[name] = size
+        else:
+            seg = self._maps.get(name)
+            if seg is None:
+                seg = self._maps[name] = _map(name)
+            for raw, offset in zip(raws, offsets, strict=True):
+                seg[offset:offset + raw.nbytes] = raw
+        return name, [(name, offset, raw.nbytes)
+                      for raw, offset in zip(raws, offsets, strict=True)]
+
+    def _reusable(self, size: int) -> str | None:
+        best = None
+        for name in list(self._free):
+            if not os.path.exists(_path(name)):   # a reader kept a view of it
+                self._free.remove(name)
+                self._drop(name, unlink_it=False)
+            elif self._sizes[name] >= size and (best is None
+                                                 or self._sizes[name] < self._sizes[best]):
+                best = name
+        if best is not None:
+            self._free.remove(best)
+        return best
+
+    def release(self, name: str) -> None:
+        """The reader of segment ``name`` is done: it may be written again
+        (kept within ``KEEP_COUNT`` segments, or ``keep_bytes``)."""
+        if name not in self._sizes or name in self._free:
+            return
+        self._free.append(name)
+        while len(self._free) > KEEP_COUNT and sum(
+                self._sizes[n] for n in self._free) > self.keep_bytes:
+            self._drop(self._free.pop(0))
+
+    def _drop(self, name: str, unlink_it: bool = True) -> None:
+        self._sizes.pop(name, None)
+        seg = self._maps.pop(name, None)
+        if seg is not None:
+            try:
+                seg.close()
+            except BufferError:   # pragma: no cover - the writer keeps no view
+                pass
+        if unlink_it:
+            unlink(name)
+
+    def close(self) -> None:
+        """Drop every segment (the run ends)."""
+        for name in list(self._sizes):
+            self._drop(name)
+        self._free.clear()
+
+
+def _bytes_view(raw: memoryview) -> memoryview:
+    return raw if raw.format == "B" and raw.ndim == 1 else raw.cast("B")
+
+
+def _pwrite_new(name: str, raws: list, offsets: list, size: int) -> None:
+    fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, max(size, 1))
+        for raw, offset in zip(raws, offsets, strict=True):
+            done = 0
+            while done < raw.nbytes:   # pwrite may write less than asked
+                done += os.pwrite(fd, raw[done:], offset + done)
+    finally:
+        os.close(fd)
+
+
+def _address_of(buffer: pickle.PickleBuffer) -> int | None:
+    """Where the memory of ``buffer`` starts, for an object that says so
+    (a numpy array: ``__array_interface__``); None otherwise."""
+    interface = getattr(buffer.raw().obj, "__array_interface__", None)
+    if not isinstance(interface, dict):
+        return None
+    data = interface.get("data")
+    return data[0] if isinstance(data, tuple) else None
+
+
+class Arena:
+    """The segments of one run of a process pool, on the parent's side.
+
+    Args:
+        threshold: buffers of at least this many bytes go out of band.
+    """
+
+    def __init__(self, threshold: int = THRESHOLD) -> None:
+        self.threshold = threshold
+        self.run = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._inputs = Pool(f"{self.run}-p")
+        self._mapped: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        # Reentrant: a mapping's finalizer (_done_reading) may run inside a
+        # locked section, when a collection frees the last array of it there.
+        self._lock = threading.RLock()
+        self._freed: dict = {}   # worker pid -> names of its segments this process is done with
+        # At interpreter exit, after multiprocessing has ended the worker
+        # processes (negative exit priority): nothing is written after it.
+        self._finalizer = multiprocessing.util.Finalize(self, sweep, args=(self.run,),
+                                                       exitpriority=-10)
+
+    # -- items, to a worker ------------------------------------------------------------
+
+    def pack(self, obj: Any) -> tuple[bytes, tuple, str | None]:
+        """``obj`` pickled for a local worker: ``(stream, refs, segment)``,
+        the large buffers out of band (``segment``: the new segment written
+        for them, None if none was; ``refs`` empty if no buffer is large)."""
+        large: list = []
+
+        def keep_in_band(buffer: pickle.PickleBuffer) -> bool:
+            if buffer.raw().nbytes < self.threshold:
+                return True
+            large.append(buffer)
+            return False
+
+        stream = pickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
+        if not large:
+            return stream, (), None
+        refs: list = [None] * len(large)
+        fresh = []
+        for i, buffer in enumerate(large):
+            ref = self._ref_of(buffer)
+            if ref is None:
+                fresh.append(i)
+            else:
+                refs[i] = ref
+        segment = None
+        if fresh:
+            with self._lock:
+                segment, written = self._inputs.write([large[i] for i in fresh])
+            for i, ref in zip(fresh, written, strict=True):
+                refs[i] = ref
+        return stream, tuple(refs), segment
+
+    def done_with(self, segment: str) -> None:
+        """The worker answered the batch whose items are in ``segment``."""
+        with self._lock:
+            self._inputs.release(segment)
+
+    def _ref_of(self, buffer: pickle.PickleBuffer) -> tuple | None:
+        """The ref of ``buffer`` if it lies in a segment this process mapped
+        (a result going on to the next task): no copy is made."""
+        if not self._mapped:
+            return None
+        address = _address_of(buffer)
+        if address is None:
+            return None
+        nbytes = buffer.raw().nbytes
+        for seg in list(self._mapped.values()):
+            offset = address - seg.address
+            if 0 <= offset and offset + nbytes <= len(seg):
+                return (seg.name, offset, nbytes)
+        return None
+
+    # -- results, from a worker ----------------------------------------------------------
+
+    def views(self, refs: list) -> list:
+        """Read-only views of the buffers ``refs`` (of segments a worker wrote):
+        each segment is mapped once and removed when nothing uses it."""
+        mapped: dict = {}
+        out = []
+        for name, offset, length in refs:
+            seg = mapped.get(name)
+            if seg is None:
+                seg = mapped[name] = _map(name)
+                weakref.finalize(seg, self._done_reading, name)
+                self._mapped[name] = seg
+            out.append(memoryview(seg)[offset:offset + length].toreadonly())
+        return out
+
+    def _done_reading(self, name: str) -> None:
+        """Nothing here uses worker segment ``name`` any more: its worker
+        may write it again (told with its next batch, :meth:`freed`)."""
+        worker = name[len(self.run) + 2:].split("-", 1)[0]   # "<run>-w<pid>-<n>"
+        with self._lock:
+            self._freed.setdefault(worker, []).append(name)
+
+    def freed(self, pid: int) -> tuple:
+        """The segments of worker ``pid`` that it may write again (once)."""
+        with self._lock:
+            return tuple(self._freed.pop(str(pid), ()))
+
+    def close(self) -> None:
+        """The run ended: remove every segment of it (mappings stay valid)."""
+        with self._lock:
+            self._inputs.close()
+            self._freed.clear()
+        self._finalizer()
+
+
+def sweep(run: str) -> None:
+    """Remove every segment whose name starts with ``run``."""
+    try:
+        names = os.listdir(directory())
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(run):
+            unlink(name)
+
+
+def sweep_stale() -> int:
+    """Remove the segments of parents that no longer exist; how many."""
+    try:
+        names = os.listdir(directory())
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        if not name.startswith(PREFIX):
+            continue
+        pid = name[len(PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        unlink(name)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- the worker's side ---------------------------------------------------------------------
+
+
+class Reader:
+    """A worker's mappings of the segments of the batch it runs."""
+
+    def __init__(self) -> None:
+        self._open: dict = {}
+
+    def views(self, refs: tuple) -> list:
+        out = []
+        for name, offset, length in refs:
+            seg = self._open.get(name)
+            if seg is None:
+                fd = os.open(_path(name), os.O_RDONLY)
+                try:
+                    seg = self._open[name] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                finally:
+                    os.close(fd)
+            out.append(memoryview(seg)[offset:offset + length])
+        return out
+
+    def release(self) -> None:
+        """The batch is done: close its mappings (one that the function kept
+        a view of stays mapped until that view is gone)."""
+        for name, seg in self._open.items():
+            try:
+                seg.close()
+            except BufferError:   # kept: its writer must never write it again
+                unlink(name)
+        self._open.clear()
+
+
+def loads(stream: bytes, views: list) -> Any:
+    """Unpickle a stream whose large buffers are ``views``."""
+    return pickle.loads(stream, buffers=views)
+
+
+def dumps_out_of_band(obj: Any, pool: Pool, threshold: int = THRESHOLD) -> tuple[bytes, tuple]:
+    """``obj`` pickled by a worker: ``(stream, refs)``, its large buffers
+    written into a segment of ``pool`` (none if no buffer is large)."""
+    large: list = []
+
+    def keep_in_band(buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes < threshold:
+            return True
+        large.append(buffer)
+        return False
+
+    stream = pickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
+    if not large:
+        return stream, ()
+    return stream, tuple(pool.write(large)[1])

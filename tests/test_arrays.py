@@ -1,0 +1,205 @@
+"""Arrays without copies: large buffers travel out of band (pickle protocol
+5) through shared memory to and from local worker processes, read-only on
+receipt, and no segment outlives its run (stop, a worker or the parent
+killed, interpreter exit)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import worker_funcs as wf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import read_when_written, wait_until
+
+from imap import IMap, WorkerLostError, shm
+
+np = pytest.importorskip("numpy")   # the test extra installs it
+
+pytestmark = pytest.mark.timeout(120)
+MiB = 2 ** 20
+
+
+def segments() -> set:
+    """The shared-memory segments of this project now."""
+    return {n for n in os.listdir(shm.directory()) if n.startswith(shm.PREFIX)}
+
+
+@pytest.fixture(autouse=True)
+def no_segment_left():
+    before = segments()
+    yield
+    wait_until(lambda: not (segments() - before), 10, what="no segment left")
+
+
+def arrays(n: int, size: int) -> list:
+    return [np.full(size // 8, float(i)) for i in range(n)]
+
+
+def test_arrays_through_a_chain_of_process_workers_are_exact():
+    data = arrays(40, MiB)
+    with IMap(worker_num=2) as m:
+        doubled = m.add_task(wf.array_double, data)
+        plus = m.add_task(wf.array_plus_one, doubled)
+        m.start()
+        got = list(plus)
+    assert len(got) == 40
+    for i, r in enumerate(got):
+        assert r.shape == (MiB // 8,) and r[0] == 2 * i + 1 and r[-1] == 2 * i + 1
+
+
+def test_what_arrives_is_read_only_and_says_so():
+    with IMap(worker_num=1) as m:
+        written = m.add_task(wf.array_write_in_place, arrays(2, MiB))
+        kept = m.add_task(wf.array_double, arrays(2, MiB))
+        m.start()
+        errors = []
+        for _ in range(2):
+            with pytest.raises(ValueError) as info:
+                next(written)
+            errors.append(str(info.value))
+        results = list(kept)
+    assert all("read-only" in e for e in errors), errors
+    assert not results[0].flags.writeable      # a result is a view of shared memory
+    copy = results[0].copy()                    # the idiom: copy, then edit in place
+    copy += 1
+    assert copy[0] == 1 and results[0][0] == 0
+
+
+def test_small_buffers_and_plain_objects_keep_the_pickle_stream():
+    small = [np.arange(10.0) + i for i in range(20)]
+    mixed = [{"a": np.full(MiB // 8, 1.0), "b": [1, 2], "c": bytearray(b"x" * 200_000)}]
+    with IMap(worker_num=2) as m:
+        a = m.add_task(wf.array_double, small)
+        b = m.add_task(wf.ident, mixed)
+        m.start()
+        got_a, got_b = list(a), list(b)
+    assert all((r == 2 * (np.arange(10.0) + i)).all() for i, r in enumerate(got_a))
+    assert got_b[0]["b"] == [1, 2] and got_b[0]["a"][5] == 1.0
+    assert bytes(got_b[0]["c"]) == b"x" * 200_000
+
+
+def test_threads_get_the_object_itself():
+    data = arrays(3, MiB)
+    with IMap(worker_type="thread", worker_num=2) as m:
+        task = m.add_task(wf.ident, data)
+        m.start()
+        got = list(task)
+    assert all(g is d for g, d in zip(got, data, strict=True))
+
+
+def test_a_function_that_keeps_its_input_keeps_it_intact():
+    """A view a worker keeps past its batch is never written over (its
+    segment is not reused)."""
+    with IMap(worker_num=1) as m:
+        task = m.add_task(wf.array_keep_and_sum_kept, arrays(12, MiB))
+        m.start()
+        got = list(task)
+    # each kept input still holds its own value when summed later
+    assert got == [sum(float(j) for j in range(i + 1)) for i in range(12)]
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(0, 300_000), min_size=1, max_size=12),
+       ordered=st.booleans())
+def test_buffers_of_any_size_and_kind_arrive_intact(sizes, ordered):
+    items = []
+    for i, n in enumerate(sizes):
+        kind = i % 3
+        if kind == 0:
+            items.append(np.arange(n // 8, dtype=np.float64) + i)
+        elif kind == 1:
+            items.append(bytearray(bytes([i % 256]) * n))
+        else:
+            items.append(np.arange(n // 4, dtype=np.int32).reshape(-1, 1)[::2])  # a strided view
+    with IMap(worker_num=2, ordered=ordered) as m:
+        task = m.add_task(wf.ident, items)
+        m.start()
+        got = list(task)
+    if not ordered:
+        got.sort(key=lambda r: (len(r), bytes(np.ascontiguousarray(r)) if len(r) else b""))
+        items = sorted(items, key=lambda r: (len(r), bytes(np.ascontiguousarray(r))
+                                             if len(r) else b""))
+    for want, have in zip(items, got, strict=True):
+        assert type(have) is type(want)
+        assert bytes(np.ascontiguousarray(have)) == bytes(np.ascontiguousarray(want))
+
+
+# -- no segment outlives its run ---------------------------------------------------------------
+
+
+def test_a_worker_killed_mid_batch_leaves_no_segment(tmp_path):
+    with IMap(worker_num=2) as m:
+        task = m.add_task(wf.array_report_pid_and_hold, arrays(6, MiB),
+                          args=(3, str(tmp_path)))
+        m.start()
+        got = []
+        it = iter(task)
+        for _ in range(3):
+            got.append(next(it))
+        os.kill(int(read_when_written(tmp_path / "pid")), signal.SIGKILL)
+        rest = []
+        for _ in range(3):
+            try:
+                rest.append(next(it))
+            except WorkerLostError as exc:
+                rest.append(exc)
+    assert isinstance(rest[0], WorkerLostError)
+    assert [r[0] for r in got + rest[1:]] == [0.0, 1.0, 2.0, 4.0, 5.0]
+
+
+PARENT = textwrap.dedent("""
+    import os, sys, time
+    sys.path[:0] = [{tests!r}, {root!r}]
+    import numpy as np
+    import worker_funcs as wf
+    from imap import IMap
+
+    if __name__ == "__main__":
+        m = IMap(worker_num=2)
+        task = m.add_task(wf.array_double, (np.full(2 ** 17, 1.0) for _ in range(10 ** 6)))
+        m.start()
+        for i, r in enumerate(task):
+            if i == 20:
+                print("running", flush=True)
+                {ending}
+""")
+
+
+def _run_parent(ending: str) -> subprocess.Popen:
+    tests = str(Path(__file__).resolve().parent)
+    code = PARENT.format(tests=tests, root=str(Path(tests).parent), ending=ending)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            start_new_session=True)
+    assert proc.stdout.readline().strip() == b"running"
+    return proc
+
+
+@pytest.mark.allow_leftovers
+def test_a_parent_killed_leaves_segments_that_the_next_run_removes():
+    proc = _run_parent("time.sleep(60)")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    left = {n for n in segments() if n.startswith(f"{shm.PREFIX}{proc.pid}-")}
+    assert left   # what the killed parent had in flight
+    with IMap(worker_num=1) as m:   # the next run of any IMap cleans up after the dead
+        task = m.add_task(abs, [-1])
+        m.start()
+        assert list(task) == [1]
+    assert not (left & segments())
+
+
+@pytest.mark.parametrize("ending", ["sys.exit(0)", "raise KeyboardInterrupt"])
+def test_interpreter_exit_and_ctrl_c_leave_no_segment(ending):
+    proc = _run_parent(ending)
+    proc.wait(60)
+    proc.stdout.close()
+    wait_until(lambda: not any(n.startswith(f"{shm.PREFIX}{proc.pid}-") for n in segments()),
+               10, what="the parent's segments to go")
