@@ -164,7 +164,8 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
             first = m.add_task(strike, source, args=(fault, victim, directory),
                                timeout=(HANG_TIMEOUT[pool == "dask"] if skip else None),
                                retries=1)
-            last = m.add_task(add_one, first) if chained else first
+            # retries: a host killed takes the tasklets of every connection to it
+            last = m.add_task(add_one, first, retries=1) if chained else first
             m.start()
             killer = None
             if fault == "kill":
