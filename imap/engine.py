@@ -441,7 +441,13 @@ class Engine:
                         f"{0 if not block else timeout} s ({what})"
                         + (f"; result {index} abandoned" if self.skip else ""))
                 wait = None if deadline is None else deadline - now
-                if self._stalled():
+                if self._stalled() and self.policy.can_relieve(self.tasks):
+                    # Other outputs' results, not read yet, hold every slot:
+                    # they wait here, within the byte budget, rather than stall.
+                    self.buffer = self.policy.relieve(self.tasks, self.slots_used)
+                    self.slot_free.notify_all()
+                    stalled_since = None
+                elif self._stalled():
                     if stalled_since is None:
                         stalled_since = now
                     if self.stall_grace is not None:

@@ -229,9 +229,10 @@ def test_slow_tasklets_get_small_batches():
 
 def test_the_byte_budget_caps_the_batch_size_in_force():
     # 3 tasks, 2 workers, tasklets of 1 KB (item + result) against a budget
-    # of 1 MB: 512 tasklets fit (two copies each), so no batch may exceed
-    # 512 // (3 * 2) = 85, however fast its tasklets; without a budget, or
-    # with tasklets of 8 bytes, the batches grow on to their target.
+    # of 1 MB: 489 tasklets fit (two copies each, and SLOT_BYTES a slot), so
+    # no batch may exceed 489 // (3 * 2) = 81, however fast its tasklets;
+    # without a budget, or with tasklets of 8 bytes, the batches grow on to
+    # their target.
     def grown(budget, size):
         policy = flow.FlowPolicy(None, None, None, budget, workers=2)
         tasks = [SimpleNamespace(consumer=None, flow=None) for _ in range(3)]
@@ -244,12 +245,13 @@ def test_the_byte_budget_caps_the_batch_size_in_force():
             policy.turn(tasks, slots_used=0)
         return [task.flow.batch for task in tasks], policy
 
+    fit = (1 << 20) // (2 * 1024 + flow.policy.SLOT_BYTES)
     batches, policy = grown(1 << 20, 1024)
-    assert batches == [85, 85, 85]
-    assert policy.stride * 3 <= policy.bound <= 512
+    assert batches == [fit // 6] * 3
+    assert policy.stride * 3 <= policy.bound <= fit
     free = grown(None, 1024)[0]
     assert free[0] > 1000 and free == [free[0]] * 3
-    assert grown(1 << 20, 8)[0] == free
+    assert grown(4 << 20, 8)[0] == free   # 37 449 tiny tasklets fit: not the limit
 
 
 @pytest.mark.timeout(120)

@@ -184,3 +184,53 @@ def test_after_stop_only_an_iterator_read_to_its_end_ends_quietly(n, read, force
     else:
         with pytest.raises(RunEndedError):
             next(out)
+
+
+# -- (c) two outputs read one after the other ------------------------------------------------
+
+
+def double(x):
+    return 2 * x
+
+
+def kilobytes(x):
+    return b"k" * 10_000
+
+
+@pytest.mark.parametrize("worker_type, n", [("process", 100_000), ("thread", 50_000)])
+def test_two_outputs_read_one_after_the_other_while_their_results_fit(worker_type, n) -> None:
+    """``list(x); list(y)``: y's results wait in the buffer while x is read,
+    instead of a StallError, since they fit in buffer_bytes. (Thread workers
+    pickle nothing, so no size is measured: there MAX_ALIVE tasklets wait.)"""
+    with IMap(worker_type=worker_type, worker_num=2) as m:
+        x = m.add_task(inc, range(n))
+        y = m.add_task(double, range(n))
+        m.start()
+        first = list(x)
+        second = list(y)
+    assert first == [i + 1 for i in range(n)]
+    assert second == [2 * i for i in range(n)]
+
+
+def test_results_beyond_the_byte_budget_still_stall_with_a_clear_error() -> None:
+    from imap import StallError
+
+    with IMap(worker_num=2, buffer_bytes=1 << 20, stall_grace=0.2) as m:   # sizes measured
+        x = m.add_task(inc, range(2_000))
+        y = m.add_task(kilobytes, range(2_000))
+        m.start()
+        with pytest.raises(StallError, match="Take results from task 1"):
+            list(x)
+        assert y is not None
+
+
+def test_a_buffer_given_is_obeyed_exactly_with_two_outputs() -> None:
+    from imap import StallError
+
+    with IMap(worker_type="thread", worker_num=2, buffer=64, stall_grace=0.2) as m:
+        x = m.add_task(inc, range(1_000))
+        m.add_task(double, range(1_000))
+        m.start()
+        with pytest.raises(StallError):
+            list(x)
+        assert m.status().high_water <= 64

@@ -85,6 +85,11 @@ MAX_BATCH_WORK = 0.05
 RTT_FACTOR = 50           # a batch holds this many round trips of work: messaging <= 2 %
 BOUND_TURNS = 3           # the bound holds this many turns of every task
 MAX_ALIVE = 1 << 16       # tasklets alive at once, at most
+# ... while a consumer waits on one output and the results of others fill the
+# buffer (several outputs read one after the other): the bound may then grow
+# to this, within the byte budget (FlowPolicy.relieve).
+MAX_HELD = 1 << 21
+SLOT_BYTES = 96           # what a slot costs besides its items (objects, bookkeeping)
 COPIES = 2                # an item or result is alive as an object and as a pickle
 TAIL_SHARES = 2           # the tail of an input is cut in this many batches per worker, at least
 RAMP_FAST = 8             # growth per delivered batch while a batch's work is below a round trip
@@ -154,6 +159,7 @@ class FlowPolicy:
         self.isolate_timeouts = False
         self._want = 1
         self._extra = 0                    # stretched by starved turns (see stretch)
+        self._cap = MAX_ALIVE              # raised by relieve
         self._most: int | None = None      # the largest batch the byte budget allows
 
     # -- at start ------------------------------------------------------------------------
@@ -169,6 +175,7 @@ class FlowPolicy:
         self.rtt = None
         self.bound = 0
         self._extra = 0
+        self._cap = MAX_ALIVE
         self.growing = False
         self._most = None
         self.turn(tasks, slots_used=0)
@@ -244,8 +251,34 @@ class FlowPolicy:
                              len(tasks), 1)
         return self.bound
 
+    def can_relieve(self, tasks: list) -> bool:
+        """Whether an adaptive bound may grow for a consumer that waits on
+        one output while results of others fill it (see :meth:`relieve`)."""
+        if not self.adaptive or self.fixed_buffer:
+            return False
+        cap, self._cap = self._cap, self._held_cap(tasks)
+        try:
+            return self._adaptive_bound(tasks, self.bound + 1) > self.bound
+        finally:
+            self._cap = cap
+
+    def _held_cap(self, tasks: list) -> int:
+        """MAX_HELD within a measured byte budget; MAX_ALIVE where no size
+        is measured (thread workers pickle nothing)."""
+        return MAX_ALIVE if self._budget_tasklets(tasks) is None else MAX_HELD
+
+    def relieve(self, tasks: list, slots_used: int) -> int:
+        """Widen the adaptive bound by a turn of every worker for a consumer
+        that waits on one output while the results of other outputs, not
+        read yet, hold every slot (``list(x); list(y)``): the results wait
+        here instead of the reader failing with a StallError, as long as
+        they fit the byte budget (and ``MAX_HELD`` tasklets). Returns the
+        bound in force."""
+        self._cap = self._held_cap(tasks)
+        return self.stretch(tasks, slots_used)
+
     def _adaptive_bound(self, tasks: list, want: int) -> int:
-        bound = min(want, MAX_ALIVE)
+        bound = min(want, self._cap)
         budget = self._budget_tasklets(tasks)
         return bound if budget is None else min(bound, budget)
 
@@ -255,8 +288,10 @@ class FlowPolicy:
         sizes = [t.flow.size for t in tasks if t.flow.size]
         if self.buffer_bytes is None or not sizes:
             return None
-        per_tasklet = COPIES * sum(sizes)  # mean over tasks: a slot moves along a chain
-        return int(self.buffer_bytes * len(sizes) / per_tasklet)
+        # the mean over tasks (a slot moves along a chain), and what a slot
+        # itself costs
+        per_tasklet = COPIES * sum(sizes) / len(sizes) + SLOT_BYTES
+        return int(self.buffer_bytes / per_tasklet)
 
     def bytes_alive(self, tasks: list, slots_used: int) -> int:
         """An estimate of the bytes ``slots_used`` tasklets hold (0 if unmeasured)."""
