@@ -31,7 +31,11 @@ interpreter exit.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing.util  # noqa: F401 - its exit handler first (see _running)
+import signal
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -60,6 +64,44 @@ def _stop_progress(state: dict) -> None:
     display = state.pop("progress", None)
     if display is not None:
         display.stop()
+
+
+# IMaps started and not stopped, stopped at once when the interpreter exits:
+# before multiprocessing's own exit handler ends the worker processes (whose
+# deaths the Router would otherwise see, and replace, during the exit). This
+# module imports multiprocessing.util first, and the handler is registered at
+# the first start(), so it runs before multiprocessing's (and before the
+# IMaps' own finalizers).
+_running: weakref.WeakSet = weakref.WeakSet()
+_exit_handler: list = []
+
+
+def _stop_running() -> None:
+    """At exit: stop every IMap still running, a second Ctrl-C held back
+    meanwhile (the process is exiting: the stop is short and bounded)."""
+    if not _running:
+        return
+    if threading.current_thread() is threading.main_thread() and hasattr(
+            signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    for m in list(_running):
+        m._finalizer.detach()
+        for _ in range(3):
+            try:
+                _shutdown(m._state)
+                break
+            except KeyboardInterrupt:   # pressed before the mask: go on stopping
+                continue
+            except Exception:  # pragma: no cover - best effort at exit
+                log.exception("stopping %r at exit failed", m)
+                break
+
+
+def _stop_at_exit(m: IMap) -> None:
+    _running.add(m)
+    if not _exit_handler:
+        _exit_handler.append(_stop_running)
+        atexit.register(_stop_running)
 
 
 def _shutdown(state: dict) -> None:
@@ -509,6 +551,7 @@ class IMap:
         self._policy.max_work = backend.batch_work or MAX_BATCH_WORK
         feeder = Feeder(engine)
         self._state["feeder"] = feeder
+        _stop_at_exit(self)
         engine.running()
         feeder.start()
         if self._options.progress:
@@ -573,6 +616,16 @@ class IMap:
             ends: the tasks whose remaining results are discarded.
             forced: stop at once.
         """
+        try:
+            self._stop(ends, forced)
+        except KeyboardInterrupt:
+            # Ctrl-C again while stopping: end at once, then let it through.
+            _shutdown(self._state)
+            raise
+        finally:
+            _running.discard(self)
+
+    def _stop(self, ends: Sequence[int] | None, forced: bool) -> None:
         engine = self._engine
         if engine.started:
             if ends is None:

@@ -234,3 +234,115 @@ def test_a_buffer_given_is_obeyed_exactly_with_two_outputs() -> None:
         with pytest.raises(StallError):
             list(x)
         assert m.status().high_water <= 64
+
+
+# -- (d) the interpreter exits with an IMap running; Ctrl-C twice ---------------------------
+
+FORK_SCRIPT = """
+import sys
+sys.path[:0] = [{root!r}]
+from imap import IMap
+
+def square(x):
+    return x * x
+
+m = IMap(worker_num=2, start_method="fork")   # as PaPy 1.x's examples: no stop()
+task = m.add_task(square, range(100))
+m.start()
+print(sum(task))
+"""
+
+
+def _script(tmp_path, text: str) -> str:
+    from pathlib import Path
+
+    path = tmp_path / "script.py"
+    path.write_text(text.format(root=str(Path(__file__).resolve().parent.parent)))
+    return str(path)
+
+
+@pytest.mark.allow_leftovers
+def test_an_imap_left_running_at_exit_ends_without_replacing_workers(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = _script(tmp_path, FORK_SCRIPT)
+    for _ in range(6):   # it happened in about every other run
+        done = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == "328350", done
+        assert done.stderr == "", done.stderr   # no "worker died", no replacement
+
+
+CTRL_C_SCRIPT = """
+import sys, time
+sys.path[:0] = [{root!r}]
+from imap import IMap
+
+def slow(x):
+    time.sleep(0.05)
+    return x
+
+if __name__ == "__main__":
+    with IMap(worker_num=2) as m:
+        task = m.add_task(slow, range(10_000))
+        m.start()
+        print("running", flush=True)
+        for _ in task:
+            pass
+"""
+
+
+PLUMBER_CTRL_C_SCRIPT = """
+import sys, time
+sys.path[:0] = [{root!r}]
+from imap import IMap
+from papy import Piper, Plumber, Worker
+
+def slow(inbox):
+    time.sleep(0.05)
+    return inbox[0]
+
+if __name__ == "__main__":
+    plumber = Plumber()
+    plumber.add_piper(Piper(Worker(slow), parallel=IMap(worker_num=2)))
+    plumber.start([range(10_000)])
+    print("running", flush=True)
+    plumber.run()
+    plumber.wait()   # as PaPy 1.x's scripts: no with-block, no stop()
+"""
+
+
+@pytest.mark.allow_leftovers
+@pytest.mark.parametrize("pause", [0.0, 0.05, 0.2])
+@pytest.mark.parametrize("kind", ["imap", "plumber"])
+def test_ctrl_c_twice_ends_the_run_and_its_workers(tmp_path, pause, kind) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from support import wait_until
+
+    proc = subprocess.Popen(
+        [sys.executable, _script(tmp_path, CTRL_C_SCRIPT if kind == "imap"
+                                 else PLUMBER_CTRL_C_SCRIPT)], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.readline().strip() == b"running"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(pause)   # the second press comes while the first is handled (not a sync)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    text = out.decode()
+    assert "KeyboardInterrupt" in text and "RuntimeError" not in text, text
+    assert "Exception ignored" not in text, text   # the stop at exit is not cut short
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    wait_until(group_gone, 10, what="the worker processes to end")
