@@ -201,6 +201,21 @@ def _pwrite_new(name: str, raws: list, offsets: list, size: int) -> None:
         os.close(fd)
 
 
+def _segment_under(obj: Any) -> Segment | None:
+    """The segment whose memory ``obj`` (an array unpickled from a segment,
+    or a view of one) lies in, following ``base`` and memoryview owners."""
+    for _ in range(16):
+        if isinstance(obj, Segment):
+            return obj
+        if isinstance(obj, memoryview):
+            obj = obj.obj
+            continue
+        obj = getattr(obj, "base", None)
+        if obj is None:
+            return None
+    return None
+
+
 def _address_of(buffer: pickle.PickleBuffer) -> int | None:
     """Where the memory of ``buffer`` starts, for an object that says so
     (a numpy array: ``__array_interface__``); None otherwise."""
@@ -275,14 +290,16 @@ class Arena:
         (a result going on to the next task): no copy is made."""
         if not self._mapped:
             return None
+        raw = buffer.raw()
+        seg = _segment_under(raw.obj)
+        if seg is None or seg.name not in self._mapped:
+            return None
         address = _address_of(buffer)
         if address is None:
             return None
-        nbytes = buffer.raw().nbytes
-        for seg in list(self._mapped.values()):
-            offset = address - seg.address
-            if 0 <= offset and offset + nbytes <= len(seg):
-                return (seg.name, offset, nbytes)
+        offset = address - seg.address
+        if 0 <= offset and offset + raw.nbytes <= len(seg):
+            return (seg.name, offset, raw.nbytes)
         return None
 
     # -- results, from a worker ----------------------------------------------------------

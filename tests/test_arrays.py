@@ -203,3 +203,26 @@ def test_interpreter_exit_and_ctrl_c_leave_no_segment(ending):
     proc.stdout.close()
     wait_until(lambda: not any(n.startswith(f"{shm.PREFIX}{proc.pid}-") for n in segments()),
                10, what="the parent's segments to go")
+
+
+def test_a_result_going_on_to_the_next_task_is_passed_by_reference():
+    """The parent's side of a chain: a result mapped from a worker's segment
+    is packed for the next task as a ref to that segment, not copied."""
+    import pickle
+
+    arena = shm.Arena()
+    pool = shm.Pool(f"{arena.run}-w{os.getpid()}-")   # as a worker names its segments
+    try:
+        buffers: list = []
+        stream = pickle.dumps(np.full(MiB // 8, 2.0), 5, buffer_callback=buffers.append)
+        name, refs = pool.write(buffers)
+        result = pickle.loads(stream, buffers=arena.views(refs))
+        assert not result.flags.writeable
+        _, again, written = arena.pack([result])
+        assert written is None and again == tuple(refs) and again[0][0] == name
+        _, fresh, written = arena.pack([np.full(MiB // 8, 3.0)])   # not in a segment: copied
+        assert written is not None and fresh[0][0] == written
+        del result
+    finally:
+        pool.close()
+        arena.close()
