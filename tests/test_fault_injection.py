@@ -92,8 +92,11 @@ def _free_port() -> int:
 def strike(x, fault, victim, directory):
     """``3 * x``, except for item ``victim``, where ``fault`` strikes. (It
     uses functions of worker_funcs, not the module as a global: a module
-    object does not travel by value to a remote host.)"""
-    if x != victim:
+    object does not travel by value to a remote host.) ``x`` is an int, or
+    an array of 128 KB (out of band, through shared memory to processes)
+    whose elements are the item's number."""
+    key = x if isinstance(x, int) else int(x[0])
+    if key != victim:
         return 3 * x
     if fault in ("kill", "host-restart"):
         marker = os.path.join(directory, "attempted")
@@ -112,8 +115,21 @@ def strike(x, fault, victim, directory):
         return 3 * x
     if fault == "log-raises":
         import logging
-        logging.getLogger("imap_test.fault").warning("item %d logs", x)
+        logging.getLogger("imap_test.fault").warning("item %d logs", key)
     return 3 * x
+
+
+def _as_arrays(items):
+    """Each int item as an array of 128 KB of that number."""
+    import numpy as np
+
+    for i in items:
+        yield np.full(16_384, float(i))
+
+
+def _value(result):
+    """A result as the int it stands for (an array: its first element)."""
+    return int(result[0]) if hasattr(result, "shape") else result
 
 
 class _RaisesAt:
@@ -137,17 +153,20 @@ class _RaisesAt:
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(pool=st.sampled_from(POOLS), fault=st.sampled_from(FAULTS),
-       n=st.integers(1, 40), where=st.floats(0, 1), chained=st.booleans())
+       n=st.integers(1, 40), where=st.floats(0, 1), chained=st.booleans(),
+       arrays=st.booleans())
 def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_client,
                                                         tmp_path_factory, pool, fault, n,
-                                                        where, chained):
+                                                        where, chained, arrays):
     assume((pool, fault) not in CANNOT)   # the pool cannot meet that fault
-    event(f"{fault} on {pool}")
+    event(f"{fault} on {pool}" + (" (arrays)" if arrays else ""))
     victim = min(n - 1, int(where * n))
     directory = str(tmp_path_factory.mktemp("fault"))
     before = imap_threads()
     skip = fault == "hang"
     source = _RaisesAt(n, victim) if fault == "input-raises" else range(n)
+    if arrays:
+        source = _as_arrays(source)
     restarted = None
     options = _options(pool, remote_address, dask_client)
     if fault == "host-restart":   # a host of its own, killed and started again
@@ -200,6 +219,7 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
         logging.getLogger(LOGGER).removeFilter(failing)
         if restarted is not None:
             restarted.__exit__(None, None, None)
+    out = [_value(r) for r in out]
     plus = 1 if chained else 0
     if fault == "input-raises":   # the input ends at its error
         assert out[:victim] == [3 * x + plus for x in range(victim)]

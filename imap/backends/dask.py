@@ -143,6 +143,7 @@ class DaskBackend(ExecutorBackend):
         self._elsewhere: dict = {}  # id(group) -> the workers it is to run on (see _rescue)
         self._parked: list = []     # groups whose tasks failed while the scheduler was away
         self._addresses: list = []  # the cluster's workers, as last looked up
+        self._hung: dict = {}       # key of a task holding an abandoned tasklet -> its worker
 
     # -- life cycle --------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class DaskBackend(ExecutorBackend):
 
     def _forget_all(self) -> None:
         self._parked.clear()
+        self._hung.clear()
         self._scattered.clear()
         self._recovering.clear()
         self._recovery = None
@@ -279,6 +281,12 @@ class DaskBackend(ExecutorBackend):
             if avoid is not None:
                 allowed = [w for w in allowed if w in avoid] or allowed
             placement.update(workers=allowed, allow_other_workers=False)
+        with self._lock:   # (never held here: _launch is called outside it)
+            hung = set(self._hung.values())
+        if hung and "workers" not in placement:   # not behind an abandoned tasklet
+            free = [w for w in self._addresses if w not in hung]
+            if free:
+                placement.update(workers=free, allow_other_workers=False)
         return self._executor.submit(
             _dask_entry.run_kernel, *KERNEL, task.payload()[0], self._init, items,
             log_level=self._level, key=f"imap-batch-{uuid.uuid4().hex}",
@@ -354,17 +362,26 @@ class DaskBackend(ExecutorBackend):
             return
         behind = set(processing[where]) - {hung.key}
         with self._lock:
+            # Until the hung task ends, new batches go to the other workers
+            # too (else Dask may queue one behind it again).
+            self._hung[hung.key] = where
             moved = [(f, self._inflight.pop(f)) for f in list(self._inflight)
                      if f.key in behind]
             for future, group in moved:
                 self._scattered.pop(future, None)
                 self._elsewhere[id(group)] = others
             self._launching += len(moved)
+        hung.add_done_callback(self._hung_ended)
         for future, group in moved:
             future.cancel()
             log.debug("moved a batch of task %d queued behind an abandoned tasklet on %s",
                       group[0].task.id, where)
             self._launch(group, _items(group))
+
+    def _hung_ended(self, future: Any) -> None:
+        """A task holding an abandoned tasklet ended: its worker takes batches again."""
+        with self._lock:
+            self._hung.pop(future.key, None)
 
     def _launched(self, future: Any = None, group: list | None = None,
                   scattered: Any = None, recovery: bool = False) -> bool:
