@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any
 
+from . import waiting
 from .errors import StallError, TimeoutError, WorkerLostError
 from .flow import draw
 from .results import Failure
@@ -34,7 +35,7 @@ class Engine:
 
     def __init__(self, buffer: int, skip: bool, stall_grace: float | None,
                  policy: Any = None) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()   # an RLock: see waiting.wait
         self.slot_free = threading.Condition(self.lock)
         self.result_ready = threading.Condition(self.lock)
         self.buffer = buffer
@@ -134,7 +135,7 @@ class Engine:
                 self.feeder_waits_slot = True
                 self.result_ready.notify_all()  # let stalled consumers see it
                 began = time.perf_counter()
-                self.slot_free.wait()
+                waiting.wait(self.slot_free)
                 self.run.room_wait += time.perf_counter() - began
                 self.feeder_waits_slot = False
 
@@ -165,7 +166,7 @@ class Engine:
                 self.result_ready.notify_all()  # let stalled consumers see it
                 full = self.slots_used >= self.buffer
                 began = time.perf_counter()
-                self.slot_free.wait()
+                waiting.wait(self.slot_free)
                 if full:
                     self.run.room_wait += time.perf_counter() - began
                 self.feeder_waits_slot = False
@@ -222,7 +223,7 @@ class Engine:
                 self.feeder_waits_on = up
                 self.result_ready.notify_all()
                 began = time.perf_counter()
-                self.result_ready.wait(remaining)
+                waiting.wait(self.result_ready, remaining)
                 task.stats.input_wait += time.perf_counter() - began
                 self.feeder_waits_on = None
 
@@ -462,8 +463,10 @@ class Engine:
                 if self.feeder_waits_slot and draw.starved(self):
                     self.buffer = self.policy.stretch(self.tasks, self.slots_used)
                     self.slot_free.notify()
-                self.result_ready.wait(wait)
-                self.consumers_waiting -= 1
+                try:
+                    waiting.wait(self.result_ready, wait)
+                finally:
+                    self.consumers_waiting -= 1
                 task.stats.result_wait += time.perf_counter() - began
 
     def _abandoned(self, task: Task, index: int) -> None:
@@ -532,8 +535,8 @@ class Engine:
                 elif patience is not None and now - since >= patience:
                     return (f"no tasklet ended within the task timeout ({patience:g} s, "
                             f"skip=True): the tasklets still running are given up")
-                self.result_ready.wait(1.0 if patience is None else
-                                       min(1.0, max(0.01, since + patience - now)))
+                waiting.wait(self.result_ready, 1.0 if patience is None else
+                     min(1.0, max(0.01, since + patience - now)))
 
     def force(self) -> None:
         """End everything now: waiting threads wake up and return."""

@@ -37,6 +37,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from imap.waiting import wait
+
 from .errors import PiperError
 
 BRANCH_LAG = 1024
@@ -82,7 +84,7 @@ class _Shared:
                         raise StopIteration
                     if not self.fetching and not self._blocked(reader):
                         break
-                    self.cond.wait()
+                    wait(self.cond)
                 self.fetching = True
             try:
                 item = next(self.source)
@@ -241,7 +243,7 @@ class Relay:
                 if self.end is not None:
                     exc, self.end = self.end, _END
                     raise exc
-                cond.wait()
+                wait(cond)
 
     def close(self) -> None:
         with self.cond:
