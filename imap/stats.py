@@ -116,7 +116,8 @@ class Report:
     """What a run did and what limited it (``IMap.report()``, ``Plumber.report()``).
 
     Attributes:
-        rows: one dict per task or piper: ``name``, ``items`` (results),
+        rows: one dict per task or piper: ``name``, ``task`` (the task id;
+            absent from a piper's row), ``items`` (results),
             ``errors``, ``busy`` (worker seconds), ``share`` (of the pool's
             time, 0-1), ``rate`` (items/s, recent), ``tasklet`` (mean seconds
             per tasklet), ``peak`` (longest), ``input_wait`` and
@@ -188,7 +189,7 @@ def _secs(x: float | None) -> str:
 def task_row(name: str, t: Any, pool: float) -> dict:
     """A report row from a :class:`~imap.status.TaskStatus`."""
     return {
-        "name": name, "items": t.done, "errors": t.errors, "busy": t.busy,
+        "name": name, "task": t.task, "items": t.done, "errors": t.errors, "busy": t.busy,
         "share": t.busy / pool if pool > 0 else 0.0, "rate": t.rate,
         "tasklet": t.mean_time, "peak": t.peak_time,
         "input_wait": t.input_wait, "result_wait": t.result_wait,

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
 
+from imap.waiting import Flag
+
 from . import draw as drawing
 from .errors import DaggerError, PiperError
 from .graph import DictGraph
@@ -43,15 +45,20 @@ class Dagger:
         pipes: pipes to add, each ``(upstream, downstream)`` or a longer chain.
         xtras: keyword arguments used to make a Piper when a plain Worker or
             callable is added.
+        drain: what a graceful :meth:`stop` calls to run the outputs dry: a
+            callable returning True once every output has ended (False if
+            they cannot). By default the Dagger reads them in threads of its
+            own and discards what they yield; then :meth:`connect` makes the
+            outboxes of the output pipers safe to draw from two threads (see
+            :class:`~papy.streams.Guarded`), as the caller may still be
+            reading them. Whoever gives ``drain`` reads the outputs alone
+            (:class:`~papy.plumber.Plumber` does, with its pullers).
     """
 
-    #: :meth:`connect` makes the outboxes of the output pipers safe to draw
-    #: from two threads (see :class:`~papy.streams.Guarded`): a graceful
-    #: :meth:`stop` drains them while the caller may still be reading them.
-    guard_outputs = True
-
     def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (),
-                 xtras: dict | None = None) -> None:
+                 xtras: dict | None = None, *, drain: Any = None) -> None:
+        self._drain = drain if drain is not None else self._run_dry
+        self.guard_outputs = drain is None
         self.graph = DictGraph()
         self.xtras = dict(xtras or {})
         self._order: dict = {}
@@ -501,7 +508,7 @@ class Dagger:
         """
         for tap in self._taps:
             tap.close()
-        if not forced and self._running and not self._run_dry():
+        if not forced and self._running and not self._drain():
             log.warning("%r cannot finish the items in flight (an input blocks, or an "
                         "output raised); stopping it at once", self)
             forced = True
@@ -529,7 +536,7 @@ class Dagger:
         left = [len(outputs)]
         failed: list = []
         lock = threading.Lock()
-        dry = threading.Event()
+        dry = Flag()
 
         def drain(piper: Piper) -> None:
             try:
@@ -548,7 +555,7 @@ class Dagger:
             thread.start()
         return self._wait_dry(dry) and not failed
 
-    def _wait_dry(self, dry: threading.Event) -> bool:
+    def _wait_dry(self, dry: Flag) -> bool:
         """Wait for ``dry``; False once an input has blocked for INPUT_GRACE seconds."""
         while not dry.wait(0.05):
             for tap in self._taps:
@@ -560,7 +567,7 @@ class Dagger:
 
     def disconnect(self) -> None:
         """Disconnect every piper (stopping the IMaps first if they run)."""
-        Dagger.stop(self)
+        self.stop()
         for piper in self.postorder():
             if piper.connected:
                 piper.disconnect()
@@ -603,4 +610,4 @@ class Dagger:
         return drawing.draw(self, path, format, counts)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({[p.name for p in self.graph]})"
+        return f"Dagger({[p.name for p in self.graph]})"

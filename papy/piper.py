@@ -185,6 +185,7 @@ class Piper:
         self.connected = False
         self.outbox: Iterator[Any] | None = None
         self._tasks: list = []
+        self._task_ids: list[int] = []
         self._branches: list = []
         self._relay: Relay | None = None
         self._tee: Tee | None = None
@@ -197,6 +198,13 @@ class Piper:
     def started(self) -> bool:
         """True once the IMap this piper runs on has started."""
         return bool(self.connected and self.imap is not None and self.imap.running)
+
+    @property
+    def task_ids(self) -> list[int]:
+        """The ids of the tasks this piper runs as on its IMap (none inline):
+        those of its current connection, or of its last one once disconnected
+        (what the report of the last run needs)."""
+        return list(self._task_ids)
 
     def __repr__(self) -> str:
         where = self.imap.name if self.imap is not None else "inline"
@@ -235,7 +243,7 @@ class Piper:
         else:
             self._gate = gate if gate is not None else threading.Event()
         if self._common(sources):
-            self._tasks = []   # _inline_outputs calls the worker itself
+            self._tasks = []   # _evaluated calls the worker itself
         else:
             stream = inboxes(sources, self.consume, self._in, self._gate)
             call = _Call(self.worker, self.name)
@@ -247,6 +255,7 @@ class Piper:
                                                   retries=self.retries,
                                                   name=f"{self.name}[{i}]")
                                for i, part in enumerate(parts)]
+        self._task_ids = [t.task for t in self._tasks] if self.imap is not None else []
         self.stats = {"in": 0, "out": 0, "errors": 0}
         self.sampled = [0.0, 0]   # an inline piper: seconds of the items timed, items timed
         self.first_error = None
@@ -384,31 +393,71 @@ class Piper:
     # -- output ------------------------------------------------------------------
 
     def _common(self, sources: list) -> bool:
-        """True for the common inline piper that :meth:`_inline_outputs` evaluates."""
+        """True for the common inline piper whose items :meth:`_evaluated` evaluates."""
         return (self.imap is None and len(sources) == 1 and self.consume == 1
                 and self.produce == 1 and not (self.track or self.debug))
 
     def _outputs(self, sources: list) -> Iterator[Any]:
-        if self._common(sources):
-            return self._inline_outputs(sources[0])
-        if len(self._tasks) == 1 and self.produce == 1 and not (self.track or self.debug):
-            return self._plain_outputs()
-        return self._general_outputs()
+        """The outbox: the one loop that hands on every value of this piper.
 
-    def _inline_outputs(self, source: Iterator[Any]) -> Iterator[Any]:
-        """The outbox of the common inline piper: one input, ``consume=1``,
-        ``produce=1``, no track or debug.
-
-        The same values, counts and logging as :func:`inboxes` through
-        :class:`_Call` into :meth:`_general_outputs`, in one generator: per
-        item, the function is called directly (the whole worker if it has
-        several functions or extra arguments, or if the item may hold an error).
+        Values come from :meth:`_evaluated` (the common inline piper) or from
+        :meth:`_results` (the piper's tasks); here each is counted, an error
+        noted (raised with ``debug``), tracked, and split by ``produce``.
         """
-        worker, name, stats = self.worker, self.name, self.stats
+        values = self._evaluated(sources[0]) if self._common(sources) else self._results()
+        stats, counter = self.stats, self._in
+        produce, debug, track = self.produce, self.debug, self.track
+        for value in values:
+            stats["in"] = counter[0]
+            if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
+                value = self._counted(value)
+                if debug:
+                    raise value
+            if track:
+                self.tracked.append(value)
+            if produce == 1:
+                stats["out"] += 1
+                yield value
+                continue
+            for v in self._produced(value):
+                stats["out"] += 1
+                yield v
+
+    def _results(self) -> Iterator[Any]:
+        """The results of the piper's tasks, taken in turn; a failure to get
+        one (timeout, lost worker, failed input) is a PiperError in its place."""
+        tasks, name = self._tasks, self.name
+        n = len(tasks)
+        for turn in itertools.count():
+            task = tasks[turn % n]
+            while True:
+                try:
+                    value = next(task)
+                    break
+                except (StopIteration, RunEndedError):   # the IMap's run is over too
+                    return
+                except PiperError:   # raised upstream: debug=True or a branch lag error
+                    raise
+                except StallError:
+                    _stalled(name)
+                except Exception as exc:
+                    value = PiperError(f"piper {name!r}: no result", exc, name)
+                    break
+            yield value
+
+    def _evaluated(self, source: Iterator[Any]) -> Iterator[Any]:
+        """The values of the common inline piper (one input, ``consume=1``,
+        ``produce=1``, no track or debug), evaluated here item by item.
+
+        The same values as :func:`inboxes` through :class:`_Call`: the
+        function is called directly (the whole worker if it has several
+        functions or extra arguments, or if the item may hold an error). An
+        input that fails ends the values with the error.
+        """
+        worker, name, counter = self.worker, self.name, self._in
         func = worker.single or worker   # a whole worker returns its errors itself
-        sampled, clock, evaluate = self.sampled, time.perf_counter, self._evaluate
+        sampled, clock = self.sampled, time.perf_counter
         stream = iter(source)
-        count = 0
         try:
             while True:
                 # The first item of every SAMPLE_EVERY is timed (the report's
@@ -418,50 +467,41 @@ class Piper:
                 if item is _END:
                     return
                 began = clock()
-                value = evaluate(item)
+                value = self._evaluate(item)
                 sampled[0] += clock() - began
                 sampled[1] += 1
-                count += 1
-                stats["in"] = stats["out"] = count
+                counter[0] += 1
                 yield value
-                untimed = enumerate(itertools.islice(stream, SAMPLE_EVERY - 1), count + 1)
-                for count, item in untimed:
-                    # what evaluate() does, inlined: the common case
+                taken = 0
+                for item in itertools.islice(stream, SAMPLE_EVERY - 1):
                     inbox = (item,)
                     if type(item) not in PLAIN_TYPES and isinstance(item, LOOK_CLOSER):
-                        value = worker(inbox)
+                        value = worker(inbox)   # an error, or a sequence that may hold one
                     else:
                         try:
                             value = func(inbox)
                         except Exception as exc:
                             value = worker.failure(func, exc, inbox)
-                    stats["in"] = stats["out"] = count
-                    if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
-                        value = self._counted(value)
+                    counter[0] += 1
+                    taken += 1
                     yield value
-                if count % SAMPLE_EVERY:   # the run ended short: so did the input
+                if taken < SAMPLE_EVERY - 1:   # the run ended short: so did the input
                     return
         except PiperError:   # raised upstream: debug=True or a branch lag error
             raise
-        except Exception as exc:   # the input failed: its error is the last item
-            stats["out"] += 1
-            yield self._counted(PiperError(f"piper {name!r}: no result", exc, name))
+        except Exception as exc:   # the input failed: its error is the last value
+            yield PiperError(f"piper {name!r}: no result", exc, name)
 
     def _evaluate(self, item: Any) -> Any:
-        """One item of :meth:`_inline_outputs`: its value, or the error in its place."""
+        """One item's value in :meth:`_evaluated` (its error in its place)."""
         worker = self.worker
         if type(item) not in PLAIN_TYPES and isinstance(item, LOOK_CLOSER):
-            # an error, or a sequence that may hold one: the worker passes it on
-            value = worker((item,))
-        else:
-            func = worker.single or worker
-            try:
-                value = func((item,))
-            except Exception as exc:
-                value = worker.failure(func, exc, (item,))
-        if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
-            value = self._counted(value)
-        return value
+            return worker((item,))
+        func = worker.single or worker
+        try:
+            return func((item,))
+        except Exception as exc:
+            return worker.failure(func, exc, (item,))
 
     def _counted(self, error: PiperError | WorkerError) -> PiperError:
         """Count an error this piper hands on; log it if it is the first arising here."""
@@ -472,80 +512,25 @@ class Piper:
             self._note_first(error)
         return error
 
-    def _plain_outputs(self) -> Iterator[Any]:
-        """:meth:`_general_outputs` for one task, ``produce=1``, no track or debug."""
-        task = self._tasks[0]
-        name = self.name
-        stats = self.stats
-        counter = self._in
-        while True:
-            try:
-                value = next(task)
-            except (StopIteration, RunEndedError):   # the IMap's run is over too
-                return
-            except PiperError:   # raised upstream: debug=True or a branch lag error
-                raise
-            except StallError:
-                _stalled(name)
-                continue
-            except Exception as exc:   # timeout, lost worker, failed input
-                value = PiperError(f"piper {name!r}: no result", exc, name)
-            stats["in"] = counter[0]
-            if isinstance(value, PiperError):
-                value = self._counted(value)
-            stats["out"] += 1
-            yield value
-
-    def _general_outputs(self) -> Iterator[Any]:
-        tasks = self._tasks
-        n = len(tasks)
-        name = self.name
-        stats = self.stats
-        for turn in itertools.count():
-            try:
-                while True:
-                    try:
-                        value = next(tasks[turn % n])
-                        break
-                    except StallError:
-                        _stalled(name)
-            except (StopIteration, RunEndedError):   # the IMap's run is over too
-                return
-            except PiperError:   # raised upstream: debug=True or a branch lag error
-                raise
-            except Exception as exc:   # timeout, lost worker, failed input
-                value = PiperError(f"piper {name!r}: no result", exc, name)
-            stats["in"] = self._in[0]
-            if isinstance(value, PiperError):
-                value = self._counted(value)
-                if self.debug:
-                    raise value
-            if self.track:
-                self.tracked.append(value)
-            if self.produce == 1:
-                stats["out"] += 1
-                yield value
-                continue
-            if isinstance(value, PiperError) or self.repeat:
-                values: Any = [value] * self.produce
-            else:
-                try:
-                    values = list(value)
-                except TypeError as exc:
-                    values = None
-                    error = exc
-                if values is None or len(values) != self.produce:
-                    err = PiperError(
-                        f"piper {name!r} has produce={self.produce} but its result is "
-                        f"{value!r}; return a sequence of {self.produce} or use repeat=True",
-                        error if values is None else None, name)
-                    self._counted(err)
-                    if self.debug:
-                        raise err
-                    values = [err] * self.produce
-            for v in values:
-                stats["out"] += 1
-                yield v
+    def _produced(self, value: Any) -> list:
+        """The ``produce`` values one evaluation hands on (an error in each place)."""
+        name, produce = self.name, self.produce
+        if isinstance(value, PiperError) or self.repeat:
+            return [value] * produce
+        try:
+            values = list(value)
+        except TypeError as exc:
+            values, cause = None, exc
+        if values is not None and len(values) == produce:
+            return values
+        err = PiperError(
+            f"piper {name!r} has produce={produce} but its result is {value!r}; return a "
+            f"sequence of {produce} or use repeat=True", cause if values is None else None,
+            name)
+        self._counted(err)
+        if self.debug:
+            raise err
+        return [err] * produce
 
     def _note_first(self, error: PiperError) -> None:
         """Log the first error that arises in this piper in a run (not those passed on)."""

@@ -29,6 +29,7 @@ are exhausted) or :meth:`Plumber.stop`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ from typing import Any
 
 from imap.progress import Progress
 from imap.stats import Report
+from imap.waiting import Flag
 
 from .dagger import Dagger
 from .errors import PiperError, PlumberError
@@ -58,7 +60,7 @@ def _expected_items(plumber: Plumber) -> dict:
     items, and a merge makes as many inboxes as its shortest upstream.
     """
     expected: dict = {}
-    datas = dict(zip(plumber.get_inputs(), plumber._inputs, strict=False))
+    datas = dict(zip(plumber.get_inputs(), plumber.dagger._inputs, strict=False))
     for piper in plumber.topological():
         if piper in datas:
             try:
@@ -82,8 +84,27 @@ def _by_task(tracked: list, spawn: int) -> list[dict]:
     return tasks
 
 
-class Plumber(Dagger):
-    """A :class:`~papy.dagger.Dagger` with a life cycle, statistics and save/load.
+def _forward(name: str) -> Any:
+    """A Plumber method that is its Dagger's method ``name``."""
+    method = getattr(Dagger, name)
+
+    @functools.wraps(method)
+    def forwarded(self: Plumber, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.dagger, name)(*args, **kwargs)
+    return forwarded
+
+
+def _forward_property(name: str) -> property:
+    return property(lambda self: getattr(self.dagger, name),
+                    doc=getattr(Dagger, name).__doc__ if hasattr(Dagger, name) else None)
+
+
+class Plumber:
+    """A pipeline with a life cycle, statistics and save/load.
+
+    A Plumber runs a :class:`~papy.dagger.Dagger` (its :attr:`dagger`),
+    whose graph methods it offers as its own (``add_piper``, ``add_pipe``,
+    ``del_piper``, ``upstream``, ``draw``, ...), as PaPy 1.x's Plumber did.
 
     Args:
         pipers, pipes, xtras: as for :class:`~papy.dagger.Dagger`.
@@ -92,20 +113,18 @@ class Plumber(Dagger):
             pipers are expected to write their results somewhere).
     """
 
-    # Each output has one reader, its puller (a graceful stop drains through
-    # the pullers too), so the outboxes need no lock.
-    guard_outputs = False
-
     def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (),
                  xtras: dict | None = None, keep: bool = False) -> None:
-        super().__init__(pipers, pipes, xtras)
+        # Each output has one reader, its puller, and a graceful stop drains
+        # through the pullers too (drain=): the outboxes need no lock.
+        self.dagger = Dagger(pipers, pipes, xtras, drain=self._run_dry)
         self.keep = keep
         self.results: dict[str, list] = {}
         self._threads: list[threading.Thread] = []
         self._pulling: set[int] = set()     # outputs with a live puller
         self._lock = threading.Lock()
         self._pause = threading.Event()
-        self._finished = threading.Event()
+        self._finished = Flag()   # its wait survives a second Ctrl-C
         self._error: BaseException | None = None
         self._outputs: list = []            # (piper, outbox), None once exhausted
         self._counts: dict[str, list] = {}  # output name -> [items, errors] pulled
@@ -115,20 +134,53 @@ class Plumber(Dagger):
         self._end_time: float | None = None
         self._progress: Progress | None = None
 
+    # -- the Dagger's graph, as the Plumber's own --------------------------------------
+
+    graph = _forward_property("graph")
+    xtras = _forward_property("xtras")
+    pipers = _forward_property("pipers")
+    imaps = _forward_property("imaps")
+    add_piper = _forward("add_piper")
+    add_pipers = _forward("add_pipers")
+    del_piper = _forward("del_piper")
+    del_pipers = _forward("del_pipers")
+    children_after_parents = _forward("children_after_parents")
+    resolve = _forward("resolve")
+    add_pipe = _forward("add_pipe")
+    add_pipes = _forward("add_pipes")
+    del_pipe = _forward("del_pipe")
+    del_pipes = _forward("del_pipes")
+    upstream = _forward("upstream")
+    downstream = _forward("downstream")
+    get_inputs = _forward("get_inputs")
+    get_outputs = _forward("get_outputs")
+    postorder = _forward("postorder")
+    topological = _forward("topological")
+    connect_inputs = _forward("connect_inputs")
+    connect = _forward("connect")
+    disconnect = _forward("disconnect")
+    to_dot = _forward("to_dot")
+    draw = _forward("draw")
+    __contains__ = _forward("__contains__")
+    __len__ = _forward("__len__")
+
+    def __repr__(self) -> str:
+        return f"Plumber({[p.name for p in self.dagger.graph]})"
+
     # -- life cycle ------------------------------------------------------------------
 
-    def start(self, datas: Sequence[Iterable[Any]] | None = None) -> None:  # type: ignore[override]
+    def start(self, datas: Sequence[Iterable[Any]] | None = None) -> None:
         """Connect the pipers to ``datas`` (one iterable per input piper) and start."""
         if self._started:
             raise PlumberError("the Plumber is started already; stop() it first")
         if datas is None:
             raise PlumberError("start(datas): give one input iterable per input piper")
-        self.connect(datas)
+        self.dagger.connect(datas)
         try:
-            super().start()
+            self.dagger.start()
         except BaseException:
-            Dagger.stop(self, forced=True)
-            self.disconnect()
+            self.dagger.stop(forced=True)
+            self.dagger.disconnect()
             raise
         self._outputs = [(p, iter(p.outbox)) for p in self.get_outputs()]
         self.results = {p.name: [] for p, _ in self._outputs}
@@ -234,7 +286,7 @@ class Plumber(Dagger):
         if self._error is not None:
             return False
         self.run()
-        return self._wait_dry(self._finished) and self._error is None
+        return self.dagger._wait_dry(self._finished) and self._error is None
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -292,7 +344,7 @@ class Plumber(Dagger):
         with self._lock:
             self._pause.set()
 
-    def stop(self, forced: bool = False) -> None:  # type: ignore[override]
+    def stop(self, forced: bool = False) -> None:
         """Stop the pipeline; join the pullers, relays and IMaps.
 
         A graceful stop (the default) draws nothing more from the inputs and
@@ -304,7 +356,7 @@ class Plumber(Dagger):
         """
         if forced:
             self.pause()
-        super().stop(forced=forced)
+        self.dagger.stop(forced=forced)
         self.pause()
         if self._started:
             self._report()
@@ -358,7 +410,7 @@ class Plumber(Dagger):
         pipers = {p.name: dict(p.stats) for p in self.graph}
         if self._start_time is None:
             return pipers
-        for row in pipeline_report(self, None).rows:
+        for row in pipeline_report(self.dagger, None).rows:
             if not row["inline"]:
                 pipers[row["name"]].update(
                     {key: row[key] for key in ("busy", "share", "rate", "tasklet", "peak",
@@ -374,7 +426,8 @@ class Plumber(Dagger):
         ``print(plumber.report())`` shows a table; ``.as_dict()`` gives the
         figures. Inline pipers are not timed (they run in the pulling
         thread)."""
-        return pipeline_report(self, self.stats["run_time"] if self._start_time else None)
+        return pipeline_report(self.dagger,
+                               self.stats["run_time"] if self._start_time else None)
 
     # -- save / load -----------------------------------------------------------------------
 

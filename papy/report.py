@@ -2,7 +2,7 @@
 
 Built from the reports of the IMaps the pipers run on
 (:meth:`imap.IMap.report`): a piper on an IMap runs as one task per
-``spawn``, named ``"<piper>[i]"``; its row adds up those tasks. Inline
+``spawn`` (its ``task_ids``); its row adds up those tasks. Inline
 pipers run in the thread that pulls them; they time one item in
 ``SAMPLE_EVERY`` and their busy time is estimated from those.
 
@@ -25,11 +25,10 @@ __all__ = ["pipeline_report"]
 _PRECEDENCE = ("work", "input", "consumer", "overhead")
 
 
-def _piper_of(task_name: str, pipers: dict) -> Any:
-    """The piper a report row of an IMap belongs to: rows are named
-    ``"<id> (<piper>[<i>])"``."""
-    inner = task_name.split(" (", 1)[-1].rstrip(")")
-    return pipers.get(inner.rsplit("[", 1)[0])
+def _by_task(pipers: dict) -> dict:
+    """``(IMap, task id) -> piper`` for the pipers that run on an IMap."""
+    return {(id(p.imap), task): p for p in pipers.values() if p.imap is not None
+            for task in p.task_ids}
 
 
 def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
@@ -46,17 +45,18 @@ def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
     workers = 0
     longest = 0.0
     placements: list = []   # where pipers with a functional dependency may run
+    of_task = _by_task(pipers)
     for m in dagger.imaps:
         report = m.report()
         for t in m.status().tasks:   # pipers with a functional dependency: where they run
-            piper = pipers.get(t.name.rsplit("[", 1)[0])
+            piper = of_task.get((id(m), t.task))
             if t.dependency is not None and piper is not None:
                 placements.append(placement_note(f"piper {piper.name!r} ({t.name})", t))
         workers += report.workers
         room_wait += report.room_wait
         longest = max(longest, report.elapsed)
         for r in report.rows:
-            piper = _piper_of(r["name"], pipers)
+            piper = of_task.get((id(m), r["task"]))
             if piper is None:
                 continue
             row = rows[piper.name]
@@ -72,7 +72,10 @@ def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
         if report.bottleneck is None:
             continue
         kind = report.bottleneck if report.bottleneck in _PRECEDENCE else "work"
-        piper = _piper_of(report.bottleneck, pipers) if kind == "work" else None
+        piper = None
+        if kind == "work":
+            top = next(r for r in report.rows if r["name"] == report.bottleneck)
+            piper = of_task.get((id(m), top["task"]))
         share = rows[piper.name]["share"] if piper is not None else 0.0
         found.append((_PRECEDENCE.index(kind), -share, kind, piper, m, report))
     elapsed = elapsed if elapsed is not None else longest

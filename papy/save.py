@@ -18,7 +18,7 @@ import tempfile
 import textwrap
 from typing import Any
 
-from imap import IMap
+from imap.options import Options
 
 from .errors import PlumberError
 
@@ -27,12 +27,15 @@ _IMAP_ALWAYS = ("worker_type", "worker_num", "stride", "buffer", "name")
 
 
 def _imap_defaults() -> dict:
-    """The options of an IMap made with no arguments (never started).
+    """The default of every IMap option, in the form ``IMap.options`` gives.
 
-    ``IMap.options`` is the one source of truth: an option added to IMap is
-    saved without any change here.
+    :class:`imap.options.Options` is the one list of options: an option
+    added there is saved without any change here.
     """
-    return IMap().options
+    defaults = Options.defaults()
+    defaults["worker_remote"] = list(defaults["worker_remote"])
+    defaults["remote_options"] = dict(defaults["remote_options"])
+    return defaults
 
 
 def _function_ref(func: Any, imports: set, sources: dict) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import imap
-from papy import Dagger
+from papy import Dagger, Plumber
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "doc").glob("*.rst"))
@@ -109,7 +109,8 @@ def test_snippets_run(name: str) -> None:
     exec(PRELUDE, namespace)
     started: list = []   # what snippets start, stopped at the end (names get rebound)
     for code in snippets(name):
-        started += [v for v in namespace.values() if isinstance(v, (imap.IMap, Dagger))]
+        started += [v for v in namespace.values()
+                    if isinstance(v, (imap.IMap, Dagger, Plumber))]
         if (name, first_line(code)) in NOT_RUN:
             continue
         if ">>>" in code:
@@ -132,7 +133,7 @@ def test_snippets_run(name: str) -> None:
     for value in started + list(namespace.values()):   # stop what is left running
         if isinstance(value, imap.IMap) and value.running:
             value.stop(forced=True)
-        elif isinstance(value, Dagger):
+        elif isinstance(value, (Dagger, Plumber)):
             value.stop(forced=True)
     namespace["_threads"].terminate()
     namespace["_threads"].join()
