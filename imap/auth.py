@@ -267,6 +267,8 @@ def _client_classes() -> tuple[type, type]:
     from rpyc.core.service import MasterService
     from rpyc.core.stream import SocketStream
 
+    from .backends._remote_agent import send_frame
+
     class ClientService(MasterService):
         """Drives the server's classic service (``conn.execute``,
         ``conn.namespace``) and exposes nothing to it: with
@@ -285,6 +287,8 @@ def _client_classes() -> tuple[type, type]:
         server wants a secret this client does not have."""
 
         __slots__ = ("first",)
+
+        write = send_frame   # large batches in linear time (rpyc's copies per chunk)
 
         def __init__(self, sock: socket.socket) -> None:
             super().__init__(sock)

@@ -341,3 +341,49 @@ def test_local_workers_share_module_state_after_remote_runs_sent_the_module_by_v
         m.add_task(wf.read_init_value, range(4))
         m.start()
         assert list(m) == [(x, "ready") for x in range(4)]
+
+
+def _reverse(b):
+    return b[::-1]
+
+
+@pytest.mark.parametrize("kind", ["imap", "classic"])
+def test_large_items_and_results_cross_whole_in_frames_sent_as_views(kind) -> None:
+    """Frames of several MiB go both ways (both ends send them in linear time)."""
+    from imap.auth import _client_classes
+    from imap.backends._remote_agent import send_frame
+    items = [os.urandom(3 * 2 ** 20 + k) for k in range(6)]
+    with server(kind) as (addr, _):
+        with IMap(worker_type="thread", worker_num=0, worker_remote=[(addr, 2)]) as m:
+            task = m.add_task(_reverse, items)
+            m.start()
+            assert list(task) == [b[::-1] for b in items]
+    assert _client_classes()[1].write is send_frame
+
+
+def test_send_frame_sends_every_byte_in_order() -> None:
+    import threading
+
+    from rpyc.core.stream import SocketStream
+
+    from imap.backends._remote_agent import _send_linear
+    a, b = socket.socketpair()
+    stream = SocketStream(a)
+    assert _send_linear(stream) and _send_linear(stream)   # once is enough
+    data = os.urandom(5 * 2 ** 20 + 7)
+    got = bytearray()
+
+    def read() -> None:
+        while len(got) < len(data):
+            chunk = b.recv(1 << 20)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stream.write(data)
+    reader.join(30)
+    assert bytes(got) == data
+    a.close()
+    b.close()

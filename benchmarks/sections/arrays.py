@@ -6,7 +6,9 @@ arrays travel through shared memory, see imap.shm), ``Pool.imap`` nested
 (the best of two chunk sizes), ``ProcessPoolExecutor.map`` twice, mpire and
 joblib/loky (one call doing both stages: they have no chained map; joblib
 memory-maps large arrays for its workers), Dask (``client.map`` twice over
-scattered arrays, then ``as_completed``), and the same work in this process.
+scattered arrays, then ``as_completed``), imap on an ``imap-server`` on
+127.0.0.1 (1 MiB only: the arrays cross a loopback socket four times), and
+the same work in this process.
 MiB/s = array MiB / run time (start-up and warm-up not counted).
 
 Then the parent's RSS growth while 10^4 arrays of 1 MiB go through imap at
@@ -57,6 +59,33 @@ def _imap(data, expect, **options):
                 raise AssertionError(f"wrong result: {r[0]} != {e}")
             out.append(None)
         return time.perf_counter() - t, len(out)
+
+
+def _remote(data, expect):
+    """imap on an imap-server on 127.0.0.1 (the arrays cross a socket both ways).
+
+    The clock starts once start() has connected to every remote worker.
+    """
+    import cloudpickle
+
+    from imap import IMap
+    from imap.embedded import local
+    # The server has no copy of this folder: send the stages by value.
+    cloudpickle.register_pickle_by_value(aw)
+    try:
+        with local(h.WORKERS) as remote, \
+                IMap(worker_type="thread", worker_num=0, worker_remote=remote) as m:
+            a = m.add_task(aw.double, data)
+            b = m.add_task(aw.plus_one, a)
+            m.start()
+            t = time.perf_counter()
+            n = 0
+            for r, e in zip(b, expect, strict=True):
+                _check([r], [e])
+                n += 1
+            return time.perf_counter() - t, n
+    finally:
+        cloudpickle.unregister_pickle_by_value(aw)
 
 
 def _pool(data, expect, chunksize):
@@ -133,7 +162,7 @@ def _serial(data, expect):
     return time.perf_counter() - t, n
 
 
-def _rows(cluster_client):
+def _rows(cluster_client, size):
     rows = {
         "imap (defaults)": lambda d, e: _imap(d, e),
         "Pool.imap nested chunksize=1": lambda d, e: _pool(d, e, 1),
@@ -144,6 +173,8 @@ def _rows(cluster_client):
     }
     if cluster_client is not None:
         rows["Dask client.map twice, scattered"] = _dask(cluster_client)
+    if size <= MiB:   # 64 MiB arrays over a socket: minutes for nothing new
+        rows["imap remote (imap-server on 127.0.0.1)"] = _remote
     rows["in-process (reference)"] = _serial
     return rows
 
@@ -167,7 +198,7 @@ def run(cfg, summary):
     try:
         for label, (size, n_full, n_quick) in SIZES.items():
             n = n_quick if quick else n_full
-            _section(label, size, n, _rows(client), cfg, summary)
+            _section(label, size, n, _rows(client, size), cfg, summary)
         _rss(cfg, summary, RSS_ARRAYS[1] if quick else RSS_ARRAYS[0])
     finally:
         if client is not None:
