@@ -320,6 +320,10 @@ def client_connection(sock: socket.socket, compress: bool, timeout: float) -> An
     from rpyc.core.channel import Channel
     from rpyc.utils.factory import connect_channel
 
+    from .backends._remote_agent import _send_linear
+
     service, stream = _client_classes()
     config = dict(CLIENT_CONFIG, sync_request_timeout=timeout)
-    return connect_channel(Channel(stream(sock), compress=compress), service, config=config)
+    channel = Channel(stream(sock), compress=compress)
+    _send_linear(channel.stream, channel)   # large frames in linear time
+    return connect_channel(channel, service, config=config)

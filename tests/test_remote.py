@@ -387,3 +387,41 @@ def test_send_frame_sends_every_byte_in_order() -> None:
     assert bytes(got) == data
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_tuned_channels_carry_large_and_small_frames(compress) -> None:
+    import threading
+
+    from rpyc.core.channel import Channel
+    from rpyc.core.stream import SocketStream
+
+    from imap.backends._remote_agent import _send_linear, recv_frame
+    a, b = socket.socketpair()
+    sender, receiver = Channel(SocketStream(a), compress), Channel(SocketStream(b))
+    assert _send_linear(sender.stream, sender) and _send_linear(receiver.stream, receiver)
+    assert type(receiver).recv is recv_frame
+    frames = [os.urandom(n) for n in (0, 1, 63_999, 64_000, 3 * 2 ** 20 + 1, 5)]
+    frames.append(bytes(2 ** 21))   # compressible
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(receiver.recv() for _ in frames))
+    reader.start()
+    for frame in frames:
+        sender.send(frame)
+    reader.join(30)
+    assert got == frames
+    sender.close()
+    receiver.close()
+    # the wire format is rpyc's: a plain channel reads what a tuned one sends
+    a, b = socket.socketpair()
+    sender, plain = Channel(SocketStream(a), compress), Channel(SocketStream(b))
+    _send_linear(sender.stream, sender)
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(plain.recv() for _ in frames))
+    reader.start()
+    for frame in frames:
+        sender.send(frame)
+    reader.join(30)
+    assert got == frames and type(plain).recv is not recv_frame
+    sender.close()
+    plain.close()

@@ -97,23 +97,72 @@ def send_frame(self, data):
         raise EOFError(exc) from exc
 
 
-_linear_streams = {}   # rpyc stream class -> its subclass with send_frame
+def recv_frame(self):
+    """``recv`` of an rpyc channel that does not copy a large frame to drop its end.
+
+    rpyc reads a frame and its one-byte end marker together and slices the
+    marker off: a copy of the whole frame. Here a large frame and its marker
+    are read apart (a small one as rpyc does: one read).
+    """
+    header = self.stream.read(self.FRAME_HEADER.size)
+    length, compressed = self.FRAME_HEADER.unpack(header)
+    end = len(self.FLUSHER)
+    if length < self.stream.MAX_IO_CHUNK:
+        data = self.stream.read(length + end)[:-end]
+    else:
+        data = self.stream.read(length)
+        self.stream.read(end)
+    if compressed:
+        import zlib
+
+        data = zlib.decompress(data)
+    return data
 
 
-def _send_linear(stream):
-    """Make ``stream`` (this connection's rpyc stream) use :func:`send_frame`."""
+def send_frame_whole(self, data):
+    """``send`` of an rpyc channel that writes a large frame without slicing it."""
+    if self.compress and len(data) > self.COMPRESSION_THRESHOLD:
+        import zlib
+
+        data, compressed = zlib.compress(data, self.COMPRESSION_LEVEL), 1
+    else:
+        compressed = 0
+    header = self.FRAME_HEADER.pack(len(data), compressed)
+    if len(data) < self.stream.MAX_IO_CHUNK:
+        self.stream.write(header + data + self.FLUSHER)
+    else:
+        self.stream.write(header)
+        self.stream.write(data)
+        self.stream.write(self.FLUSHER)
+
+
+_linear = {}   # rpyc class -> its subclass with the methods above
+
+
+def _tuned(obj, base, methods):
+    """Give ``obj`` (an instance of ``base`` exactly) the linear-time ``methods``."""
+    cls = type(obj)
+    if all(getattr(cls, name, None) is method for name, method in methods.items()):
+        return True
+    if not isinstance(obj, base) or any(getattr(cls, name) is not getattr(base, name)
+                                        for name in methods):
+        return False   # of another kind: left as it is
+    if cls not in _linear:
+        _linear[cls] = type(cls.__name__, (cls,), {"__slots__": (), **methods})
+    obj.__class__ = _linear[cls]
+    return True
+
+
+def _send_linear(stream, channel=None):
+    """Make this connection's rpyc stream (and channel) move large frames
+    in linear time (:func:`send_frame`, :func:`recv_frame`, :func:`send_frame_whole`)."""
+    from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    base = type(stream)
-    if getattr(base, "write", None) is send_frame:
-        return True
-    if not isinstance(stream, SocketStream) or base.write is not SocketStream.write:
-        return False   # a stream of another kind: left as it is
-    if base not in _linear_streams:
-        _linear_streams[base] = type(base.__name__, (base,),
-                                     {"__slots__": (), "write": send_frame})
-    stream.__class__ = _linear_streams[base]
-    return True
+    done = _tuned(stream, SocketStream, {"write": send_frame})
+    if done and channel is not None:
+        _tuned(channel, Channel, {"recv": recv_frame, "send": send_frame_whole})
+    return done
 
 
 def imap_agent_nodelay():
@@ -126,9 +175,10 @@ def imap_agent_nodelay():
     """
     import socket
 
-    stream = getattr(_serving_channel(), "stream", None)
+    channel = _serving_channel()
+    stream = getattr(channel, "stream", None)
     if stream is not None:
-        _send_linear(stream)
+        _send_linear(stream, channel)
     sock = getattr(stream, "sock", None)
     if isinstance(sock, socket.socket):
         try:
