@@ -16,7 +16,7 @@ import pytest
 import worker_funcs as h
 from hypothesis import given
 from hypothesis import strategies as st
-from support import read_when_written, take_skipping
+from support import read_when_written, take_skipping, wait_until
 
 from imap import IMap
 from imap.backends._worker import Claims
@@ -91,6 +91,9 @@ def test_graceful_stop_gives_up_tasklets_that_outlive_their_timeout_under_skip(c
     m = IMap(worker_num=1, skip=True)
     m.add_task(time.sleep, [3600] * 6, timeout=0.5)
     m.start()
+    # A stop before the Feeder drew anything has nothing to give up (it ends
+    # the input at once): wait for tasklets in flight first.
+    wait_until(lambda: m.status().tasks[0].in_flight > 0, 30, "tasklets in flight")
     m.stop()
     assert any("given up" in r.getMessage() for r in caplog.records)
     assert not m.running
