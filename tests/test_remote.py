@@ -397,31 +397,29 @@ def test_tuned_channels_carry_large_and_small_frames(compress) -> None:
     from rpyc.core.stream import SocketStream
 
     from imap.backends._remote_agent import _send_linear, recv_frame
-    a, b = socket.socketpair()
-    sender, receiver = Channel(SocketStream(a), compress), Channel(SocketStream(b))
-    assert _send_linear(sender.stream, sender) and _send_linear(receiver.stream, receiver)
-    assert type(receiver).recv is recv_frame
     frames = [os.urandom(n) for n in (0, 1, 63_999, 64_000, 3 * 2 ** 20 + 1, 5)]
     frames.append(bytes(2 ** 21))   # compressible
-    got = []
-    reader = threading.Thread(target=lambda: got.extend(receiver.recv() for _ in frames))
-    reader.start()
-    for frame in frames:
-        sender.send(frame)
-    reader.join(30)
-    assert got == frames
-    sender.close()
-    receiver.close()
+
+    def carried(tune_receiver: bool) -> list:
+        """The frames as a tuned channel's peer (tuned or plain rpyc) reads them."""
+        a, b = socket.socketpair()
+        sender, receiver = Channel(SocketStream(a), compress), Channel(SocketStream(b))
+        assert _send_linear(sender.stream, sender)
+        if tune_receiver:
+            assert _send_linear(receiver.stream, receiver)
+        assert (type(receiver).recv is recv_frame) == tune_receiver
+        got: list = []
+        reader = threading.Thread(target=lambda: got.extend(receiver.recv() for _ in frames))
+        reader.start()
+        try:
+            for frame in frames:
+                sender.send(frame)
+            reader.join(30)
+        finally:
+            sender.close()
+            receiver.close()
+        return got
+
+    assert carried(tune_receiver=True) == frames
     # the wire format is rpyc's: a plain channel reads what a tuned one sends
-    a, b = socket.socketpair()
-    sender, plain = Channel(SocketStream(a), compress), Channel(SocketStream(b))
-    _send_linear(sender.stream, sender)
-    got = []
-    reader = threading.Thread(target=lambda: got.extend(plain.recv() for _ in frames))
-    reader.start()
-    for frame in frames:
-        sender.send(frame)
-    reader.join(30)
-    assert got == frames and type(plain).recv is not recv_frame
-    sender.close()
-    plain.close()
+    assert carried(tune_receiver=False) == frames
