@@ -53,3 +53,15 @@ def _nothing_left_running(request: pytest.FixtureRequest):
 def worker_type(request: pytest.FixtureRequest) -> str:
     """Each test using it runs once on thread and once on process workers."""
     return request.param
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A Client of a real Dask LocalCluster: 2 worker processes of 1 thread
+    each on 127.0.0.1, one per test module (tests using it are marked
+    ``allow_leftovers``: Dask keeps threads of its own between tests)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            yield client

@@ -1,7 +1,7 @@
 """Arrays without copies: large buffers travel out of band (pickle protocol
-5) through shared memory to and from local worker processes, read-only on
-receipt, and no segment outlives its run (stop, a worker or the parent
-killed, interpreter exit)."""
+5) through shared memory to and from local worker processes, as frames to
+and from Dask workers, read-only on receipt, and no segment outlives its
+run (stop, a worker or the parent killed, interpreter exit)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from support import read_when_written, wait_until
 
 from imap import IMap, WorkerLostError, shm
+from imap.backends import kernel
 
 np = pytest.importorskip("numpy")   # the test extra installs it
 
@@ -42,9 +43,18 @@ def arrays(n: int, size: int) -> list:
     return [np.full(size // 8, float(i)) for i in range(n)]
 
 
-def test_arrays_through_a_chain_of_process_workers_are_exact():
+@pytest.fixture(params=["process", pytest.param("dask", marks=pytest.mark.allow_leftovers)])
+def pool(request) -> dict:
+    """The IMap options of a pool whose large buffers travel out of band:
+    local worker processes (shared memory) and Dask workers (frames)."""
+    if request.param == "process":
+        return {"worker_num": 2}
+    return {"executor": request.getfixturevalue("dask_client")}
+
+
+def test_arrays_through_a_chain_are_exact(pool):
     data = arrays(40, MiB)
-    with IMap(worker_num=2) as m:
+    with IMap(**pool) as m:
         doubled = m.add_task(wf.array_double, data)
         plus = m.add_task(wf.array_plus_one, doubled)
         m.start()
@@ -54,8 +64,8 @@ def test_arrays_through_a_chain_of_process_workers_are_exact():
         assert r.shape == (MiB // 8,) and r[0] == 2 * i + 1 and r[-1] == 2 * i + 1
 
 
-def test_what_arrives_is_read_only_and_says_so():
-    with IMap(worker_num=1) as m:
+def test_what_arrives_is_read_only_and_says_so(pool):
+    with IMap(**pool) as m:
         written = m.add_task(wf.array_write_in_place, arrays(2, MiB))
         kept = m.add_task(wf.array_double, arrays(2, MiB))
         m.start()
@@ -66,16 +76,16 @@ def test_what_arrives_is_read_only_and_says_so():
             errors.append(str(info.value))
         results = list(kept)
     assert all("read-only" in e for e in errors), errors
-    assert not results[0].flags.writeable      # a result is a view of shared memory
+    assert not results[0].flags.writeable      # a view of shared memory, or of a frame
     copy = results[0].copy()                    # the idiom: copy, then edit in place
     copy += 1
     assert copy[0] == 1 and results[0][0] == 0
 
 
-def test_small_buffers_and_plain_objects_keep_the_pickle_stream():
+def test_small_buffers_and_plain_objects_keep_the_pickle_stream(pool):
     small = [np.arange(10.0) + i for i in range(20)]
     mixed = [{"a": np.full(MiB // 8, 1.0), "b": [1, 2], "c": bytearray(b"x" * 200_000)}]
-    with IMap(worker_num=2) as m:
+    with IMap(**pool) as m:
         a = m.add_task(wf.array_double, small)
         b = m.add_task(wf.ident, mixed)
         m.start()
@@ -83,6 +93,8 @@ def test_small_buffers_and_plain_objects_keep_the_pickle_stream():
     assert all((r == 2 * (np.arange(10.0) + i)).all() for i, r in enumerate(got_a))
     assert got_b[0]["b"] == [1, 2] and got_b[0]["a"][5] == 1.0
     assert bytes(got_b[0]["c"]) == b"x" * 200_000
+    assert all(r.flags.writeable for r in got_a)   # in the stream: a copy of its own
+    assert not got_b[0]["a"].flags.writeable       # out of band
 
 
 def test_threads_get_the_object_itself():
@@ -108,7 +120,7 @@ def test_a_function_that_keeps_its_input_keeps_it_intact():
 @settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(0, 300_000), min_size=1, max_size=12),
        ordered=st.booleans())
-def test_buffers_of_any_size_and_kind_arrive_intact(sizes, ordered):
+def test_buffers_of_any_size_and_kind_arrive_intact(pool, sizes, ordered):
     items = []
     for i, n in enumerate(sizes):
         kind = i % 3
@@ -118,7 +130,7 @@ def test_buffers_of_any_size_and_kind_arrive_intact(sizes, ordered):
             items.append(bytearray(bytes([i % 256]) * n))
         else:
             items.append(np.arange(n // 4, dtype=np.int32).reshape(-1, 1)[::2])  # a strided view
-    with IMap(worker_num=2, ordered=ordered) as m:
+    with IMap(ordered=ordered, **pool) as m:
         task = m.add_task(wf.ident, items)
         m.start()
         got = list(task)
@@ -129,6 +141,41 @@ def test_buffers_of_any_size_and_kind_arrive_intact(sizes, ordered):
     for want, have in zip(items, got, strict=True):
         assert type(have) is type(want)
         assert bytes(np.ascontiguousarray(have)) == bytes(np.ascontiguousarray(want))
+
+
+# -- frames (Dask) ------------------------------------------------------------------------------
+
+def test_frames_are_the_objects_own_memory_and_arrive_read_only():
+    big, small = np.arange(MiB // 8, dtype=np.float64), np.arange(100.0)
+    data = kernel.dumps_frames([big, small, "text"])
+    assert type(data) is dict and len(data["frames"]) == 1
+    assert np.shares_memory(np.frombuffer(data["frames"][0], np.float64), big)   # no copy
+    assert len(data["stream"]) < 4096      # the large buffer is not in the stream
+    assert kernel.frames_size(data) == len(data["stream"]) + big.nbytes
+    back = kernel.loads_frames(data)
+    assert (back[0] == big).all() and (back[1] == small).all() and back[2] == "text"
+    assert not back[0].flags.writeable and back[1].flags.writeable
+    plain = kernel.dumps_frames([small, {"k": 1}])
+    assert type(plain) is bytes and kernel.loads_frames(plain)[1] == {"k": 1}
+
+
+def test_frames_carry_what_only_cloudpickle_pickles():
+    offset = 3.0
+    data = kernel.dumps_frames((lambda x: x + offset, np.zeros(MiB // 8)))
+    func, array = kernel.loads_frames(data)
+    assert type(data) is dict and func(array)[0] == 3.0
+
+
+@pytest.mark.allow_leftovers
+def test_dask_workers_get_their_arrays_out_of_band(dask_client):
+    """In the Dask worker too, an array that came as a frame is read-only;
+    one in the pickle stream (below the threshold) is a writable copy."""
+    items = [np.ones(MiB // 8), np.ones(kernel.FRAME_BYTES // 8 - 1)]
+    with IMap(executor=dask_client) as m:
+        task = m.add_task(wf.array_writeable, items)
+        m.start()
+        got = list(task)
+    assert got == [False, True]
 
 
 # -- no segment outlives its run ---------------------------------------------------------------

@@ -205,15 +205,6 @@ def test_every_item_ends_as_its_kind_says(tmp_path_factory, kinds, ordered):
 # -- Dask ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
-        with distributed.Client(cluster, set_as_default=False) as client:
-            yield client
-
-
 @pytest.mark.allow_leftovers   # Dask keeps threads of its own between tests
 def test_dask_workers_are_checked_one_by_one(dask_client):
     names = sorted(dask_client.scheduler_info()["workers"])

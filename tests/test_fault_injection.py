@@ -64,15 +64,6 @@ def remote_address():
         yield address
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
-        with distributed.Client(cluster, set_as_default=False) as client:
-            yield client
-
-
 def _options(pool: str, address: str, client) -> dict:
     return {
         "thread": {"worker_type": "thread", "worker_num": 2},

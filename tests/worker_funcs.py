@@ -416,6 +416,10 @@ def array_double(x):
     return x * 2
 
 
+def array_writeable(x):
+    return bool(x.flags.writeable)
+
+
 def array_plus_one(x):
     return x + 1
 

@@ -68,6 +68,9 @@ class Batch:
     # for them (removed once the batch is answered).
     refs: tuple = field(default=(), repr=False)
     segment: str | None = field(default=None, repr=False)
+    # The large buffers of ``data`` as frames beside it (kernel.dumps_frames;
+    # an executor whose transport carries frames: Dask): views of the items.
+    frames: list | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -89,6 +92,7 @@ class Batch:
         self.items = [self.items[p] for p in positions]
         self.data = None   # pickled again, if ever sent again
         self.refs = ()
+        self.frames = None
         self.sent = None   # the next answer's latency is not one round trip
 
     def split_off(self, n: int) -> Batch:
@@ -100,6 +104,7 @@ class Batch:
         self.items = self.items[n:]
         self.data = None
         self.refs = ()
+        self.frames = None
         self.sent = None
         return head
 

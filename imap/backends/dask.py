@@ -21,6 +21,10 @@ of :mod:`.executor` holds; besides:
   its batches where those annotations allow (see :func:`dask_placement`).
 * A batch whose worker died (Dask's ``KilledWorker`` after its own retries)
   goes to ``lost``, like a lost process.
+* Large buffers (numpy arrays, bytes, anything with the buffer protocol, of
+  ``kernel.FRAME_BYTES`` or more) travel as Dask frames beside the pickle
+  stream, both ways (:func:`kernel.dumps_frames`): never copied into a
+  pickle in this process or in the worker; what arrives is read-only.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from ..depends import describe
 from ..errors import impossible
 from . import _dask_entry, kernel, wire
 from .base import Batch
-from .executor import ExecutorBackend, _items, _worker_died
+from .executor import ExecutorBackend, _worker_died
 
 log = logging.getLogger("imap")
 
@@ -235,14 +239,35 @@ class DaskBackend(ExecutorBackend):
 
     # -- submitting ------------------------------------------------------------------
 
+    def _pack(self, batch: Batch) -> None:
+        """Pickle the items of ``batch`` with their large buffers as frames
+        (left to wire.prepare if they do not pickle so)."""
+        if batch.refs:   # packed for a local process
+            batch.data, batch.refs = None, ()
+        if batch.data is not None:
+            return
+        try:
+            data = kernel.dumps_frames(batch.items)
+        except Exception:   # wire.prepare says which items cannot travel
+            return
+        if type(data) is dict:
+            batch.data, batch.frames = data["stream"], data["frames"]
+        else:
+            batch.data = data
+
+    def _part(self, batch: Batch) -> Any:
+        if batch.frames:
+            return {"stream": batch.data, "frames": batch.frames}
+        return batch.data
+
     def _go(self, groups: list) -> None:
         """Submit ``groups``; those of large items go to the scatter thread
         instead (see SCATTER_BYTES)."""
         for group in groups:
-            if sum(len(b.data) for b in group) > SCATTER_BYTES:
+            if sum(kernel.frames_size(self._part(b)) for b in group) > SCATTER_BYTES:
                 self._outbox.put(group)
             else:
-                self._launch(group, _items(group))
+                self._launch(group, self._items(group))
 
     def _scatter_loop(self) -> None:
         """Scatter the items of large groups, then submit their tasks, one
@@ -258,7 +283,7 @@ class DaskBackend(ExecutorBackend):
                 continue
             try:
                 [items] = self._executor.scatter(
-                    [_items(group)], hash=False, timeout=SCHEDULER_GRACE,
+                    [self._items(group)], hash=False, timeout=SCHEDULER_GRACE,
                     workers=group[0].task.placement.get("workers"))
             except Exception as exc:   # a worker that died, a closed client
                 self._launched()
@@ -289,7 +314,7 @@ class DaskBackend(ExecutorBackend):
                 placement.update(workers=free, allow_other_workers=False)
         return self._executor.submit(
             _dask_entry.run_kernel, *KERNEL, task.payload()[0], self._init, items,
-            log_level=self._level, key=f"imap-batch-{uuid.uuid4().hex}",
+            log_level=self._level, frames=True, key=f"imap-batch-{uuid.uuid4().hex}",
             priority=self.depth_order * task.id, **placement)
 
     # -- functional dependencies: Dask workers that refused a task --------------------------
@@ -376,7 +401,7 @@ class DaskBackend(ExecutorBackend):
             future.cancel()
             log.debug("moved a batch of task %d queued behind an abandoned tasklet on %s",
                       group[0].task.id, where)
-            self._launch(group, _items(group))
+            self._launch(group, self._items(group))
 
     def _hung_ended(self, future: Any) -> None:
         """A task holding an abandoned tasklet ended: its worker takes batches again."""
@@ -434,7 +459,7 @@ class DaskBackend(ExecutorBackend):
             group = self._recovering.popleft()
             self._recovery = _STARTING
             self._launching += 1
-        self._launch(group, _items(group), recovery=True)
+        self._launch(group, self._items(group), recovery=True)
 
     # -- results ---------------------------------------------------------------------
 
@@ -541,7 +566,7 @@ class DaskBackend(ExecutorBackend):
                     future.cancel()
                 except Exception:   # the old scheduler is gone
                     pass
-            self._launch(group, _items(group))
+            self._launch(group, self._items(group))
 
     def _scheduler_lost(self, status: str) -> None:
         with self._lock:

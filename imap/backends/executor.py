@@ -42,18 +42,13 @@ from typing import Any
 from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
+from ..flow.policy import COPIES
 from . import kernel, wire
 from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")
 
 _BROKEN = "the executor is broken (a worker of its pool died): it runs nothing more"
-
-
-def _items(group: list) -> Any:
-    """What a task of ``group`` takes: the pickled items of its one batch,
-    or a list of them, one per batch."""
-    return group[0].data if len(group) == 1 else [b.data for b in group]
 
 
 def _worker_died(exc: BaseException) -> bool:
@@ -148,6 +143,7 @@ class ExecutorBackend(Backend):
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, batch: Batch) -> None:
+        self._pack(batch)
         batch = wire.prepare(self.deliver, batch, self.where)
         if batch is None:
             return
@@ -196,7 +192,24 @@ class ExecutorBackend(Backend):
     def idle(self) -> bool:
         return False
 
+    def _pack(self, batch: Batch) -> None:
+        """Pickle the items of ``batch`` as this executor takes them, if it
+        has its own way (left to wire.prepare otherwise). Packed for
+        another place (shared memory, frames), they are pickled again."""
+        if batch.refs or batch.frames:
+            batch.data, batch.refs, batch.frames = None, (), None
+
+    def _part(self, batch: Batch) -> Any:
+        """What a task of the executor takes for ``batch``: its pickled items."""
+        return batch.data
+
+    def _items(self, group: list) -> Any:
+        """What a task of ``group`` takes: the items of its one batch
+        (:meth:`_part`), or a list of them, one per batch."""
+        return self._part(group[0]) if len(group) == 1 else [self._part(b) for b in group]
+
     def bind(self, batch: Batch) -> None:
+        self._pack(batch)
         if batch.data is None:   # tasklets split off a batch (refused ones, say)
             batch.data = pickling.dumps(batch.items)
         group = [batch]
@@ -242,7 +255,7 @@ class ExecutorBackend(Backend):
     def _go(self, groups: list) -> None:
         """Submit ``groups`` (taken by :meth:`_take`)."""
         for group in groups:
-            self._launch(group, _items(group))
+            self._launch(group, self._items(group))
 
     def _submit_task(self, group: list, items: Any) -> Any:
         """Submit one executor task running ``group`` on ``items``; its future."""
@@ -317,7 +330,11 @@ class ExecutorBackend(Backend):
             except Exception as exc:   # a result that does not unpickle here: its batch fails
                 wire.fail_batch(self.deliver, batch, wire.unreadable_answer(batch, exc), exc)
                 continue
-            batch.nbytes = len(answer) + len(batch.data or b"")
+            # Bytes alive per tasklet, counted as slots.py does: a buffer
+            # that came as a frame is alive once (the object is its memory).
+            frames = reply.oob_bytes + sum(memoryview(f).nbytes for f in batch.frames or ())
+            batch.nbytes = (kernel.frames_size(answer) - reply.oob_bytes
+                            + len(batch.data or b"") + frames // COPIES)
             if reply.errors:   # tasklets refused for a dependency go back, maybe
                 with self._lock:
                     out = self._queue.answered(self._refuser(reply.errors), batch,

@@ -40,6 +40,9 @@ What it does:
   :func:`answer_batch` refuses a batch whose dependency is unmet: each
   tasklet's error is ``(UNMET, reason, worker)``, which the parent reads as
   an ``imap.UnmetDependency`` of the whole task.
+* :func:`dumps_frames` pickles with the large buffers beside the stream,
+  as frames, for an executor whose transport carries frames (Dask): a
+  batch's items go so, and so does its answer.
 * :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
   peak, more)``, replacing each result that does not pickle by an unsendable error
   in its place. ``more`` is True for a partial answer: the values of the
@@ -60,6 +63,10 @@ INIT_FAILED = "init-failed"
 UNMET = "unmet-dependency"
 DEPENDS = "__imap_depends__"   # a function's dependency marks (imap.depends)
 FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
+# A buffer of at least this many bytes (a numpy array's data, a bytes...)
+# travels out of band where the transport carries frames (Dask): beside the
+# pickle stream, never copied into it. (imap.shm uses the same figure.)
+FRAME_BYTES = 64 * 1024
 
 
 def traceback_text(exc):
@@ -308,6 +315,49 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
     return values, errors, time.perf_counter() - mark, peak
 
 
+def dumps_frames(obj, threshold=FRAME_BYTES):
+    """Pickle ``obj`` (protocol 5) with its buffers of ``threshold`` bytes
+    or more out of band: the pickle stream alone if it has none, else
+    ``{"stream": stream, "frames": [memoryview, ...]}``, what
+    :func:`loads_frames` reads. The frames are views of ``obj``'s own
+    memory (no copy): a transport that sends them as frames of its own
+    (Dask's does) never copies them into a pickle stream."""
+    frames = []
+
+    def keep_in_band(buffer):
+        try:
+            raw = buffer.raw()
+        except BufferError:   # not contiguous: pickle copies it in band
+            return True
+        if raw.nbytes < threshold:
+            return True
+        frames.append(raw)
+        return False
+    try:
+        stream = pickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
+    except Exception:
+        frames.clear()
+        stream = cloudpickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
+    return {"stream": stream, "frames": frames} if frames else stream
+
+
+def loads_frames(data):
+    """The object that :func:`dumps_frames` made ``data`` of. Arrays that
+    came out of band are read-only views of the frames (copy one to edit
+    it in place)."""
+    if type(data) is dict:
+        return pickle.loads(data["stream"],
+                            buffers=[memoryview(f).toreadonly() for f in data["frames"]])
+    return pickle.loads(data)
+
+
+def frames_size(data):
+    """Bytes of ``data`` (a pickle stream, or one with frames)."""
+    if type(data) is dict:
+        return len(data["stream"]) + sum(memoryview(f).nbytes for f in data["frames"])
+    return len(data)
+
+
 def encode_results(values, errors, busy, peak, where="the worker", more=False, oob=None):
     """Pickle a batch's answer ``(values, errors, busy, peak, more)``.
 
@@ -330,7 +380,7 @@ def encode_results(values, errors, busy, peak, where="the worker", more=False, o
                 values = list(values)
                 values[pos] = None
     answer = (values, errors, busy, peak, more)
-    if oob is not None:   # large buffers out of band (a local worker process)
+    if oob is not None:   # large buffers out of band (shared memory, or frames)
         try:
             return oob(answer)
         except Exception:
@@ -389,7 +439,7 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     an answer with its large buffers out of band (see :mod:`imap.shm`).
     """
     try:
-        items = pickle.loads(data, buffers=buffers)
+        items = loads_frames(data) if type(data) is dict else pickle.loads(data, buffers=buffers)
     except Exception as exc:
         return pickle.dumps((None, unsendable(
             f"the items could not be unpickled in {where}" + _missing(exc), exc),
@@ -416,7 +466,8 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     return encode_results(values, errors, busy, peak, where, oob=oob)
 
 
-def run_submitted(payload, init, data, where="the executor's worker", log_level=None):
+def run_submitted(payload, init, data, where="the executor's worker", log_level=None,
+                  frames=False):
     """The batch kernel as an executor runs it (``concurrent.futures`` or
     Dask): one call per batch, in whichever worker the executor picks.
 
@@ -424,8 +475,10 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
     ``init`` None or ``(token, cloudpickle of (initializer, initargs))``:
     the initializer runs once per worker process (per ``token``: one IMap
     run), before its first batch. ``data`` is one batch's pickled items, or
-    a list of several batches' (of the same task), run one after another.
-    Returns the kernel's pickled answer (a list of them for a list); with a
+    a list of several batches' (of the same task), run one after another;
+    a batch's items may come with frames (:func:`dumps_frames`). Returns the
+    kernel's pickled answer (a list of them for a list), with its large
+    buffers as frames if ``frames`` (the executor carries them: Dask); with a
     ``log_level``, ``(answer, worker name, logs)`` when the initializer or
     the batches logged records of that level or above, ``logs`` the pickle
     of their list.
@@ -463,7 +516,7 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
     def run():
         for part in data if type(data) is list else [data]:
             answers.append(answer_batch(entry, init_error, part, where, every=FLUSH_EVERY,
-                                        worker=name))
+                                        worker=name, oob=dumps_frames if frames else None))
     records += collect_logs(collector, run)
     answer = answers if type(data) is list else answers[0]
     if not records:

@@ -219,8 +219,8 @@ class SlotBackend(Backend):
         function if that worker has not had it (lock held)."""
         key = batch.task.key
         payload = None
-        if batch.refs and not self.shared_memory:   # packed for a local process, not here
-            batch.data, batch.refs = None, ()
+        if (batch.refs and not self.shared_memory) or batch.frames:   # packed for elsewhere
+            batch.data, batch.refs, batch.frames = None, (), None
         if batch.data is None:   # tasklets split off a batch (refused ones, say)
             self._pack(batch)
             if batch.data is None:

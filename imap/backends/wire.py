@@ -71,15 +71,20 @@ class Answer(NamedTuple):
     busy: float             # the worker's seconds on the batch
     peak: float             # ... on its longest tasklet
     more: bool              # a partial answer: the batch's first tasklets, it runs on
-    oob_bytes: int = 0      # bytes of its buffers that came out of band (shared memory)
+    oob_bytes: int = 0      # bytes of its buffers that came out of band (shared memory, frames)
 
 
-def decode_answer(batch: Batch, data: bytes, views: Callable | None = None) -> Answer:
+def decode_answer(batch: Batch, data: Any, views: Callable | None = None) -> Answer:
     """The :class:`Answer` in a worker's pickled answer to ``batch``
     (``views(refs)``: the buffers of an answer sent out of band, see
-    :mod:`imap.shm`)."""
-    answer = pickle.loads(data)
+    :mod:`imap.shm`; ``data`` may carry its buffers as frames, see
+    :func:`kernel.dumps_frames`)."""
     oob_bytes = 0
+    if type(data) is dict:   # large buffers came as frames (kernel.dumps_frames)
+        oob_bytes = kernel.frames_size(data) - len(data["stream"])
+        answer = kernel.loads_frames(data)
+    else:
+        answer = pickle.loads(data)
     if len(answer) == 3:   # (OUT_OF_BAND, stream, refs): large buffers in shared memory
         if views is None:
             raise ValueError("an answer with out-of-band buffers came where none is expected")
