@@ -16,6 +16,16 @@ def both(x):
     return x * 2 + 1
 
 
-def warm(x):
-    """A warm-up task: nothing."""
+def warm(x=None):
+    """A warm-up task: import numpy in the worker (a forked worker has it
+    already), so that no system's timed run pays for the import."""
+    import numpy  # noqa: F401
     return None
+
+
+def ready(port):
+    """imap's worker initializer: warm up (:func:`warm`), then wait at the
+    start line (``gate.hold``)."""
+    from gate import hold
+    warm()
+    hold(port)

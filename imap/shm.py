@@ -33,6 +33,7 @@ This module imports only the standard library: worker processes import it
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import mmap
 import multiprocessing.util
@@ -52,8 +53,10 @@ PROTOCOL = 5
 __all__ = ["Arena", "THRESHOLD", "sweep_stale"]
 
 
+@functools.cache
 def directory() -> str:
-    """Where segments live: ``/dev/shm`` if there is one, else the temporary directory."""
+    """Where segments live: ``/dev/shm`` if there is one, else the temporary
+    directory (looked up once a process: every segment's path uses it)."""
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
@@ -145,17 +148,17 @@ class Pool:
                       for raw, offset in zip(raws, offsets, strict=True)]
 
     def _reusable(self, size: int) -> str | None:
-        best = None
-        for name in list(self._free):
-            if not os.path.exists(_path(name)):   # a reader kept a view of it
-                self._free.remove(name)
-                self._drop(name, unlink_it=False)
-            elif self._sizes[name] >= size and (best is None
-                                                 or self._sizes[name] < self._sizes[best]):
-                best = name
-        if best is not None:
+        """The smallest free segment of ``size`` bytes or more whose name
+        still exists (None if there is none)."""
+        while True:
+            fits = [name for name in self._free if self._sizes[name] >= size]
+            if not fits:
+                return None
+            best = min(fits, key=self._sizes.__getitem__)
             self._free.remove(best)
-        return best
+            if os.path.exists(_path(best)):
+                return best
+            self._drop(best, unlink_it=False)   # a reader kept a view of it
 
     def release(self, name: str) -> None:
         """The reader of segment ``name`` is done: it may be written again

@@ -6,7 +6,8 @@ arrays travel through shared memory, see imap.shm), ``Pool.imap`` nested
 (the best of two chunk sizes), ``ProcessPoolExecutor.map`` twice, mpire and
 joblib/loky (one call doing both stages: they have no chained map; joblib
 memory-maps large arrays for its workers), Dask (``client.map`` twice over
-scattered arrays, then ``as_completed``), imap on an ``imap-server`` on
+scattered arrays, then ``as_completed``), imap on the same Dask cluster
+(``IMap(executor=client)``: arrays travel as Dask frames), imap on an ``imap-server`` on
 127.0.0.1 (1 MiB only: the arrays cross a loopback socket four times), and
 the same work in this process.
 MiB/s = array MiB / run time (start-up and warm-up not counted).
@@ -42,11 +43,12 @@ def _check(results, expect):
 
 def _imap(data, expect, **options):
     """imap with the workers held at the start line (gate.py) until the clock starts."""
-    from gate import WorkerGate, hold
+    from gate import WorkerGate
 
     from imap import IMap
     gate = WorkerGate(h.WORKERS)
-    with IMap(worker_num=h.WORKERS, initializer=hold, initargs=(gate.port,), **options) as m:
+    with IMap(worker_num=h.WORKERS, initializer=aw.ready, initargs=(gate.port,),
+              **options) as m:
         a = m.add_task(aw.double, data)
         b = m.add_task(aw.plus_one, a)
         m.start()
@@ -64,7 +66,8 @@ def _imap(data, expect, **options):
 def _remote(data, expect):
     """imap on an imap-server on 127.0.0.1 (the arrays cross a socket both ways).
 
-    The clock starts once start() has connected to every remote worker.
+    The clock starts once start() has connected to every remote worker and
+    run the warm-up there.
     """
     import cloudpickle
 
@@ -74,7 +77,8 @@ def _remote(data, expect):
     cloudpickle.register_pickle_by_value(aw)
     try:
         with local(h.WORKERS) as remote, \
-                IMap(worker_type="thread", worker_num=0, worker_remote=remote) as m:
+                IMap(worker_type="thread", worker_num=0, worker_remote=remote,
+                     initializer=aw.warm) as m:
             a = m.add_task(aw.double, data)
             b = m.add_task(aw.plus_one, a)
             m.start()
@@ -153,6 +157,22 @@ def _dask(client):
     return run
 
 
+def _imap_dask(client):
+    def run(data, expect):
+        from imap import IMap
+        with IMap(executor=client) as m:
+            a = m.add_task(aw.double, data)
+            b = m.add_task(aw.plus_one, a)
+            m.start()
+            t = time.perf_counter()
+            n = 0
+            for r, e in zip(b, expect, strict=True):
+                _check([r], [e])
+                n += 1
+            return time.perf_counter() - t, n
+    return run
+
+
 def _serial(data, expect):
     t = time.perf_counter()
     n = 0
@@ -173,6 +193,7 @@ def _rows(cluster_client, size):
     }
     if cluster_client is not None:
         rows["Dask client.map twice, scattered"] = _dask(cluster_client)
+        rows["imap on Dask (executor=client)"] = _imap_dask(cluster_client)
     if size <= MiB:   # 64 MiB arrays over a socket: minutes for nothing new
         rows["imap remote (imap-server on 127.0.0.1)"] = _remote
     rows["in-process (reference)"] = _serial
@@ -192,6 +213,7 @@ def run(cfg, summary):
                                            processes=True, host="127.0.0.1",
                                            dashboard_address=None)
         client = distributed.Client(cluster, set_as_default=False)
+        client.run(aw.warm)
     except Exception as exc:   # the dask extra is missing: no Dask row
         h.log(f"[arrays] no Dask row: {exc!r}")
     quick = cfg.get("repeats", 3) <= 1
