@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from remote_helpers import server
 from support import imap_threads, read_when_written, take_skipping, wait_until
 
+import imap
 from imap import IMap, TimeoutError, WorkerInitError, WorkerLostError, WorkerTraceback
 
 distributed = pytest.importorskip("distributed")
@@ -53,14 +54,6 @@ def _no_imap_thread_left():
 def remote_address():
     with server("imap") as (address, _):
         yield address
-
-
-@pytest.fixture(scope="module")
-def dask_client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
-        yield client
 
 
 @pytest.fixture(params=BACKENDS)
@@ -285,6 +278,65 @@ def test_a_killed_worker_fails_or_reruns_only_what_it_held(backend, tmp_path):
         out = outcomes(task, 10)
     assert [x for i, x in enumerate(out) if i != 3] == [2 * x for x in range(10) if x != 3]
     assert out[3] == 6 or isinstance(out[3], WorkerLostError), out[3]
+
+
+# -- functional dependencies -------------------------------------------------------------
+
+
+def test_an_impossible_dependency_fails_each_item_at_its_position(backend):
+    _, options = backend
+    with IMap(**options) as m:
+        hopeless = m.add_task(wf.needs_missing_module, range(4))
+        fine = m.add_task(imap.require("math")(wf.square), range(4))
+        m.start()
+        got = outcomes(hopeless, 4)
+        squares = list(fine)
+    assert all(isinstance(e, imap.ImpossibleDependency) for e in got), got
+    assert all("module_nowhere_to_be_found_xyz" in str(e) for e in got)
+    assert squares == [0, 1, 4, 9]
+
+
+# -- arrays and buffers --------------------------------------------------------------------
+
+
+np = pytest.importorskip("numpy")   # the test extra installs it
+
+
+def _buffers(sizes: list) -> list:
+    """Items of every kind that pickles buffers, below and above the size
+    that goes out of band (64 KiB), contiguous or not."""
+    items = []
+    for i, n in enumerate(sizes):
+        kind = i % 4
+        if kind == 0:
+            items.append(np.arange(n // 8, dtype=np.float64) + i)
+        elif kind == 1:
+            items.append(bytearray(bytes([i % 256]) * n))
+        elif kind == 2:
+            items.append(bytes([i % 256]) * n)
+        else:
+            items.append(np.arange(n // 8 * 2, dtype=np.int32).reshape(-1, 2)[:, ::2])  # strided
+    return items
+
+
+@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.sampled_from([0, 1000, 65535, 65536, 70_000, 1 << 20]),
+                      min_size=1, max_size=8))
+def test_buffers_of_every_kind_cross_a_chain_intact(backend, sizes):
+    _, options = backend
+    items = _buffers(sizes)
+    with IMap(**options) as m:
+        first = m.add_task(wf.ident, items)
+        second = m.add_task(wf.ident, first)
+        m.start()
+        got = list(second)
+    for want, have in zip(items, got, strict=True):
+        assert type(have) is type(want)
+        if isinstance(want, np.ndarray):
+            assert have.shape == want.shape and have.dtype == want.dtype
+            assert (have == want).all()
+        else:
+            assert have == want
 
 
 # -- a property ----------------------------------------------------------------------
