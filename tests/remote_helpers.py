@@ -37,6 +37,11 @@ def double(x):
     return 2 * x
 
 
+def writeable_and_sum(x):
+    """Whether the worker may write into array ``x``, and its sum."""
+    return bool(x.flags.writeable), float(x.sum())
+
+
 def fail_on_three(x):
     if x == 3:
         raise ValueError(f"item {x} is bad")

@@ -423,3 +423,99 @@ def test_tuned_channels_carry_large_and_small_frames(compress) -> None:
     assert carried(tune_receiver=True) == frames
     # the wire format is rpyc's: a plain channel reads what a tuned one sends
     assert carried(tune_receiver=False) == frames
+
+
+# -- large buffers cross attached ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["imap", "classic"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_large_buffers_cross_attached_unless_compressed(kind, compress) -> None:
+    """Arrays of 64 KiB or more cross as attached frames both ways: what the
+    worker and this process get are read-only views of the received buffer.
+    With compression asked for they stay in the (compressed) pickle stream:
+    writable copies. Exact either way, through a chain."""
+    np = pytest.importorskip("numpy")
+    big = [np.full(2 ** 20 // 8, float(i)) for i in range(6)]
+    small = [np.full(100, float(i)) for i in range(6)]
+    attached = not compress
+    with server(kind) as (addr, _), \
+            IMap(worker_type="thread", worker_num=0, worker_remote=[(addr, 2)],
+                 remote_options={"compress": compress}) as m:
+        seen = m.add_task(h.writeable_and_sum, big + small)
+        doubled = m.add_task(h.double, big)
+        plus = m.add_task(h.inc, doubled)
+        m.start()
+        flags = list(seen)
+        results = list(plus)
+    assert flags == [(not attached, 2 ** 17 * float(i)) for i in range(6)] + [
+        (True, 100 * float(i)) for i in range(6)]
+    for i, r in enumerate(results):
+        assert r.shape == (2 ** 17,) and r[0] == 2 * i + 1 and r[-1] == 2 * i + 1
+        assert r.flags.writeable is not attached
+
+
+def test_attached_frames_go_to_the_message_after_them() -> None:
+    """Attached frames are read ahead of the message that takes them, in
+    order, by the thread that reads the channel; a message that takes more
+    than came is an error, not a hang."""
+    import threading
+    from types import SimpleNamespace
+
+    from rpyc.core.channel import Channel
+    from rpyc.core.stream import SocketStream
+
+    from imap.backends._remote_agent import (
+        _send_linear,
+        take_attached,
+        with_attached,
+        write_attached,
+    )
+    a, b = socket.socketpair()
+    sender, receiver = Channel(SocketStream(a)), Channel(SocketStream(b))
+    assert _send_linear(sender.stream, sender) and _send_linear(receiver.stream, receiver)
+    buffers = [os.urandom(3 * 2 ** 20 + 5), b"", os.urandom(70_000)]
+    got: dict = {}
+
+    def read() -> None:
+        got["message"] = receiver.recv()
+        got["data"] = with_attached(("frames", b"stream", 2))
+        got["last"] = take_attached(1)
+        try:
+            take_attached(1)
+        except ValueError as exc:
+            got["error"] = str(exc)
+        got["next"] = receiver.recv()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        conn = SimpleNamespace(_channel=sender, _sendlock=threading.Lock())
+        write_attached(conn, buffers)
+        sender.send(b"the message")
+        sender.send(b"a message with nothing attached")
+        reader.join(30)
+    finally:
+        sender.close()
+        receiver.close()
+    assert got["message"] == b"the message"
+    assert got["data"] == {"stream": b"stream", "frames": buffers[:2]}
+    assert got["last"] == buffers[2:]
+    assert "takes 1 attached buffers; 0 came" in got["error"]
+    assert got["next"] == b"a message with nothing attached"
+
+
+def test_items_of_the_users_classes_carry_their_arrays_attached() -> None:
+    """A class from the user's modules travels by value (cloudpickle); its
+    large buffers are attached all the same."""
+    np = pytest.importorskip("numpy")
+    import worker_funcs as wf
+
+    items = [wf.Holder(np.full(2 ** 17, float(i))) for i in range(4)]
+    with server("classic") as (addr, _), \
+            IMap(worker_type="thread", worker_num=0, worker_remote=[(addr, 2)]) as m:
+        task = m.add_task(wf.holder_double, items)
+        m.start()
+        got = list(task)
+    assert [(r[0], r[-1]) for r in got] == [(2.0 * i, 2.0 * i) for i in range(4)]
+    assert not any(r.flags.writeable for r in got)

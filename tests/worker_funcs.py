@@ -416,6 +416,17 @@ def array_double(x):
     return x * 2
 
 
+class Holder:
+    """An item of a class from the user's modules (sent by value to remote hosts)."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def holder_double(h):
+    return h.array * 2
+
+
 def array_writeable(x):
     return bool(x.flags.writeable)
 

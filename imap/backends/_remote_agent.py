@@ -10,6 +10,10 @@ entry points through ``conn.namespace``:
   and has its stream send large answers without copying them per chunk.
 * ``imap_agent_compress(on)`` -> bool — once per connection: whether the
   server compresses its answers (rpyc's zlib framing; off by default).
+* ``imap_agent_attach()`` -> bool — once per connection, after the two
+  above: whether the connection carries *attached* buffers (see
+  :func:`write_attached`); if so, items may come and answers go with their
+  large buffers attached.
 * ``imap_agent_init(payload)`` -> logs or None — once per connection, only
   when the IMap has an ``initializer``: ``payload`` is the cloudpickle of
   ``(initializer, initargs)``.
@@ -30,7 +34,9 @@ entry points through ``conn.namespace``:
   of ``(func, args, kwargs)`` of task ``key`` the first time this connection
   sees that task, else None (the function is installed at once, so taking
   the batch back does not lose it); ``data`` is the pickle of the list of
-  input items. The answer is the kernel's (:func:`kernel.answer_batch`):
+  input items, or ``("frames", stream, count)``: the pickle stream whose
+  ``count`` large buffers came attached (:func:`kernel.dumps_frames`); an
+  answer comes back either way. The answer is the kernel's (:func:`kernel.answer_batch`):
   the pickle of ``(values, errors, busy, peak, more)``, ``more`` always
   False (a remote batch is answered once). ``logs``, when there are any, is
   the pickle of a list of log records (:func:`kernel.record_data`).
@@ -47,6 +53,7 @@ if "answer_batch" not in globals():  # imported as a module, not uploaded after 
         PROTOCOL,
         answer_batch,
         collect_logs,
+        dumps_frames,
         initialize,
         load_task,
         log_collector,
@@ -54,7 +61,7 @@ if "answer_batch" not in globals():  # imported as a module, not uploaded after 
 
 _WHERE = "the remote worker"
 _funcs = {}             # task key -> (func, args, kwargs) or (None, packed error)
-_state = {"init_error": None, "logs": None}
+_state = {"init_error": None, "logs": None, "conn": None}   # conn: if it carries attachments
 
 
 def _new_pending():
@@ -67,17 +74,102 @@ def _new_pending():
 _pending = _new_pending()   # batches submitted, not yet started: (ticket, key, data)
 
 
-def _serving_channel():
-    """The rpyc channel serving the current request, found on the call stack."""
+def _serving_connection():
+    """The rpyc connection serving the current request, found on the call stack."""
     import sys
 
     frame = sys._getframe(2)
     while frame is not None:
-        channel = getattr(frame.f_locals.get("self"), "_channel", None)
+        conn = frame.f_locals.get("self")
+        channel = getattr(conn, "_channel", None)
         if channel is not None and hasattr(channel, "compress"):
-            return channel
+            return conn
         frame = frame.f_back
     return None
+
+
+def _serving_channel():
+    """The rpyc channel serving the current request."""
+    conn = _serving_connection()
+    return None if conn is None else conn._channel
+
+
+# -- attached buffers ------------------------------------------------------------------
+# A large buffer of a batch's items or of an answer (a numpy array's data)
+# crosses the connection as an *attached* frame of its own, written from the
+# object's memory and read into a buffer of its size: no pickle holds it, on
+# either end. An attached frame has rpyc's frame header with a flag rpyc
+# never writes (ATTACHED, where rpyc writes 0 or 1 for "compressed"); it
+# precedes the message it belongs to, which names how many it takes:
+# ``("frames", stream, count)`` in place of a pickle. Only the tuned
+# channels below read and write them, on connections whose two ends are
+# tuned (``imap_agent_attach``). Each end has one thread that sends
+# attachments (the client's driver, the agent's runner) and one that reads
+# the connection and handles its messages (so the frames a message takes
+# are the first ones that thread read and has not handed out).
+
+ATTACHED = 2
+
+
+def _attached_inbox():
+    """The attached frames this thread read and has not handed out, oldest first."""
+    import threading
+
+    local = globals().get("_attached_local")
+    if local is None:
+        local = globals().setdefault("_attached_local", threading.local())
+    inbox = getattr(local, "frames", None)
+    if inbox is None:
+        inbox = local.frames = []
+    return inbox
+
+
+def take_attached(count):
+    """The ``count`` attached frames read before the current message."""
+    inbox = _attached_inbox()
+    if len(inbox) < count:
+        raise ValueError(f"a message takes {count} attached buffers; {len(inbox)} came")
+    frames = inbox[:count]
+    del inbox[:count]
+    return frames
+
+
+def with_attached(data):
+    """``data`` as the kernel reads it: a ``("frames", stream, count)``
+    message becomes ``{"stream": stream, "frames": [...]}``."""
+    if type(data) is tuple and len(data) == 3 and data[0] == "frames":
+        return {"stream": data[1], "frames": take_attached(data[2])}
+    return data
+
+
+def write_attached(conn, frames):
+    """Write ``frames`` (buffers) on ``conn`` as attached frames, for the
+    message its caller sends next. Under rpyc's send lock: no other thread's
+    message comes between the bytes of a frame (one that came meanwhile is
+    sent by the caller's own message, rpyc's send queue)."""
+    channel = conn._channel
+    stream = channel.stream
+    with conn._sendlock:
+        for frame in frames:
+            view = memoryview(frame).cast("B")
+            stream.write(channel.FRAME_HEADER.pack(view.nbytes, ATTACHED))
+            stream.write(view)
+
+
+def _read_into(stream, view):
+    """Fill ``view`` from the socket of rpyc ``stream`` (no copy but the kernel's)."""
+    while view:
+        try:
+            n = stream.sock.recv_into(view)
+        except TimeoutError:   # a socket timeout (rpyc's read goes on likewise)
+            continue
+        except OSError as exc:
+            stream.close()
+            raise EOFError(exc) from exc
+        if not n:
+            stream.close()
+            raise EOFError("connection closed by peer")
+        view = view[n:]
 
 
 def send_frame(self, data):
@@ -102,10 +194,17 @@ def recv_frame(self):
 
     rpyc reads a frame and its one-byte end marker together and slices the
     marker off: a copy of the whole frame. Here a large frame and its marker
-    are read apart (a small one as rpyc does: one read).
+    are read apart (a small one as rpyc does: one read). Attached frames
+    before it are kept for the message (:func:`take_attached`).
     """
-    header = self.stream.read(self.FRAME_HEADER.size)
-    length, compressed = self.FRAME_HEADER.unpack(header)
+    while True:
+        header = self.stream.read(self.FRAME_HEADER.size)
+        length, compressed = self.FRAME_HEADER.unpack(header)
+        if compressed != ATTACHED:
+            break
+        buffer = bytearray(length)
+        _read_into(self.stream, memoryview(buffer))
+        _attached_inbox().append(buffer)
     end = len(self.FLUSHER)
     if length < self.stream.MAX_IO_CHUNK:
         data = self.stream.read(length + end)[:-end]
@@ -187,6 +286,18 @@ def imap_agent_nodelay():
         except OSError:
             return False
     return False
+
+
+def imap_agent_attach():
+    """Whether this connection carries attached buffers both ways (its
+    channel reads them and compresses nothing); from now on, if so, answers
+    send their large buffers attached."""
+    conn = _serving_connection()
+    channel = None if conn is None else conn._channel
+    able = (channel is not None and not channel.compress
+            and getattr(type(channel), "recv", None) is recv_frame)
+    _state["conn"] = conn if able else None
+    return able
 
 
 def imap_agent_compress(on):
@@ -283,13 +394,19 @@ def imap_agent_start(deliver):
                 return
             ticket, key, data = item
             answer = []
+            conn = _state.get("conn")
 
-            def one(key=key, data=data, answer=answer):
+            def one(key=key, data=data, answer=answer, conn=conn):
                 answer.append(answer_batch(_funcs.get(key), _state["init_error"], data,
-                                           _WHERE, every=FLUSH_EVERY))
+                                           _WHERE, every=FLUSH_EVERY,
+                                           oob=dumps_frames if conn is not None else None))
             logs = _pickled(collect_logs(_state["logs"], one))
+            out = answer.pop()
             try:
-                send(ticket, answer[0], logs)
+                if type(out) is dict:   # large buffers: attached, not in the pickle
+                    write_attached(conn, out["frames"])
+                    out = ("frames", out["stream"], len(out["frames"]))
+                send(ticket, out, logs)
             except Exception:   # the connection is closed
                 return
 
@@ -300,6 +417,7 @@ def imap_agent_submit(ticket, key, payload, data):
     """Queue batch ``ticket`` of task ``key`` (its function first, when
     ``payload`` is not None) to run after those queued before it."""
     key = tuple(key)
+    data = with_attached(data)
     if payload is not None:
         for old in [k for k in _funcs if k[0] != key[0]]:  # an older IMap run
             del _funcs[old]

@@ -315,13 +315,14 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
     return values, errors, time.perf_counter() - mark, peak
 
 
-def dumps_frames(obj, threshold=FRAME_BYTES):
+def dumps_frames(obj, threshold=FRAME_BYTES, by_value=False):
     """Pickle ``obj`` (protocol 5) with its buffers of ``threshold`` bytes
     or more out of band: the pickle stream alone if it has none, else
     ``{"stream": stream, "frames": [memoryview, ...]}``, what
     :func:`loads_frames` reads. The frames are views of ``obj``'s own
     memory (no copy): a transport that sends them as frames of its own
-    (Dask's does) never copies them into a pickle stream."""
+    (Dask's does) never copies them into a pickle stream. ``by_value``:
+    with cloudpickle (classes of the user's modules travel by value)."""
     frames = []
 
     def keep_in_band(buffer):
@@ -334,6 +335,8 @@ def dumps_frames(obj, threshold=FRAME_BYTES):
         frames.append(raw)
         return False
     try:
+        if by_value:
+            raise pickle.PicklingError("by value")
         stream = pickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
     except Exception:
         frames.clear()

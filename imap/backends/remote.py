@@ -17,7 +17,9 @@ Data flow::
   (the batch kernel and :mod:`imap.backends._remote_agent`, as source) into
   each, runs the initializer there and starts the agent's runner thread. An
   unreachable host is a ``ConnectionError`` naming ``host:port``.
-* ``submit`` (called by the Feeder) pickles the items, then queues the batch
+* ``submit`` (called by the Feeder) pickles the items (their large buffers
+  apart: they cross as frames attached to the batch's message, see
+  ``_remote_agent.write_attached``; answers come back likewise), then queues the batch
   in the dispatcher (:mod:`imap.flow.dispatch`, common to process and remote
   workers): a batch is bound to the least busy live connection holding fewer
   than ``prefetch`` batches; when a worker idles with nothing queued, a
@@ -53,7 +55,7 @@ from typing import Any
 from .. import byvalue, pickling
 from ..errors import UnsendableError
 from ..options import parse_address
-from . import wire
+from . import _remote_agent, kernel, wire
 from .base import GIVE_UP_AFTER, Batch, Deliver, Lost
 from .connect import CONNECT_TIMEOUT, LIVENESS, abort, open_link
 from .rejoin import Rejoiner
@@ -71,7 +73,7 @@ class _Link(Slot):
     """One connection to a remote worker, and the thread that drives it."""
 
     __slots__ = ("address", "conn", "sock", "submit", "revoke", "outbox", "thread",
-                 "tickets", "wake_r", "wake_w")
+                 "tickets", "wake_r", "wake_w", "attach")
 
     def __init__(self, name: str, address: tuple, conn: Any, sock: socket.socket,
                  owner: SlotBackend) -> None:
@@ -92,6 +94,10 @@ class _Link(Slot):
         self.wake_w.setblocking(False)
         # Answers are not delayed by Nagle's algorithm on the server's end.
         conn.namespace["imap_agent_nodelay"]()
+        # Large buffers cross attached (no pickle holds them) if both ends can.
+        channel = conn._channel
+        self.attach = (type(channel).recv is _remote_agent.recv_frame and not channel.compress
+                       and bool(conn.namespace["imap_agent_attach"]()))
 
     def post(self, item: Any) -> None:
         """Hand ``item`` to the driver thread and wake it."""
@@ -110,7 +116,7 @@ class _Link(Slot):
         the driver thread): the answer to batch ``ticket``."""
         self.heard = time.monotonic()
         _relay(logs, self)
-        self.owner._answered(self, data, ticket)
+        self.owner._answered(self, _remote_agent.with_attached(data), ticket)
 
     def close(self) -> None:
         _close(self, abort=True)
@@ -142,6 +148,7 @@ class RemoteBackend(SlotBackend):
 
     kind = "remote"
     partial = False   # an agent answers a batch once
+    carries_frames = True   # large buffers cross attached, where a connection can
     where = "to a remote worker"
     _none_left = "no remote worker is left"
 
@@ -230,14 +237,24 @@ class RemoteBackend(SlotBackend):
         if by_value is None:   # the first batch of the task tells
             by_value = bool(byvalue.send_by_value(batch.items))
             self._items_by_value[task.key] = by_value
-        if by_value and batch.data is None:
-            # Items of classes from the user's modules: cloudpickle sends the
-            # classes by value (pickle would name a module the host lacks).
-            try:
-                batch.data = pickling.dumps(batch.items)
-            except Exception:
-                pass   # wire.prepare reports each item that cannot travel
+        if batch.data is None:
+            self._pack(batch)
         super().submit(batch)
+
+    def _pack(self, batch: Batch) -> None:
+        """Pickle the items of ``batch``, their large buffers apart (sent as
+        attached frames, see _remote_agent.write_attached); items of classes
+        from the user's modules with cloudpickle, which sends the classes by
+        value (pickle would name a module the host lacks)."""
+        by_value = self._items_by_value.get(batch.task.key, False)
+        try:
+            data = kernel.dumps_frames(batch.items, by_value=by_value)
+        except Exception:
+            return   # wire.prepare reports each item that cannot travel
+        if type(data) is dict:
+            batch.data, batch.frames = data["stream"], data["frames"]
+        else:
+            batch.data = data
 
     def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
         link.tickets += 1
@@ -292,7 +309,14 @@ class RemoteBackend(SlotBackend):
                 return
             if not any(b.ticket for b in link.held if b is not batch):
                 link.heard = time.monotonic()   # idle until now: silence counts from here
-        answer = link.submit(batch.ticket, batch.task.key, payload, batch.data)
+        data: Any = batch.data
+        if batch.frames:   # large buffers apart
+            if link.attach:
+                _remote_agent.write_attached(link.conn, batch.frames)
+                data = ("frames", batch.data, len(batch.frames))
+            else:   # a connection that cannot carry them: all in the pickle
+                data = pickling.dumps(batch.items)
+        answer = link.submit(batch.ticket, batch.task.key, payload, data)
         answer.add_callback(lambda res, b=batch: self._submitted(link, b, res))
 
     def _submitted(self, link: _Link, batch: Batch, res: Any) -> None:

@@ -95,6 +95,7 @@ class SlotBackend(Backend):
 
     where = "to a worker"
     shared_memory = False   # its workers read large buffers from shared memory (imap.shm)
+    carries_frames = False  # large buffers travel beside the pickle (kernel.dumps_frames)
 
     def __init__(self, deliver: Deliver, lost: Lost, initializer: Any = None,
                  initargs: tuple = ()) -> None:
@@ -219,7 +220,8 @@ class SlotBackend(Backend):
         function if that worker has not had it (lock held)."""
         key = batch.task.key
         payload = None
-        if (batch.refs and not self.shared_memory) or batch.frames:   # packed for elsewhere
+        if ((batch.refs and not self.shared_memory)
+                or (batch.frames and not self.carries_frames)):   # packed for elsewhere
             batch.data, batch.refs, batch.frames = None, (), None
         if batch.data is None:   # tasklets split off a batch (refused ones, say)
             self._pack(batch)
@@ -322,10 +324,13 @@ class SlotBackend(Backend):
             self._done_with(batch)
             # Bytes alive per tasklet, as the flow policy's byte budget counts
             # them (COPIES per byte: an object and its pickle). A buffer sent
-            # through shared memory is alive once (the segment, or the
-            # mapping the result is), so it counts 1/COPIES of a pickled one.
-            out_of_band = shm_bytes + sum(ref[2] for ref in batch.refs)
-            batch.nbytes = len(data) + len(batch.data or b"") + out_of_band // COPIES
+            # through shared memory or as a frame of its own is alive once
+            # (the segment, the mapping or the buffer the result is), so it
+            # counts 1/COPIES of a pickled one.
+            out_of_band = (shm_bytes + sum(ref[2] for ref in batch.refs)
+                           + sum(memoryview(f).nbytes for f in batch.frames or ()))
+            stream = data["stream"] if type(data) is dict else data
+            batch.nbytes = len(stream) + len(batch.data or b"") + out_of_band // COPIES
         if answer is not None:
             self.deliver(batch, answer.values, answer.errors, answer.busy, answer.peak)
         self._settle(failed)
