@@ -171,3 +171,19 @@ def test_idle_connections_that_never_start_tls_cost_no_process(certs, tmp_path):
 
         wait_until(admitted, 30, "a TLS client to be admitted after the idle ones left")
         assert results == [[0, 1, 2]]
+
+
+def test_large_buffers_cross_tls_attached_and_whole(tls_server, certs):
+    """Attached frames (large buffers beside the pickle) go through TLS like
+    the rest, both ways, whole: frames of several MiB and of odd sizes."""
+    np = pytest.importorskip("numpy")
+    items = [np.arange(n, dtype=np.float64) for n in (3 * 2 ** 19 + 3, 2 ** 17, 5_000)]
+    with IMap(worker_type="thread", worker_num=0, worker_remote=[(tls_server, 2)],
+              remote_options=_client(certs)) as m:
+        seen = m.add_task(h.writeable_and_sum, items)
+        doubled = m.add_task(h.double, items)
+        m.start()
+        flags, results = list(seen), list(doubled)
+    assert flags == [(False, float(a.sum())) for a in items[:2]] + [(True, float(items[2].sum()))]
+    for a, r in zip(items, results, strict=True):
+        assert (r == 2 * a).all()
