@@ -294,3 +294,24 @@ def take_skipping(task) -> tuple[list, int]:
 def imap_threads() -> set:
     """The threads an IMap (or its backend) started that are alive now."""
     return {t for t in threading.enumerate() if t.name.startswith("imap")}
+
+
+def buffer_items(sizes: Sequence[int]) -> list:
+    """Items of every kind that pickles buffers, one per size in ``sizes``
+    (bytes): float64 arrays, bytearrays, bytes and strided (non-contiguous)
+    int32 views, in turn. Below and above 64 KiB they take the pickle stream
+    or go out of band. Needs numpy (the test extra installs it)."""
+    import numpy as np
+
+    items: list = []
+    for i, n in enumerate(sizes):
+        kind = i % 4
+        if kind == 0:
+            items.append(np.arange(n // 8, dtype=np.float64) + i)
+        elif kind == 1:
+            items.append(bytearray(bytes([i % 256]) * n))
+        elif kind == 2:
+            items.append(bytes([i % 256]) * n)
+        else:
+            items.append(np.arange(n // 8 * 2, dtype=np.int32).reshape(-1, 2)[:, ::2])
+    return items

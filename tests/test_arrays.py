@@ -16,7 +16,7 @@ import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import read_when_written, wait_until
+from support import buffer_items, read_when_written, wait_until
 
 from imap import IMap, WorkerLostError, shm
 from imap.backends import kernel
@@ -121,15 +121,7 @@ def test_a_function_that_keeps_its_input_keeps_it_intact():
 @given(sizes=st.lists(st.integers(0, 300_000), min_size=1, max_size=12),
        ordered=st.booleans())
 def test_buffers_of_any_size_and_kind_arrive_intact(pool, sizes, ordered):
-    items = []
-    for i, n in enumerate(sizes):
-        kind = i % 3
-        if kind == 0:
-            items.append(np.arange(n // 8, dtype=np.float64) + i)
-        elif kind == 1:
-            items.append(bytearray(bytes([i % 256]) * n))
-        else:
-            items.append(np.arange(n // 4, dtype=np.int32).reshape(-1, 1)[::2])  # a strided view
+    items = buffer_items(sizes)
     with IMap(ordered=ordered, **pool) as m:
         task = m.add_task(wf.ident, items)
         m.start()

@@ -19,7 +19,7 @@ import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from remote_helpers import server
-from support import imap_threads, read_when_written, take_skipping, wait_until
+from support import buffer_items, imap_threads, read_when_written, take_skipping, wait_until
 
 import imap
 from imap import IMap, TimeoutError, WorkerInitError, WorkerLostError, WorkerTraceback
@@ -302,29 +302,12 @@ def test_an_impossible_dependency_fails_each_item_at_its_position(backend):
 np = pytest.importorskip("numpy")   # the test extra installs it
 
 
-def _buffers(sizes: list) -> list:
-    """Items of every kind that pickles buffers, below and above the size
-    that goes out of band (64 KiB), contiguous or not."""
-    items = []
-    for i, n in enumerate(sizes):
-        kind = i % 4
-        if kind == 0:
-            items.append(np.arange(n // 8, dtype=np.float64) + i)
-        elif kind == 1:
-            items.append(bytearray(bytes([i % 256]) * n))
-        elif kind == 2:
-            items.append(bytes([i % 256]) * n)
-        else:
-            items.append(np.arange(n // 8 * 2, dtype=np.int32).reshape(-1, 2)[:, ::2])  # strided
-    return items
-
-
 @settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.sampled_from([0, 1000, 65535, 65536, 70_000, 1 << 20]),
                       min_size=1, max_size=8))
 def test_buffers_of_every_kind_cross_a_chain_intact(backend, sizes):
     _, options = backend
-    items = _buffers(sizes)
+    items = buffer_items(sizes)
     with IMap(**options) as m:
         first = m.add_task(wf.ident, items)
         second = m.add_task(wf.ident, first)

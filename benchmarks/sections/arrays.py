@@ -63,6 +63,19 @@ def _imap(data, expect, **options):
         return time.perf_counter() - t, len(out)
 
 
+def _timed_chain(m, data, expect):
+    """Add the two stages to IMap ``m``, start it, and time its checked results."""
+    a = m.add_task(aw.double, data)
+    b = m.add_task(aw.plus_one, a)
+    m.start()
+    t = time.perf_counter()
+    n = 0
+    for r, e in zip(b, expect, strict=True):
+        _check([r], [e])
+        n += 1
+    return time.perf_counter() - t, n
+
+
 def _remote(data, expect):
     """imap on an imap-server on 127.0.0.1 (the arrays cross a socket both ways).
 
@@ -79,15 +92,7 @@ def _remote(data, expect):
         with local(h.WORKERS) as remote, \
                 IMap(worker_type="thread", worker_num=0, worker_remote=remote,
                      initializer=aw.warm) as m:
-            a = m.add_task(aw.double, data)
-            b = m.add_task(aw.plus_one, a)
-            m.start()
-            t = time.perf_counter()
-            n = 0
-            for r, e in zip(b, expect, strict=True):
-                _check([r], [e])
-                n += 1
-            return time.perf_counter() - t, n
+            return _timed_chain(m, data, expect)
     finally:
         cloudpickle.unregister_pickle_by_value(aw)
 
@@ -161,15 +166,7 @@ def _imap_dask(client):
     def run(data, expect):
         from imap import IMap
         with IMap(executor=client) as m:
-            a = m.add_task(aw.double, data)
-            b = m.add_task(aw.plus_one, a)
-            m.start()
-            t = time.perf_counter()
-            n = 0
-            for r, e in zip(b, expect, strict=True):
-                _check([r], [e])
-                n += 1
-            return time.perf_counter() - t, n
+            return _timed_chain(m, data, expect)
     return run
 
 
