@@ -439,15 +439,18 @@ def test_large_buffers_cross_attached_unless_compressed(kind, compress) -> None:
     big = [np.full(2 ** 20 // 8, float(i)) for i in range(6)]
     small = [np.full(100, float(i)) for i in range(6)]
     attached = not compress
-    with server(kind) as (addr, _), \
-            IMap(worker_type="thread", worker_num=0, worker_remote=[(addr, 2)],
-                 remote_options={"compress": compress}) as m:
-        seen = m.add_task(h.writeable_and_sum, big + small)
-        doubled = m.add_task(h.double, big)
-        plus = m.add_task(h.inc, doubled)
-        m.start()
-        flags = list(seen)
-        results = list(plus)
+    options = {"worker_type": "thread", "worker_num": 0,
+               "remote_options": {"compress": compress}}
+    with server(kind) as (addr, _):
+        with IMap(worker_remote=[(addr, 2)], **options) as m:
+            seen = m.add_task(h.writeable_and_sum, big + small)
+            m.start()
+            flags = list(seen)
+        with IMap(worker_remote=[(addr, 2)], **options) as m:
+            doubled = m.add_task(h.double, big)
+            plus = m.add_task(h.inc, doubled)
+            m.start()
+            results = list(plus)
     assert flags == [(not attached, 2 ** 17 * float(i)) for i in range(6)] + [
         (True, 100 * float(i)) for i in range(6)]
     for i, r in enumerate(results):

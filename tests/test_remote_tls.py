@@ -178,12 +178,16 @@ def test_large_buffers_cross_tls_attached_and_whole(tls_server, certs):
     the rest, both ways, whole: frames of several MiB and of odd sizes."""
     np = pytest.importorskip("numpy")
     items = [np.arange(n, dtype=np.float64) for n in (3 * 2 ** 19 + 3, 2 ** 17, 5_000)]
-    with IMap(worker_type="thread", worker_num=0, worker_remote=[(tls_server, 2)],
-              remote_options=_client(certs)) as m:
+    options = {"worker_type": "thread", "worker_num": 0, "worker_remote": [(tls_server, 2)],
+               "remote_options": _client(certs)}
+    with IMap(**options) as m:
         seen = m.add_task(h.writeable_and_sum, items)
+        m.start()
+        flags = list(seen)
+    with IMap(**options) as m:
         doubled = m.add_task(h.double, items)
         m.start()
-        flags, results = list(seen), list(doubled)
+        results = list(doubled)
     assert flags == [(False, float(a.sum())) for a in items[:2]] + [(True, float(items[2].sum()))]
     for a, r in zip(items, results, strict=True):
         assert (r == 2 * a).all()
