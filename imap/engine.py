@@ -535,8 +535,8 @@ class Engine:
                 elif patience is not None and now - since >= patience:
                     return (f"no tasklet ended within the task timeout ({patience:g} s, "
                             f"skip=True): the tasklets still running are given up")
-                waiting.wait(self.result_ready, 1.0 if patience is None else
-                     min(1.0, max(0.01, since + patience - now)))
+                waiting.wait(self.result_ready, 1.0 if patience is None
+                             else min(1.0, max(0.01, since + patience - now)))
 
     def force(self) -> None:
         """End everything now: waiting threads wake up and return."""

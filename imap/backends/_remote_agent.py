@@ -111,16 +111,20 @@ def _serving_channel():
 ATTACHED = 2
 
 
-def _attached_inbox():
-    """The attached frames this thread read and has not handed out, oldest first."""
+def _new_local():
     import threading
 
-    local = globals().get("_attached_local")
-    if local is None:
-        local = globals().setdefault("_attached_local", threading.local())
-    inbox = getattr(local, "frames", None)
+    return threading.local()
+
+
+_attached = _new_local()   # .frames: what this thread read, not yet handed out
+
+
+def _attached_inbox():
+    """The attached frames this thread read and has not handed out, oldest first."""
+    inbox = getattr(_attached, "frames", None)
     if inbox is None:
-        inbox = local.frames = []
+        inbox = _attached.frames = []
     return inbox
 
 

@@ -75,6 +75,13 @@ class Batch:
     def __len__(self) -> int:
         return len(self.items)
 
+    def unpack_unless(self, shared_memory: bool, frames: bool) -> None:
+        """Forget the pickled items if they were packed for another kind of
+        place: with buffers in shared memory where ``shared_memory`` is
+        false, with buffers as frames where ``frames`` is false."""
+        if (self.refs and not shared_memory) or (self.frames and not frames):
+            self.data, self.refs, self.frames = None, (), None
+
     def subset(self, positions: Any, careful: bool = False) -> Batch:
         """A batch of the tasklets at ``positions`` of this one."""
         return Batch(

@@ -132,6 +132,7 @@ class DaskBackend(ExecutorBackend):
     """
 
     kind = "dask"
+    carries_frames = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -240,20 +241,10 @@ class DaskBackend(ExecutorBackend):
     # -- submitting ------------------------------------------------------------------
 
     def _pack(self, batch: Batch) -> None:
-        """Pickle the items of ``batch`` with their large buffers as frames
-        (left to wire.prepare if they do not pickle so)."""
-        if batch.refs:   # packed for a local process
-            batch.data, batch.refs = None, ()
-        if batch.data is not None:
-            return
-        try:
-            data = kernel.dumps_frames(batch.items)
-        except Exception:   # wire.prepare says which items cannot travel
-            return
-        if type(data) is dict:
-            batch.data, batch.frames = data["stream"], data["frames"]
-        else:
-            batch.data = data
+        """Pickle the items of ``batch`` with their large buffers as frames."""
+        super()._pack(batch)
+        if batch.data is None:
+            wire.pack_frames(batch)
 
     def _part(self, batch: Batch) -> Any:
         if batch.frames:

@@ -42,7 +42,6 @@ from typing import Any
 from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
-from ..flow.policy import COPIES
 from . import kernel, wire
 from .base import Backend, Batch, Deliver, Lost
 
@@ -67,6 +66,7 @@ class ExecutorBackend(Backend):
     """
 
     kind = "executor"
+    carries_frames = False   # its tasks take large buffers beside the pickle (Dask)
     name = "the executor"   # as a place of its dispatcher (one place: its workers are alike)
     where = "to the executor's workers"
     gives_up = False   # an executor's task cannot be stopped from here
@@ -195,9 +195,9 @@ class ExecutorBackend(Backend):
     def _pack(self, batch: Batch) -> None:
         """Pickle the items of ``batch`` as this executor takes them, if it
         has its own way (left to wire.prepare otherwise). Packed for
-        another place (shared memory, frames), they are pickled again."""
-        if batch.refs or batch.frames:
-            batch.data, batch.refs, batch.frames = None, (), None
+        another kind of place (shared memory; frames, unless this executor
+        carries them), they are pickled again."""
+        batch.unpack_unless(shared_memory=False, frames=self.carries_frames)
 
     def _part(self, batch: Batch) -> Any:
         """What a task of the executor takes for ``batch``: its pickled items."""
@@ -330,11 +330,7 @@ class ExecutorBackend(Backend):
             except Exception as exc:   # a result that does not unpickle here: its batch fails
                 wire.fail_batch(self.deliver, batch, wire.unreadable_answer(batch, exc), exc)
                 continue
-            # Bytes alive per tasklet, counted as slots.py does: a buffer
-            # that came as a frame is alive once (the object is its memory).
-            frames = reply.oob_bytes + sum(memoryview(f).nbytes for f in batch.frames or ())
-            batch.nbytes = (kernel.frames_size(answer) - reply.oob_bytes
-                            + len(batch.data or b"") + frames // COPIES)
+            batch.nbytes = wire.bytes_alive(batch, answer, reply.oob_bytes)
             if reply.errors:   # tasklets refused for a dependency go back, maybe
                 with self._lock:
                     out = self._queue.answered(self._refuser(reply.errors), batch,

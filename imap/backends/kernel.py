@@ -41,8 +41,8 @@ What it does:
   tasklet's error is ``(UNMET, reason, worker)``, which the parent reads as
   an ``imap.UnmetDependency`` of the whole task.
 * :func:`dumps_frames` pickles with the large buffers beside the stream,
-  as frames, for an executor whose transport carries frames (Dask): a
-  batch's items go so, and so does its answer.
+  as frames, where the transport carries frames (Dask, a remote connection):
+  a batch's items go so, and so does its answer.
 * :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
   peak, more)``, replacing each result that does not pickle by an unsendable error
   in its place. ``more`` is True for a partial answer: the values of the
@@ -64,8 +64,9 @@ UNMET = "unmet-dependency"
 DEPENDS = "__imap_depends__"   # a function's dependency marks (imap.depends)
 FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
 # A buffer of at least this many bytes (a numpy array's data, a bytes...)
-# travels out of band where the transport carries frames (Dask): beside the
-# pickle stream, never copied into it. (imap.shm uses the same figure.)
+# travels out of band where the transport carries frames (Dask, a remote
+# connection): beside the pickle stream, never copied into it. (imap.shm uses
+# the same figure.)
 FRAME_BYTES = 64 * 1024
 
 

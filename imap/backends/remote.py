@@ -55,7 +55,7 @@ from typing import Any
 from .. import byvalue, pickling
 from ..errors import UnsendableError
 from ..options import parse_address
-from . import _remote_agent, kernel, wire
+from . import _remote_agent, wire
 from .base import GIVE_UP_AFTER, Batch, Deliver, Lost
 from .connect import CONNECT_TIMEOUT, LIVENESS, abort, open_link
 from .rejoin import Rejoiner
@@ -246,15 +246,7 @@ class RemoteBackend(SlotBackend):
         attached frames, see _remote_agent.write_attached); items of classes
         from the user's modules with cloudpickle, which sends the classes by
         value (pickle would name a module the host lacks)."""
-        by_value = self._items_by_value.get(batch.task.key, False)
-        try:
-            data = kernel.dumps_frames(batch.items, by_value=by_value)
-        except Exception:
-            return   # wire.prepare reports each item that cannot travel
-        if type(data) is dict:
-            batch.data, batch.frames = data["stream"], data["frames"]
-        else:
-            batch.data = data
+        wire.pack_frames(batch, by_value=self._items_by_value.get(batch.task.key, False))
 
     def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
         link.tickets += 1

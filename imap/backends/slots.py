@@ -40,7 +40,6 @@ from typing import Any
 from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
-from ..flow.policy import COPIES
 from . import wire
 from .base import Backend, Batch, Deliver, Lost
 
@@ -220,9 +219,7 @@ class SlotBackend(Backend):
         function if that worker has not had it (lock held)."""
         key = batch.task.key
         payload = None
-        if ((batch.refs and not self.shared_memory)
-                or (batch.frames and not self.carries_frames)):   # packed for elsewhere
-            batch.data, batch.refs, batch.frames = None, (), None
+        batch.unpack_unless(self.shared_memory, self.carries_frames)
         if batch.data is None:   # tasklets split off a batch (refused ones, say)
             self._pack(batch)
             if batch.data is None:
@@ -298,10 +295,10 @@ class SlotBackend(Backend):
                 batch = next((b for b in slot.held if b.ticket == ticket), None)
                 if batch is None:   # not ours any more (a slot replaced meanwhile)
                     return
-        shm_bytes = 0
+        oob_bytes = 0
         try:
             answer = wire.decode_answer(batch, data, self._views)
-            shm_bytes = answer.oob_bytes
+            oob_bytes = answer.oob_bytes
         except Exception as exc:
             with self._lock:
                 slot.held.remove(batch)
@@ -322,15 +319,7 @@ class SlotBackend(Backend):
                     answer, failed = self._sort(slot, batch, answer)
                 self._dispatch()
             self._done_with(batch)
-            # Bytes alive per tasklet, as the flow policy's byte budget counts
-            # them (COPIES per byte: an object and its pickle). A buffer sent
-            # through shared memory or as a frame of its own is alive once
-            # (the segment, the mapping or the buffer the result is), so it
-            # counts 1/COPIES of a pickled one.
-            out_of_band = (shm_bytes + sum(ref[2] for ref in batch.refs)
-                           + sum(memoryview(f).nbytes for f in batch.frames or ()))
-            stream = data["stream"] if type(data) is dict else data
-            batch.nbytes = len(stream) + len(batch.data or b"") + out_of_band // COPIES
+            batch.nbytes = wire.bytes_alive(batch, data, oob_bytes)
         if answer is not None:
             self.deliver(batch, answer.values, answer.errors, answer.busy, answer.peak)
         self._settle(failed)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from .. import pickling
 from ..errors import UnmetDependency, UnsendableError, WorkerTraceback, init_failed
+from ..flow.policy import COPIES
 from . import kernel
 from .base import Batch
 
@@ -116,6 +117,32 @@ def fail_batch(deliver: Callable, batch: Batch, exc: BaseException,
     errors = {p: with_traceback_cause(exc if p == 0 else type(exc)(*exc.args), text)
               for p in range(len(batch))}
     deliver(batch, [None] * len(batch), errors)
+
+
+def bytes_alive(batch: Batch, data: Any, oob_bytes: int) -> int:
+    """The bytes the answered ``batch`` kept alive, as the flow policy's byte
+    budget counts them (COPIES per byte: an object and its pickle): its
+    pickled items and answer (``data``), and its buffers that travelled out
+    of band -- the items' and the answer's (``oob_bytes``) -- which are alive
+    once (a segment, a mapping, the buffer a result is), so 1/COPIES each."""
+    stream = data["stream"] if type(data) is dict else data
+    out_of_band = (oob_bytes + sum(ref[2] for ref in batch.refs)
+                   + sum(memoryview(f).nbytes for f in batch.frames or ()))
+    return len(stream) + len(batch.data or b"") + out_of_band // COPIES
+
+
+def pack_frames(batch: Batch, by_value: bool = False) -> None:
+    """Pickle the items of ``batch`` with their large buffers apart, as
+    frames (:func:`kernel.dumps_frames`); left to :func:`prepare` if they do
+    not pickle so (it says which items cannot travel)."""
+    try:
+        data = kernel.dumps_frames(batch.items, by_value=by_value)
+    except Exception:
+        return
+    if type(data) is dict:
+        batch.data, batch.frames = data["stream"], data["frames"]
+    else:
+        batch.data = data
 
 
 def prepare(deliver: Callable, batch: Batch, where: str) -> Batch | None:
