@@ -246,9 +246,12 @@ class Arena:
         self._lock = threading.RLock()
         self._freed: dict = {}   # worker pid -> names of its segments this process is done with
         # At interpreter exit, after multiprocessing has ended the worker
-        # processes (negative exit priority): nothing is written after it.
-        self._finalizer = multiprocessing.util.Finalize(self, sweep, args=(self.run,),
-                                                       exitpriority=-10)
+        # processes (negative exit priority), and at close: the run's
+        # segments go, and this process writes none after that (its Feeder
+        # thread may still be packing items while the interpreter exits).
+        self._ended: list = [False]
+        self._finalizer = multiprocessing.util.Finalize(
+            self, _end_run, args=(self.run, self._lock, self._ended), exitpriority=-10)
 
     # -- items, to a worker ------------------------------------------------------------
 
@@ -278,6 +281,8 @@ class Arena:
         segment = None
         if fresh:
             with self._lock:
+                if self._ended[0]:
+                    raise RuntimeError("the run has ended: no segment is written any more")
                 segment, written = self._inputs.write([large[i] for i in fresh])
             for i, ref in zip(fresh, written, strict=True):
                 refs[i] = ref
@@ -339,6 +344,14 @@ class Arena:
             self._inputs.close()
             self._freed.clear()
         self._finalizer()
+
+
+def _end_run(run: str, lock: threading.RLock, ended: list) -> None:
+    """End a run's shared memory: no segment is written after this one
+    returns, and every segment of the run is removed."""
+    with lock:
+        ended[0] = True
+        sweep(run)
 
 
 def sweep(run: str) -> None:

@@ -265,3 +265,17 @@ def test_a_result_going_on_to_the_next_task_is_passed_by_reference():
     finally:
         pool.close()
         arena.close()
+
+
+def test_an_ended_run_writes_no_segment():
+    """Once a run's segments are swept (stop, interpreter exit), a thread of
+    it that still packs items (the Feeder, while the interpreter exits)
+    writes no new one, which nothing would remove."""
+    arena = shm.Arena()
+    arena.close()
+    before = segments()
+    with pytest.raises(RuntimeError, match="ended"):
+        arena.pack([np.full(MiB // 8, 1.0)])
+    assert not {n for n in segments() - before if n.startswith(arena.run)}
+    stream, refs, segment = arena.pack([np.arange(10.0)])   # small: no segment needed
+    assert refs == () and segment is None
