@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import buffer_items, read_when_written, wait_until
 
-from imap import IMap, WorkerLostError, shm
+from imap import IMap, WorkerLostError, shm, shm_alloc
 from imap.backends import kernel
 
 np = pytest.importorskip("numpy")   # the test extra installs it
@@ -279,3 +279,153 @@ def test_an_ended_run_writes_no_segment():
     assert not {n for n in segments() - before if n.startswith(arena.run)}
     stream, refs, segment = arena.pack([np.arange(10.0)])   # small: no segment needed
     assert refs == () and segment is None
+
+
+# -- numpy's allocations in a worker's segments (imap.shm_alloc) ---------------------------
+
+SHARED = "imap_shared_memory"   # the name of the handler (shm_alloc.HANDLER_NAME)
+lends = pytest.mark.skipif(not shm_alloc.supported(), reason="Linux /dev/shm only")
+
+
+def _one_by_one(func, data):
+    """Results of ``func`` from one worker, one item per batch (the batches
+    run in order: the handler's decisions are made in a known order)."""
+    with IMap(worker_num=1, chunksize=1) as m:
+        task = m.add_task(func, data)
+        m.start()
+        return list(task)
+
+
+@lends
+def test_a_new_result_array_is_made_in_shared_memory_and_handed_over():
+    data = arrays(8, MiB)
+    got = _one_by_one(wf.array_double_where, data)
+    # the first batch shows the function returns large arrays; from the next
+    # one on numpy makes them in a segment, which goes to the parent as it is
+    assert [where for where, _ in got] == ["default_allocator"] + [SHARED] * 7
+    for (_, y), x in zip(got, data, strict=True):
+        assert np.array_equal(y, x * 2) and not y.flags.writeable
+
+
+@lends
+def test_a_result_the_worker_still_refers_to_is_copied():
+    """A result the function keeps (and later writes over) reaches the
+    parent as it was when returned: only arrays nothing else refers to are
+    handed over."""
+    data = arrays(8, MiB)
+    got = _one_by_one(wf.array_double_kept_then_spoiled, data)
+    # the third result, the first one kept, was made in shared memory (and
+    # written over by the fourth call); a function whose results cannot be
+    # handed over then goes back to numpy's handler
+    assert [where for where, _ in got] == (
+        ["default_allocator", SHARED, SHARED] + ["default_allocator"] * 5)
+    for (_, y), x in zip(got, data, strict=True):
+        assert np.array_equal(y, x * 2)
+
+
+@lends
+def test_a_function_of_many_small_allocations_goes_back_to_numpys_handler():
+    """The handler costs every allocation a call into Python: a function
+    that makes many small ones per large result tries it once, then keeps
+    numpy's own."""
+    data = arrays(6, MiB)
+    got = _one_by_one(wf.array_double_after_small_work, data)
+    assert [where for where, _ in got] == (
+        ["default_allocator", SHARED] + ["default_allocator"] * 4)
+    for (_, y), x in zip(got, data, strict=True):
+        assert np.array_equal(y, x * 2)
+
+
+@lends
+def test_zeros_in_reused_shared_memory_are_zeros():
+    got = _one_by_one(wf.array_zeros_after_a_temporary, arrays(6, MiB))
+    assert [where for where, _ in got][1:] == [SHARED] * 5
+    assert all(z.shape == (MiB // 8,) and not z.any() for _, z in got)
+
+
+@lends
+def test_an_array_grown_in_shared_memory_keeps_its_values():
+    data = arrays(5, MiB)
+    got = _one_by_one(wf.array_grown, data)
+    assert [where for where, _ in got][1:] == [SHARED] * 4
+    for (_, y), x in zip(got, data, strict=True):
+        assert y.size == 2 * x.size
+        assert np.array_equal(y[:x.size], x) and not y[x.size:].any()
+
+
+@lends
+def test_workers_holding_shared_arrays_exit_cleanly(capfd, monkeypatch):
+    """Arrays of the handler still alive when a worker exits (kept in a
+    module global; a spawned worker runs the interpreter's full shutdown)
+    are freed without an error or a crash (the fault handler would print
+    one)."""
+    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
+    data = arrays(6, MiB)
+    with IMap(worker_num=1, chunksize=1, start_method="spawn") as m:
+        task = m.add_task(wf.array_double_kept_then_spoiled, data)
+        m.start()
+        got = list(task)
+    assert [where for where, _ in got][2] == SHARED
+    assert all(np.array_equal(y, x * 2) for (_, y), x in zip(got, data, strict=True))
+    err = capfd.readouterr().err
+    assert "Fatal Python error" not in err and "Exception ignored" not in err, err
+
+
+def test_a_process_exiting_with_arrays_of_the_handler_exits_cleanly():
+    """The same at the level of the allocator, in a process of its own
+    whose exit status is seen: arrays of the handler freed while the
+    interpreter shuts down (module globals gone) free without a crash."""
+    script = textwrap.dedent("""
+        import os, sys, numpy
+        from imap import shm, shm_alloc
+        run = f"{shm.PREFIX}{os.getpid()}-exit"
+        pool = shm.Pool(f"{run}-w{os.getpid()}-")
+        allocator = shm_alloc.Allocator(pool)
+        allocator.state["f"] = True
+        class Cycle:
+            pass
+        with allocator.batch("f"):
+            KEPT = [numpy.full(2**17, 1.0) * 2 for _ in range(3)]
+            VIEW = KEPT[0][10:]
+            cycle = Cycle()   # freed by the last collection, after the modules
+            cycle.me, cycle.array = cycle, numpy.full(2**17, 1.0) * 3
+            sys.late = KEPT[2]
+        del cycle
+        core = getattr(numpy, "_core", None) or numpy.core
+        assert core.multiarray.get_handler_name(KEPT[1]) == "imap_shared_memory"
+        shm.sweep(run)   # the names go; the mappings stay until the arrays go
+        print("ok", flush=True)
+    """)
+    if not shm_alloc.supported():
+        pytest.skip("Linux /dev/shm only")
+    done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    assert done.stderr == ""
+
+
+KINDS = ["fresh", "view", "pair", "kept", "zeros", "grown", "small"]
+
+
+@lends
+@settings(max_examples=8, deadline=None)
+@given(specs=st.lists(st.tuples(st.sampled_from(KINDS),
+                                st.sampled_from([1000, MiB - 8, MiB, 3 * MiB + 8]),
+                                st.integers(0, 9)), min_size=1, max_size=24))
+def test_every_way_of_making_a_result_arrives_exact(specs):
+    """Property: whatever mix of fresh arrays, views, tuples, kept arrays,
+    zeros, grown arrays and small work a function returns, across the
+    sizes around the handler's threshold, every result is what the
+    function returned when it returned it."""
+    expected = [np.copy(v) if isinstance(v, np.ndarray) else (v[0], np.copy(v[1]))
+                for v in map(wf.array_op, specs)]
+    wf.KEPT_RESULTS.clear()
+    with IMap(worker_num=2) as m:
+        task = m.add_task(wf.array_op, specs)
+        m.start()
+        got = list(task)
+    for g, e in zip(got, expected, strict=True):
+        if isinstance(e, tuple):
+            assert g[0] == e[0] and np.array_equal(g[1], e[1])
+        else:
+            assert np.array_equal(g, e)

@@ -456,3 +456,101 @@ def array_report_pid_and_hold(x, victim, directory):
         while True:
             time.sleep(0.05)
     return x
+
+
+# -- arrays numpy allocates in shared memory (imap.shm_alloc) ------------------------------
+
+def _handler_of(array):
+    """The name of numpy's memory handler that ``array`` got its memory from."""
+    import numpy
+    core = getattr(numpy, "_core", None) or numpy.core
+    return core.multiarray.get_handler_name(array)
+
+
+def array_double_where(x):
+    """``x * 2``, and where its memory came from."""
+    y = x * 2
+    return _handler_of(y), y
+
+
+KEPT_RESULTS: list = []
+CALLS = [0]
+
+
+def array_double_kept_then_spoiled(x):
+    """``x * 2``, and where its memory came from; from the third call on,
+    the result is kept here too and the one kept before is then written
+    over (what the parent received of it must not change)."""
+    CALLS[0] += 1
+    y = x * 2
+    if CALLS[0] > 2:
+        KEPT_RESULTS.append(y)
+        if len(KEPT_RESULTS) > 1:
+            KEPT_RESULTS[-2][:] = -1.0
+        del KEPT_RESULTS[:-2]
+    return _handler_of(y), y
+
+
+def array_op(spec):
+    """One of several ways of making a result array (the property test of
+    imap.shm_alloc): ``spec`` is ``(kind, bytes, seed)``."""
+    import numpy
+    kind, size, seed = spec
+    x = numpy.full(max(size // 8, 1), float(seed))
+    if kind == "fresh":
+        return x * 2
+    if kind == "view":
+        return (x * 2)[1:]
+    if kind == "pair":
+        return seed, x * 3
+    if kind == "kept":
+        y = x * 2
+        KEPT_RESULTS.append(y)
+        if len(KEPT_RESULTS) > 1:
+            KEPT_RESULTS[-2][:] = -1.0
+        del KEPT_RESULTS[:-2]
+        return y
+    if kind == "zeros":
+        temporary = x + 1.0
+        del temporary
+        return numpy.zeros(x.shape)
+    if kind == "grown":
+        x.resize(2 * x.size, refcheck=False)
+        return x
+    small = numpy.ones(2)   # "small": many small allocations
+    for _ in range(50):
+        small = small + 1.0
+    return x - small[0]
+
+
+def array_double_after_small_work(x):
+    """Many small numpy allocations, then ``x * 2`` and where its memory came from."""
+    import numpy
+    small = numpy.ones(4)
+    for _ in range(300):
+        small = small + 1.0
+    y = x * 2
+    return _handler_of(y), y
+
+
+def array_zeros_after_a_temporary(x):
+    """A large temporary (freed), then zeros of the same shape (which may
+    reuse the temporary's memory: they must be zeros all the same)."""
+    import numpy
+    temporary = x + 5.0
+    del temporary
+    z = numpy.zeros(x.shape)
+    return _handler_of(z), z
+
+
+def array_grown(x):
+    """A copy of ``x`` grown to twice its size in place (numpy reallocates it)."""
+    y = x * 1.0
+    y.resize(2 * y.size, refcheck=False)
+    return _handler_of(y), y
+
+
+def array_double_view(x):
+    """A view of a new array (not its own memory): copied, as before."""
+    y = x * 2
+    return y[: y.size // 2]

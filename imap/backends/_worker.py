@@ -32,13 +32,14 @@ are, and an answer with large buffers is ``(OUT_OF_BAND, stream, refs)``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 import signal
 from typing import Any, NamedTuple
 
-from .. import shm
+from .. import shm, shm_alloc
 from . import kernel
 
 
@@ -129,16 +130,27 @@ class _PipeHandler(logging.Handler):
 
 def _out_of_band(run: str) -> Any:
     """How this worker pickles an answer: its large buffers into segments
-    of the run ``run`` (imap.shm), the answer a small message naming them."""
+    of the run ``run`` (imap.shm), the answer a small message naming them;
+    numpy arrays the function allocated in a segment (imap.shm_alloc) go
+    in their own, without a copy."""
     pool = shm.Pool(f"{run}-w{os.getpid()}-")
+    allocator = shm_alloc.Allocator(pool) if shm_alloc.supported() else None
+    handover = allocator.handover if allocator is not None else None
 
     def oob(answer: tuple) -> bytes:
-        stream, refs = shm.dumps_out_of_band(answer, pool)
+        stream, refs = shm.dumps_out_of_band(answer, pool, handover=handover)
         if not refs:
             return stream
         return pickle.dumps((OUT_OF_BAND, stream, refs), kernel.PROTOCOL)
     oob.pool = pool   # type: ignore[attr-defined]
+    oob.allocator = allocator   # type: ignore[attr-defined]
     return oob
+
+
+def _lending(allocator: Any, key: Any) -> Any:
+    """The batch of function ``key`` runs with numpy's large allocations in
+    shared memory if that pays for it (imap.shm_alloc)."""
+    return contextlib.nullcontext() if allocator is None else allocator.batch(key)
 
 
 OUT_OF_BAND = "oob"   # an answer whose large buffers are in shared memory
@@ -161,6 +173,7 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
     answer = kernel.answer_batch
     oob = _out_of_band(run) if run is not None else None
     reader = shm.Reader()
+    allocator = oob.allocator if oob is not None else None
     while True:
         try:
             msg = pickle.loads(recv())
@@ -181,13 +194,15 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
                         "the shared memory of the batch's items could not be read", exc),
                         0.0, 0.0, False), kernel.PROTOCOL))
                     continue
-                send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
-                            every=msg.every, buffers=buffers, oob=oob))
+                with _lending(allocator, msg.key):
+                    send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
+                                every=msg.every, buffers=buffers, oob=oob))
                 del buffers
                 reader.release()
             else:
-                send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
-                            every=msg.every, oob=oob))
+                with _lending(allocator, msg.key):
+                    send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
+                                every=msg.every, oob=oob))
         elif kind is SetTask:
             funcs[msg.key] = kernel.load_task(msg.payload)
         else:  # Quit

@@ -362,14 +362,11 @@ def frames_size(data):
     return len(data)
 
 
-def encode_results(values, errors, busy, peak, where="the worker", more=False, oob=None):
-    """Pickle a batch's answer ``(values, errors, busy, peak, more)``.
-
-    A result that cannot be pickled becomes an unsendable error in its place,
-    and so does an exception returned as a result that pickles but does not
-    unpickle (a subclass whose ``__init__`` takes other arguments than its
-    ``args``: it would fail in the parent, for the whole batch).
-    """
+def _returned_exceptions(values, errors, where):
+    """``(values, errors)`` with an exception returned as a value that would
+    not unpickle in the parent turned into an unsendable error. (A function
+    of its own: no variable of the caller is left referring to a value, so
+    ``oob`` sees a result the worker holds nothing else of: imap.shm_alloc.)"""
     for pos, value in enumerate(values):
         if isinstance(value, BaseException) and not (errors and pos in errors):
             try:
@@ -383,6 +380,18 @@ def encode_results(values, errors, busy, peak, where="the worker", more=False, o
                     exc)
                 values = list(values)
                 values[pos] = None
+    return values, errors
+
+
+def encode_results(values, errors, busy, peak, where="the worker", more=False, oob=None):
+    """Pickle a batch's answer ``(values, errors, busy, peak, more)``.
+
+    A result that cannot be pickled becomes an unsendable error in its place,
+    and so does an exception returned as a result that pickles but does not
+    unpickle (a subclass whose ``__init__`` takes other arguments than its
+    ``args``: it would fail in the parent, for the whole batch).
+    """
+    values, errors = _returned_exceptions(values, errors, where)
     answer = (values, errors, busy, peak, more)
     if oob is not None:   # large buffers out of band (shared memory, or frames)
         try:
