@@ -502,34 +502,73 @@ def _alive(pid: int) -> bool:
 # -- the worker's side ---------------------------------------------------------------------
 
 
+READ_KEEP_COUNT = 8           # mappings a worker keeps of segments it read ...
+READ_KEEP_BYTES = 256 * 2**20  # ... and their bytes at most
+
+
 class Reader:
-    """A worker's mappings of the segments of the batch it runs."""
+    """A worker's mappings of the segments its batches' items are in.
+
+    A mapping is kept after its batch (the most recent ones, within
+    ``READ_KEEP_COUNT`` and ``READ_KEEP_BYTES``): writers reuse their
+    segments, and reading through a mapping made earlier costs no page
+    faults (a third of the time of ``x * 2`` on 64 MiB read through a new
+    one). A kept mapping whose segment's name is gone (its writer dropped
+    it) is closed at the next :meth:`release`, so it holds no memory for
+    long; names are never reused, so a kept mapping always shows its own
+    segment.
+    """
 
     def __init__(self) -> None:
-        self._open: dict = {}
+        self._open: dict = {}   # name -> mapping, of the batch running
+        self._kept: dict = {}   # name -> mapping, of earlier batches (least recent first)
 
     def views(self, refs: tuple) -> list:
         out = []
         for name, offset, length in refs:
             seg = self._open.get(name)
             if seg is None:
-                fd = os.open(_path(name), os.O_RDONLY)
-                try:
-                    seg = self._open[name] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-                finally:
-                    os.close(fd)
+                seg = self._kept.pop(name, None)
+                if seg is None:
+                    fd = os.open(_path(name), os.O_RDONLY)
+                    try:
+                        seg = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                    finally:
+                        os.close(fd)
+                self._open[name] = seg
             out.append(memoryview(seg)[offset:offset + length])
         return out
 
     def release(self) -> None:
-        """The batch is done: close its mappings (one that the function kept
-        a view of stays mapped until that view is gone)."""
+        """The batch is done. A segment the function kept a view of loses
+        its name (its writer must never write it again) and its mapping
+        goes with the last view; the others are kept for later batches."""
         for name, seg in self._open.items():
-            try:
-                seg.close()
-            except BufferError:   # kept: its writer must never write it again
+            if _exported(seg):
                 unlink(name)
+            else:
+                self._kept[name] = seg
         self._open.clear()
+        total = sum(len(seg) for seg in self._kept.values())
+        for name in list(self._kept):
+            within = len(self._kept) <= READ_KEEP_COUNT and total <= READ_KEEP_BYTES
+            if within and os.path.exists(_path(name)):
+                continue
+            seg = self._kept.pop(name)
+            total -= len(seg)
+            seg.close()
+
+
+def _exported(seg: mmap.mmap) -> bool:
+    """Whether a view of the read-only mapping ``seg`` is alive: ``resize``
+    checks for views before it refuses a read-only mapping."""
+    try:
+        seg.resize(len(seg))
+    except BufferError:
+        return True
+    except (TypeError, OSError, ValueError, SystemError):
+        return False
+    return False   # pragma: no cover - a read-only mapping never resizes
 
 
 def loads(stream: bytes, views: list) -> Any:

@@ -73,29 +73,66 @@ class Allocator:
         self.pool = pool
         self.state: dict = {}
         self.calls = [0]          # allocator calls so far (a cell the callbacks share)
+        self.lost: list = []      # exceptions the callbacks took over (see _handler)
         self._set: Any = None     # PyDataMem_SetHandler (None: not installed; False: cannot be)
         self._capsule: Any = None
-        self._seen = 0            # bytes of large arrays of this batch that could be handed over
+        self.key: Any = None      # the function of the batch running
 
     @contextlib.contextmanager
-    def batch(self, key: Any) -> Iterator[None]:
-        """Run one batch of the function ``key`` (its handler in force if worth it)."""
-        on = self.state.get(key) is True and self._install()
+    def batch(self, key: Any, refs: tuple = (), data: Any = b"") -> Iterator[Any]:
+        """Run one batch of the function ``key``: yields None, or a guard
+        (``guard(call)``: ``call`` with the handler in force, see
+        :meth:`_guarded`) when the handler is worth it for the function.
+        ``refs`` and ``data``: the batch's items (their large buffers and
+        their pickle): a function not tried yet whose items are large numpy
+        arrays is tried at once (its results are most likely large arrays
+        too, and one batch tells), not after a batch of copies."""
+        self.key = key
+        state = self.state.get(key)
+        if state is None and _large_arrays(refs, data):
+            state = self.state[key] = True
+        on = state is True and self._install()
         calls, handed = self.calls[0], self.pool.handed
-        self._seen = 0
-        if on:
-            self._set(self._capsule)
+        self.lost.clear()
         try:
-            yield
+            yield (lambda call: self._guarded(key, call)) if on else None
         finally:
-            if on:
-                self._set(None)
+            if on and self.state.get(key) is True:
                 made = self.calls[0] - calls
                 saved = self.pool.handed - handed
                 if made * BYTES_PER_CALL > saved:
                     self.state[key] = False
-            elif key not in self.state and self._seen:
-                self.state[key] = self._install()
+
+    def _guarded(self, key: Any, call: Any) -> Any:
+        """``call(item)`` (one tasklet) with the handler in force.
+
+        A callback that numpy calls while an exception of its own is
+        pending (a C error path freeing an array) cannot hand it back: a
+        Python callback never returns with an exception set. The callback
+        takes it over (``lost``) instead; the tasklet, which saw numpy fail
+        without an exception, then runs again with numpy's own handler, so
+        its result or error is what it would have been, and the function
+        keeps numpy's handler from then on."""
+        set_handler, capsule, lost = self._set, self._capsule, self.lost
+
+        def guarded(item: Any) -> Any:
+            if self.state.get(key) is not True:   # turned off in this batch
+                return call(item)
+            set_handler(capsule)
+            try:
+                value = call(item)
+            except BaseException:
+                if not lost:
+                    raise
+                value = None
+            finally:
+                set_handler(None)
+            if lost:
+                lost.clear()
+                self.state[key] = False
+                return call(item)
+            return value
+        return guarded
 
     def handover(self, answer: tuple) -> frozenset:
         """The addresses of the arrays among the results of ``answer`` (a
@@ -128,19 +165,35 @@ class Allocator:
         address = array.__array_interface__["data"][0]
         if self.pool.holds(address):
             found.add(address)
-        else:
-            self._seen += array.nbytes
+        elif self.key not in self.state:   # a function seen to return large arrays
+            self.state[self.key] = True
 
     def _install(self) -> bool:
         if self._set is None:
+            if "numpy" not in sys.modules:
+                return False   # not yet: the handler is numpy's
             try:
-                self._set, self._capsule = _handler(self.pool, self.calls)
+                self._set, self._capsule = _handler(self.pool, self.calls, self.lost)
             except Exception:   # no numpy handler API here: copies, as before
                 self._set = False
         return self._set is not False
 
 
-def _handler(pool: shm.Pool, calls: list) -> tuple:
+def _large_arrays(refs: tuple, data: Any) -> bool:
+    """Whether a batch's items hold a buffer of :data:`MIN_BYTES` or more
+    and numpy arrays (numpy is imported here then: unpickling them will)."""
+    if not any(length >= MIN_BYTES for _, _, length in refs):
+        return False
+    if type(data) is not bytes or b"numpy" not in data:
+        return False
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _handler(pool: shm.Pool, calls: list, lost: list) -> tuple:
     """numpy's memory handler for ``pool``: ``(set, capsule)``, ``set(capsule)``
     putting it in force in this context and ``set(None)`` numpy's own."""
     np = sys.modules["numpy"]
@@ -167,9 +220,21 @@ def _handler(pool: shm.Pool, calls: list) -> tuple:
     free.argtypes = [ctypes.c_void_p]
     memmove = ctypes.memmove
 
+    # A foreign function of the Python API raises the exception pending, if
+    # any, once it returns: the callbacks call it first to take over an
+    # exception numpy has set (a Python callback cannot return with one set).
+    pending = api.Py_IsInitialized
+    pending.restype = ctypes.c_int
+    pending.argtypes = []
+
     # Everything a callback uses is bound to it: they may run while the
     # interpreter exits and module globals are gone (an array freed late).
-    def on_malloc(ctx, size, pool=pool, calls=calls, malloc=malloc, least=MIN_BYTES):
+    def on_malloc(ctx, size, pool=pool, calls=calls, malloc=malloc, least=MIN_BYTES,
+                  pending=pending, lost=lost):
+        try:
+            pending()
+        except BaseException as exc:
+            lost.append(exc)
         calls[0] += 1
         if size >= least:
             try:
@@ -180,7 +245,12 @@ def _handler(pool: shm.Pool, calls: list) -> tuple:
                 return address
         return malloc(size)
 
-    def on_calloc(ctx, count, size, pool=pool, calls=calls, calloc=calloc, least=MIN_BYTES):
+    def on_calloc(ctx, count, size, pool=pool, calls=calls, calloc=calloc, least=MIN_BYTES,
+                  pending=pending, lost=lost):
+        try:
+            pending()
+        except BaseException as exc:
+            lost.append(exc)
         calls[0] += 1
         if count * size >= least:
             try:
@@ -191,7 +261,12 @@ def _handler(pool: shm.Pool, calls: list) -> tuple:
                 return address
         return calloc(count, size)
 
-    def on_free(ctx, address, size, pool=pool, calls=calls, free=free):
+    def on_free(ctx, address, size, pool=pool, calls=calls, free=free, pending=pending,
+                lost=lost):
+        try:
+            pending()
+        except BaseException as exc:
+            lost.append(exc)
         calls[0] += 1
         try:
             if pool.holds(address) and pool.unhold(address):
@@ -201,7 +276,12 @@ def _handler(pool: shm.Pool, calls: list) -> tuple:
         free(address)
 
     def on_realloc(ctx, address, size, pool=pool, calls=calls, realloc=realloc,
-                   memmove=memmove, on_malloc=on_malloc, on_free=on_free):
+                   memmove=memmove, on_malloc=on_malloc, on_free=on_free, pending=pending,
+                   lost=lost):
+        try:
+            pending()
+        except BaseException as exc:
+            lost.append(exc)
         if not pool.holds(address):
             calls[0] += 1
             return realloc(address, size)

@@ -300,11 +300,22 @@ def _one_by_one(func, data):
 def test_a_new_result_array_is_made_in_shared_memory_and_handed_over():
     data = arrays(8, MiB)
     got = _one_by_one(wf.array_double_where, data)
-    # the first batch shows the function returns large arrays; from the next
-    # one on numpy makes them in a segment, which goes to the parent as it is
-    assert [where for where, _ in got] == ["default_allocator"] + [SHARED] * 7
+    # items that are large arrays: numpy makes the function's arrays in a
+    # segment from its first batch on, and a result goes to the parent as it is
+    assert [where for where, _ in got] == [SHARED] * 8
     for (_, y), x in zip(got, data, strict=True):
         assert np.array_equal(y, x * 2) and not y.flags.writeable
+
+
+@lends
+def test_a_function_of_small_items_that_returns_large_arrays_is_seen_to():
+    """Small items, large results: the first batch (numpy's handler) shows
+    what the function returns; from the next one on its arrays are made in
+    shared memory."""
+    got = _one_by_one(wf.array_made, [MiB // 8 + i for i in range(6)])
+    assert [where for where, _ in got] == ["default_allocator"] + [SHARED] * 5
+    for i, (_, y) in enumerate(got):
+        assert y.shape == (MiB // 8 + i,) and (y == float(i % 7)).all()
 
 
 @lends
@@ -317,8 +328,7 @@ def test_a_result_the_worker_still_refers_to_is_copied():
     # the third result, the first one kept, was made in shared memory (and
     # written over by the fourth call); a function whose results cannot be
     # handed over then goes back to numpy's handler
-    assert [where for where, _ in got] == (
-        ["default_allocator", SHARED, SHARED] + ["default_allocator"] * 5)
+    assert [where for where, _ in got] == [SHARED] * 3 + ["default_allocator"] * 5
     for (_, y), x in zip(got, data, strict=True):
         assert np.array_equal(y, x * 2)
 
@@ -330,16 +340,32 @@ def test_a_function_of_many_small_allocations_goes_back_to_numpys_handler():
     numpy's own."""
     data = arrays(6, MiB)
     got = _one_by_one(wf.array_double_after_small_work, data)
-    assert [where for where, _ in got] == (
-        ["default_allocator", SHARED] + ["default_allocator"] * 4)
+    assert [where for where, _ in got] == [SHARED] + ["default_allocator"] * 5
     for (_, y), x in zip(got, data, strict=True):
         assert np.array_equal(y, x * 2)
 
 
 @lends
+@pytest.mark.parametrize("func", ["array_plus_mismatched", "array_write_in_place"])
+def test_numpys_own_errors_arrive_as_they_are_under_the_handler(func):
+    """numpy frees arrays in some of its C error paths with its exception
+    set, which the handler's callbacks cannot hand back: the tasklet runs
+    again with numpy's own handler, and its error is numpy's."""
+    with IMap(worker_num=1, chunksize=1) as m:
+        task = m.add_task(getattr(wf, func), arrays(4, MiB))
+        m.start()
+        errors = []
+        for _ in range(4):
+            with pytest.raises(ValueError) as info:
+                next(task)
+            errors.append(str(info.value))
+    assert all(("broadcast" in e) or ("read-only" in e) for e in errors), errors
+
+
+@lends
 def test_zeros_in_reused_shared_memory_are_zeros():
     got = _one_by_one(wf.array_zeros_after_a_temporary, arrays(6, MiB))
-    assert [where for where, _ in got][1:] == [SHARED] * 5
+    assert [where for where, _ in got] == [SHARED] * 6
     assert all(z.shape == (MiB // 8,) and not z.any() for _, z in got)
 
 
@@ -347,7 +373,7 @@ def test_zeros_in_reused_shared_memory_are_zeros():
 def test_an_array_grown_in_shared_memory_keeps_its_values():
     data = arrays(5, MiB)
     got = _one_by_one(wf.array_grown, data)
-    assert [where for where, _ in got][1:] == [SHARED] * 4
+    assert [where for where, _ in got] == [SHARED] * 5
     for (_, y), x in zip(got, data, strict=True):
         assert y.size == 2 * x.size
         assert np.array_equal(y[:x.size], x) and not y[x.size:].any()
@@ -384,13 +410,15 @@ def test_a_process_exiting_with_arrays_of_the_handler_exits_cleanly():
         allocator.state["f"] = True
         class Cycle:
             pass
-        with allocator.batch("f"):
-            KEPT = [numpy.full(2**17, 1.0) * 2 for _ in range(3)]
-            VIEW = KEPT[0][10:]
+        def make(_):
+            kept = [numpy.full(2**17, 1.0) * 2 for _ in range(3)]
             cycle = Cycle()   # freed by the last collection, after the modules
             cycle.me, cycle.array = cycle, numpy.full(2**17, 1.0) * 3
-            sys.late = KEPT[2]
-        del cycle
+            return kept
+        with allocator.batch("f") as guard:
+            KEPT = guard(make)(None)
+        VIEW = KEPT[0][10:]
+        sys.late = KEPT[2]
         core = getattr(numpy, "_core", None) or numpy.core
         assert core.multiarray.get_handler_name(KEPT[1]) == "imap_shared_memory"
         shm.sweep(run)   # the names go; the mappings stay until the arrays go
@@ -429,3 +457,35 @@ def test_every_way_of_making_a_result_arrives_exact(specs):
             assert g[0] == e[0] and np.array_equal(g[1], e[1])
         else:
             assert np.array_equal(g, e)
+
+
+def test_a_worker_keeps_its_mappings_but_not_of_a_segment_that_is_gone():
+    """A worker reads later batches through the mappings of earlier ones
+    (no page faults again), and closes a kept mapping once its segment's
+    name is gone, so that it holds no memory the run has let go."""
+    import pickle
+
+    def mapped(name: str) -> bool:
+        with open("/proc/self/maps") as maps:
+            return any(name in line for line in maps)
+
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("needs /proc")
+    pool = shm.Pool(f"{shm.PREFIX}{os.getpid()}-reader-w{os.getpid()}-")
+    reader = shm.Reader()
+    try:
+        buffers: list = []
+        stream = pickle.dumps(np.full(MiB // 8, 2.0), 5, buffer_callback=buffers.append)
+        name, refs = pool.write(buffers)
+        for _ in range(2):
+            views = reader.views(refs)
+            assert shm.loads(stream, views)[0] == 2.0
+            del views
+            reader.release()
+            assert mapped(name)          # kept for the next batch
+        shm.unlink(name)                 # its writer dropped it
+        reader.release()
+        assert not mapped(name)
+    finally:
+        reader.release()
+        pool.close()

@@ -550,7 +550,16 @@ def array_grown(x):
     return _handler_of(y), y
 
 
-def array_double_view(x):
-    """A view of a new array (not its own memory): copied, as before."""
-    y = x * 2
-    return y[: y.size // 2]
+def array_made(n):
+    """A new array of ``n`` float64 values, and where its memory came from."""
+    import numpy
+    y = numpy.full(n, float((n - 131072) % 7))
+    return _handler_of(y), y
+
+
+
+
+def array_plus_mismatched(x):
+    """``x`` plus an array one longer: numpy's broadcasting ValueError."""
+    import numpy
+    return x + numpy.ones(x.size + 1)

@@ -37,6 +37,7 @@ import logging
 import os
 import pickle
 import signal
+import sys
 from typing import Any, NamedTuple
 
 from .. import shm, shm_alloc
@@ -147,10 +148,18 @@ def _out_of_band(run: str) -> Any:
     return oob
 
 
-def _lending(allocator: Any, key: Any) -> Any:
-    """The batch of function ``key`` runs with numpy's large allocations in
-    shared memory if that pays for it (imap.shm_alloc)."""
-    return contextlib.nullcontext() if allocator is None else allocator.batch(key)
+def _lending(allocator: Any, msg: RunBatch) -> Any:
+    """Batch ``msg`` runs with numpy's large allocations in shared memory
+    if that pays for its function (imap.shm_alloc)."""
+    if allocator is None:
+        return _AS_IS
+    if not msg.refs and "numpy" not in sys.modules:
+        allocator.key = msg.key   # its results may still be seen to be large arrays
+        return _AS_IS
+    return allocator.batch(msg.key, msg.refs, msg.data)
+
+
+_AS_IS = contextlib.nullcontext()
 
 
 OUT_OF_BAND = "oob"   # an answer whose large buffers are in shared memory
@@ -186,6 +195,7 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
             if msg.free and oob is not None:   # segments of ours the parent is done with
                 for name in msg.free:
                     oob.pool.release(name)
+            buffers = None
             if msg.refs:
                 try:
                     buffers = reader.views(msg.refs)
@@ -194,15 +204,16 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
                         "the shared memory of the batch's items could not be read", exc),
                         0.0, 0.0, False), kernel.PROTOCOL))
                     continue
-                with _lending(allocator, msg.key):
-                    send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
-                                every=msg.every, buffers=buffers, oob=oob))
+            with _lending(allocator, msg) as guard:
+                reply = answer(funcs.get(msg.key), init_error, msg.data, send=send,
+                               every=msg.every, buffers=buffers, oob=oob, guard=guard)
+            if buffers is not None:
+                # Before the answer goes: once it is in, the parent may write
+                # the items' segments again, unless the function kept a view
+                # of one, which release() finds and unlinks first.
                 del buffers
                 reader.release()
-            else:
-                with _lending(allocator, msg.key):
-                    send(answer(funcs.get(msg.key), init_error, msg.data, send=send,
-                                every=msg.every, oob=oob))
+            send(reply)
         elif kind is SetTask:
             funcs[msg.key] = kernel.load_task(msg.payload)
         else:  # Quit

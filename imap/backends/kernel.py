@@ -255,7 +255,7 @@ def failed(n, packed):
     return [None] * n, dict.fromkeys(range(n), packed)
 
 
-def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
+def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None, guard=None):
     """Call ``func(item, *args, **kwargs)`` for each item, once each.
 
     Returns ``(values, errors, busy, peak)``: ``errors`` is None when every
@@ -272,6 +272,8 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
     flush (``every`` 0: after every item), ``flush(values, errors, busy,
     peak)`` receives what was computed since, positions counted from
     there; the return value then holds only the items after the last flush.
+    ``guard``: each item runs as ``guard(call)(item)`` instead (a worker's
+    numpy handler, imap.shm_alloc).
     """
     mark = time.perf_counter()
     if args or kwargs:
@@ -279,6 +281,8 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
             return func(item, *args, **kwargs)
     else:
         call = func
+    if guard is not None:
+        call = guard(call)
     values = []
     errors = None
     n = len(items)
@@ -439,7 +443,7 @@ def _missing(exc):
 
 
 def answer_batch(entry, init_error, data, where="the worker", send=None, every=None,
-                 worker=None, buffers=None, oob=None):
+                 worker=None, buffers=None, oob=None, guard=None):
     """Run one batch as a worker receives it; return the pickled answer.
 
     ``entry`` is the task's ``(func, args, kwargs)`` (or ``(None, error)``,
@@ -449,7 +453,8 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     out through ``send`` while the batch runs. If the function's dependency
     is unmet here, every tasklet is refused (``(UNMET, reason, worker)``).
     ``buffers``: the out-of-band buffers of ``data``; ``oob(answer)``: pickle
-    an answer with its large buffers out of band (see :mod:`imap.shm`).
+    an answer with its large buffers out of band (see :mod:`imap.shm`);
+    ``guard``: see :func:`run_batch`.
     """
     try:
         items = loads_frames(data) if type(data) is dict else pickle.loads(data, buffers=buffers)
@@ -475,7 +480,7 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
         def flush(values, errors, busy, peak):
             send(encode_results(values, errors, busy, peak, where, more=True, oob=oob))
     values, errors, busy, peak = run_batch(entry[0], entry[1], entry[2], items,
-                                           flush=flush, every=every)
+                                           flush=flush, every=every, guard=guard)
     return encode_results(values, errors, busy, peak, where, oob=oob)
 
 
