@@ -1,9 +1,10 @@
 """Arrays through a chain of process workers, without copies.
 
 Each 512 x 512 float64 image (2 MiB) reaches a worker through shared memory:
-the worker's array is that memory, read-only, and the results come back the
-same way (the blurred image goes on to the next task without a copy in this
-process). Copy an array before editing it in place.
+the worker's array is that memory, read-only. The workers' numpy computes the
+results in shared memory too, so they come back without a copy (the blurred
+image goes on to the next task as it is). Copy an array before editing it in
+place.
 
 Needs numpy (``pip install numpy``).
 """

@@ -115,6 +115,7 @@ def _layout(sizes: list) -> tuple[list, int]:
     return offsets, end
 
 
+COPY_APART = 2**20         # a buffer this large is copied without holding the GIL
 KEEP_BYTES = 128 * 2**20   # free segments a writer keeps for reuse, beyond KEEP_COUNT
 KEEP_COUNT = 2             # free segments a writer keeps whatever their size
 
@@ -182,8 +183,12 @@ class Pool:
                 self._sizes[name] = size
             else:
                 seg = self._mapping(name)
-                for raw, offset in zip(raws, offsets, strict=True):
-                    seg[offset:offset + raw.nbytes] = raw
+                for i, raw, offset in zip(copied, raws, offsets, strict=True):
+                    source = _address_of(buffers[i]) if raw.nbytes >= COPY_APART else None
+                    if source is None:
+                        seg[offset:offset + raw.nbytes] = raw
+                    else:   # without the GIL: the other threads go on meanwhile
+                        ctypes.memmove(seg.address + offset, source, raw.nbytes)
         for i, raw, offset in zip(copied, raws, offsets, strict=True):
             refs[i] = (name, offset, raw.nbytes)
         return name, refs

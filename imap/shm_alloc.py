@@ -13,13 +13,19 @@ since it keeps no reference to it.
 
 The handler costs every numpy allocation in the worker a call into Python
 (a few microseconds, against a fraction of one for numpy's own), large or
-small. So it is in force only during the batches of a function whose
-results have been large arrays (:data:`MIN_BYTES` or more, their own
-memory, nothing else referring to them), and only while that pays: a
-function whose batches make more allocator calls than their handed-over
-bytes are worth (:data:`BYTES_PER_CALL` per call) goes back to numpy's
-handler for the rest of the run. Threads the function starts keep numpy's
-handler (the handler is set for the worker's own context only).
+small. So it is in force only while a tasklet runs, only for a function
+whose items are large numpy arrays or whose results have been (:data:`MIN_BYTES`
+or more, their own memory, nothing else referring to them), and only while
+that pays: a function whose batches make more allocator calls than their
+handed-over bytes are worth (:data:`BYTES_PER_CALL` per call) goes back to
+numpy's handler for the rest of the run. Threads the function starts keep
+numpy's handler (the handler is set for the worker's own context only).
+
+A Python callback cannot return with an exception set, and numpy frees
+arrays in some of its C error paths with its exception set: the callbacks
+take such an exception over, and the tasklet runs again under numpy's own
+handler (see :meth:`Allocator._guarded`), so what it returns or raises is
+numpy's.
 
 Linux only (``/dev/shm`` and ``posix_fallocate``: a full ``/dev/shm`` makes
 an allocation fall back to numpy's memory, never a ``SIGBUS``). A process
@@ -27,7 +33,7 @@ the function forks shares these arrays with the worker instead of getting a
 copy of them.
 
 This module imports only the standard library; numpy is used only when a
-worker has imported it already (its results are numpy arrays).
+worker has imported it already, or is about to unpickle numpy arrays.
 """
 
 from __future__ import annotations
