@@ -235,45 +235,34 @@ def _handler(pool: shm.Pool, calls: list, lost: list) -> tuple:
 
     # Everything a callback uses is bound to it: they may run while the
     # interpreter exits and module globals are gone (an array freed late).
-    def on_malloc(ctx, size, pool=pool, calls=calls, malloc=malloc, least=MIN_BYTES,
-                  pending=pending, lost=lost):
+    def enter(calls=calls, pending=pending, lost=lost):
+        """A callback's first step: take over an exception numpy has set,
+        and count the call."""
         try:
             pending()
         except BaseException as exc:
             lost.append(exc)
         calls[0] += 1
-        if size >= least:
-            try:
-                address = pool.allocate(size)
-            except Exception:
-                address = None
-            if address:
-                return address
-        return malloc(size)
 
-    def on_calloc(ctx, count, size, pool=pool, calls=calls, calloc=calloc, least=MIN_BYTES,
-                  pending=pending, lost=lost):
+    def lend(size, zero, pool=pool, least=MIN_BYTES):
+        """A segment's address for an array of ``size`` bytes (None: numpy's memory)."""
+        if size < least:
+            return None
         try:
-            pending()
-        except BaseException as exc:
-            lost.append(exc)
-        calls[0] += 1
-        if count * size >= least:
-            try:
-                address = pool.allocate(count * size, zero=True)
-            except Exception:
-                address = None
-            if address:
-                return address
-        return calloc(count, size)
+            return pool.allocate(size, zero=zero)
+        except Exception:
+            return None
 
-    def on_free(ctx, address, size, pool=pool, calls=calls, free=free, pending=pending,
-                lost=lost):
-        try:
-            pending()
-        except BaseException as exc:
-            lost.append(exc)
-        calls[0] += 1
+    def on_malloc(ctx, size, enter=enter, lend=lend, malloc=malloc):
+        enter()
+        return lend(size, False) or malloc(size)
+
+    def on_calloc(ctx, count, size, enter=enter, lend=lend, calloc=calloc):
+        enter()
+        return lend(count * size, True) or calloc(count, size)
+
+    def on_free(ctx, address, size, enter=enter, pool=pool, free=free):
+        enter()
         try:
             if pool.holds(address) and pool.unhold(address):
                 return
@@ -281,28 +270,22 @@ def _handler(pool: shm.Pool, calls: list, lost: list) -> tuple:
             return   # the segment is left to the end of the run
         free(address)
 
-    def on_realloc(ctx, address, size, pool=pool, calls=calls, realloc=realloc,
-                   memmove=memmove, on_malloc=on_malloc, on_free=on_free, pending=pending,
-                   lost=lost):
-        try:
-            pending()
-        except BaseException as exc:
-            lost.append(exc)
+    def on_realloc(ctx, address, size, enter=enter, lend=lend, pool=pool, malloc=malloc,
+                   realloc=realloc, memmove=memmove):
+        enter()
         if not pool.holds(address):
-            calls[0] += 1
             return realloc(address, size)
         try:
             have = pool.size_at(address)
+            if size <= have:
+                return address
+            moved = lend(size, False) or malloc(size)
+            if moved:
+                memmove(moved, address, have)
+                pool.unhold(address)
+            return moved
         except Exception:
             return None
-        if size <= have:
-            calls[0] += 1
-            return address
-        moved = on_malloc(ctx, size)
-        if moved:
-            memmove(moved, address, have)
-            on_free(ctx, address, have)
-        return moved
 
     malloc_t = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
     calloc_t = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
