@@ -146,7 +146,6 @@ class Pool:
         self._maps: dict = {}     # name -> this writer's mapping (made at the first reuse)
         self._free: list = []     # names of segments no reader uses, oldest first
         self._held: dict = {}     # address -> name: segments under an array of this process
-        self._holder: dict = {}   # name -> address, the other way round
         self._sent: set = set()   # names handed to a reader without a copy, not released yet
         self.handed = 0           # bytes handed over without a copy, so far
         # Reentrant: numpy may free an array of a segment (unhold) from a
@@ -218,7 +217,7 @@ class Pool:
         array of this process lies in it any more."""
         with self._lock:
             self._sent.discard(name)
-            if name not in self._holder:
+            if name not in self._held.values():   # few: this process's large arrays
                 self._make_free(name)
 
     def _make_free(self, name: str) -> None:
@@ -254,7 +253,6 @@ class Pool:
                 if zero:
                     ctypes.memset(seg.address, 0, size)
             self._held[seg.address] = name
-            self._holder[name] = seg.address
             return seg.address
 
     def holds(self, address: int | None) -> bool:
@@ -272,7 +270,6 @@ class Pool:
             name = self._held.pop(address, None)
             if name is None:
                 return False
-            del self._holder[name]
             if name not in self._sent:
                 self._make_free(name)
             return True
@@ -291,8 +288,9 @@ class Pool:
     def close(self) -> None:
         """Drop every segment (the run ends)."""
         with self._lock:
+            held = set(self._held.values())
             for name in list(self._sizes):
-                if name not in self._holder:   # an array's memory stays mapped
+                if name not in held:   # an array's memory stays mapped
                     self._drop(name)
                 else:
                     unlink(name)

@@ -58,6 +58,7 @@ HANDLER_NAME = b"imap_shared_memory"
 
 _SET_HANDLER = 304           # PyDataMem_SetHandler in numpy's C-API table (fixed since 1.22)
 _KEPT: list = []             # the handler's parts: never freed (arrays of it may outlive all else)
+_AS_IS = contextlib.nullcontext()
 
 
 def supported() -> bool:
@@ -84,8 +85,17 @@ class Allocator:
         self._capsule: Any = None
         self.key: Any = None      # the function of the batch running
 
+    def batch(self, key: Any, refs: tuple = (), data: Any = b"") -> Any:
+        """The context of one batch of the function ``key`` (see
+        :meth:`_batch`); nothing to do while numpy is not imported and the
+        items hold no large buffer."""
+        self.key = key   # a result may still show the function returns large arrays
+        if not refs and "numpy" not in sys.modules:
+            return _AS_IS
+        return self._batch(key, refs, data)
+
     @contextlib.contextmanager
-    def batch(self, key: Any, refs: tuple = (), data: Any = b"") -> Iterator[Any]:
+    def _batch(self, key: Any, refs: tuple, data: Any) -> Iterator[Any]:
         """Run one batch of the function ``key``: yields None, or a guard
         (``guard(call)``: ``call`` with the handler in force, see
         :meth:`_guarded`) when the handler is worth it for the function.
@@ -93,7 +103,6 @@ class Allocator:
         their pickle): a function not tried yet whose items are large numpy
         arrays is tried at once (its results are most likely large arrays
         too, and one batch tells), not after a batch of copies."""
-        self.key = key
         state = self.state.get(key)
         if state is None and _large_arrays(refs, data):
             state = self.state[key] = True

@@ -37,7 +37,6 @@ import logging
 import os
 import pickle
 import signal
-import sys
 from typing import Any, NamedTuple
 
 from .. import shm, shm_alloc
@@ -152,14 +151,8 @@ def _lending(allocator: Any, msg: RunBatch) -> Any:
     """Batch ``msg`` runs with numpy's large allocations in shared memory
     if that pays for its function (imap.shm_alloc)."""
     if allocator is None:
-        return _AS_IS
-    if not msg.refs and "numpy" not in sys.modules:
-        allocator.key = msg.key   # its results may still be seen to be large arrays
-        return _AS_IS
+        return contextlib.nullcontext()
     return allocator.batch(msg.key, msg.refs, msg.data)
-
-
-_AS_IS = contextlib.nullcontext()
 
 
 OUT_OF_BAND = "oob"   # an answer whose large buffers are in shared memory
