@@ -233,7 +233,10 @@ def test_default_worker_type_is_process():
 
 def test_default_stride_is_the_number_of_workers():
     # The draw order, seen by the inputs, is the weave: stride items of task 0,
-    # then stride items of task 1, ...
+    # then stride items of task 1, ... The first turn, before anything is
+    # measured, draws one tasklet per worker; later turns may draw more (the
+    # adaptive stride follows the batch size, which grows as tasklets prove
+    # short), so only the first turn's order is fixed.
     drawn = []
 
     def source(task, n):
@@ -247,7 +250,8 @@ def test_default_stride_is_the_number_of_workers():
         m.start()
         results = consume_round_robin([first, second], stride=1)
     assert results == [list(range(7)), list(range(7))]
-    assert drawn == weave_order([7, 7], stride=3)
+    assert drawn[:6] == weave_order([3, 3], stride=3)
+    assert sorted(drawn) == [0] * 7 + [1] * 7
 
 
 def test_default_stride_buffer_and_chunksize_are_adaptive():
