@@ -481,6 +481,12 @@ def array_double_kept_then_spoiled(x):
     """``x * 2``, and where its memory came from; from the third call on,
     the result is kept here too and the one kept before is then written
     over (what the parent received of it must not change)."""
+    y = array_double_kept_then_spoiled_alone(x)
+    return _handler_of(y), y
+
+
+def array_double_kept_then_spoiled_alone(x):
+    """The same, the array alone as the result (not in a tuple)."""
     CALLS[0] += 1
     y = x * 2
     if CALLS[0] > 2:
@@ -488,7 +494,7 @@ def array_double_kept_then_spoiled(x):
         if len(KEPT_RESULTS) > 1:
             KEPT_RESULTS[-2][:] = -1.0
         del KEPT_RESULTS[:-2]
-    return _handler_of(y), y
+    return y
 
 
 def array_op(spec):
@@ -508,6 +514,11 @@ def array_op(spec):
         KEPT_RESULTS.append(y)
         if len(KEPT_RESULTS) > 1:
             KEPT_RESULTS[-2][:] = -1.0
+        del KEPT_RESULTS[:-2]
+        return y
+    if kind == "held":   # kept, never written over
+        y = x * 2
+        KEPT_RESULTS.append(y)
         del KEPT_RESULTS[:-2]
         return y
     if kind == "zeros":
