@@ -602,7 +602,8 @@ class IMap:
 
     # -- stopping -----------------------------------------------------------------------
 
-    def stop(self, ends: Sequence[int] | None = None, forced: bool = False) -> None:
+    def stop(self, ends: Sequence[int] | None = None, forced: bool = False,
+             timeout: float | None = None) -> None:
         """Stop evaluation and join every thread and process started.
 
         A graceful stop (the default) draws no new stride from the tasks'
@@ -612,12 +613,22 @@ class IMap:
         workers. ``forced=True`` ends at once and drops what is in flight.
         Afterwards the IMap has no tasks and can take new ones.
 
+        A graceful stop is bounded: once no tasklet has ended for
+        ``timeout`` seconds (default: the longest timeout of a task, where
+        one is set; ``skip`` true or false), the tasklets still running are
+        given up with a warning naming them, and the stop ends as a forced
+        one would. With no task timeout and no ``timeout``, it waits for the
+        tasklets in flight however long they take.
+
         Args:
             ends: the tasks whose remaining results are discarded.
             forced: stop at once.
+            timeout: seconds without a tasklet ending after which a graceful
+                stop gives up what still runs.
         """
+        check_seconds("timeout", timeout)
         try:
-            self._stop(ends, forced)
+            self._stop(ends, forced, timeout)
         except KeyboardInterrupt:
             # Ctrl-C again while stopping: end at once, then let it through.
             _shutdown(self._state)
@@ -625,7 +636,8 @@ class IMap:
         finally:
             _running.discard(self)
 
-    def _stop(self, ends: Sequence[int] | None, forced: bool) -> None:
+    def _stop(self, ends: Sequence[int] | None, forced: bool,
+              timeout: float | None = None) -> None:
         engine = self._engine
         if engine.started:
             if ends is None:
@@ -634,7 +646,7 @@ class IMap:
                 ends_tasks = [self._task(i) for i in ends]
             if not forced:
                 engine.request_stop()
-                why = engine.drain(ends_tasks)
+                why = engine.drain(ends_tasks, timeout)
                 if why is not None:
                     log.warning("%r cannot finish gracefully (%s); stopping it at once",
                                 self, why)

@@ -30,6 +30,10 @@ from .status import IMapStatus, snapshot
 from .task import Task
 
 
+# Seconds between looks at a result that waits behind other tasklets (skip=True).
+LOOK_AGAIN = 0.25
+
+
 class Engine:
     """State shared by the Feeder, the backends and the consumers."""
 
@@ -214,6 +218,10 @@ class Engine:
                         deadline = now + up.timeout
                     remaining = deadline - now
                     if remaining <= 0:
+                        later = self._not_late_yet(up, up.timeout, now)
+                        if later is not None:
+                            deadline = later
+                            continue
                         index = res.skip(up.drawn)
                         self._abandoned(up, index)
                         err = TimeoutError(
@@ -432,6 +440,11 @@ class Engine:
                         f"the IMap cannot go on after an internal error ({self.failure!r}); "
                         f"stop() it") from self.failure
                 now = time.monotonic()
+                if block and self.skip and deadline is not None and now >= deadline:
+                    later = self._not_late_yet(task, timeout, now)
+                    if later is not None:
+                        deadline = later
+                        continue
                 if not block or (deadline is not None and now >= deadline):
                     index = res.skip(task.drawn) if self.skip else res.next_index
                     if self.skip:
@@ -469,6 +482,34 @@ class Engine:
                     self.consumers_waiting -= 1
                 task.stats.result_wait += time.perf_counter() - began
 
+    def _not_late_yet(self, task: Task, timeout: float, now: float) -> float | None:
+        """Under ``skip=True``, whether the result a consumer has waited
+        ``timeout`` seconds for is late of itself (lock held): None if it is
+        (its tasklet ran for ``timeout`` seconds, or the backend cannot
+        tell), else when to look again. A tasklet still waiting behind others
+        is not late: it is never skipped for the time a hung one took, and
+        tasklets that outlived their task's timeout are given up meanwhile
+        (:meth:`_give_up_overdue`), so that it gets a worker."""
+        index = task.results.awaited_index(task.drawn)
+        if self.backend is None or index >= task.drawn:
+            return None
+        began = self.backend.began(task, index)
+        if began is None:
+            self._give_up_overdue(now)
+            return now + min(timeout, LOOK_AGAIN)
+        if now - began < timeout:
+            return began + timeout
+        return None
+
+    def _give_up_overdue(self, now: float) -> None:
+        """Abandon every tasklet running longer than its task's timeout
+        (``skip=True``; lock held): its worker is replaced, its result is a
+        TimeoutError, and the tasklets behind it run elsewhere."""
+        for task, index, began in self.backend.running_tasklets():
+            if (task.generation == self.generation and task.timeout is not None
+                    and now - began > task.timeout):
+                self._abandoned(task, index)
+
     def _abandoned(self, task: Task, index: int) -> None:
         """Tell the backend a consumer gave up on a tasklet (lock held)."""
         if self.backend is not None and index < task.drawn:
@@ -498,17 +539,19 @@ class Engine:
             f"the IMap a larger buffer."
         )
 
-    def drain(self, tasks: list[Task]) -> str | None:
+    def drain(self, tasks: list[Task], patience: float | None = None) -> str | None:
         """Take and discard every result of ``tasks`` until they finish.
 
         Returns None once they have, or why a graceful stop cannot wait for
         them (then the caller forces the stop): the IMap stalled on results
-        of other tasks, or, under ``skip=True``, no tasklet ended for the
-        longest task timeout (the tasklets still running outlive their
-        timeout: they are given up rather than waited for).
+        of other tasks, or no tasklet ended for ``patience`` seconds (default:
+        the longest task timeout, if a task has one; ``skip`` true or false):
+        the tasklets still running outlive their timeout, and are given up
+        rather than waited for.
         """
-        timeouts = [t.timeout for t in self.tasks if t.timeout is not None]
-        patience = max(timeouts) if self.skip and timeouts else None
+        if patience is None:
+            timeouts = [t.timeout for t in self.tasks if t.timeout is not None]
+            patience = max(timeouts) if timeouts else None
         with self.lock:
             seen = self.run.delivered
             since = time.monotonic()
@@ -533,10 +576,24 @@ class Engine:
                 if self.run.delivered != seen:
                     seen, since = self.run.delivered, now
                 elif patience is not None and now - since >= patience:
-                    return (f"no tasklet ended within the task timeout ({patience:g} s, "
-                            f"skip=True): the tasklets still running are given up")
+                    return (f"no tasklet ended within {patience:g} s: the tasklets still "
+                            f"running are given up: {self._in_flight_text()}")
                 waiting.wait(self.result_ready, 1.0 if patience is None
                              else min(1.0, max(0.01, since + patience - now)))
+
+    def _in_flight_text(self) -> str:
+        """The tasklets in flight, by task, for a message (lock held)."""
+        running: dict = {}
+        if self.backend is not None:
+            for task, index, _ in self.backend.running_tasklets():
+                running.setdefault(task.id, []).append(index)
+        parts = []
+        for task in self.tasks:
+            if task.in_flight:
+                items = sorted(running.get(task.id, ()))
+                where = f", running item(s) {', '.join(map(str, items))}" if items else ""
+                parts.append(f"task {task.id} ({task.name}): {task.in_flight} in flight{where}")
+        return "; ".join(parts) or "none in flight"
 
     def force(self) -> None:
         """End everything now: waiting threads wake up and return."""

@@ -165,6 +165,17 @@ class ResultBuffer:
         self.taken += n
         return out
 
+    def awaited_index(self, drawn: int) -> int:
+        """The index :meth:`skip` would abandon now (nothing changes)."""
+        if self.ordered:
+            return self.next_index
+        if self.outstanding:
+            return min(self.outstanding)
+        index = drawn
+        while index in self.skipped:
+            index += 1
+        return index
+
     def skip(self, drawn: int) -> int:
         """Abandon the result that would be handed out next; return its index."""
         if self.ordered:

@@ -268,6 +268,18 @@ class Backend(ABC):
         if self._give_up(batch):
             self._arm(batch)  # not running yet: look again later
 
+    def began(self, task: Any, index: int) -> float | None:
+        """When (``time.monotonic()``) tasklet ``index`` of ``task`` began to
+        run on a worker; None if it has not begun (it waits here, or at a
+        worker behind other tasklets). A backend that cannot tell answers
+        0.0: as if it had begun long ago."""
+        return 0.0
+
+    def running_tasklets(self) -> list:
+        """``(task, index, began)`` of the tasklet each worker runs now, for
+        the workers whose backend can tell (see :meth:`began`)."""
+        return []
+
     def _running_batch(self, task: Any, index: int) -> Batch | None:
         """The batch holding tasklet ``index`` of ``task`` that a worker runs
         or will run (None if there is none, or the backend cannot replace a

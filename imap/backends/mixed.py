@@ -129,6 +129,18 @@ class MixedBackend(Backend):
         for part in (self.local, self.remote):   # the part holding the tasklet cuts its worker off
             part.abandon(task, index)
 
+    def began(self, task: Any, index: int) -> float | None:
+        for part in (self.local, self.remote):
+            when = part.began(task, index)
+            if when is not None:
+                return when
+        return None
+
+    def running_tasklets(self) -> list:
+        if self.joined:   # one dispatcher: its places are the workers of both parts
+            return self.local.running_tasklets()
+        return self.local.running_tasklets() + self.remote.running_tasklets()
+
     def submit(self, batch: Batch) -> None:
         if self.joined:   # items prepared to travel to a remote host (or a process)
             self.remote.submit(batch)

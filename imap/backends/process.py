@@ -459,7 +459,7 @@ class ProcessBackend(SlotBackend):
             log.warning("worker process %s died (exit code %s) running %d tasklet(s); "
                         "replacing it", worker.process.pid, code, sum(len(b) for b in held))
         refill = True
-        if held:
+        if held or given_up:   # killed for a tasklet given up: it had work
             self._idle_deaths[worker.slot] = 0
         else:
             self._idle_deaths[worker.slot] += 1

@@ -50,7 +50,7 @@ class Slot:
     """One worker as the backend sees it: a place of the backend's
     :class:`~imap.flow.dispatch.Dispatcher`."""
 
-    __slots__ = ("name", "held", "known", "alive", "heard", "owner")
+    __slots__ = ("name", "held", "known", "alive", "heard", "owner", "began")
 
     def __init__(self, name: str, owner: SlotBackend | None = None) -> None:
         self.name = name
@@ -59,6 +59,11 @@ class Slot:
         self.alive = True
         self.heard = time.monotonic()   # the last sign of life (an answer, a heartbeat)
         self.owner = owner        # the backend that sends it batches
+        # When the first tasklet of ``held[0]`` began to run: the worker runs
+        # its batches in order and answers tasklets as they end (each_result,
+        # a careful batch), so it began when the last answer came, or when
+        # the batch was sent to an idle worker.
+        self.began = self.heard
 
     def silent_for(self) -> float:
         """Seconds since the last sign of life."""
@@ -227,6 +232,8 @@ class SlotBackend(Backend):
         if key not in slot.known:
             slot.known.add(key)
             payload = self._task_payload(batch.task)
+        if not slot.held:
+            slot.began = time.monotonic()
         slot.held.append(batch)
         batch.stepwise = batch.careful and self.stepwise
         self._send(slot, batch, payload)
@@ -288,7 +295,7 @@ class SlotBackend(Backend):
         delivered as a batch of its own; the batch keeps the others. An
         answer that cannot be read here fails its batch, never this thread.
         """
-        slot.heard = time.monotonic()
+        slot.heard = slot.began = time.monotonic()
         with self._lock:
             batch = slot.held[0]
             if ticket is not None and batch.ticket != ticket:
@@ -394,6 +401,20 @@ class SlotBackend(Backend):
                 if slot.alive and any(b.abandoned for b in slot.held):
                     self._take_back(slot, 1)
             self._dispatch()
+
+    def began(self, task: Any, index: int) -> float | None:
+        with self._lock:
+            for slot in self._places():
+                for pos, batch in enumerate(slot.held):
+                    if batch.task is task and index in batch.indices:
+                        first = pos == 0 and batch.indices[0] == index
+                        return slot.began if first and slot.alive else None
+        return None
+
+    def running_tasklets(self) -> list:
+        with self._lock:
+            return [(s.held[0].task, s.held[0].indices[0], s.began)
+                    for s in self._places() if s.alive and s.held and len(s.held[0])]
 
     def _running_batch(self, task: Any, index: int) -> Batch | None:
         with self._lock:

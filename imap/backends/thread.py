@@ -20,6 +20,9 @@ log = logging.getLogger("imap")
 
 JOIN_TIMEOUT = 5.0         # seconds all threads get to end after a graceful stop
 FORCED_JOIN_TIMEOUT = 0.5  # ... after a forced one
+# Threads left behind in tasklets given up (skip=True) that one IMap run
+# replaces; past it, the run fails with a clear error instead of stalling.
+LEFT_BEHIND = 64
 
 
 class ThreadBackend(Backend):
@@ -49,6 +52,7 @@ class ThreadBackend(Backend):
         self._forced = False
         self._lock = threading.Lock()
         self._running: dict[threading.Thread, Batch] = {}   # what each thread runs now
+        self._began: dict[threading.Thread, float] = {}   # ... and when its first tasklet began
         self._retired: set = set()    # threads replaced while stuck in an abandoned tasklet
         self._queued: set = set()     # batches submitted, not yet taken (skip=True only)
         self._skip = skip
@@ -71,6 +75,7 @@ class ThreadBackend(Backend):
     def start(self) -> None:
         self._forced = self._stopping = False
         self._running.clear()
+        self._began.clear()
         self._retired.clear()
         self._threads = [self._new_thread(i) for i in range(self.num)]
         for thread in self._threads:
@@ -87,10 +92,23 @@ class ThreadBackend(Backend):
                     return batch
         return None
 
+    def began(self, task: Any, index: int) -> float | None:
+        with self._lock:
+            for thread, batch in self._running.items():
+                if batch.task is task and len(batch) and batch.indices[0] == index:
+                    return self._began[thread]
+        return None
+
+    def running_tasklets(self) -> list:
+        with self._lock:
+            return [(b.task, b.indices[0], self._began[t]) for t, b in self._running.items()
+                    if len(b)]
+
     def _give_up(self, batch: Batch) -> bool:
         """A thread still runs ``batch``, which holds an abandoned tasklet: it
         cannot be killed, so it is left to finish on its own (its answer is
-        ignored) and a new thread takes its place."""
+        ignored) and a new thread takes its place, up to ``LEFT_BEHIND``
+        threads a run; past that the run fails with an error saying so."""
         with self._lock:
             if self._stopping:
                 return False
@@ -98,11 +116,25 @@ class ThreadBackend(Backend):
             if not stuck:
                 return batch in self._queued
             thread = stuck[0]
-            self._retired.add(thread)
-            del self._running[thread]
-            replacement = self._new_thread(len(self._threads))
-            self._threads.append(replacement)
-            replacement.start()
+            if len(self._retired) >= LEFT_BEHIND:
+                too_many = True
+            else:
+                too_many = False
+                self._retired.add(thread)
+                del self._running[thread]
+                self._began.pop(thread, None)
+                replacement = self._new_thread(len(self._threads))
+                self._threads.append(replacement)
+                replacement.start()
+        if too_many:
+            message = (f"{LEFT_BEHIND} worker threads were left behind in tasklets that never "
+                       f"returned (skip=True); no more are replaced. Use process workers "
+                       f"(worker_type='process'), whose hung tasklets end with their process, "
+                       f"or make the function return")
+            log.error(message)
+            if self.on_crash is not None:
+                self.on_crash("imap-thread-workers", RuntimeError(message))
+            return False
         self._workers_lost += 1
         log.warning(
             "%s still runs a tasklet abandoned %.0f s ago (skip=True); it is left to "
@@ -131,14 +163,15 @@ class ThreadBackend(Backend):
             batch = get()
             if batch is None or self._forced:
                 break
-            if self._skip:  # only an abandoned tasklet needs to know who runs what
-                with self._lock:
-                    self._running[me] = batch
-                    self._queued.discard(batch)
+            with self._lock:   # who runs what: for skip=True, and a stop's warning
+                self._running[me] = batch
+                self._began[me] = time.monotonic()
+                self._queued.discard(batch)
             task = batch.task
             if init_error is not None:
                 name = getattr(self.initializer, "__qualname__", None) or repr(self.initializer)
                 errors = {p: init_failed(name, init_error) for p in range(len(batch))}
+                self._not_running(me)
                 self.deliver(batch, [None] * len(batch), errors)
                 continue
             try:
@@ -146,18 +179,24 @@ class ThreadBackend(Backend):
             except Exception as exc:   # noqa: BLE001 - a mark that is not as made
                 reason = f"its dependency could not be checked ({exc!r})"
             if reason is not None:
+                self._not_running(me)
                 self.refuse(batch, dict.fromkeys(range(len(batch)), reason), True)
                 continue
             values, errors, busy, peak = run_batch(task.func, task.args, task.kwargs,
                                                    batch.items, pack=False,
                                                    every=0.0 if task.each_result else FLUSH_EVERY,
                                                    flush=self._flusher(batch, me))
-            if self._skip:
-                with self._lock:
-                    self._running.pop(me, None)
-                    if me in self._retired:  # replaced while stuck: its answer is not wanted
-                        return
+            with self._lock:
+                self._running.pop(me, None)
+                self._began.pop(me, None)
+                if me in self._retired:  # replaced while stuck: its answer is not wanted
+                    return
             self._file(batch, values, errors, busy, peak)
+
+    def _not_running(self, me: threading.Thread) -> None:
+        with self._lock:
+            self._running.pop(me, None)
+            self._began.pop(me, None)
 
     def _file(self, batch: Batch, values: list, errors: dict | None, busy: float,
               peak: float) -> None:
@@ -205,6 +244,8 @@ class ThreadBackend(Backend):
                 if me in self._retired:   # replaced: the batch runs elsewhere now
                     return
                 head = batch.split_off(len(values))
+                if me in self._began:   # the next tasklet begins now
+                    self._began[me] = time.monotonic()
             self._file(head, values, errors, busy, peak)
         return flush
 
@@ -219,8 +260,12 @@ class ThreadBackend(Backend):
         # still running a moment to return, then leaves its (daemon) thread.
         deadline = time.monotonic() + (FORCED_JOIN_TIMEOUT if forced else JOIN_TIMEOUT)
         current = threading.current_thread()
+        left = [t for t in self._threads if t in self._retired and t.is_alive()]
+        if left:
+            log.warning("%d worker thread(s) still run tasklets given up (skip=True); they "
+                        "are left to finish on their own (threads cannot be killed)", len(left))
         for thread in self._threads:
-            if thread is current:
+            if thread is current or thread in self._retired:
                 continue
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
