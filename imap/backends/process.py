@@ -33,6 +33,7 @@ import logging
 import multiprocessing as mp
 import multiprocessing.connection
 import operator
+import os
 import pickle
 import queue
 import select
@@ -260,7 +261,7 @@ class ProcessBackend(SlotBackend):
         process = ctx.Process(
             target=_worker.process_main,
             args=(task_r, result_w, self._payload, log_w, self._level, worker.claims,
-                  self._arena.run),
+                  self._arena.run, os.getpid()),
             name=f"imap-worker-{slot}",
             daemon=True,
         )
