@@ -29,7 +29,6 @@ from .stats import RunStats
 from .status import IMapStatus, snapshot
 from .task import Task
 
-
 # Seconds between looks at a result that waits behind other tasklets (skip=True).
 LOOK_AGAIN = 0.25
 

@@ -129,13 +129,6 @@ class Pool:
     A reader that keeps a view of a segment past its batch (a function that
     stores its input) removes the segment's name; a writer reuses a segment
     only while its name exists, so what a reader keeps is never written over.
-
-    A worker's pool also lends segments to the arrays numpy allocates there
-    (:mod:`imap.shm_alloc`): :meth:`allocate` gives a segment to a new
-    array, :meth:`write` hands it to the reader without a copy when the
-    array is a result nothing else refers to, and the segment is free again
-    once both the array is gone (:meth:`unhold`) and its reader is done
-    (:meth:`release`).
     """
 
     def __init__(self, prefix: str, keep_bytes: int = KEEP_BYTES) -> None:
@@ -145,35 +138,13 @@ class Pool:
         self._sizes: dict = {}    # name -> size, for every segment not yet dropped
         self._maps: dict = {}     # name -> this writer's mapping (made at the first reuse)
         self._free: list = []     # names of segments no reader uses, oldest first
-        self._held: dict = {}     # address -> name: segments under an array of this process
-        self._sent: set = set()   # names handed to a reader without a copy, not released yet
-        self.handed = 0           # bytes handed over without a copy, so far
-        # Reentrant: numpy may free an array of a segment (unhold) from a
-        # collection that runs while this process is inside write().
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
 
-    def write(self, buffers: list, handover: frozenset = frozenset()) -> tuple[str | None, list]:
-        """Write ``buffers`` (PickleBuffers) into a segment: ``(its name,
-        refs)``. A buffer whose address is in ``handover`` (an array of a
-        segment of :meth:`allocate` that nothing else refers to) is not
-        copied: its ref names its own segment (the name is None if every
-        buffer was handed over)."""
-        refs: list = [None] * len(buffers)
-        copied = []
+    def write(self, buffers: list) -> tuple[str, list]:
+        """Write ``buffers`` (PickleBuffers) into one segment, copied once
+        (a large one without holding the GIL): ``(its name, refs)``."""
         with self._lock:
-            for i, buffer in enumerate(buffers):
-                raw = buffer.raw()
-                address = _address_of(buffer) if handover else None
-                name = self._held.get(address) if address in handover else None
-                if name is None or raw.nbytes > self._sizes[name]:
-                    copied.append(i)
-                    continue
-                self._sent.add(name)
-                self.handed += raw.nbytes
-                refs[i] = (name, 0, raw.nbytes)
-            if not copied:
-                return None, refs
-            raws = [_bytes_view(buffers[i].raw()) for i in copied]
+            raws = [_bytes_view(buffer.raw()) for buffer in buffers]
             offsets, size = _layout([r.nbytes for r in raws])
             name = self._reusable(size)
             if name is None:
@@ -182,15 +153,14 @@ class Pool:
                 self._sizes[name] = size
             else:
                 seg = self._mapping(name)
-                for i, raw, offset in zip(copied, raws, offsets, strict=True):
-                    source = _address_of(buffers[i]) if raw.nbytes >= COPY_APART else None
+                for buffer, raw, offset in zip(buffers, raws, offsets, strict=True):
+                    source = _address_of(buffer) if raw.nbytes >= COPY_APART else None
                     if source is None:
                         seg[offset:offset + raw.nbytes] = raw
                     else:   # without the GIL: the other threads go on meanwhile
                         ctypes.memmove(seg.address + offset, source, raw.nbytes)
-        for i, raw, offset in zip(copied, raws, offsets, strict=True):
-            refs[i] = (name, offset, raw.nbytes)
-        return name, refs
+        return name, [(name, offset, raw.nbytes) for raw, offset in zip(raws, offsets,
+                                                                       strict=True)]
 
     def _mapping(self, name: str) -> Segment:
         seg = self._maps.get(name)
@@ -213,12 +183,9 @@ class Pool:
 
     def release(self, name: str) -> None:
         """The reader of segment ``name`` is done: it may be written again
-        (kept within ``KEEP_COUNT`` segments, or ``keep_bytes``), once no
-        array of this process lies in it any more."""
+        (kept within ``KEEP_COUNT`` segments, or ``keep_bytes``)."""
         with self._lock:
-            self._sent.discard(name)
-            if name not in self._held.values():   # few: this process's large arrays
-                self._make_free(name)
+            self._make_free(name)
 
     def _make_free(self, name: str) -> None:
         if name not in self._sizes or name in self._free:
@@ -227,52 +194,6 @@ class Pool:
         while len(self._free) > KEEP_COUNT and sum(
                 self._sizes[n] for n in self._free) > self.keep_bytes:
             self._drop(self._free.pop(0))
-
-    # -- arrays of this process in segments (imap.shm_alloc) ----------------------------------
-
-    def allocate(self, size: int, zero: bool = False) -> int | None:
-        """The address of a segment of at least ``size`` bytes for a new
-        array of this process (its pages all there; cleared if ``zero``),
-        held until :meth:`unhold`; None if shared memory has no room."""
-        with self._lock:
-            name = self._reusable(size)
-            if name is None:
-                name = f"{self.prefix}{next(self._count)}"
-                try:
-                    seg = _map(name, size, reserve=True)
-                except OSError:
-                    return None
-                self._sizes[name] = size
-                self._maps[name] = seg
-            else:
-                try:
-                    seg = self._mapping(name)
-                except OSError:   # its name went after the check: a new one
-                    self._drop(name, unlink_it=False)
-                    return self.allocate(size, zero)
-                if zero:
-                    ctypes.memset(seg.address, 0, size)
-            self._held[seg.address] = name
-            return seg.address
-
-    def holds(self, address: int | None) -> bool:
-        """Whether an array of this process lies in a segment at ``address``."""
-        return address in self._held
-
-    def size_at(self, address: int) -> int:
-        """The size of the held segment at ``address``."""
-        return self._sizes[self._held[address]]
-
-    def unhold(self, address: int) -> bool:
-        """The array at ``address`` is gone (False: no segment of this pool
-        is there); its segment is free once its reader, if any, is done."""
-        with self._lock:
-            name = self._held.pop(address, None)
-            if name is None:
-                return False
-            if name not in self._sent:
-                self._make_free(name)
-            return True
 
     def _drop(self, name: str, unlink_it: bool = True) -> None:
         self._sizes.pop(name, None)
@@ -288,12 +209,8 @@ class Pool:
     def close(self) -> None:
         """Drop every segment (the run ends)."""
         with self._lock:
-            held = set(self._held.values())
             for name in list(self._sizes):
-                if name not in held:   # an array's memory stays mapped
-                    self._drop(name)
-                else:
-                    unlink(name)
+                self._drop(name)
             self._free.clear()
 
 
@@ -579,12 +496,9 @@ def loads(stream: bytes, views: list) -> Any:
     return pickle.loads(stream, buffers=views)
 
 
-def dumps_out_of_band(obj: Any, pool: Pool, threshold: int = THRESHOLD,
-                      handover: Any = None) -> tuple[bytes, tuple]:
+def dumps_out_of_band(obj: Any, pool: Pool, threshold: int = THRESHOLD) -> tuple[bytes, tuple]:
     """``obj`` pickled by a worker: ``(stream, refs)``, its large buffers
-    written into a segment of ``pool`` (none if no buffer is large), those
-    at an address in ``handover(obj)`` (asked only if there are large
-    buffers) handed over in their own (see :meth:`Pool.write`)."""
+    written into a segment of ``pool`` (none if no buffer is large)."""
     large: list = []
 
     def keep_in_band(buffer: pickle.PickleBuffer) -> bool:
@@ -596,5 +510,4 @@ def dumps_out_of_band(obj: Any, pool: Pool, threshold: int = THRESHOLD,
     stream = pickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
     if not large:
         return stream, ()
-    chosen = handover(obj) if handover is not None else frozenset()
-    return stream, tuple(pool.write(large, chosen)[1])
+    return stream, tuple(pool.write(large)[1])

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import buffer_items, read_when_written, wait_until
 
-from imap import IMap, WorkerLostError, shm, shm_alloc
+from imap import IMap, WorkerLostError, shm
 from imap.backends import kernel
 
 np = pytest.importorskip("numpy")   # the test extra installs it
@@ -27,9 +27,12 @@ pytestmark = pytest.mark.timeout(120)
 MiB = 2 ** 20
 
 
-def segments() -> set:
-    """The shared-memory segments of this project now."""
-    return {n for n in os.listdir(shm.directory()) if n.startswith(shm.PREFIX)}
+def segments(owner: int | None = None) -> set:
+    """The shared-memory segments of the runs of process ``owner`` (default:
+    this one) now: another program of the project on this machine may
+    have its own, which are not this test's to count."""
+    prefix = f"{shm.PREFIX}{os.getpid() if owner is None else owner}-"
+    return {n for n in os.listdir(shm.directory()) if n.startswith(prefix)}
 
 
 @pytest.fixture(autouse=True)
@@ -226,13 +229,13 @@ def test_a_parent_killed_leaves_segments_that_the_next_run_removes():
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
-    left = {n for n in segments() if n.startswith(f"{shm.PREFIX}{proc.pid}-")}
+    left = segments(proc.pid)
     assert left   # what the killed parent had in flight
     with IMap(worker_num=1) as m:   # the next run of any IMap cleans up after the dead
         task = m.add_task(abs, [-1])
         m.start()
         assert list(task) == [1]
-    assert not (left & segments())
+    assert not (left & segments(proc.pid))
 
 
 @pytest.mark.parametrize("ending", ["sys.exit(0)", "raise KeyboardInterrupt"])
@@ -240,8 +243,7 @@ def test_interpreter_exit_and_ctrl_c_leave_no_segment(ending):
     proc = _run_parent(ending)
     proc.wait(60)
     proc.stdout.close()
-    wait_until(lambda: not any(n.startswith(f"{shm.PREFIX}{proc.pid}-") for n in segments()),
-               10, what="the parent's segments to go")
+    wait_until(lambda: not segments(proc.pid), 10, what="the parent's segments to go")
 
 
 def test_a_result_going_on_to_the_next_task_is_passed_by_reference():
@@ -281,165 +283,9 @@ def test_an_ended_run_writes_no_segment():
     assert refs == () and segment is None
 
 
-# -- numpy's allocations in a worker's segments (imap.shm_alloc) ---------------------------
-
-SHARED = "imap_shared_memory"   # the name of the handler (shm_alloc.HANDLER_NAME)
-lends = pytest.mark.skipif(not shm_alloc.supported(), reason="Linux /dev/shm only")
-
-
-def _one_by_one(func, data):
-    """Results of ``func`` from one worker, one item per batch (the batches
-    run in order: the handler's decisions are made in a known order)."""
-    with IMap(worker_num=1, chunksize=1) as m:
-        task = m.add_task(func, data)
-        m.start()
-        return list(task)
-
-
-@lends
-def test_a_new_result_array_is_made_in_shared_memory_and_handed_over():
-    data = arrays(8, MiB)
-    got = _one_by_one(wf.array_double_where, data)
-    # items that are large arrays: numpy makes the function's arrays in a
-    # segment from its first batch on, and a result goes to the parent as it is
-    assert [where for where, _ in got] == [SHARED] * 8
-    for (_, y), x in zip(got, data, strict=True):
-        assert np.array_equal(y, x * 2) and not y.flags.writeable
-
-
-@lends
-def test_a_function_of_small_items_that_returns_large_arrays_is_seen_to():
-    """Small items, large results: the first batch (numpy's handler) shows
-    what the function returns; from the next one on its arrays are made in
-    shared memory."""
-    got = _one_by_one(wf.array_made, [MiB // 8 + i for i in range(6)])
-    assert [where for where, _ in got] == ["default_allocator"] + [SHARED] * 5
-    for i, (_, y) in enumerate(got):
-        assert y.shape == (MiB // 8 + i,) and (y == float(i % 7)).all()
-
-
-@lends
-def test_a_result_the_worker_still_refers_to_is_copied():
-    """A result the function keeps (and later writes over) reaches the
-    parent as it was when returned: only arrays nothing else refers to are
-    handed over."""
-    data = arrays(8, MiB)
-    got = _one_by_one(wf.array_double_kept_then_spoiled, data)
-    # the third result, the first one kept, was made in shared memory (and
-    # written over by the fourth call); a function whose results cannot be
-    # handed over then goes back to numpy's handler
-    assert [where for where, _ in got] == [SHARED] * 3 + ["default_allocator"] * 5
-    for (_, y), x in zip(got, data, strict=True):
-        assert np.array_equal(y, x * 2)
-    # the same with the array alone as the result
-    got = _one_by_one(wf.array_double_kept_then_spoiled_alone, data)
-    for y, x in zip(got, data, strict=True):
-        assert np.array_equal(y, x * 2)
-
-
-@lends
-def test_a_function_of_many_small_allocations_goes_back_to_numpys_handler():
-    """The handler costs every allocation a call into Python: a function
-    that makes many small ones per large result tries it once, then keeps
-    numpy's own."""
-    data = arrays(6, MiB)
-    got = _one_by_one(wf.array_double_after_small_work, data)
-    assert [where for where, _ in got] == [SHARED] + ["default_allocator"] * 5
-    for (_, y), x in zip(got, data, strict=True):
-        assert np.array_equal(y, x * 2)
-
-
-@lends
-@pytest.mark.parametrize("func", ["array_plus_mismatched", "array_write_in_place"])
-def test_numpys_own_errors_arrive_as_they_are_under_the_handler(func):
-    """numpy frees arrays in some of its C error paths with its exception
-    set, which the handler's callbacks cannot hand back: the tasklet runs
-    again with numpy's own handler, and its error is numpy's."""
-    with IMap(worker_num=1, chunksize=1) as m:
-        task = m.add_task(getattr(wf, func), arrays(4, MiB))
-        m.start()
-        errors = []
-        for _ in range(4):
-            with pytest.raises(ValueError) as info:
-                next(task)
-            errors.append(str(info.value))
-    assert all(("broadcast" in e) or ("read-only" in e) for e in errors), errors
-
-
-@lends
-def test_zeros_in_reused_shared_memory_are_zeros():
-    got = _one_by_one(wf.array_zeros_after_a_temporary, arrays(6, MiB))
-    assert [where for where, _ in got] == [SHARED] * 6
-    assert all(z.shape == (MiB // 8,) and not z.any() for _, z in got)
-
-
-@lends
-def test_an_array_grown_in_shared_memory_keeps_its_values():
-    data = arrays(5, MiB)
-    got = _one_by_one(wf.array_grown, data)
-    assert [where for where, _ in got] == [SHARED] * 5
-    for (_, y), x in zip(got, data, strict=True):
-        assert y.size == 2 * x.size
-        assert np.array_equal(y[:x.size], x) and not y[x.size:].any()
-
-
-@lends
-def test_workers_holding_shared_arrays_exit_cleanly(capfd, monkeypatch):
-    """Arrays of the handler still alive when a worker exits (kept in a
-    module global; a spawned worker runs the interpreter's full shutdown)
-    are freed without an error or a crash (the fault handler would print
-    one)."""
-    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
-    data = arrays(6, MiB)
-    with IMap(worker_num=1, chunksize=1, start_method="spawn") as m:
-        task = m.add_task(wf.array_double_kept_then_spoiled, data)
-        m.start()
-        got = list(task)
-    assert [where for where, _ in got][2] == SHARED
-    assert all(np.array_equal(y, x * 2) for (_, y), x in zip(got, data, strict=True))
-    err = capfd.readouterr().err
-    assert "Fatal Python error" not in err and "Exception ignored" not in err, err
-
-
-def test_a_process_exiting_with_arrays_of_the_handler_exits_cleanly():
-    """The same at the level of the allocator, in a process of its own
-    whose exit status is seen: arrays of the handler freed while the
-    interpreter shuts down (module globals gone) free without a crash."""
-    script = textwrap.dedent("""
-        import os, sys, numpy
-        from imap import shm, shm_alloc
-        run = f"{shm.PREFIX}{os.getpid()}-exit"
-        pool = shm.Pool(f"{run}-w{os.getpid()}-")
-        allocator = shm_alloc.Allocator(pool)
-        allocator.state["f"] = True
-        class Cycle:
-            pass
-        def make(_):
-            kept = [numpy.full(2**17, 1.0) * 2 for _ in range(3)]
-            cycle = Cycle()   # freed by the last collection, after the modules
-            cycle.me, cycle.array = cycle, numpy.full(2**17, 1.0) * 3
-            return kept
-        with allocator.batch("f") as guard:
-            KEPT = guard(make)(None)
-        VIEW = KEPT[0][10:]
-        sys.late = KEPT[2]
-        core = getattr(numpy, "_core", None) or numpy.core
-        assert core.multiarray.get_handler_name(KEPT[1]) == "imap_shared_memory"
-        shm.sweep(run)   # the names go; the mappings stay until the arrays go
-        print("ok", flush=True)
-    """)
-    if not shm_alloc.supported():
-        pytest.skip("Linux /dev/shm only")
-    done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
-    assert done.stderr == ""
-
-
 KINDS = ["fresh", "view", "pair", "kept", "held", "zeros", "grown", "small"]
 
 
-@lends
 @settings(max_examples=8, deadline=None)
 @given(specs=st.lists(st.tuples(st.sampled_from(KINDS),
                                 st.sampled_from([1000, MiB - 8, MiB, 3 * MiB + 8]),
@@ -448,7 +294,7 @@ KINDS = ["fresh", "view", "pair", "kept", "held", "zeros", "grown", "small"]
 def test_every_way_of_making_a_result_arrives_exact(specs, one_by_one):
     """Property: whatever mix of fresh arrays, views, tuples, kept arrays,
     zeros, grown arrays and small work a function returns, across the
-    sizes around the handler's threshold, every result is what the
+    sizes around the out-of-band threshold, every result is what the
     function returned when its batch ended. One item per batch, that is
     when it returned, so a kept array the function writes over at its next
     call must arrive as returned; in larger batches the kept arrays are

@@ -458,48 +458,15 @@ def array_report_pid_and_hold(x, victim, directory):
     return x
 
 
-# -- arrays numpy allocates in shared memory (imap.shm_alloc) ------------------------------
-
-def _handler_of(array):
-    """The name of numpy's memory handler that ``array`` got its memory from."""
-    import numpy
-    core = getattr(numpy, "_core", None) or numpy.core
-    return core.multiarray.get_handler_name(array)
-
-
-def array_double_where(x):
-    """``x * 2``, and where its memory came from."""
-    y = x * 2
-    return _handler_of(y), y
+# -- results made in many ways (arrays out of band) ---------------------------------------
 
 
 KEPT_RESULTS: list = []
-CALLS = [0]
-
-
-def array_double_kept_then_spoiled(x):
-    """``x * 2``, and where its memory came from; from the third call on,
-    the result is kept here too and the one kept before is then written
-    over (what the parent received of it must not change)."""
-    y = array_double_kept_then_spoiled_alone(x)
-    return _handler_of(y), y
-
-
-def array_double_kept_then_spoiled_alone(x):
-    """The same, the array alone as the result (not in a tuple)."""
-    CALLS[0] += 1
-    y = x * 2
-    if CALLS[0] > 2:
-        KEPT_RESULTS.append(y)
-        if len(KEPT_RESULTS) > 1:
-            KEPT_RESULTS[-2][:] = -1.0
-        del KEPT_RESULTS[:-2]
-    return y
 
 
 def array_op(spec):
     """One of several ways of making a result array (the property test of
-    imap.shm_alloc): ``spec`` is ``(kind, bytes, seed)``."""
+    results out of band): ``spec`` is ``(kind, bytes, seed)``."""
     import numpy
     kind, size, seed = spec
     x = numpy.full(max(size // 8, 1), float(seed))
@@ -532,42 +499,6 @@ def array_op(spec):
     for _ in range(50):
         small = small + 1.0
     return x - small[0]
-
-
-def array_double_after_small_work(x):
-    """Many small numpy allocations, then ``x * 2`` and where its memory came from."""
-    import numpy
-    small = numpy.ones(4)
-    for _ in range(300):
-        small = small + 1.0
-    y = x * 2
-    return _handler_of(y), y
-
-
-def array_zeros_after_a_temporary(x):
-    """A large temporary (freed), then zeros of the same shape (which may
-    reuse the temporary's memory: they must be zeros all the same)."""
-    import numpy
-    temporary = x + 5.0
-    del temporary
-    z = numpy.zeros(x.shape)
-    return _handler_of(z), z
-
-
-def array_grown(x):
-    """A copy of ``x`` grown to twice its size in place (numpy reallocates it)."""
-    y = x * 1.0
-    y.resize(2 * y.size, refcheck=False)
-    return _handler_of(y), y
-
-
-def array_made(n):
-    """A new array of ``n`` float64 values, and where its memory came from."""
-    import numpy
-    y = numpy.full(n, float((n - 131072) % 7))
-    return _handler_of(y), y
-
-
 
 
 def array_plus_mismatched(x):

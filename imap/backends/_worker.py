@@ -32,7 +32,6 @@ are, and an answer with large buffers is ``(OUT_OF_BAND, stream, refs)``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
@@ -41,7 +40,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from .. import shm, shm_alloc
+from .. import shm
 from . import kernel
 
 
@@ -131,30 +130,18 @@ class _PipeHandler(logging.Handler):
 
 
 def _out_of_band(run: str) -> Any:
-    """How this worker pickles an answer: its large buffers into segments
-    of the run ``run`` (imap.shm), the answer a small message naming them;
-    numpy arrays the function allocated in a segment (imap.shm_alloc) go
-    in their own, without a copy."""
+    """How this worker pickles an answer: its large buffers copied once into
+    segments of the run ``run`` (imap.shm), the answer a small message
+    naming them."""
     pool = shm.Pool(f"{run}-w{os.getpid()}-")
-    allocator = shm_alloc.Allocator(pool) if shm_alloc.supported() else None
-    handover = allocator.handover if allocator is not None else None
 
     def oob(answer: tuple) -> bytes:
-        stream, refs = shm.dumps_out_of_band(answer, pool, handover=handover)
+        stream, refs = shm.dumps_out_of_band(answer, pool)
         if not refs:
             return stream
         return pickle.dumps((OUT_OF_BAND, stream, refs), kernel.PROTOCOL)
     oob.pool = pool   # type: ignore[attr-defined]
-    oob.allocator = allocator   # type: ignore[attr-defined]
     return oob
-
-
-def _lending(allocator: Any, msg: RunBatch) -> Any:
-    """Batch ``msg`` runs with numpy's large allocations in shared memory
-    if that pays for its function (imap.shm_alloc)."""
-    if allocator is None:
-        return contextlib.nullcontext()
-    return allocator.batch(msg.key, msg.refs, msg.data)
 
 
 OUT_OF_BAND = "oob"   # an answer whose large buffers are in shared memory
@@ -220,7 +207,6 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
     answer = kernel.answer_batch
     oob = _out_of_band(run) if run is not None else None
     reader = shm.Reader()
-    allocator = oob.allocator if oob is not None else None
     while True:
         try:
             msg = pickle.loads(recv())
@@ -242,9 +228,8 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
                         "the shared memory of the batch's items could not be read", exc),
                         0.0, 0.0, False), kernel.PROTOCOL))
                     continue
-            with _lending(allocator, msg) as guard:
-                reply = answer(funcs.get(msg.key), init_error, msg.data, send=send,
-                               every=msg.every, buffers=buffers, oob=oob, guard=guard)
+            reply = answer(funcs.get(msg.key), init_error, msg.data, send=send,
+                           every=msg.every, buffers=buffers, oob=oob)
             if buffers is not None:
                 # Before the answer goes: once it is in, the parent may write
                 # the items' segments again, unless the function kept a view

@@ -255,7 +255,7 @@ def failed(n, packed):
     return [None] * n, dict.fromkeys(range(n), packed)
 
 
-def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None, guard=None):
+def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
     """Call ``func(item, *args, **kwargs)`` for each item, once each.
 
     Returns ``(values, errors, busy, peak)``: ``errors`` is None when every
@@ -272,8 +272,6 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None, guar
     flush (``every`` 0: after every item), ``flush(values, errors, busy,
     peak)`` receives what was computed since, positions counted from
     there; the return value then holds only the items after the last flush.
-    ``guard``: each item runs as ``guard(call)(item)`` instead (a worker's
-    numpy handler, imap.shm_alloc).
     """
     mark = time.perf_counter()
     if args or kwargs:
@@ -281,8 +279,6 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None, guar
             return func(item, *args, **kwargs)
     else:
         call = func
-    if guard is not None:
-        call = guard(call)
     values = []
     errors = None
     n = len(items)
@@ -368,9 +364,7 @@ def frames_size(data):
 
 def _returned_exceptions(values, errors, where):
     """``(values, errors)`` with an exception returned as a value that would
-    not unpickle in the parent turned into an unsendable error. (A function
-    of its own: no variable of the caller is left referring to a value, so
-    ``oob`` sees a result the worker holds nothing else of: imap.shm_alloc.)"""
+    not unpickle in the parent turned into an unsendable error."""
     for pos, value in enumerate(values):
         if isinstance(value, BaseException) and not (errors and pos in errors):
             try:
@@ -443,7 +437,7 @@ def _missing(exc):
 
 
 def answer_batch(entry, init_error, data, where="the worker", send=None, every=None,
-                 worker=None, buffers=None, oob=None, guard=None):
+                 worker=None, buffers=None, oob=None):
     """Run one batch as a worker receives it; return the pickled answer.
 
     ``entry`` is the task's ``(func, args, kwargs)`` (or ``(None, error)``,
@@ -453,8 +447,7 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     out through ``send`` while the batch runs. If the function's dependency
     is unmet here, every tasklet is refused (``(UNMET, reason, worker)``).
     ``buffers``: the out-of-band buffers of ``data``; ``oob(answer)``: pickle
-    an answer with its large buffers out of band (see :mod:`imap.shm`);
-    ``guard``: see :func:`run_batch`.
+    an answer with its large buffers out of band (see :mod:`imap.shm`).
     """
     try:
         items = loads_frames(data) if type(data) is dict else pickle.loads(data, buffers=buffers)
@@ -480,7 +473,7 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
         def flush(values, errors, busy, peak):
             send(encode_results(values, errors, busy, peak, where, more=True, oob=oob))
     values, errors, busy, peak = run_batch(entry[0], entry[1], entry[2], items,
-                                           flush=flush, every=every, guard=guard)
+                                           flush=flush, every=every)
     return encode_results(values, errors, busy, peak, where, oob=oob)
 
 
