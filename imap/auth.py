@@ -300,8 +300,6 @@ def _client_classes() -> tuple[type, type]:
     from rpyc.core.service import MasterService
     from rpyc.core.stream import SocketStream
 
-    from .backends._remote_agent import send_frame
-
     class ClientService(MasterService):
         """Drives the server's classic service (``conn.execute``,
         ``conn.namespace``) and exposes nothing to it: with
@@ -320,8 +318,6 @@ def _client_classes() -> tuple[type, type]:
         server wants a secret this client does not have."""
 
         __slots__ = ("first",)
-
-        write = send_frame   # large batches in linear time (rpyc's copies per chunk)
 
         def __init__(self, sock: socket.socket) -> None:
             super().__init__(sock)
@@ -358,5 +354,7 @@ def client_connection(sock: socket.socket, compress: bool, timeout: float) -> An
     service, stream = _client_classes()
     config = dict(CLIENT_CONFIG, sync_request_timeout=timeout)
     channel = Channel(stream(sock), compress=compress)
-    _send_linear(channel.stream, channel)   # large frames in linear time
+    # Large frames in linear time, where rpyc's internals are as expected and
+    # the environment does not turn it off (else rpyc's own methods).
+    _send_linear(channel.stream, channel)
     return connect_channel(channel, service, config=config)
