@@ -361,7 +361,7 @@ class Server:
             self._pending[handshake] = events
             return
         self._forget(handshake)
-        log.info("%s through the gate", handshake.peer)
+        log.info("%s through the gate: forking its process", handshake.peer)
         self._fork(handshake.sock, handshake.credentials)
 
     def _expire(self) -> None:
