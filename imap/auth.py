@@ -62,8 +62,8 @@ from collections.abc import Generator
 from typing import Any
 
 DEFAULT_PORT = 18812     # the port of imap-server, and of a remote address without one
-AUTH_TIMEOUT = 10.0      # seconds a client gets to finish TLS and the secret handshake
-MAX_PENDING = 128        # connections imap-server lets wait to authenticate at once
+AUTH_TIMEOUT = 10.0      # seconds a client gets for TLS, the secret and its first request
+MAX_PENDING = 128        # connections imap-server lets wait at its gate at once
 _MAGIC = b"imap-auth-2\n"
 _MAGIC_FAMILY = b"imap-auth-"   # any version of the handshake starts so
 _NONCE = 32
