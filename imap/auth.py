@@ -18,9 +18,10 @@ One connection, in order::
       |    + HMAC(secret, "client" + both nonces) --->|  checked; if wrong, closed
       |<-- HMAC(secret, "server" + both nonces) ------|  the server's proof
       |    checked; if wrong, ConnectionError         |
-      |                                               |  fork: a process for this
-      |<== RPyC: the client drives, the server ======>|   connection alone
-      |    serves code execution; the client serves   |
+      |--- its first RPyC request ------------------->|  seen, not read (within the
+      |                                               |   timeout); then fork: a
+      |<== RPyC: the client drives, the server ======>|   process for this
+      |    serves code execution; the client serves   |   connection alone
       |    nothing but the callables it hands over    |
 
 * What travels: the magic line, two nonces and two HMAC-SHA256 digests.
@@ -61,8 +62,8 @@ from collections.abc import Generator
 from typing import Any
 
 DEFAULT_PORT = 18812     # the port of imap-server, and of a remote address without one
-AUTH_TIMEOUT = 10.0      # seconds a client gets to finish TLS and the secret handshake
-MAX_PENDING = 128        # connections imap-server lets wait to authenticate at once
+AUTH_TIMEOUT = 10.0      # seconds a client gets for TLS, the secret and its first request
+MAX_PENDING = 128        # connections imap-server lets wait at its gate at once
 _MAGIC = b"imap-auth-2\n"
 _MAGIC_FAMILY = b"imap-auth-"   # any version of the handshake starts so
 _NONCE = 32
@@ -159,16 +160,27 @@ class ServerHandshake:
     thread can drive many handshakes with a selector. On a blocking socket
     a single :meth:`step` runs it to the end.
 
+    With ``first_bytes``, the client is through only once it has also sent
+    the first bytes of what follows (its first RPyC request): they are
+    looked at, not read, so the process that serves the connection reads
+    them. A client that closes before it sends any fails
+    (:class:`ConnectionError`). ``imap-server`` forks for a connection only
+    then, so one that connects and says nothing costs no process, with or
+    without TLS and a secret.
+
     Args:
         sock: the accepted socket.
         context: the server's TLS context, or None.
         secret: the shared secret (see :func:`shared_secret`), or None.
         deadline: ``time.monotonic()`` by which the client must be through
             (kept here for the driver; :meth:`step` does not look at it).
+        first_bytes: wait for the client's first bytes after TLS and the
+            secret.
     """
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext | None,
-                 secret: bytes | None, deadline: float = float("inf")) -> None:
+                 secret: bytes | None, deadline: float = float("inf"),
+                 first_bytes: bool = False) -> None:
         self.peer = sock.getpeername()
         self.deadline = deadline
         self.credentials: Any = None
@@ -178,6 +190,7 @@ class ServerHandshake:
         self.sock = sock
         self._context = context
         self._secret = secret
+        self._first_bytes = first_bytes
         self._steps = self._run()
 
     def step(self) -> int:
@@ -199,16 +212,36 @@ class ServerHandshake:
         if self._context is not None:
             yield from self._io(self.sock.do_handshake)
             self.credentials = self.sock.getpeercert()
-        if self._secret is None:
+        if self._secret is not None:
+            server_nonce = os.urandom(_NONCE)
+            yield from self._send(_MAGIC + server_nonce)
+            answer = yield from self._recv(_NONCE + _DIGEST)
+            client_nonce, proof = answer[:_NONCE], answer[_NONCE:]
+            if not hmac.compare_digest(proof, _mac(self._secret, b"client", server_nonce,
+                                                   client_nonce)):
+                raise ConnectionError("wrong shared secret")
+            yield from self._send(_mac(self._secret, b"server", server_nonce, client_nonce))
+        if self._first_bytes:
+            yield from self._spoken()
+
+    def _spoken(self) -> Generator[int, None, None]:
+        """Wait until the client has sent something; read none of it.
+
+        Bytes TLS has decrypted and holds are enough; else the socket's own
+        bytes are peeked at (for TLS, a record not yet decrypted: whatever
+        it holds, the client spoke).
+        """
+        pending = getattr(self.sock, "pending", None)
+        while not (pending is not None and pending()):
+            try:   # the socket's bytes, under TLS too (``socket.socket.recv`` of the descriptor)
+                data = socket.socket.recv(self.sock, 1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                yield selectors.EVENT_READ
+                continue
+            if not data:
+                raise ConnectionError("the client closed the connection before sending "
+                                      "anything")
             return
-        server_nonce = os.urandom(_NONCE)
-        yield from self._send(_MAGIC + server_nonce)
-        answer = yield from self._recv(_NONCE + _DIGEST)
-        client_nonce, proof = answer[:_NONCE], answer[_NONCE:]
-        if not hmac.compare_digest(proof, _mac(self._secret, b"client", server_nonce,
-                                               client_nonce)):
-            raise ConnectionError("wrong shared secret")
-        yield from self._send(_mac(self._secret, b"server", server_nonce, client_nonce))
 
     @staticmethod
     def _io(call: Any, *args: Any) -> Generator[int, None, Any]:
@@ -267,8 +300,6 @@ def _client_classes() -> tuple[type, type]:
     from rpyc.core.service import MasterService
     from rpyc.core.stream import SocketStream
 
-    from .backends._remote_agent import send_frame
-
     class ClientService(MasterService):
         """Drives the server's classic service (``conn.execute``,
         ``conn.namespace``) and exposes nothing to it: with
@@ -287,8 +318,6 @@ def _client_classes() -> tuple[type, type]:
         server wants a secret this client does not have."""
 
         __slots__ = ("first",)
-
-        write = send_frame   # large batches in linear time (rpyc's copies per chunk)
 
         def __init__(self, sock: socket.socket) -> None:
             super().__init__(sock)
@@ -325,5 +354,7 @@ def client_connection(sock: socket.socket, compress: bool, timeout: float) -> An
     service, stream = _client_classes()
     config = dict(CLIENT_CONFIG, sync_request_timeout=timeout)
     channel = Channel(stream(sock), compress=compress)
-    _send_linear(channel.stream, channel)   # large frames in linear time
+    # Large frames in linear time, where rpyc's internals are as expected and
+    # the environment does not turn it off (else rpyc's own methods).
+    _send_linear(channel.stream, channel)
     return connect_channel(channel, service, config=config)

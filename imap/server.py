@@ -1,10 +1,13 @@
 """``imap-server``: a classic RPyC server for remote IMap workers.
 
-Each authenticated connection is served by its own forked process, so one
-host uses all its cores (one remote worker = one connection = one process).
-Authentication (TLS, then a shared secret; see :mod:`imap.auth`) happens
-first, in the main process (:class:`Server`), for all pending connections at
-once: a client that fails it executes nothing and costs no process.
+Each connection is served by its own forked process, so one host uses all
+its cores (one remote worker = one connection = one process). A connection
+is forked only once it is through the gate, kept by the main process
+(:class:`Server`) for all pending connections at once: TLS and the shared
+secret where configured (see :mod:`imap.auth`), then the client's first
+bytes, all within ``--auth-timeout``. A client that fails, or connects and
+says nothing, executes nothing and costs no process -- with a secret or
+without one.
 
 A connection's process never outlives the server's main process: on Linux
 the kernel kills it when the main process ends, however that ends (SIGKILL
@@ -160,10 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback bind with neither TLS nor a secret")
     p.add_argument("--auth-timeout", type=_seconds, default=AUTH_TIMEOUT, metavar="SECONDS",
-                   help=f"time a client gets to pass TLS and the secret (default {AUTH_TIMEOUT})")
+                   help="time a client gets to pass TLS and the secret (where configured) "
+                        "and send its first request; one that does not is closed without "
+                        f"a process (default {AUTH_TIMEOUT:g})")
     p.add_argument("--max-pending", type=_count, default=MAX_PENDING, metavar="N",
-                   help="connections that may wait to authenticate at once; more are "
-                        f"closed at once (default {MAX_PENDING})")
+                   help="connections that may wait at that gate at once, secret or not; "
+                        f"more are closed at once (default {MAX_PENDING})")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     return p
@@ -211,7 +216,7 @@ def end_with_parent(parent: int, kernel: bool = True) -> None:
 
 
 def _serve_connection(sock: socket.socket, credentials: Any) -> None:
-    """In a connection's process: serve classic RPyC over ``sock`` (authenticated)
+    """In a connection's process: serve classic RPyC over ``sock`` (through the gate)
     until the client leaves.
 
     The server's end is rpyc's slave service alone: it executes what the
@@ -242,13 +247,17 @@ def _reap(signum: int, frame: object) -> None:
 
 
 class Server:
-    """The accept loop: authenticate each client here, fork only for one that passed.
+    """The accept loop: each client passes the gate here; only one that did gets a process.
 
-    One thread does everything in the main process: a selector watches the
-    listening socket and every connection still authenticating
-    (:class:`imap.auth.ServerHandshake`, driven without blocking), so a slow
-    or silent client holds nothing but its socket and never delays the
-    others. A client gets ``auth_timeout`` seconds; at most ``max_pending``
+    The gate is TLS and the shared secret where configured, then the
+    client's first bytes (its first RPyC request, left unread for the
+    connection's process): so a connection that is opened and left idle
+    costs no process, with a secret or without. One thread does everything
+    in the main process: a selector watches the listening socket and every
+    connection still at the gate (:class:`imap.auth.ServerHandshake`, driven
+    without blocking), so a slow or silent client holds nothing but its
+    socket and never delays the others. A client gets ``auth_timeout``
+    seconds, after which the connection is closed; at most ``max_pending``
     wait at once, and a connection beyond that is closed as soon as it is
     accepted. Forking happens only here, in the main thread: a fork from a
     process with other threads may copy a lock some thread holds (Python
@@ -260,8 +269,9 @@ class Server:
         port: the port; 0 picks a free one (see :attr:`port`).
         context: the server's TLS context, or None.
         secret: the shared secret (:func:`imap.auth.shared_secret`), or None.
-        auth_timeout: seconds a client has to pass TLS and the secret.
-        max_pending: connections that may wait to authenticate at once.
+        auth_timeout: seconds a client has to pass TLS and the secret and
+            send its first bytes.
+        max_pending: connections that may wait at the gate at once.
     """
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext | None = None,
@@ -280,7 +290,7 @@ class Server:
         self._full = False   # the cap was reached and not yet left
 
     def serve_forever(self) -> None:
-        """Accept, authenticate and fork until interrupted (an exception)."""
+        """Accept, gate and fork until interrupted (an exception)."""
         previous = signal.signal(signal.SIGCHLD, _reap)
         try:
             while True:
@@ -294,7 +304,7 @@ class Server:
             signal.signal(signal.SIGCHLD, previous)
 
     def close(self) -> None:
-        """Stop listening; drop the connections still authenticating."""
+        """Stop listening; drop the connections still at the gate."""
         for handshake in list(self._pending):
             self._drop(handshake)
         self._selector.close()
@@ -315,23 +325,22 @@ class Server:
                 log.warning("cannot accept a connection: %s", exc)
                 return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.context is None and self.secret is None:
-                self._fork(sock, None)
-            elif len(self._pending) >= self.max_pending:
+            if len(self._pending) >= self.max_pending:
                 if not self._full:
                     self._full = True
-                    log.warning("%d connections are waiting to authenticate (--max-pending):"
-                                " closing new ones at once until some are through",
+                    log.warning("%d connections are waiting at the gate (--max-pending): "
+                                "closing new ones at once until some are through",
                                 len(self._pending))
-                log.info("%s refused: too many connections waiting to authenticate", peer)
+                log.info("%s refused: too many connections waiting at the gate", peer)
                 sock.close()
             else:
                 sock.setblocking(False)
                 try:
                     handshake = ServerHandshake(sock, self.context, self.secret,
-                                                time.monotonic() + self.auth_timeout)
+                                                time.monotonic() + self.auth_timeout,
+                                                first_bytes=True)
                 except (OSError, ValueError) as exc:   # gone already
-                    log.info("%s failed to authenticate: %s", peer, exc)
+                    log.info("%s failed at the gate: %s", peer, exc)
                     sock.close()
                     continue
                 self._pending[handshake] = 0
@@ -341,7 +350,7 @@ class Server:
         try:
             events = handshake.step()
         except OSError as exc:   # ConnectionError included: the client failed
-            log.info("%s failed to authenticate: %s", handshake.peer, exc)
+            log.info("%s failed at the gate: %s", handshake.peer, exc)
             self._drop(handshake)
             return
         if events:
@@ -352,14 +361,14 @@ class Server:
             self._pending[handshake] = events
             return
         self._forget(handshake)
-        log.info("%s authenticated", handshake.peer)
+        log.info("%s through the gate: forking its process", handshake.peer)
         self._fork(handshake.sock, handshake.credentials)
 
     def _expire(self) -> None:
         now = time.monotonic()
         for handshake in [h for h in self._pending if h.deadline <= now]:
-            log.info("%s failed to authenticate within %g s", handshake.peer,
-                     self.auth_timeout)
+            log.info("%s not through the gate within %g s (--auth-timeout): closed",
+                     handshake.peer, self.auth_timeout)
             self._drop(handshake)
 
     def _forget(self, handshake: ServerHandshake) -> None:

@@ -42,6 +42,18 @@ def writeable_and_sum(x):
     return bool(x.flags.writeable), float(x.sum())
 
 
+def transport_here(x):
+    """``(x, kinds)``: the methods (recv, send, stream write) of the rpyc
+    channels in this (server) process -- tuned or rpyc's own."""
+    import gc
+
+    from rpyc.core.channel import Channel
+
+    kinds = {(type(o).recv.__name__, type(o).send.__name__, type(o.stream).write.__name__)
+             for o in gc.get_objects() if isinstance(o, Channel)}
+    return x, sorted(kinds)
+
+
 def fail_on_three(x):
     if x == 3:
         raise ValueError(f"item {x} is bad")
@@ -127,11 +139,13 @@ def _stock_shadow() -> Path:
 
 
 @contextmanager
-def server(kind: str = "imap", args: tuple = (), env: dict | None = None):
+def server(kind: str = "imap", args: tuple = (), env: dict | None = None,
+           log: Path | None = None):
     """Start a server on 127.0.0.1 in its own session; yield ``(address, Popen)``.
 
     ``kind``: "imap" (``python -m imap.server``), "classic" (stock threaded
-    ``rpyc_classic``) or "classic-forking".
+    ``rpyc_classic``) or "classic-forking". ``log``: a file that gets an
+    ``imap`` server's stderr (its log).
     """
     full_env = dict(os.environ, **(env or {}))
     full_env[SIDE] = "remote"
@@ -147,15 +161,16 @@ def server(kind: str = "imap", args: tuple = (), env: dict | None = None):
         mode = ["--mode", "forking"] if kind == "classic-forking" else []
         cmd = [*rpyc_classic_command(), "--host", "127.0.0.1", "--port", "0", *mode, *args]
         pattern, from_stdout = re.compile(r"server started on \[[^\]]+\]:(\d+)"), False
+    log_file = open(log, "wb") if log is not None else None   # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE if not from_stdout else None,
+                            stderr=subprocess.PIPE if not from_stdout else log_file,
                             env=full_env, cwd="/", start_new_session=True)
     try:
         match = _read_until(proc.stdout if from_stdout else proc.stderr, pattern, 30)
         yield f"127.0.0.1:{match.group(1)}", proc
     finally:
         kill_group(proc)
-        for stream in (proc.stdout, proc.stderr):
+        for stream in (proc.stdout, proc.stderr, log_file):
             if stream is not None:
                 stream.close()
 

@@ -350,15 +350,21 @@ def _reverse(b):
 @pytest.mark.parametrize("kind", ["imap", "classic"])
 def test_large_items_and_results_cross_whole_in_frames_sent_as_views(kind) -> None:
     """Frames of several MiB go both ways (both ends send them in linear time)."""
-    from imap.auth import _client_classes
-    from imap.backends._remote_agent import send_frame
+    from imap.backends._remote_agent import recv_frame, send_frame
+    from imap.backends.connect import connect
     items = [os.urandom(3 * 2 ** 20 + k) for k in range(6)]
     with server(kind) as (addr, _):
+        host, port = addr.split(":")
+        conn = connect(host, int(port))
+        try:
+            assert type(conn._channel.stream).write is send_frame
+            assert type(conn._channel).recv is recv_frame
+        finally:
+            conn.close()
         with IMap(worker_type="thread", worker_num=0, worker_remote=[(addr, 2)]) as m:
             task = m.add_task(_reverse, items)
             m.start()
             assert list(task) == [b[::-1] for b in items]
-    assert _client_classes()[1].write is send_frame
 
 
 def test_send_frame_sends_every_byte_in_order() -> None:
@@ -522,3 +528,138 @@ def test_items_of_the_users_classes_carry_their_arrays_attached() -> None:
         got = list(task)
     assert [(r[0], r[-1]) for r in got] == [(2.0 * i, 2.0 * i) for i in range(4)]
     assert not any(r.flags.writeable for r in got)
+
+
+# -- rpyc's transport: tuned, or rpyc's own methods -------------------------------------------
+
+TUNED = ("recv_frame", "send_frame_whole", "send_frame")
+RPYC_OWN = ("recv", "send", "write")
+
+
+@pytest.mark.parametrize("kind", ["imap", "classic"])
+@pytest.mark.parametrize("tuning", ["tuned", "off"])
+def test_the_round_trip_is_whole_on_both_transport_paths(kind, tuning, monkeypatch) -> None:
+    """With the tuning turned off (the environment) both ends of every
+    connection keep rpyc's own stream and channel methods; items, results
+    and large frames cross whole either way, large arrays attached only
+    when tuned."""
+    np = pytest.importorskip("numpy")
+    from imap.backends._remote_agent import TUNING_ENV
+    from imap.backends.connect import connect
+
+    if tuning == "off":
+        monkeypatch.setenv(TUNING_ENV, "off")
+    else:
+        monkeypatch.delenv(TUNING_ENV, raising=False)
+    expected = TUNED if tuning == "tuned" else RPYC_OWN
+    blobs = [os.urandom(3 * 2 ** 20 + k) for k in range(3)]
+    arrays = [np.full(2 ** 17, float(i)) for i in range(4)] + [np.arange(50.0)]
+    options = {"worker_type": "thread", "worker_num": 0}
+    with server(kind) as (addr, _):
+        host, port = addr.split(":")
+        conn = connect(host, int(port))
+        try:
+            channel = conn._channel
+            assert (type(channel).recv.__name__, type(channel).send.__name__,
+                    type(channel.stream).write.__name__) == expected
+            conn.namespace["imap_agent_nodelay"](tuning == "tuned")
+            assert conn.eval("type(_serving_channel()).recv.__name__") == expected[0]
+        finally:
+            conn.close()
+        got = []
+        for func, items in [(_reverse, blobs), (h.writeable_and_sum, arrays),
+                            (h.double, arrays), (h.inc, range(50)), (h.transport_here, range(4))]:
+            with IMap(worker_remote=[(addr, 2)], **options) as m:
+                task = m.add_task(func, items)
+                if func is h.inc:   # a chain
+                    task = m.add_task(h.inc, task)
+                m.start()
+                got.append(list(task))
+    assert got[0] == [b[::-1] for b in blobs]
+    attached = tuning == "tuned"
+    assert got[1] == [(not attached, 2 ** 17 * float(i)) for i in range(4)] + [
+        (True, float(arrays[4].sum()))]
+    for a, r in zip(arrays, got[2], strict=True):
+        assert (r == 2 * a).all()
+        assert r.flags.writeable is not attached or r.nbytes < 2 ** 16
+    assert got[3] == [x + 2 for x in range(50)]
+    # the server's end of the backend's own connections
+    assert {tuple(kind) for _, kinds in got[4] for kind in kinds} == {expected}
+
+
+def _odd_stream(**attributes):
+    from rpyc.core.stream import SocketStream
+
+    return type("OddStream", (SocketStream,), {"__slots__": (), **attributes})
+
+
+def _odd_channel(**attributes):
+    from rpyc.core.channel import Channel
+
+    return type("OddChannel", (Channel,), {"__slots__": (), **attributes})
+
+
+@pytest.mark.parametrize(("stream_attrs", "channel_attrs", "named"), [
+    ({"MAX_IO_CHUNK": "64k"}, {}, "MAX_IO_CHUNK"),
+    ({"MAX_IO_CHUNK": 0}, {}, "MAX_IO_CHUNK"),
+    ({}, {"FRAME_HEADER": __import__("struct").Struct("!QB")}, "FRAME_HEADER"),
+    ({}, {"FRAME_HEADER": b"!LB"}, "FRAME_HEADER"),
+    ({}, {"FLUSHER": "\n"}, "FLUSHER"),
+    ({}, {"COMPRESSION_LEVEL": None}, "COMPRESSION_LEVEL"),
+    ({}, {"COMPRESSION_THRESHOLD": 3e3}, "COMPRESSION_THRESHOLD"),
+], ids=["chunk-str", "chunk-zero", "header-wide", "header-bytes", "flusher-str", "level",
+        "threshold"])
+def test_rpyc_internals_of_another_shape_leave_rpyc_methods(stream_attrs, channel_attrs, named,
+                                                            monkeypatch, caplog) -> None:
+    """An rpyc whose internals differ from what the tuning expects keeps its
+    own methods: nothing is swapped, and one line says why (once)."""
+    import logging
+
+    from rpyc.core.channel import Channel
+    from rpyc.core.stream import SocketStream
+
+    from imap.backends import _remote_agent
+    from imap.backends._remote_agent import TUNING_ENV, _send_linear, rpyc_mismatch
+
+    monkeypatch.delenv(TUNING_ENV, raising=False)
+    monkeypatch.setattr(_remote_agent, "_said", set())
+    stream_cls = _odd_stream(**stream_attrs) if stream_attrs else SocketStream
+    channel_cls = _odd_channel(**channel_attrs) if channel_attrs else Channel
+    a, b = socket.socketpair()
+    try:
+        stream = stream_cls(a)
+        channel = channel_cls(stream, False)
+        assert named in rpyc_mismatch(stream, channel)
+        with caplog.at_level(logging.DEBUG, logger="imap"):
+            assert not _send_linear(stream, channel)
+            assert not _send_linear(stream, channel)
+        assert type(stream) is stream_cls and type(channel) is channel_cls
+        lines = [r for r in caplog.records if "rpyc transport" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].levelno == logging.INFO
+        assert named in lines[0].getMessage()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_rpyc_internals_as_expected_are_tuned(monkeypatch) -> None:
+    from rpyc.core.channel import Channel
+    from rpyc.core.stream import SocketStream
+
+    from imap.backends._remote_agent import TUNING_ENV, _send_linear, rpyc_mismatch
+
+    monkeypatch.delenv(TUNING_ENV, raising=False)
+    a, b = socket.socketpair()
+    try:
+        channel = Channel(SocketStream(a), False)
+        assert rpyc_mismatch(channel.stream, channel) is None
+        assert _send_linear(channel.stream, channel)
+        assert (type(channel).recv.__name__, type(channel).send.__name__,
+                type(channel.stream).write.__name__) == TUNED
+        monkeypatch.setenv(TUNING_ENV, "off")   # asked for: rpyc's own
+        other = Channel(SocketStream(b), False)
+        assert not _send_linear(other.stream, other)
+        assert type(other) is Channel and type(other.stream) is SocketStream
+    finally:
+        a.close()
+        b.close()

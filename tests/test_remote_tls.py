@@ -173,6 +173,41 @@ def test_idle_connections_that_never_start_tls_cost_no_process(certs, tmp_path):
         assert results == [[0, 1, 2]]
 
 
+def test_connections_through_tls_that_say_nothing_cost_no_process(certs, tmp_path):
+    """Without a secret, TLS alone does not get a connection its process: it
+    waits for the client's first request, and is closed after the timeout
+    without one."""
+    import socket
+    import ssl
+
+    from remote_helpers import children_of
+
+    log = tmp_path / "server.log"
+    args = ("--certfile", str(certs / "server.pem"), "--keyfile", str(certs / "server.key"),
+            "--auth-timeout", "1", "--log-level", "INFO")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(str(certs / "ca.pem"))
+    with server("imap", args, log=log) as (addr, proc):
+        host, port = addr.split(":")
+        quiet = []
+        try:
+            for _ in range(5):
+                sock = socket.create_connection((host, int(port)), timeout=30)
+                quiet.append(context.wrap_socket(sock, server_hostname=host))   # TLS done
+            for sock in quiet:   # closed by the server once the timeout is over
+                try:
+                    assert sock.recv(1) == b""
+                except (ConnectionError, ssl.SSLError):   # closed without TLS's goodbye
+                    pass
+            assert children_of(proc.pid) == set()
+        finally:
+            for sock in quiet:
+                sock.close()
+    text = log.read_text()
+    assert text.count("not through the gate within 1 s") == 5
+    assert "forking its process" not in text
+
+
 def test_large_buffers_cross_tls_attached_and_whole(tls_server, certs):
     """Attached frames (large buffers beside the pickle) go through TLS like
     the rest, both ways, whole: frames of several MiB and of odd sizes."""

@@ -4,6 +4,8 @@ and as many of them as the cap allows wait at once."""
 
 from __future__ import annotations
 
+import os
+import select
 import selectors
 import socket
 import time
@@ -158,3 +160,116 @@ def test_an_authenticated_client_gets_a_process_of_its_own(secret_file, tmp_path
             assert len(children_of(proc.pid)) == 2
         finally:
             m.stop(forced=True)
+
+
+# -- without a secret: the same gate, the client's first bytes ---------------------------
+
+FORKED = "forking its process"   # the server's log line for each connection it forks
+
+
+def _sockets_of(pid: int) -> int:
+    """The sockets process ``pid`` holds open (reads /proc)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:   # closed while we looked
+            pass
+    return count
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """Whether the server has neither closed ``sock``'s peer nor sent on it."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return not readable
+
+
+def test_idle_connections_without_a_secret_cost_no_process(tmp_path):
+    """Connections that send nothing wait in the main process, not in one of
+    their own each; real clients -- stock rpyc and the remote backend -- are
+    served meanwhile, each connection in its process."""
+    import rpyc
+
+    log = tmp_path / "server.log"
+    with server("imap", ("--auth-timeout", "60", "--log-level", "INFO"), log=log) as (
+            address, proc):
+        socks = _open_idle(address, 100)
+        try:
+            wait_until(lambda: _sockets_of(proc.pid) == 1 + len(socks), 30,
+                       "the server to accept every idle connection")
+            assert children_of(proc.pid) == set()
+            host, port = address.split(":")
+            conn = rpyc.classic.connect(host, int(port))
+            try:
+                assert conn.modules.os.getppid() == proc.pid   # a process of its own
+                assert conn.eval("6 * 7") == 42
+            finally:
+                conn.close()
+            assert _run(address) == [1, 2, 3, 4]
+            assert all(_still_open(sock) for sock in socks)   # still waiting
+            wait_until(lambda: not children_of(proc.pid), 30,
+                       "the clients' connection processes to end with them")
+        finally:
+            _close(socks)
+    forked = log.read_text().count(FORKED)
+    assert forked == 3   # the stock client's connection and the backend's two
+
+
+def test_idle_connections_without_a_secret_are_closed_after_the_timeout(tmp_path):
+    log = tmp_path / "server.log"
+    args = ("--auth-timeout", "0.5", "--log-level", "INFO")
+    with server("imap", args, log=log) as (address, proc):
+        socks = _open_idle(address, 40)
+        try:
+            assert _first_words(socks) == {"challenged": 0, "closed": 40}
+            assert children_of(proc.pid) == set()
+        finally:
+            _close(socks)
+        # A client that speaks at once is through, timeout or not.
+        assert _run(address) == [1, 2, 3, 4]
+    text = log.read_text()
+    assert text.count("not through the gate within 0.5 s") == 40
+    assert text.count(FORKED) == 2   # the backend's two connections, nothing for the idle
+
+
+def test_a_client_that_leaves_before_speaking_costs_no_process(tmp_path):
+    log = tmp_path / "server.log"
+    with server("imap", ("--auth-timeout", "60", "--log-level", "INFO"), log=log) as (
+            address, proc):
+        socks = _open_idle(address, 10)
+        wait_until(lambda: _sockets_of(proc.pid) == 1 + len(socks), 30,
+                   "the server to accept every connection")
+        _close(socks)
+        wait_until(lambda: _sockets_of(proc.pid) == 1, 30,
+                   "the server to drop the connections that left")
+        assert children_of(proc.pid) == set()
+    text = log.read_text()
+    assert text.count("closed the connection before sending anything") == 10
+    assert FORKED not in text
+
+
+def test_the_cap_holds_without_a_secret():
+    args = ("--auth-timeout", "60", "--max-pending", "3")
+    with server("imap", args) as (address, proc):
+        socks = _open_idle(address, 5)
+        try:
+            # The server says nothing to a connection at the gate: the two
+            # beyond the cap are closed, so all five have been accepted.
+            assert [sock.recv(1) for sock in socks[3:]] == [b"", b""]
+            assert all(_still_open(sock) for sock in socks[:3])
+            with pytest.raises(ConnectionError):   # the gate is full: refused
+                _run(address, connect_timeout=20)
+            assert children_of(proc.pid) == set()
+        finally:
+            _close(socks)
+        outcome: list = []
+
+        def admitted() -> bool:
+            try:
+                outcome.append(_run(address))
+            except ConnectionError:
+                return False
+            return True
+
+        wait_until(admitted, 30, "a client to be admitted after the idle ones left")
+        assert outcome == [[1, 2, 3, 4]]

@@ -221,3 +221,76 @@ def test_handshake_fails_at_both_ends_with_different_secrets(client_secret, serv
     else:
         assert "wrong shared secret" in str(server_error)
         assert "refused the shared secret" in str(client_error)
+
+
+# --- the gate: through once the client has spoken, its bytes left unread ---------------
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    sock.setblocking(True)
+    sock.settimeout(30)
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+@given(secret=st.one_of(st.none(), secrets), request=st.binary(min_size=1, max_size=300),
+       pieces=st.lists(st.integers(1, 70), max_size=8))
+def test_the_gate_lets_a_client_through_once_it_speaks_and_reads_none_of_it(secret, request,
+                                                                           pieces):
+    """With a secret or without, the server's side waits for the client's first
+    bytes after the handshake; every byte the client sends after the
+    handshake is still there for the connection's process to read."""
+    import selectors
+
+    server_end, client_end = socket.socketpair()
+    client_end.settimeout(30)
+    errors: list = []
+
+    def client() -> None:
+        try:
+            if secret is not None:
+                client_handshake(client_end, secret)
+            _Trickle(client_end, pieces).sendall(request)
+        except OSError as exc:
+            errors.append(exc)
+        finally:
+            client_end.close()
+
+    try:
+        server_end.setblocking(False)
+        handshake = ServerHandshake(server_end, None, secret, first_bytes=True)
+        # Nothing came yet: it waits (having sent its challenge, with a secret).
+        assert handshake.step() == selectors.EVENT_READ
+        thread = threading.Thread(target=client)
+        thread.start()
+        try:
+            _drive(handshake)
+            assert _read_to_end(server_end) == request
+        finally:
+            thread.join(30)
+    finally:
+        server_end.close()
+    assert errors == []
+
+
+@pytest.mark.parametrize("secret", [None, b"s3cret"], ids=["plain", "secret"])
+def test_the_gate_fails_a_client_that_leaves_before_speaking(secret):
+    server_end, client_end = socket.socketpair()
+    client_end.settimeout(30)
+
+    def client() -> None:
+        with client_end:
+            if secret is not None:
+                client_handshake(client_end, secret)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        server_end.setblocking(False)
+        with pytest.raises(ConnectionError, match="before sending anything"):
+            _drive(ServerHandshake(server_end, None, secret, first_bytes=True))
+    finally:
+        thread.join(30)
+        server_end.close()

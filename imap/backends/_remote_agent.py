@@ -5,9 +5,10 @@
 of a classic RPyC connection with ``conn.execute(...)``, and calls these
 entry points through ``conn.namespace``:
 
-* ``imap_agent_nodelay()`` -> bool — once per connection: turns Nagle's
+* ``imap_agent_nodelay(tune)`` -> bool — once per connection: turns Nagle's
   algorithm off on the server's socket, so pipelined answers are not delayed,
-  and has its stream send large answers without copying them per chunk.
+  and, with ``tune``, has its stream send large answers without copying them
+  per chunk (see "rpyc's transport, tuned" below).
 * ``imap_agent_compress(on)`` -> bool — once per connection: whether the
   server compresses its answers (rpyc's zlib framing; off by default).
 * ``imap_agent_attach()`` -> bool — once per connection, after the two
@@ -239,6 +240,92 @@ def send_frame_whole(self, data):
         self.stream.write(self.FLUSHER)
 
 
+# -- rpyc's transport, tuned ------------------------------------------------------------
+# The functions above replace methods of rpyc's SocketStream and Channel and
+# read their class attributes (MAX_IO_CHUNK, FRAME_HEADER, FLUSHER,
+# COMPRESSION_THRESHOLD, COMPRESSION_LEVEL) and a connection's ``_channel``
+# and ``_sendlock``: internals, not rpyc's API. The tuning is tested with the
+# rpyc versions setup.cfg allows; at connect time each end checks that what
+# it relies on is there, in the shape expected (:func:`rpyc_mismatch`), and
+# otherwise leaves rpyc's own methods in place (slower for large frames,
+# correct), saying so once in the "imap" logger. Setting the environment
+# variable TUNING_ENV to "off" makes a client use rpyc's own methods at both
+# ends of its connections (and a server at its end of every connection).
+
+TUNING_ENV = "IMAP_RPYC_TUNING"
+_OFF = ("0", "off", "false", "no")
+_FRAME_FORMAT = "!LB"   # rpyc's frame header: length, then the "compressed" flag
+_said = set()   # fallback reasons logged already (once each per process)
+
+
+def tuning_wanted():
+    """False if the environment turns the transport tuning off (TUNING_ENV)."""
+    import os
+
+    return os.environ.get(TUNING_ENV, "").strip().lower() not in _OFF
+
+
+def _fall_back(reason, level):
+    """Say once per process why this end uses rpyc's own framing."""
+    if reason in _said:
+        return
+    _said.add(reason)
+    import logging
+
+    logging.getLogger("imap").log(
+        level, "rpyc transport: %s; using rpyc's own stream and channel methods "
+               "(correct, slower for large frames)", reason)
+
+
+def rpyc_mismatch(stream, channel=None):
+    """Why the tuning cannot apply to rpyc ``stream`` (and ``channel``):
+    an internal it relies on is missing or not of the shape expected; None
+    if all are as expected."""
+    import struct
+
+    chunk = getattr(type(stream), "MAX_IO_CHUNK", None)
+    if type(chunk) is not int or chunk <= 0:
+        return f"the stream's MAX_IO_CHUNK is {chunk!r}, not a positive int"
+    sock = getattr(stream, "sock", None)
+    for name in ("send", "recv_into"):
+        if not callable(getattr(sock, name, None)):
+            return f"the stream's sock has no {name}()"
+    for name in ("read", "write", "close"):
+        if not callable(getattr(stream, name, None)):
+            return f"the stream has no {name}()"
+    if channel is None:
+        return None
+    if getattr(channel, "stream", None) is not stream:
+        return "the channel's stream attribute is not its stream"
+    if not hasattr(channel, "compress"):
+        return "the channel has no compress attribute"
+    for name in ("recv", "send"):
+        if not callable(getattr(channel, name, None)):
+            return f"the channel has no {name}()"
+    header = getattr(type(channel), "FRAME_HEADER", None)
+    if not isinstance(header, struct.Struct) or header.format != _FRAME_FORMAT:
+        shape = getattr(header, "format", header)
+        return f"the channel's FRAME_HEADER is {shape!r}, not a struct of {_FRAME_FORMAT!r}"
+    flusher = getattr(type(channel), "FLUSHER", None)
+    if type(flusher) is not bytes or not flusher:
+        return f"the channel's FLUSHER is {flusher!r}, not non-empty bytes"
+    for name in ("COMPRESSION_THRESHOLD", "COMPRESSION_LEVEL"):
+        if type(getattr(type(channel), name, None)) is not int:
+            return f"the channel's {name} is not an int"
+    return None
+
+
+def attach_shape(conn):
+    """Whether rpyc connection ``conn`` can carry attached frames: its
+    channel is tuned (it reads them), compresses nothing, and the
+    connection has the send lock :func:`write_attached` takes."""
+    channel = getattr(conn, "_channel", None)
+    lock = getattr(conn, "_sendlock", None)
+    return (channel is not None and getattr(type(channel), "recv", None) is recv_frame
+            and not getattr(channel, "compress", True)
+            and callable(getattr(lock, "__enter__", None)))
+
+
 _linear = {}   # rpyc class -> its subclass with the methods above
 
 
@@ -247,41 +334,61 @@ def _tuned(obj, base, methods):
     cls = type(obj)
     if all(getattr(cls, name, None) is method for name, method in methods.items()):
         return True
-    if not isinstance(obj, base) or any(getattr(cls, name) is not getattr(base, name)
+    if not isinstance(obj, base) or any(getattr(cls, name, None) is not getattr(base, name)
                                         for name in methods):
         return False   # of another kind: left as it is
     if cls not in _linear:
         _linear[cls] = type(cls.__name__, (cls,), {"__slots__": (), **methods})
-    obj.__class__ = _linear[cls]
+    try:
+        obj.__class__ = _linear[cls]
+    except TypeError as exc:   # a layout the subclass cannot take over
+        _fall_back(f"{cls.__name__} cannot be tuned ({exc})", 20)
+        return False
     return True
 
 
-def _send_linear(stream, channel=None):
+def _send_linear(stream, channel=None, tune=True):
     """Make this connection's rpyc stream (and channel) move large frames
-    in linear time (:func:`send_frame`, :func:`recv_frame`, :func:`send_frame_whole`)."""
+    in linear time (:func:`send_frame`, :func:`recv_frame`, :func:`send_frame_whole`).
+
+    Nothing is changed, and False returned, when ``tune`` is false, when
+    the environment turns the tuning off (TUNING_ENV), or when rpyc's
+    internals are not as the tuning expects (:func:`rpyc_mismatch`): the
+    connection then uses rpyc's own methods. True if the stream is tuned.
+    """
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
+    if not (tune and tuning_wanted()):
+        _fall_back(f"the tuning is turned off ({TUNING_ENV}=off, here or at the client)", 10)
+        return False
+    reason = rpyc_mismatch(stream, channel)
+    if reason is not None:
+        import rpyc
+
+        _fall_back(f"{reason} (rpyc {getattr(rpyc, '__version__', '?')})", 20)
+        return False
     done = _tuned(stream, SocketStream, {"write": send_frame})
     if done and channel is not None:
         _tuned(channel, Channel, {"recv": recv_frame, "send": send_frame_whole})
     return done
 
 
-def imap_agent_nodelay():
+def imap_agent_nodelay(tune=True):
     """Tune the server's end of this connection; True if TCP_NODELAY is set.
 
     Stock rpyc servers leave Nagle's algorithm on, which delays the answer to
-    a pipelined request by up to one delayed-ACK period (about 40 ms). And
-    large answers are sent without copying them again per chunk
-    (:func:`send_frame`).
+    a pipelined request by up to one delayed-ACK period (about 40 ms). And,
+    with ``tune`` (the client's choice), large answers are sent without
+    copying them again per chunk (:func:`send_frame`), where rpyc's
+    internals here are as expected (:func:`_send_linear`).
     """
     import socket
 
     channel = _serving_channel()
     stream = getattr(channel, "stream", None)
     if stream is not None:
-        _send_linear(stream, channel)
+        _send_linear(stream, channel, tune)
     sock = getattr(stream, "sock", None)
     if isinstance(sock, socket.socket):
         try:
@@ -297,9 +404,7 @@ def imap_agent_attach():
     channel reads them and compresses nothing); from now on, if so, answers
     send their large buffers attached."""
     conn = _serving_connection()
-    channel = None if conn is None else conn._channel
-    able = (channel is not None and not channel.compress
-            and getattr(type(channel), "recv", None) is recv_frame)
+    able = conn is not None and attach_shape(conn)
     _state["conn"] = conn if able else None
     return able
 

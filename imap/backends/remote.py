@@ -92,11 +92,11 @@ class _Link(Slot):
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
-        # Answers are not delayed by Nagle's algorithm on the server's end.
-        conn.namespace["imap_agent_nodelay"]()
+        # Answers are not delayed by Nagle's algorithm on the server's end;
+        # its transport is tuned as this end's is, unless turned off here.
+        conn.namespace["imap_agent_nodelay"](_remote_agent.tuning_wanted())
         # Large buffers cross attached (no pickle holds them) if both ends can.
-        channel = conn._channel
-        self.attach = (type(channel).recv is _remote_agent.recv_frame and not channel.compress
+        self.attach = (_remote_agent.attach_shape(conn)
                        and bool(conn.namespace["imap_agent_attach"]()))
 
     def post(self, item: Any) -> None:
