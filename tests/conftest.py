@@ -17,6 +17,8 @@ TESTS = str(Path(__file__).resolve().parent)
 if TESTS not in sys.path:  # the helper modules, whatever pytest's import mode
     sys.path.insert(0, TESTS)
 
+# The kinds of pool of the backend-wide suites (contract, soundness).
+from backend_fixtures import backend, remote_address  # noqa: E402, F401
 from support import describe_leftovers, snapshot, wait_until  # noqa: E402
 
 settings.register_profile("imap", deadline=None, database=None, print_blob=True)

@@ -9,8 +9,6 @@ the test says so by name (``CANNOT``), never by hiding a failure.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import os
 import signal
 
@@ -18,16 +16,12 @@ import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from remote_helpers import server
 from support import buffer_items, imap_threads, read_when_written, take_skipping, wait_until
 
 import imap
 from imap import IMap, TimeoutError, WorkerInitError, WorkerLostError, WorkerTraceback
 
 distributed = pytest.importorskip("distributed")
-
-BACKENDS = ["thread", "process", "remote", "mixed", "thread-executor", "process-executor",
-            "dask"]
 
 # Behaviours a backend cannot have, and why.
 CANNOT = {
@@ -48,36 +42,6 @@ def _no_imap_thread_left():
     before = imap_threads()
     yield
     wait_until(lambda: not (imap_threads() - before), 10)
-
-
-@pytest.fixture(scope="module")
-def remote_address():
-    with server("imap") as (address, _):
-        yield address
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, remote_address):
-    """IMap keyword options for one kind of pool of two workers."""
-    kind = request.param
-    request.node.backend_kind = kind
-    with contextlib.ExitStack() as stack:
-        if kind == "thread":
-            yield kind, {"worker_type": "thread", "worker_num": 2}
-        elif kind == "process":
-            yield kind, {"worker_num": 2}
-        elif kind == "remote":
-            yield kind, {"worker_num": 0, "worker_remote": [(remote_address, 2)]}
-        elif kind == "mixed":
-            yield kind, {"worker_num": 1, "worker_remote": [(remote_address, 1)]}
-        elif kind == "thread-executor":
-            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(2))
-            yield kind, {"executor": pool}
-        elif kind == "process-executor":
-            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(2))
-            yield kind, {"executor": pool}
-        else:
-            yield kind, {"executor": request.getfixturevalue("dask_client")}
 
 
 def cannot(kind: str, behaviour: str) -> None:

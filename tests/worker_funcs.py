@@ -505,3 +505,132 @@ def array_plus_mismatched(x):
     """``x`` plus an array one longer: numpy's broadcasting ValueError."""
     import numpy
     return x + numpy.ones(x.size + 1)
+
+
+# -- what a function can rely on (test_soundness) ------------------------------------------
+
+def ledger_write(path, key):
+    """Append ``key`` as one line to the ledger ``path`` (one write of a
+    line with O_APPEND: lines of concurrent callers never mix)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{key}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _bad(x):
+    """Raise ValueError for every third item (a check that fails)."""
+    if int(x if not hasattr(x, "shape") else x[0]) % 3 == 0:
+        raise ValueError(f"item {int(x if not hasattr(x, 'shape') else x[0])} is bad")
+    return 0.0
+
+
+LEDGER_KEPT: list = []
+
+
+def ledger_call(x, path, mode):
+    """One call of a function the soundness suite records: ``x`` is an int,
+    or a float64 array whose first value is the item's number; the call is
+    written to the ledger ``path`` first, then it behaves as ``mode`` says.
+
+    * ``return``: ``2 * x``;
+    * ``raise``: ValueError for every third item, else ``2 * x``;
+    * ``raise_after_temporaries``: ``(x * 2) + _bad(x)`` on a 1 MiB array
+      (an unnamed large temporary, then the exception);
+    * ``catch``: the same inside try/except ValueError, which returns None;
+    * ``large_result``: a 1 MiB array of the item's number;
+    * ``keep``: that array, kept in a module global as well.
+    """
+    import numpy
+    key = int(x if not hasattr(x, "shape") else x[0])
+    ledger_write(path, key)
+    if mode == "return":
+        return 2 * key
+    if mode == "raise":
+        _bad(key)
+        return 2 * key
+    array = x if hasattr(x, "shape") else numpy.full(2 ** 17, float(key))
+    if mode == "raise_after_temporaries":
+        return float(((array * 2) + _bad(array))[0])
+    if mode == "catch":
+        try:
+            return float(((array * 2) + _bad(array))[0])
+        except ValueError:
+            return None
+    result = numpy.full(2 ** 17, float(key))
+    if mode == "keep":
+        LEDGER_KEPT.append(result)
+        del LEDGER_KEPT[:-4]
+    return result
+
+
+def count_in_global(x, token):
+    """``(pid, n)``: this call is the n-th of ``token`` in this process (a
+    counter in a process-wide global, under a lock for thread workers; kept
+    in a module of ``sys.modules`` so that a function sent by value finds
+    the same state at every call)."""
+    import sys
+    import types
+    state = sys.modules.get("_soundness_counts")
+    if state is None:
+        fresh = types.ModuleType("_soundness_counts")
+        fresh.lock = threading.Lock()
+        fresh.counts = {}
+        state = sys.modules.setdefault("_soundness_counts", fresh)
+    with state.lock:
+        state.counts[token] = state.counts.get(token, 0) + 1
+        return os.getpid(), state.counts[token]
+
+
+def sum_in_a_thread(x):
+    """``sum(range(x))`` computed by a thread the function starts and joins."""
+    out = []
+    worker = threading.Thread(target=lambda: out.append(sum(range(x))))
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+def square_in_a_child(x):
+    """``x * x`` computed in a child process made with os.fork(), read back
+    through a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: answer, then end without running anything else
+        try:
+            os.write(w, str(x * x).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        data = b""
+        while chunk := os.read(r, 64):
+            data += chunk
+    finally:
+        os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return int(data)
+
+
+def make_closure(offset):
+    """A closure over ``offset`` whose body uses a generator."""
+    def shifted_squares(x):
+        return sum(i * i + offset for i in range(x))
+    return shifted_squares
+
+
+def pid_file_and_hold(x, seconds, directory):
+    """Write this process's pid to ``directory/pid-<x>``, then sleep
+    ``seconds`` (a long call the test ends by killing or stopping)."""
+    write_atomically(os.path.join(directory, f"pid-{x}"), str(os.getpid()))
+    time.sleep(seconds)
+    return x
+
+
+def hang_on_some(x, hung):
+    """``2 * x``; the items in ``hung`` first sleep for an hour."""
+    if x in hung:
+        time.sleep(3600)
+    return 2 * x
