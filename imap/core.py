@@ -133,6 +133,18 @@ def _shutdown(state: dict) -> None:
     engine.detach()
 
 
+def _check_retry_on(retry_on: Any, retries: int) -> tuple:
+    classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(f"retry_on must be exception classes (e.g. (OSError, "
+                            f"ConnectionError)), got {cls!r}")
+    if classes and retries < 1:
+        raise ValueError(f"retry_on={retry_on!r} needs retries >= 1: retries is how many "
+                         f"extra attempts a tasklet gets (e.g. retries=3)")
+    return tuple(classes)
+
+
 def _check_key(key: Any, path: str | None, iterable: Any, imap: IMap) -> None:
     if path is None:
         raise ValueError("add_task(key=...) keys the inputs of a journal; give the IMap "
@@ -445,6 +457,7 @@ class IMap:
         retries: int = 0,
         name: str | None = None,
         key: Callable[[Any], Any] | None = None,
+        retry_on: type[BaseException] | Sequence[type[BaseException]] = (),
     ) -> TaskIterator:
         """Add a task: ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
@@ -457,8 +470,14 @@ class IMap:
             timeout: default timeout of ``next()`` on this task.
             block: default ``block`` of ``next()`` on this task.
             track: keep every taken result in ``imap.tracked[task][index]``.
-            retries: how often a tasklet whose worker died is run again before
-                it fails with :class:`~imap.WorkerLostError`.
+            retries: extra attempts of a tasklet, whatever the cause: its
+                worker died (it fails with :class:`~imap.WorkerLostError`
+                once they are spent), or it raised an exception of a
+                ``retry_on`` class. The final error of a tasklet says how
+                many attempts were made (``exc.attempts``, and a note).
+            retry_on: exception classes (one, or a tuple) that make a tasklet
+                run again, after an exponential back-off with jitter (see
+                :doc:`engine`, *Recovery*); needs ``retries >= 1``.
             name: a name for status and errors (default: the function's name).
             key: with a journal (``IMap(journal=...)``), the key of an input
                 item in the journal, ``key(item)``: hashable, picklable and
@@ -488,6 +507,7 @@ class IMap:
             raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
         check_seconds("timeout", timeout)
         check_int("retries", retries, 0)
+        retry_on = _check_retry_on(retry_on, retries)
         if key is not None:
             _check_key(key, self._options.journal, iterable, self)
         engine = self._engine
@@ -516,6 +536,7 @@ class IMap:
         else:
             task.iterable = iterable
         task.journal_key = key
+        task.retry_on = retry_on
         engine.tasks.append(task)
         iterator = TaskIterator(self, engine, task, timeout, block)
         self._iterators[task.id] = iterator

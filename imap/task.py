@@ -38,6 +38,7 @@ class Task:
         self.block = block
         self.track = track
         self.retries = retries
+        self.retry_on: tuple = ()   # exception classes whose tasklets run again (imap.retry)
         self.placement: dict = {}   # where an executor may run it (Dask annotations)
         self.iterable: Any = None                # the input as given
         self.source: Iterator | None = None   # iterator drawn by the Feeder
