@@ -194,6 +194,7 @@ class Plumber:
         if datas is None:
             raise PlumberError("start(datas): give one input iterable per input piper")
         path = journal if journal is not None else self.journal_path
+        self._replayed = {}
         if path is not None:
             self._journal = PipelineJournal(path, self.dagger, self.journal_reuse)
             datas = self._journal.inputs(datas)
@@ -428,8 +429,8 @@ class Plumber:
         its IMap's workers' time), ``rate`` (items/s, recent), ``tasklet``
         and ``peak`` (mean and longest seconds per item), ``input_wait`` and
         ``result_wait`` (s; see :meth:`report`); ``outputs``: output name ->
-        ``{"items", "errors", "replayed"}`` (items pulled, of which
-        PiperErrors, and of which replayed from the journal);
+        ``{"items", "errors"}`` (items pulled, of which PiperErrors; a run
+        with a journal adds ``"replayed"``: of which replayed from it);
         ``pipers_tracked`` (PaPy 1.x): per piper made with ``track=True``,
         the Piper -> a list with one dict per spawned task, mapping the
         task's result index to the result (``[{0: r0, 1: r1}]`` when
@@ -442,19 +443,20 @@ class Plumber:
             "start_time": self._start_time,
             "run_time": run_time,
             "pipers": self._piper_stats(),
-            "outputs": {name: {"items": items, "errors": errors,
-                               "replayed": self._replayed_of(name)}
+            "outputs": {name: self._output_stats(name, items, errors)
                         for name, (items, errors) in self._counts.items()},
             "pipers_tracked": {p: _by_task(p.tracked, p.spawn) for p in self.graph
                                if p.track},
         }
 
-    def _replayed_of(self, name: str) -> int:
-        """Items of output ``name`` replayed from the journal (0 without one)."""
+    def _output_stats(self, name: str, items: int, errors: int) -> dict:
+        """An output's counters; with a journal, the items replayed from it too."""
+        stats = {"items": items, "errors": errors}
         if self._journal is not None:
-            piper = self.resolve(name)
-            return self._journal.counts(piper)[0]
-        return self._replayed.get(name, 0)
+            stats["replayed"] = self._journal.counts(self.resolve(name))[0]
+        elif name in self._replayed:
+            stats["replayed"] = self._replayed[name]
+        return stats
 
     def _piper_stats(self) -> dict:
         pipers = {p.name: dict(p.stats) for p in self.graph}
