@@ -94,12 +94,37 @@ def _dumps(obj: Any) -> bytes:
         return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
+class Pickled(bytes):
+    """A value pickled when it was taken (it may change later), in a batch."""
+
+    __slots__ = ()
+
+
+def restore(value: Any) -> Any:
+    """A recorded value as it was taken (see :class:`Pickled`)."""
+    return pickle.loads(value) if type(value) is Pickled else value
+
+
+_ATOMIC = frozenset((int, float, str, bytes, bool, complex, type(None)))
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` as it must be queued: itself if it cannot change (a number, a
+    string, a tuple of those), else pickled now."""
+    kind = type(value)
+    if kind in _ATOMIC or (kind is tuple and all(type(v) in _ATOMIC for v in value)):
+        return value
+    return Pickled(_dumps(value))
+
+
 class Journal:
     """The store: one SQLite file in WAL mode, written by one thread.
 
-    ``record`` queues a row (pickled at once, so a result changed later by
-    the consumer is recorded as it was taken); the writer thread commits
-    the queue every ``every`` seconds, or at once when ``rows`` wait.
+    ``record`` queues a result (a value that may change later, anything but
+    a number, a string or a tuple of those, is pickled at once, so it is
+    recorded as it was taken); the writer thread commits the queue every
+    ``every`` seconds, or at once when ``rows`` wait, as one row per output
+    holding the batch's keys and values (two pickles).
 
     Args:
         path: the file (created if missing).
@@ -128,9 +153,10 @@ class Journal:
             raise
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._queue: list = []
+        # (output, key, value), appended by consumers, popped by the writer
+        self._queue: collections.deque = collections.deque()
         self._closing = False
-        self.committed = 0   # rows committed by this run
+        self.committed = 0   # results committed by this run
         self._unpicklable = False
         self._writer = threading.Thread(target=self._write_loop, name="imap-journal",
                                         daemon=True)
@@ -144,7 +170,8 @@ class Journal:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         conn.execute("CREATE TABLE IF NOT EXISTS results (seq INTEGER PRIMARY KEY, "
-                     "output TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL)")
+                     "output TEXT NOT NULL, n INTEGER NOT NULL, keys BLOB NOT NULL, "
+                     "vals BLOB NOT NULL)")
         row = conn.execute("SELECT value FROM meta WHERE name='shape'").fetchone()
         if row is not None and row[0] != shape and not reuse:
             raise JournalError(
@@ -157,39 +184,33 @@ class Journal:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('shape', ?)", (shape,))
 
     def load(self, output: str) -> dict:
-        """The results recorded for ``output``: key -> pickled value, in the
-        order recorded (the first record of a key wins)."""
+        """The results recorded for ``output``: key -> value (pass it to
+        :func:`restore`), in the order recorded (the first record of a key wins)."""
         recorded: dict = {}
         rows = self._conn.execute(
-            "SELECT key, value FROM results WHERE output=? ORDER BY seq", (output,))
-        for key, value in rows:
-            recorded.setdefault(pickle.loads(key), value)
+            "SELECT keys, vals FROM results WHERE output=? ORDER BY seq", (output,))
+        setdefault = recorded.setdefault
+        for keys, values in rows:
+            for key, value in zip(pickle.loads(keys), pickle.loads(values), strict=True):
+                setdefault(key, value)
         return recorded
 
     def record(self, output: str, key: Any, value: Any) -> None:
         """Queue a result taken by a consumer; committed within ``every`` seconds."""
-        try:
-            row = (output, _dumps(key), _dumps(value))
-        except Exception as exc:
-            if not self._unpicklable:
-                self._unpicklable = True
-                log.warning("journal %s: a result of %s cannot be pickled (%r); results "
-                            "that cannot are not recorded, and are computed again by the "
-                            "next run", self.path, output, exc)
-            return
-        with self._lock:
-            queue = self._queue
-            queue.append(row)
-            if len(queue) == self._rows:
+        queue = self._queue
+        queue.append((output, key, _frozen(value)))
+        if len(queue) == self._rows:
+            with self._lock:
                 self._wake.notify()
 
     def _write_loop(self) -> None:
+        queue = self._queue
         while True:
             with self._lock:
-                if not self._queue and not self._closing:
+                if len(queue) < self._rows and not self._closing:
                     self._wake.wait(self._every)
-                rows, self._queue = self._queue, []
                 closing = self._closing
+            rows = [queue.popleft() for _ in range(len(queue))]
             if rows:
                 try:
                     self._commit(rows)
@@ -197,22 +218,48 @@ class Journal:
                     log.exception("journal %s: a commit failed; %d results are not "
                                   "recorded (the next run computes them again)",
                                   self.path, len(rows))
-            if closing:
-                with self._lock:
-                    if not self._queue:
-                        return
+            if closing and not queue:
+                return
 
     def _commit(self, rows: list) -> None:
+        outputs: dict = {}
+        for output, key, value in rows:
+            keys, values = outputs.setdefault(output, ([], []))
+            keys.append(key)
+            values.append(value)
+        batches = [(output, len(keys), *self._pickled(output, keys, values))
+                   for output, (keys, values) in outputs.items()]
         conn = self._conn
         conn.execute("BEGIN")
         try:
-            conn.executemany("INSERT INTO results (output, key, value) VALUES (?, ?, ?)",
-                             rows)
+            conn.executemany("INSERT INTO results (output, n, keys, vals) "
+                             "VALUES (?, ?, ?, ?)", batches)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         self.committed += len(rows)
+
+    def _pickled(self, output: str, keys: list, values: list) -> tuple[bytes, bytes]:
+        """A batch's keys and values, pickled; a result that cannot be is left out."""
+        try:
+            return _dumps(keys), _dumps(values)
+        except Exception:
+            pass
+        kept_keys, kept_values = [], []
+        for key, value in zip(keys, values, strict=True):
+            try:
+                _dumps((key, value))
+            except Exception as exc:
+                if not self._unpicklable:
+                    self._unpicklable = True
+                    log.warning("journal %s: a result of %s cannot be pickled (%r); "
+                                "results that cannot are not recorded, and are computed "
+                                "again by the next run", self.path, output, exc)
+                continue
+            kept_keys.append(key)
+            kept_values.append(value)
+        return _dumps(kept_keys), _dumps(kept_values)
 
     def close(self) -> None:
         """Commit what is queued, end the writer and close the file."""
@@ -348,39 +395,40 @@ class OutputLog:
         """The output's next result; ``take(timeout, block)`` gives the
         engine's next computed one."""
         with self._lock:
-            if not self._ready:
-                self._fetch(take, timeout, block)
-            kind, payload = self._ready.popleft()
+            ready = self._ready
+            if not ready:
+                try:
+                    value = take(timeout, block)
+                except StopIteration:
+                    self._replays_before(_END)
+                    if not ready:
+                        raise
+                except BaseException as exc:
+                    if len(self._trail) <= len(self._handout):
+                        raise   # no result was taken (a timeout to ask again, a stall, ...)
+                    pos, _ = self._locate(self._trail.popleft())
+                    self._replays_before(pos)
+                    ready.append((_ERROR, exc))
+                else:
+                    pos, key = self._locate(self._trail.popleft())
+                    source = self._source
+                    if source is None or not source.replays or not self._ordered:
+                        self._journal.record(self.name, key, value)   # the common case
+                        self.computed += 1
+                        return value
+                    self._replays_before(pos)
+                    ready.append((_VALUE, (key, value)))
+            kind, payload = ready.popleft()
             if kind == _REPLAY:
                 self.replayed += 1
                 self._output.replayed = self.replayed
-                return pickle.loads(self._recorded[payload])
+                return restore(self._recorded[payload])
             if kind == _ERROR:
                 raise payload
             key, value = payload
             self._journal.record(self.name, key, value)
             self.computed += 1
             return value
-
-    def _fetch(self, take: Callable[[Any, Any], Any], timeout: Any, block: Any) -> None:
-        ready = self._ready
-        try:
-            value = take(timeout, block)
-        except StopIteration:
-            self._replays_before(_END)
-            if not ready:
-                raise
-            return
-        except BaseException as exc:
-            if len(self._trail) <= len(self._handout):
-                raise   # no result was taken (a timeout to ask again, a stall, ...)
-            pos, _ = self._locate(self._trail.popleft())
-            self._replays_before(pos)
-            ready.append((_ERROR, exc))
-            return
-        pos, key = self._locate(self._trail.popleft())
-        self._replays_before(pos)
-        ready.append((_VALUE, (key, value)))
 
     def _locate(self, index: int) -> tuple[int, Any]:
         """The position and key of the input of the output's result ``index``."""

@@ -36,12 +36,11 @@ never twice in one run).
 from __future__ import annotations
 
 import json
-import pickle
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from imap.journal import Journal
+from imap.journal import Journal, restore
 
 from .errors import PiperError, PlumberError
 
@@ -137,7 +136,7 @@ class PipelineJournal:
         k = 0
         while True:
             if k in replays:
-                value = pickle.loads(recorded[k])[pipe]
+                value = restore(recorded[k])[pipe]
             else:
                 try:
                     value = next(source)

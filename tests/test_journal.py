@@ -43,10 +43,12 @@ def committed_keys(path: Path, output: str) -> set:
     """The keys committed to the journal at ``path`` for ``output``."""
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute("SELECT key FROM results WHERE output=?", (output,)).fetchall()
+        rows = conn.execute("SELECT keys FROM results WHERE output=?", (output,)).fetchall()
+    except sqlite3.OperationalError:   # not created yet
+        rows = []
     finally:
         conn.close()
-    return {pickle.loads(key) for (key,) in rows}
+    return {key for (keys,) in rows for key in pickle.loads(keys)}
 
 
 def ledger_items(path: Path) -> dict[str, Counter]:
