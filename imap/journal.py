@@ -385,6 +385,9 @@ class OutputLog:
         self._ordered = ordered
         self._lock = threading.Lock()
         self._ready: collections.deque = collections.deque()
+        # (key, value) of computed results taken from the engine in a group,
+        # handed out (and recorded) one by one without the lock
+        self._plain: collections.deque = collections.deque()
         self._recorded = recorded
         self.replayed = 0
         self.computed = 0
@@ -394,41 +397,64 @@ class OutputLog:
     def next(self, take: Callable[[Any, Any], Any], timeout: Any, block: Any) -> Any:
         """The output's next result; ``take(timeout, block)`` gives the
         engine's next computed one."""
-        with self._lock:
-            ready = self._ready
-            if not ready:
+        plain = self._plain
+        while True:
+            if plain:
                 try:
-                    value = take(timeout, block)
-                except StopIteration:
-                    self._replays_before(_END)
-                    if not ready:
-                        raise
-                except BaseException as exc:
-                    if len(self._trail) <= len(self._handout):
-                        raise   # no result was taken (a timeout to ask again, a stall, ...)
-                    pos, _ = self._locate(self._trail.popleft())
-                    self._replays_before(pos)
-                    ready.append((_ERROR, exc))
+                    key, value = plain.popleft()
+                except IndexError:   # another reader took the last one
+                    pass
                 else:
-                    pos, key = self._locate(self._trail.popleft())
-                    source = self._source
-                    if source is None or not source.replays or not self._ordered:
-                        self._journal.record(self.name, key, value)   # the common case
-                        self.computed += 1
-                        return value
-                    self._replays_before(pos)
-                    ready.append((_VALUE, (key, value)))
-            kind, payload = ready.popleft()
-            if kind == _REPLAY:
-                self.replayed += 1
-                self._output.replayed = self.replayed
-                return restore(self._recorded[payload])
-            if kind == _ERROR:
-                raise payload
-            key, value = payload
-            self._journal.record(self.name, key, value)
-            self.computed += 1
-            return value
+                    self._journal.record(self.name, key, value)
+                    self.computed += 1
+                    return value
+            with self._lock:
+                if self._ready:
+                    kind, payload = self._ready.popleft()
+                    break
+                if not plain:
+                    self._fetch(take, timeout, block)
+        if kind == _REPLAY:
+            self.replayed += 1
+            self._output.replayed = self.replayed
+            return restore(self._recorded[payload])
+        if kind == _ERROR:
+            raise payload
+        key, value = payload
+        self._journal.record(self.name, key, value)
+        self.computed += 1
+        return value
+
+    def _fetch(self, take: Callable[[Any, Any], Any], timeout: Any, block: Any) -> None:
+        """Take the engine's next result, with the rest of its group, and put
+        them, and the replays that come before them, where :meth:`next` finds
+        them (lock held)."""
+        ready, trail, handout = self._ready, self._trail, self._handout
+        try:
+            value = take(timeout, block)
+        except StopIteration:
+            self._replays_before(_END)
+            if not ready:
+                raise
+            return
+        except BaseException as exc:
+            if len(trail) <= len(handout):
+                raise   # no result was taken (a timeout to ask again, a stall, ...)
+            pos, _ = self._locate(trail.popleft())
+            self._replays_before(pos)
+            ready.append((_ERROR, exc))
+            return
+        values = [value]
+        while handout:   # the rest of its group, taken from the engine with it
+            values.append(handout.popleft())
+        located = [self._locate(trail.popleft()) for _ in values]
+        source = self._source
+        if source is None or not source.replays or not self._ordered:
+            self._plain.extend((key, v) for (_, key), v in zip(located, values, strict=True))
+            return
+        for (pos, key), v in zip(located, values, strict=True):
+            self._replays_before(pos)
+            ready.append((_VALUE, (key, v)))
 
     def _locate(self, index: int) -> tuple[int, Any]:
         """The position and key of the input of the output's result ``index``."""
