@@ -13,7 +13,10 @@ Run: ``python benchmarks/journal.py [--repeats 5] [--quick]``. Rows:
   the whole resume past the 100,000: under 2 s.
 
 The runs of a row pair alternate (without, with, without, ...) and the
-ratio is the median of the paired ratios, as in ``benchmarks/run.py``.
+ratio is the median of the paired ratios, as in ``benchmarks/run.py``. The
+consumer thread's CPU time per result, with and without, is shown too: it is
+what the journal adds where the consumer is the bottleneck, and it does not
+depend on the load of the machine as wall times do.
 """
 
 from __future__ import annotations
@@ -33,16 +36,21 @@ import workloads as wl  # noqa: E402
 
 from imap import IMap  # noqa: E402
 
+CONSUMER_CPU: dict = {}   # label -> the consumer thread's CPU seconds, per run
+
 
 def run_chain(stages, n, journal=None):
-    """Seconds to run ``stages`` chained over ``range(n)`` and take every result."""
+    """Seconds to run ``stages`` chained over ``range(n)`` and take every result
+    (the consuming thread's CPU time is noted in CONSUMER_CPU)."""
     began = time.perf_counter()
     with IMap(worker_num=2, journal=journal) as m:
         it = range(n)
         for stage in stages:
             it = m.add_task(stage, it)
         m.start()
+        cpu = time.thread_time()
         count = sum(1 for _ in it)
+        CONSUMER_CPU.setdefault(journal is not None, []).append(time.thread_time() - cpu)
     assert count == n
     return time.perf_counter() - began
 
@@ -50,6 +58,7 @@ def run_chain(stages, n, journal=None):
 def paired(label, stages, n, repeats):
     """Alternate runs without and with a (fresh) journal; print the figures."""
     plain, journaled, ratios = [], [], []
+    CONSUMER_CPU.clear()
     with tempfile.TemporaryDirectory() as tmp:
         run_chain(stages, min(n, 1000))   # warm the start method up
         for r in range(repeats):
@@ -59,8 +68,10 @@ def paired(label, stages, n, repeats):
             journaled.append(b)
             ratios.append(b / a)
     ratio = statistics.median(ratios)
+    extra = (statistics.median(CONSUMER_CPU[True]) - statistics.median(CONSUMER_CPU[False]))
     print(f"{label:<34} {statistics.median(plain):8.3f} s  {statistics.median(journaled):8.3f} s"
-          f"  {100 * (ratio - 1):+6.1f} %", flush=True)
+          f"  {100 * (ratio - 1):+6.1f} %   consumer CPU +{1e6 * extra / n:.2f} us/result",
+          flush=True)
     return ratio
 
 
