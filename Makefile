@@ -70,6 +70,7 @@ docs: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/papy_pipeline.py
+	$(BIN)/python benchmarks/journal.py
 
 lint: $(VENV)/.installed-ruff
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ from .errors import (
     WorkerTraceback,
 )
 from .imports import imports
+from .journal import JournalError
 from .oneshot import IMapResults, imap
 from .status import IMapStatus, TaskStatus
 
@@ -38,6 +39,7 @@ __all__ = [
     "depend",
     "UnmetDependency",
     "ImpossibleDependency",
+    "JournalError",
     "IMapStatus",
     "TaskStatus",
 ]

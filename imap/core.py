@@ -34,13 +34,14 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing.util  # noqa: F401 - its exit handler first (see _running)
+import os
 import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import backends, byvalue, stats
+from . import backends, byvalue, journal, stats
 from .engine import Engine
 from .feeder import Feeder
 from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy, draw
@@ -104,9 +105,17 @@ def _stop_at_exit(m: IMap) -> None:
         atexit.register(_stop_running)
 
 
+def _close_journal(state: dict) -> None:
+    """Commit what the consumers took and close the journal (if any)."""
+    store = state.pop("journal", None)
+    if store is not None:
+        store.close()
+
+
 def _shutdown(state: dict) -> None:
     """Stop threads and processes at once (finalizer; holds no IMap reference)."""
     _stop_progress(state)
+    _close_journal(state)
     engine: Engine = state["engine"]
     feeder = state.get("feeder")
     backend = engine.backend
@@ -122,6 +131,29 @@ def _shutdown(state: dict) -> None:
         feeder.join(FORCED_JOIN_TIMEOUT)  # it may be blocked in a user's iterator
     state["feeder"] = None
     engine.detach()
+
+
+def _check_retry_on(retry_on: Any, retries: int) -> tuple:
+    classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(f"retry_on must be exception classes (e.g. (OSError, "
+                            f"ConnectionError)), got {cls!r}")
+    if classes and retries < 1:
+        raise ValueError(f"retry_on={retry_on!r} needs retries >= 1: retries is how many "
+                         f"extra attempts a tasklet gets (e.g. retries=3)")
+    return tuple(classes)
+
+
+def _check_key(key: Any, path: str | None, iterable: Any, imap: IMap) -> None:
+    if path is None:
+        raise ValueError("add_task(key=...) keys the inputs of a journal; give the IMap "
+                         "a journal (IMap(journal=path)) or leave key out")
+    if not callable(key):
+        raise TypeError(f"key must be a function of the input item, got {key!r}")
+    if isinstance(iterable, TaskIterator) and iterable.imap is imap:
+        raise ValueError("key= belongs to the first task of a chain (the one that reads "
+                         "the input); a chained task's inputs are keyed by it")
 
 
 class IMap:
@@ -203,6 +235,14 @@ class IMap:
             comes from the executor unless ``worker_num`` is given; a Client
             or Executor given is never shut down by the IMap. See
             :doc:`scaling`.
+        journal: a file (SQLite) recording every result the consumers take
+            from the output tasks. Run the same program again with the same
+            journal after a crash: the outputs replay what was recorded, then
+            compute the rest, and an input whose result was recorded is not
+            computed again. See :doc:`engine`, *Recovery*.
+        journal_reuse: take the journal's results even if it was written by
+            a run of other tasks (otherwise such a journal is refused with
+            :class:`~imap.journal.JournalError`).
     """
 
     def __init__(
@@ -229,6 +269,8 @@ class IMap:
         worker_logs: bool = True,
         progress: Any = False,
         executor: Any = None,
+        journal: str | os.PathLike | None = None,
+        journal_reuse: bool = False,
     ) -> None:
         self._options = Options(
             worker_type=worker_type, worker_num=worker_num, worker_remote=worker_remote,
@@ -236,7 +278,7 @@ class IMap:
             start_method=start_method, chunksize=chunksize, initializer=initializer,
             initargs=initargs, stall_grace=stall_grace, remote_options=remote_options,
             buffer_bytes=buffer_bytes, worker_logs=worker_logs, progress=progress,
-            executor=executor,
+            executor=executor, journal=journal, journal_reuse=journal_reuse,
         )
         options = self._options
         self._name = options.name or f"IMap-{id(self):x}"
@@ -414,6 +456,8 @@ class IMap:
         track: bool = False,
         retries: int = 0,
         name: str | None = None,
+        key: Callable[[Any], Any] | None = None,
+        retry_on: type[BaseException] | Sequence[type[BaseException]] = (),
     ) -> TaskIterator:
         """Add a task: ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
@@ -426,9 +470,21 @@ class IMap:
             timeout: default timeout of ``next()`` on this task.
             block: default ``block`` of ``next()`` on this task.
             track: keep every taken result in ``imap.tracked[task][index]``.
-            retries: how often a tasklet whose worker died is run again before
-                it fails with :class:`~imap.WorkerLostError`.
+            retries: extra attempts of a tasklet, whatever the cause: its
+                worker died (it fails with :class:`~imap.WorkerLostError`
+                once they are spent), or it raised an exception of a
+                ``retry_on`` class. The final error of a tasklet says how
+                many attempts were made (``exc.attempts``, and a note).
+            retry_on: exception classes (one, or a tuple) that make a tasklet
+                run again, after an exponential back-off with jitter (see
+                :doc:`engine`, *Recovery*); needs ``retries >= 1``.
             name: a name for status and errors (default: the function's name).
+            key: with a journal (``IMap(journal=...)``), the key of an input
+                item in the journal, ``key(item)``: hashable, picklable and
+                unique per input. Default: the item's position in
+                ``iterable``. Give one for an input whose order may change
+                between runs; only a task that reads an iterable (not a
+                chained task) takes one.
 
         Returns:
             The task's :class:`TaskIterator`.
@@ -451,6 +507,9 @@ class IMap:
             raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
         check_seconds("timeout", timeout)
         check_int("retries", retries, 0)
+        retry_on = _check_retry_on(retry_on, retries)
+        if key is not None:
+            _check_key(key, self._options.journal, iterable, self)
         engine = self._engine
         task = Task(
             id=len(engine.tasks), generation=engine.generation, func=func,
@@ -476,6 +535,8 @@ class IMap:
             task.upstream = upstream
         else:
             task.iterable = iterable
+        task.journal_key = key
+        task.retry_on = retry_on
         engine.tasks.append(task)
         iterator = TaskIterator(self, engine, task, timeout, block)
         self._iterators[task.id] = iterator
@@ -524,6 +585,10 @@ class IMap:
                     task.source = iter(task.iterable)
                 except TypeError as exc:
                     raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
+        if self._options.journal is not None:
+            self._state["journal"] = journal.attach(
+                self._options.journal, self._options.journal_reuse, engine.tasks,
+                self.ordered)
         self._state["last"] = None
         self._policy.start(engine.tasks)
         outputs = sum(1 for t in engine.tasks if t.consumer is None)
@@ -577,6 +642,8 @@ class IMap:
             timeout = record.timeout
         if block is DEFAULT:
             block = record.block
+        if record.output_log is not None:   # a journaled output
+            return record.output_log.next(self.get_task(task)._result, timeout, block)
         return self._engine.next_result(record, record.generation, timeout, block)
 
     def __iter__(self) -> Iterator[Any]:
@@ -665,6 +732,7 @@ class IMap:
                     backend.stop(forced=False)
                 self._state["feeder"] = None
         _stop_progress(self._state)   # before the tasks go: the final counts
+        _close_journal(self._state)
         last = engine.end_run()
         if last is not None:
             self._state["last"] = last   # for report() after the run

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from . import waiting
+from . import retry, waiting
 from .errors import StallError, TimeoutError, WorkerLostError
 from .flow import draw
 from .results import Failure
@@ -54,6 +54,7 @@ class Engine:
         self.impatient = False   # turns draw what is ready (see patient())
         self.consumers_waiting = 0   # consumers waiting in take() for a result
         self.run = RunStats()
+        self.retrier = retry.Retrier()   # tasklets waiting to run again (retry_on)
         self.reset()
 
     def reset(self) -> None:
@@ -290,6 +291,10 @@ class Engine:
         """File the results of a batch (``busy``: the worker's seconds on it,
         ``peak``: on its longest tasklet)."""
         task = batch.task
+        if errors and task.retries:   # run again what raised a retry_on exception
+            batch, values, errors = retry.hold(self, batch, values, errors)
+            if batch is None:
+                return
         with self.lock:
             if task.generation != self.generation or self.forced:
                 return
@@ -597,6 +602,7 @@ class Engine:
     def force(self) -> None:
         """End everything now: waiting threads wake up and return."""
         self.forced = True  # read by the Feeder between draws, lock or not
+        self.retrier.cancel()
         # A KeyboardInterrupt can leave the lock held by a thread that will
         # never release it; a forced stop must not hang on it.
         if self.lock.acquire(timeout=1.0):

@@ -290,6 +290,8 @@ class Options:
     worker_logs: bool = True
     progress: Any = False
     executor: Any = None
+    journal: str | None = None
+    journal_reuse: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen record as it is made
@@ -330,6 +332,12 @@ class Options:
         check_progress(self.progress)
         check_bool("ordered", self.ordered)
         check_bool("skip", self.skip)
+        check_bool("journal_reuse", self.journal_reuse)
+        if self.journal is not None:
+            if not isinstance(self.journal, (str, os.PathLike)):
+                raise TypeError(f"journal must be a file path (str or os.PathLike) or None, "
+                                f"got {type(self.journal).__name__} ({self.journal!r})")
+            set_(self, "journal", os.fspath(self.journal))
         if self.progress is None:
             set_(self, "progress", False)
         set_(self, "ordered", bool(self.ordered))

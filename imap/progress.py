@@ -213,7 +213,7 @@ def imap_progress(progress: Any, engine: Any, prefix: str | None = None) -> Prog
         if not engine.lock.acquire(timeout=LOCK_TIMEOUT):
             raise TimeoutError("the IMap's lock is held; no progress snapshot")
         engine.lock.release()
-        return [(t.done, t.finished) for t in engine.status().tasks]
+        return [(t.done + t.replayed, t.finished) for t in engine.status().tasks]
 
     return Progress(progress, snapshot, labels, [_task_total(t) for t in tasks],
                     name=f"imap-progress-{prefix or hex(id(engine))}")

@@ -41,7 +41,7 @@ class ResultBuffer:
 
     __slots__ = (
         "ordered", "_runs", "_cur", "_pos", "_cur_start", "next_index", "count",
-        "skipped", "outstanding", "arrived", "taken", "dropped", "nskipped",
+        "skipped", "outstanding", "arrived", "taken", "dropped", "nskipped", "trail",
     )
 
     def __init__(self, ordered: bool) -> None:
@@ -59,6 +59,9 @@ class ResultBuffer:
         self.taken = 0
         self.dropped = 0
         self.nskipped = 0
+        # With a journal (imap.journal): the index of every result handed
+        # out (taken or skipped), in the order handed out; None otherwise.
+        self.trail: Any = None
 
     def __len__(self) -> int:
         return self.count
@@ -145,6 +148,8 @@ class ResultBuffer:
             self.next_index = index + 1
         self.count -= 1
         self.taken += 1
+        if self.trail is not None:
+            self.trail.append(index)
         return index, value
 
     def grab(self, limit: int) -> list:
@@ -158,6 +163,9 @@ class ResultBuffer:
                 del out[i:]
                 break
         n = len(out)
+        if self.trail is not None:
+            first = self._cur_start + pos
+            self.trail.extend(range(first, first + n))
         self._pos = pos + n
         if self.ordered:
             self.next_index += n
@@ -190,6 +198,8 @@ class ResultBuffer:
                 index += 1
         self.skipped.add(index)
         self.nskipped += 1
+        if self.trail is not None:
+            self.trail.append(index)
         return index
 
     def awaited(self, drawn: int) -> bool:

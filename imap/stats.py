@@ -274,6 +274,8 @@ def report(status: Any, workers: int, adaptive: bool = True) -> Report:
                                        adaptive=adaptive)
     notes += [placement_note(f"{t.task} ({t.name})", t) for t in status.tasks
               if t.dependency is not None]
+    notes += [f"task {t.task} ({t.name}): {t.replayed} results replayed from the journal, "
+              f"{t.consumed} computed" for t in status.tasks if t.replayed]
     return Report(rows=rows, elapsed=status.elapsed, workers=workers,
                   room_wait=status.room_wait, bottleneck=bottleneck, verdict=verdict,
                   notes=notes)

@@ -52,6 +52,9 @@ class TaskStatus:
             alive that have not refused its dependency), None when it has
             no dependency (every worker may).
         refused: the workers that refused its dependency -> why.
+        replayed: with a journal, results of this output handed out from
+            the journal (not computed by this run; ``consumed`` counts
+            those computed).
     """
 
     task: int
@@ -77,6 +80,7 @@ class TaskStatus:
     dependency: str | None = None
     may_run: tuple[str, ...] | None = None
     refused: dict = field(default_factory=dict)
+    replayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,5 +161,5 @@ def _task_status(engine: Any, t: Any, now: float) -> TaskStatus:
         rate=stats.rate(done, run.ended or now, run.started),
         input_wait=stats.input_wait, result_wait=stats.result_wait,
         reads_input=t.upstream is None, output=t.consumer is None,
-        dependency=dependency, may_run=may_run, refused=refused,
+        dependency=dependency, may_run=may_run, refused=refused, replayed=t.replayed,
     )

@@ -38,6 +38,7 @@ class Task:
         self.block = block
         self.track = track
         self.retries = retries
+        self.retry_on: tuple = ()   # exception classes whose tasklets run again (imap.retry)
         self.placement: dict = {}   # where an executor may run it (Dask annotations)
         self.iterable: Any = None                # the input as given
         self.source: Iterator | None = None   # iterator drawn by the Feeder
@@ -56,6 +57,11 @@ class Task:
         self.flow: Any = None  # the flow policy's record (flow.TaskFlow)
         self.stats = TaskStats()  # timing counters (imap.stats)
         self.exhausted = False
+        # With a journal (imap.journal): the key function of a source task's
+        # inputs, an output task's OutputLog and its results replayed.
+        self.journal_key: Callable[[Any], Any] | None = None
+        self.output_log: Any = None
+        self.replayed = 0
         self._payload: Any = _NO_PAYLOAD
         self._local: Any = _NO_PAYLOAD
 

@@ -65,12 +65,22 @@ class TaskIterator:
 
     def __next__(self) -> Any:
         handout = self._handout
-        if handout:
+        if handout and self._record.output_log is None:
             try:
                 return handout.popleft()
             except IndexError:  # another thread took the last one
                 pass
+        output_log = self._record.output_log
+        if output_log is not None:   # a journaled output (imap.journal)
+            return output_log.next(self._taken, self.timeout, self.block)
         return self._result(self.timeout, self.block, True)
+
+    def _taken(self, timeout: float | None, block: bool) -> Any:
+        """The next result taken from the engine (the handout first)."""
+        handout = self._handout
+        if handout:
+            return handout.popleft()   # its reader holds the OutputLog's lock
+        return self._result(timeout, block, True)
 
     def _result(self, timeout: float | None, block: bool, grouped: bool = False) -> Any:
         """The next result from the engine; a clear error once the run is over."""
@@ -120,6 +130,9 @@ class TaskIterator:
             timeout = self.timeout
         if block is DEFAULT:
             block = self.block
+        output_log = self._record.output_log
+        if output_log is not None:   # a journaled output (imap.journal)
+            return output_log.next(self._result, timeout, block)
         return self._result(timeout, block)
 
     def __repr__(self) -> str:

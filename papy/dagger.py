@@ -67,6 +67,9 @@ class Dagger:
         self._taps: list[Tap] = []
         self._running = False
         self._drainers: list[threading.Thread] = []
+        # (piper, its sources) -> the sources it draws: the Plumber's journal
+        # puts itself before the output pipers (papy.journal); None: as they are
+        self.pipes_hook: Any = None
         for piper in pipers:
             self.add_piper(piper)
         for pipe in pipes:
@@ -449,6 +452,8 @@ class Dagger:
                     sources = [data[piper]]
                 else:
                     sources = [branches[up].pop(0) for up in self.upstream(piper)]
+                if self.pipes_hook is not None:
+                    sources = self.pipes_hook(piper, sources)
                 piper.connect(sources, gate)
                 done.append(piper)
                 if piper in relayed:

@@ -57,9 +57,10 @@ def _stalled(name: str) -> None:
 class _Call:
     """The function an IMap task runs: the worker, errors named by piper."""
 
-    def __init__(self, worker: Worker, piper: str) -> None:
+    def __init__(self, worker: Worker, piper: str, retry_on: tuple = ()) -> None:
         self.worker = worker
         self.piper = piper
+        self.retry_on = retry_on
 
     @property
     def __imap_depends__(self) -> tuple:   # where its IMap may run it (imap.require)
@@ -72,8 +73,23 @@ class _Call:
     def __call__(self, inbox: Any) -> Any:
         result = self.worker(inbox)
         if isinstance(result, WorkerError):
+            if self.retry_on and isinstance(result.exception, self.retry_on):
+                raise result.exception   # the IMap runs it again (add_task(retry_on=))
             return _failed(result, self.piper)
         return result
+
+
+def _exception_classes(retry_on: Any, retries: int) -> tuple:
+    """``retry_on`` as a tuple of exception classes (checked)."""
+    classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise PiperError(f"retry_on must be exception classes (e.g. (OSError,)), got "
+                             f"{cls!r}")
+    if classes and retries < 1:
+        raise PiperError(f"retry_on={retry_on!r} needs retries >= 1 (the extra attempts "
+                         f"an item gets)")
+    return tuple(classes)
 
 
 def _failed(error: WorkerError, piper: str) -> PiperError:
@@ -110,11 +126,17 @@ class Piper:
             round-robin; their outputs are merged back in order.
         timeout: seconds to wait for one result (needs an IMap made with
             ``skip=True``); a late result becomes a ``PiperError`` in its place.
-        retries: on an IMap, how often an item whose worker was lost (a
-            process that died, a remote host gone) is run again before it
-            becomes a ``PiperError`` wrapping :class:`imap.WorkerLostError`;
-            passed to the piper's tasks (``IMap.add_task(retries=...)``). An
-            exception raised by the function is never retried.
+        retries: on an IMap, how many extra attempts an item gets, whatever
+            the cause: its worker was lost (a process that died, a remote
+            host gone), or the function raised an exception of a
+            ``retry_on`` class; passed to the piper's tasks
+            (``IMap.add_task(retries=...)``). Once they are spent the item
+            becomes a ``PiperError`` (wrapping :class:`imap.WorkerLostError`
+            or the function's exception, whose ``attempts`` says how many
+            attempts were made).
+        retry_on: exception classes that make an item run again (after a
+            back-off, see ``IMap.add_task``); needs ``retries >= 1``. Other
+            exceptions are never retried.
         branch: orders the inputs of a merge and the inputs/outputs of a
             Dagger (by ``branch``, then insertion order).
         debug: raise a ``PiperError`` instead of passing it downstream.
@@ -133,7 +155,7 @@ class Piper:
                  produce: int = 1, spawn: int = 1, timeout: float | None = None,
                  branch: Any = None, debug: bool = False, name: str | None = None,
                  track: bool = False, repeat: bool = False, retries: int = 0,
-                 **misplaced: Any) -> None:
+                 retry_on: Any = (), **misplaced: Any) -> None:
         if misplaced:
             names = ", ".join(sorted(misplaced))
             if set(misplaced) & {"args", "arguments", "kwargs"}:
@@ -172,6 +194,7 @@ class Piper:
         self.spawn = spawn
         self.timeout = timeout
         self.retries = retries
+        self.retry_on = _exception_classes(retry_on, retries)
         self.branch = branch
         self.debug = debug
         self.track = track
@@ -246,13 +269,14 @@ class Piper:
             self._tasks = []   # _evaluated calls the worker itself
         else:
             stream = inboxes(sources, self.consume, self._in, self._gate)
-            call = _Call(self.worker, self.name)
+            call = _Call(self.worker, self.name, self.retry_on)
             if self.imap is None:
                 self._tasks = [map(call, stream)]
             else:
                 parts = Split(stream, self.spawn).parts() if self.spawn > 1 else [stream]
                 self._tasks = [self.imap.add_task(call, part, timeout=self.timeout,
                                                   retries=self.retries,
+                                                  retry_on=self.retry_on,
                                                   name=f"{self.name}[{i}]")
                                for i, part in enumerate(parts)]
         self._task_ids = [t.task for t in self._tasks] if self.imap is not None else []

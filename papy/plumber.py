@@ -42,6 +42,7 @@ from imap.waiting import Flag
 
 from .dagger import Dagger
 from .errors import PiperError, PlumberError
+from .journal import PipelineJournal
 from .report import pipeline_report
 from .save import load_pipeline, save_pipeline, write_atomically
 
@@ -111,10 +112,17 @@ class Plumber:
         keep: keep the items pulled from each output piper in
             ``results[piper name]`` (otherwise they are dropped: the output
             pipers are expected to write their results somewhere).
+        journal: a file (SQLite) recording, per item, what each output
+            piper was given, so that a run of the same pipeline after a
+            crash replays the items recorded instead of computing them
+            again (see :doc:`pipelines`, *Recovery*, and
+            :mod:`papy.journal`). ``start(journal=...)`` gives one per run.
+        journal_reuse: take a journal written by a pipeline of another shape.
     """
 
     def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (),
-                 xtras: dict | None = None, keep: bool = False) -> None:
+                 xtras: dict | None = None, keep: bool = False,
+                 journal: str | None = None, journal_reuse: bool = False) -> None:
         # Each output has one reader, its puller, and a graceful stop drains
         # through the pullers too (drain=): the outboxes need no lock.
         self.dagger = Dagger(pipers, pipes, xtras, drain=self._run_dry)
@@ -133,6 +141,10 @@ class Plumber:
         self._start_time: float | None = None
         self._end_time: float | None = None
         self._progress: Progress | None = None
+        self.journal_path = journal
+        self.journal_reuse = journal_reuse
+        self._journal: PipelineJournal | None = None
+        self._replayed: dict[str, int] = {}   # the last run's, once its journal closed
 
     # -- the Dagger's graph, as the Plumber's own --------------------------------------
 
@@ -169,20 +181,41 @@ class Plumber:
 
     # -- life cycle ------------------------------------------------------------------
 
-    def start(self, datas: Sequence[Iterable[Any]] | None = None) -> None:
-        """Connect the pipers to ``datas`` (one iterable per input piper) and start."""
+    def start(self, datas: Sequence[Iterable[Any]] | None = None,
+              journal: str | None = None) -> None:
+        """Connect the pipers to ``datas`` (one iterable per input piper) and start.
+
+        Args:
+            datas: one iterable per input piper.
+            journal: this run's journal (default: the Plumber's ``journal``).
+        """
         if self._started:
             raise PlumberError("the Plumber is started already; stop() it first")
         if datas is None:
             raise PlumberError("start(datas): give one input iterable per input piper")
-        self.dagger.connect(datas)
+        path = journal if journal is not None else self.journal_path
+        self._replayed = {}
+        if path is not None:
+            self._journal = PipelineJournal(path, self.dagger, self.journal_reuse)
+            datas = self._journal.inputs(datas)
+            self.dagger.pipes_hook = self._journal.sources
+        try:
+            self.dagger.connect(datas)
+        except BaseException:
+            self._close_journal()
+            raise
+        finally:
+            self.dagger.pipes_hook = None
         try:
             self.dagger.start()
         except BaseException:
             self.dagger.stop(forced=True)
             self.dagger.disconnect()
+            self._close_journal()
             raise
-        self._outputs = [(p, iter(p.outbox)) for p in self.get_outputs()]
+        self._outputs = [(p, iter(p.outbox) if self._journal is None
+                          else self._journal.taken(p, iter(p.outbox)))
+                         for p in self.get_outputs()]
         self.results = {p.name: [] for p, _ in self._outputs}
         self._counts = {p.name: [0, 0] for p, _ in self._outputs}
         self._reported = False
@@ -364,10 +397,19 @@ class Plumber:
             log.warning("a papy puller is blocked in an inline piper; left as daemon")
         self._threads = []
         self._stop_progress()
+        self._close_journal()
         if self._started and self._end_time is None:
             self._end_time = time.time()
         self._started = False
         self.disconnect()
+
+    def _close_journal(self) -> None:
+        """Commit what the pullers took and close the journal (if any)."""
+        if self._journal is not None:
+            self._replayed = {p.name: self._journal.counts(p)[0]
+                              for p in self.get_outputs()}
+            self._journal.close()
+            self._journal = None
 
     @property
     def finished(self) -> bool:
@@ -387,7 +429,8 @@ class Plumber:
         its IMap's workers' time), ``rate`` (items/s, recent), ``tasklet``
         and ``peak`` (mean and longest seconds per item), ``input_wait`` and
         ``result_wait`` (s; see :meth:`report`); ``outputs``: output name ->
-        ``{"items", "errors"}`` (items pulled, of which PiperErrors);
+        ``{"items", "errors"}`` (items pulled, of which PiperErrors; a run
+        with a journal adds ``"replayed"``: of which replayed from it);
         ``pipers_tracked`` (PaPy 1.x): per piper made with ``track=True``,
         the Piper -> a list with one dict per spawned task, mapping the
         task's result index to the result (``[{0: r0, 1: r1}]`` when
@@ -400,11 +443,20 @@ class Plumber:
             "start_time": self._start_time,
             "run_time": run_time,
             "pipers": self._piper_stats(),
-            "outputs": {name: {"items": items, "errors": errors}
+            "outputs": {name: self._output_stats(name, items, errors)
                         for name, (items, errors) in self._counts.items()},
             "pipers_tracked": {p: _by_task(p.tracked, p.spawn) for p in self.graph
                                if p.track},
         }
+
+    def _output_stats(self, name: str, items: int, errors: int) -> dict:
+        """An output's counters; with a journal, the items replayed from it too."""
+        stats = {"items": items, "errors": errors}
+        if self._journal is not None:
+            stats["replayed"] = self._journal.counts(self.resolve(name))[0]
+        elif name in self._replayed:
+            stats["replayed"] = self._replayed[name]
+        return stats
 
     def _piper_stats(self) -> dict:
         pipers = {p.name: dict(p.stats) for p in self.graph}

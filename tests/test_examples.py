@@ -47,6 +47,11 @@ EXPECTED = {
         "anneal: ImpossibleDependency, refused by 3 workers",
         "render may run on ['127.0.0.1:",
     ],
+    "resume.py": [
+        "first run: taken 1200, then killed with SIGKILL",
+        "results replayed from the journal,",
+        "done: 2000 results, the uninterrupted output: True",
+    ],
     "unordered_timeouts.py": [
         "arrival order:",
         "every item came back exactly once: True",

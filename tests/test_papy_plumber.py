@@ -288,7 +288,7 @@ NON_DEFAULT_IMAP_OPTIONS = {
     "start_method": "spawn", "chunksize": 2, "initializer": identity, "initargs": ((1,),),
     "stall_grace": None, "remote_options": {"secret": "s3cret", "connect_timeout": 3.0},
     "buffer_bytes": 1 << 20, "worker_logs": False,
-    "progress": True,
+    "progress": True, "journal": "run.journal", "journal_reuse": True,
 }
 
 

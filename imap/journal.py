@@ -1,0 +1,521 @@
+"""Resuming a crashed run: the journal of what the consumers took.
+
+``IMap(journal=path)`` records every result a consumer takes from an output
+task (a task no other task of the IMap consumes) in an SQLite file in WAL
+mode, keyed by its input's position in the task's source (or by ``key(item)``,
+``add_task(key=...)``). Run the same program again with the same journal and
+each output yields what an uninterrupted run yields: the recorded results
+(*replayed*), then the rest (*computed*). An input whose result was recorded
+is never drawn into the chain of tasks again.
+
+Data flow of one chain (a source task, the tasks chained to it, its output)::
+
+  source --> JournalSource -----> task 0 --> ... --> output task --> OutputLog.next()
+             | skips a recorded key,                                 | replays what the
+             | noting (position, key)                                | source skipped;
+             | of each item drawn                                    | records what was
+             v                                                       v computed
+         entries / replays  ---------- read by ---------->  Journal (writer thread)
+                                                              | SQLite WAL, one commit
+                                                              v per second or BATCH rows
+                                                             path
+
+* The **Feeder** draws the :class:`JournalSource` (it wraps the task's source;
+  a fresh journal keyed by position needs none: a result's position is then
+  its index).
+* The **consumer** of an output reads :class:`OutputLog.next` (through the
+  task's iterator): it takes the engine's next result, finds its input's key
+  (``ResultBuffer.trail`` names each result's index, the chain's trails map
+  it back to the source), hands out first any replays that come before it
+  (ordered), records it and returns it.
+* The **writer thread** of :class:`Journal` commits what was recorded, at most
+  ``COMMIT_EVERY`` seconds or ``COMMIT_ROWS`` results after it was taken.
+
+What a crash can lose: the results taken since the last commit (at most about
+a second's or ``COMMIT_ROWS`` results). They were handed to the consumer but
+are not in the journal, so the next run computes and hands them out again: the
+consumer sees each result *at least once*; the journal's stream itself never
+skips a result (never a gap) and never holds one twice (never a duplicate).
+An error is never recorded: its input is computed again by the next run.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import pickle
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+log = logging.getLogger("imap")
+
+__all__ = ["Journal", "JournalError", "JournalSource", "OutputLog", "attach", "signature"]
+
+COMMIT_EVERY = 1.0    # seconds a taken result may wait for its commit
+COMMIT_ROWS = 2000    # ... or results waiting that make the writer commit at once
+FORMAT = 1            # the layout of the file (meta "format")
+
+
+class JournalError(ValueError):
+    """A journal that does not fit this run (its tasks changed), or a key
+    that cannot be used (not unique, not hashable, not picklable)."""
+
+
+def _name_of(func: Any) -> str:
+    """A function's qualified name, as a run of the same program gives it again."""
+    func = getattr(func, "journal_name", func)
+    if isinstance(func, str):
+        return func
+    module = getattr(func, "__module__", None) or type(func).__module__
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}.{name}"
+
+
+def signature(tasks: list) -> str:
+    """The shape of a run's tasks, as the journal stores it: each task's name,
+    function, upstream task and key function (JSON text)."""
+    shape = [{"name": t.name, "func": _name_of(t.func),
+              "upstream": None if t.upstream is None else t.upstream.id,
+              "key": None if t.journal_key is None else _name_of(t.journal_key)}
+             for t in tasks]
+    return json.dumps({"format": FORMAT, "tasks": shape}, sort_keys=True)
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        import cloudpickle
+        return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+class Pickled(bytes):
+    """A value pickled when it was taken (it may change later), in a batch."""
+
+    __slots__ = ()
+
+
+def restore(value: Any) -> Any:
+    """A recorded value as it was taken (see :class:`Pickled`)."""
+    return pickle.loads(value) if type(value) is Pickled else value
+
+
+_ATOMIC = frozenset((int, float, str, bytes, bool, complex, type(None)))
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` as it must be queued: itself if it cannot change (a number, a
+    string, a tuple of those), else pickled now."""
+    kind = type(value)
+    if kind in _ATOMIC or (kind is tuple and all(type(v) in _ATOMIC for v in value)):
+        return value
+    return Pickled(_dumps(value))
+
+
+class Journal:
+    """The store: one SQLite file in WAL mode, written by one thread.
+
+    ``record`` queues a result (a value that may change later, anything but
+    a number, a string or a tuple of those, is pickled at once, so it is
+    recorded as it was taken); the writer thread commits the queue every
+    ``every`` seconds, or at once when ``rows`` wait, as one row per output
+    holding the batch's keys and values (two pickles).
+
+    Args:
+        path: the file (created if missing).
+        shape: the run's :func:`signature`; a journal holding another one
+            is refused unless ``reuse``.
+        reuse: take the journal's results even if its run had other tasks
+            (the stored shape is replaced).
+        every: seconds between commits, at most.
+        rows: results waiting that make a commit at once.
+
+    Raises:
+        JournalError: the journal was written by a run of other tasks.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: str, reuse: bool = False,
+                 every: float = COMMIT_EVERY, rows: int = COMMIT_ROWS) -> None:
+        self.path = os.fspath(path)
+        self._every = every
+        self._rows = rows
+        self._conn = sqlite3.connect(self.path, check_same_thread=False,
+                                     isolation_level=None)
+        try:
+            self._open(shape, reuse)
+        except BaseException:
+            self._conn.close()
+            raise
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        # (output, key, value), appended by consumers, popped by the writer
+        self._queue: collections.deque = collections.deque()
+        self._closing = False
+        self.committed = 0   # results committed by this run
+        self._unpicklable = False
+        self._writer = threading.Thread(target=self._write_loop, name="imap-journal",
+                                        daemon=True)
+        self._writer.start()
+
+    def _open(self, shape: str, reuse: bool) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode a commit is durable once written to the OS (a process
+        # crash loses nothing committed; a power cut may lose the last ones).
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("CREATE TABLE IF NOT EXISTS results (seq INTEGER PRIMARY KEY, "
+                     "output TEXT NOT NULL, n INTEGER NOT NULL, keys BLOB NOT NULL, "
+                     "vals BLOB NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE name='shape'").fetchone()
+        if row is not None and row[0] != shape and not reuse:
+            raise JournalError(
+                f"the journal {self.path!r} was written by a run of other tasks "
+                f"(its tasks: {_describe(row[0])}; this run's: {_describe(shape)}). "
+                f"To start afresh, delete {self.path!r} (with its -wal and -shm files) "
+                f"or give another path; to replay its results anyway, pass "
+                f"journal_reuse=True")
+        if row is None or row[0] != shape:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('shape', ?)", (shape,))
+
+    def load(self, output: str) -> dict:
+        """The results recorded for ``output``: key -> value (pass it to
+        :func:`restore`), in the order recorded (the first record of a key wins)."""
+        recorded: dict = {}
+        rows = self._conn.execute(
+            "SELECT keys, vals FROM results WHERE output=? ORDER BY seq", (output,))
+        setdefault = recorded.setdefault
+        for keys, values in rows:
+            for key, value in zip(pickle.loads(keys), pickle.loads(values), strict=True):
+                setdefault(key, value)
+        return recorded
+
+    def record(self, output: str, key: Any, value: Any) -> None:
+        """Queue a result taken by a consumer; committed within ``every`` seconds."""
+        queue = self._queue
+        queue.append((output, key, _frozen(value)))
+        if len(queue) == self._rows:
+            with self._lock:
+                self._wake.notify()
+
+    def _write_loop(self) -> None:
+        queue = self._queue
+        while True:
+            with self._lock:
+                if len(queue) < self._rows and not self._closing:
+                    self._wake.wait(self._every)
+                closing = self._closing
+            rows = [queue.popleft() for _ in range(len(queue))]
+            if rows:
+                try:
+                    self._commit(rows)
+                except Exception:
+                    log.exception("journal %s: a commit failed; %d results are not "
+                                  "recorded (the next run computes them again)",
+                                  self.path, len(rows))
+            if closing and not queue:
+                return
+
+    def _commit(self, rows: list) -> None:
+        outputs: dict = {}
+        for output, key, value in rows:
+            keys, values = outputs.setdefault(output, ([], []))
+            keys.append(key)
+            values.append(value)
+        batches = [(output, len(keys), *self._pickled(output, keys, values))
+                   for output, (keys, values) in outputs.items()]
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("INSERT INTO results (output, n, keys, vals) "
+                             "VALUES (?, ?, ?, ?)", batches)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self.committed += len(rows)
+
+    def _pickled(self, output: str, keys: list, values: list) -> tuple[bytes, bytes]:
+        """A batch's keys and values, pickled; a result that cannot be is left out."""
+        try:
+            return _dumps(keys), _dumps(values)
+        except Exception:
+            pass
+        kept_keys, kept_values = [], []
+        for key, value in zip(keys, values, strict=True):
+            try:
+                _dumps((key, value))
+            except Exception as exc:
+                if not self._unpicklable:
+                    self._unpicklable = True
+                    log.warning("journal %s: a result of %s cannot be pickled (%r); "
+                                "results that cannot are not recorded, and are computed "
+                                "again by the next run", self.path, output, exc)
+                continue
+            kept_keys.append(key)
+            kept_values.append(value)
+        return _dumps(kept_keys), _dumps(kept_values)
+
+    def close(self) -> None:
+        """Commit what is queued, end the writer and close the file."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._wake.notify()
+        self._writer.join()
+        self._conn.close()
+
+
+def _describe(shape: str) -> str:
+    try:
+        tasks = json.loads(shape)["tasks"]
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
+    return ", ".join(f"{t['name']}={t['func']}" + ("" if t["upstream"] is None
+                                                   else f"<-{t['upstream']}")
+                     for t in tasks) or "none"
+
+
+class JournalSource:
+    """The source of a journaled chain: skips the inputs whose result was
+    recorded, and notes, per item drawn, its position and key.
+
+    Attributes:
+        entries: the index of an item drawn in its task -> ``(position, key)``
+            (popped by the output's :class:`OutputLog`).
+        replays: ``(position, key)`` of the inputs skipped, in input order
+            (with ordered output; with unordered output every record is
+            replayed first and this stays empty).
+    """
+
+    def __init__(self, source: Iterator, key: Callable[[Any], Any] | None,
+                 recorded: dict, collect: bool) -> None:
+        self._source = source
+        self._key = key
+        self._recorded = recorded
+        self._collect = collect
+        self._seen: set | None = set() if key is not None else None
+        self._pos = 0      # inputs read from the source
+        self._drawn = 0    # items handed to the task
+        self.entries: dict = {}
+        self.replays: collections.deque = collections.deque()
+        # another IMap's task that keeps its timed-out results: see feeder._draw
+        self.keeps_timeouts = getattr(source, "keeps_timeouts", False)
+
+    def __iter__(self) -> JournalSource:
+        return self
+
+    def _note(self, pos: int, key: Any) -> None:
+        self.entries[self._drawn] = (pos, key)
+        self._drawn += 1
+
+    def __next__(self) -> Any:
+        while True:
+            pos = self._pos
+            try:
+                item = next(self._source)
+            except StopIteration:
+                raise
+            except BaseException as exc:
+                if not (self.keeps_timeouts and isinstance(exc, TimeoutError)):
+                    self._pos = pos + 1   # the error is this position's result
+                    self._note(pos, None)
+                raise
+            self._pos = pos + 1
+            key = pos if self._key is None else self._keyed(pos, item)
+            if key in self._recorded:
+                if self._collect:
+                    self.replays.append((pos, key))
+                continue
+            self._note(pos, key)
+            return item
+
+    def _keyed(self, pos: int, item: Any) -> Any:
+        try:
+            key = self._key(item)
+            hash(key)
+        except Exception as exc:
+            self._note(pos, None)
+            raise JournalError(f"the journal's key function failed on input {pos} "
+                               f"({item!r:.80}): {exc!r}; a key must be a hashable, "
+                               f"picklable value") from exc
+        seen = self._seen
+        if key in seen:
+            self._note(pos, None)
+            raise JournalError(f"the journal's key function gave key {key!r:.80} to two "
+                               f"inputs (the second at position {pos}); keys must be "
+                               f"unique: a replayed result is found by its key")
+        seen.add(key)
+        return key
+
+
+_REPLAY, _VALUE, _ERROR = 0, 1, 2
+_END = float("inf")   # the position after the last input
+
+
+class OutputLog:
+    """The output end of a journaled chain (one per output task).
+
+    Its :meth:`next` is what the task's iterator returns: replays and
+    computed results merged as an uninterrupted run orders them (ordered:
+    by input position; unordered: every replay first, in the order
+    recorded), each computed result recorded as it is handed out. Readers of
+    one output are served one at a time (a lock).
+
+    Attributes:
+        replayed: results handed out from the journal.
+        computed: results computed by this run and recorded.
+    """
+
+    def __init__(self, journal: Journal, chain: list, ordered: bool,
+                 recorded: dict, source: JournalSource | None) -> None:
+        self._journal = journal
+        self._output = chain[-1]
+        self.name = f"task {self._output.id}"
+        self._links = [] if ordered else [t.results.trail for t in chain[-2::-1]]
+        self._trail = self._output.results.trail
+        self._handout = self._output.handout
+        self._source = source
+        self._ordered = ordered
+        self._lock = threading.Lock()
+        self._ready: collections.deque = collections.deque()
+        # (key, value) of computed results taken from the engine in a group,
+        # handed out (and recorded) one by one without the lock
+        self._plain: collections.deque = collections.deque()
+        self._recorded = recorded
+        self.replayed = 0
+        self.computed = 0
+        if not ordered:
+            self._ready.extend((_REPLAY, key) for key in recorded)
+
+    def next(self, take: Callable[[Any, Any], Any], timeout: Any, block: Any) -> Any:
+        """The output's next result; ``take(timeout, block)`` gives the
+        engine's next computed one."""
+        plain = self._plain
+        while True:
+            if plain:
+                try:
+                    key, value = plain.popleft()
+                except IndexError:   # another reader took the last one
+                    pass
+                else:
+                    self._journal.record(self.name, key, value)
+                    self.computed += 1
+                    return value
+            with self._lock:
+                if self._ready:
+                    kind, payload = self._ready.popleft()
+                    break
+                if not plain:
+                    self._fetch(take, timeout, block)
+        if kind == _REPLAY:
+            self.replayed += 1
+            self._output.replayed = self.replayed
+            return restore(self._recorded[payload])
+        if kind == _ERROR:
+            raise payload
+        key, value = payload
+        self._journal.record(self.name, key, value)
+        self.computed += 1
+        return value
+
+    def _fetch(self, take: Callable[[Any, Any], Any], timeout: Any, block: Any) -> None:
+        """Take the engine's next result, with the rest of its group, and put
+        them, and the replays that come before them, where :meth:`next` finds
+        them (lock held)."""
+        ready, trail, handout = self._ready, self._trail, self._handout
+        try:
+            value = take(timeout, block)
+        except StopIteration:
+            self._replays_before(_END)
+            if not ready:
+                raise
+            return
+        except BaseException as exc:
+            if len(trail) <= len(handout):
+                raise   # no result was taken (a timeout to ask again, a stall, ...)
+            pos, _ = self._locate(trail.popleft())
+            self._replays_before(pos)
+            ready.append((_ERROR, exc))
+            return
+        values = [value]
+        while handout:   # the rest of its group, taken from the engine with it
+            values.append(handout.popleft())
+        located = [self._locate(trail.popleft()) for _ in values]
+        source = self._source
+        if source is None or not source.replays or not self._ordered:
+            self._plain.extend((key, v) for (_, key), v in zip(located, values, strict=True))
+            return
+        for (pos, key), v in zip(located, values, strict=True):
+            self._replays_before(pos)
+            ready.append((_VALUE, (key, v)))
+
+    def _locate(self, index: int) -> tuple[int, Any]:
+        """The position and key of the input of the output's result ``index``."""
+        for trail in self._links:   # unordered: each task's results in the order taken
+            index = trail[index]
+        if self._source is None:
+            return index, index
+        # (an index skipped by a timeout before it was drawn has no entry yet)
+        return self._source.entries.pop(index, (-1, None))
+
+    def _replays_before(self, pos: float) -> None:
+        source = self._source
+        if source is None or not self._ordered:
+            return
+        replays = source.replays
+        while replays and replays[0][0] < pos:
+            self._ready.append((_REPLAY, replays.popleft()[1]))
+
+
+def chains(tasks: list) -> list[list]:
+    """The chains of ``tasks``: each a source task, then each task that consumes
+    the one before, down to an output task."""
+    out = []
+    for task in tasks:
+        if task.upstream is None:
+            chain = [task]
+            while chain[-1].consumer is not None:
+                chain.append(chain[-1].consumer)
+            out.append(chain)
+    return out
+
+
+def attach(path: str, reuse: bool, tasks: list, ordered: bool) -> Journal:
+    """Open the journal of a run of ``tasks`` (their sources drawn already,
+    ``task.source``) and put it in place: sources that skip what was
+    recorded, output logs that replay it and record the rest.
+
+    Raises:
+        JournalError: the journal was written by a run of other tasks.
+    """
+    began = time.perf_counter()
+    journal = Journal(path, signature(tasks), reuse)
+    replayable = 0
+    try:
+        for chain in chains(tasks):
+            head, output = chain[0], chain[-1]
+            recorded = journal.load(f"task {output.id}")
+            replayable += len(recorded)
+            source = None
+            if recorded or head.journal_key is not None:
+                source = JournalSource(head.source, head.journal_key, recorded, ordered)
+                head.source = source
+            output.results.trail = collections.deque()
+            if not ordered:
+                for task in chain[:-1]:
+                    task.results.trail = []
+            output.replayed = 0
+            output.output_log = OutputLog(journal, chain, ordered, recorded, source)
+    except BaseException:
+        journal.close()
+        raise
+    log.debug("journal %s: %d results to replay (read in %.3f s)", path, replayable,
+              time.perf_counter() - began)
+    return journal
