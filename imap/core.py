@@ -133,6 +133,10 @@ def _shutdown(state: dict) -> None:
     engine.detach()
 
 
+# Extra attempts of a tasklet by default (add_task's ``retries``).
+RETRIES = 2
+
+
 def _check_retry_on(retry_on: Any, retries: int) -> tuple:
     classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
     for cls in classes:
@@ -454,7 +458,7 @@ class IMap:
         timeout: float | None = None,
         block: bool = True,
         track: bool = False,
-        retries: int = 0,
+        retries: int = RETRIES,
         name: str | None = None,
         key: Callable[[Any], Any] | None = None,
         retry_on: type[BaseException] | Sequence[type[BaseException]] = (),
@@ -473,8 +477,12 @@ class IMap:
             retries: extra attempts of a tasklet, whatever the cause: its
                 worker died (it fails with :class:`~imap.WorkerLostError`
                 once they are spent), or it raised an exception of a
-                ``retry_on`` class. The final error of a tasklet says how
-                many attempts were made (``exc.attempts``, and a note).
+                ``retry_on`` class. Default 2: a worker lost once or twice
+                costs no item (a function then sees an item again only
+                when its worker died running it); ``retries=0`` fails a
+                lost worker's tasklets at once. The final error of a
+                tasklet retried says how many attempts were made
+                (``exc.attempts``, and a note).
             retry_on: exception classes (one, or a tuple) that make a tasklet
                 run again, after an exponential back-off with jitter (see
                 :doc:`engine`, *Recovery*); needs ``retries >= 1``.

@@ -291,7 +291,7 @@ class Engine:
         """File the results of a batch (``busy``: the worker's seconds on it,
         ``peak``: on its longest tasklet)."""
         task = batch.task
-        if errors and task.retries:   # run again what raised a retry_on exception
+        if errors and task.retry_on:   # run again what raised a retry_on exception
             batch, values, errors = retry.hold(self, batch, values, errors)
             if batch is None:
                 return
@@ -352,12 +352,16 @@ class Engine:
             batch.attempt += 1
             submit(batch)
             return
-        tries = "" if not task.retries else f" (after {task.retries} retries)"
+        attempts = batch.attempt + 1
+        tries = (f" (after {attempts} attempts, each on a worker that died; "
+                 f"retries={task.retries})" if task.retries else " (retries=0)")
         errors = {
             pos: WorkerLostError(
                 f"{reason} while running task {task.id} ({task.name}) on item {index}{tries}")
             for pos, index in enumerate(batch.indices)
         }
+        for exc in errors.values():
+            exc.attempts = attempts
         self.deliver(batch, [None] * len(batch.indices), errors)
 
     # -- the consumers' side ---------------------------------------------------

@@ -179,7 +179,7 @@ def test_dask_workers_get_their_arrays_out_of_band(dask_client):
 def test_a_worker_killed_mid_batch_leaves_no_segment(tmp_path):
     with IMap(worker_num=2) as m:
         task = m.add_task(wf.array_report_pid_and_hold, arrays(6, MiB),
-                          args=(3, str(tmp_path)))
+                          args=(3, str(tmp_path)), retries=0)
         m.start()
         got = []
         it = iter(task)

@@ -53,7 +53,7 @@ def test_sigkilled_worker_fails_its_tasklet_with_worker_lost_error(tmp_path):
     # buffer=1: the tasklet of item 3 is the only one in existence when its
     # worker is killed, so exactly that result is lost.
     with imap.IMap(worker_type="process", worker_num=2, stride=1, buffer=1) as m:
-        task = m.add_task(wf.report_pid_and_hold, range(8), args=(3, str(tmp_path)))
+        task = m.add_task(wf.report_pid_and_hold, range(8), args=(3, str(tmp_path)), retries=0)
         m.start()
         assert [task.next(timeout=30) for _ in range(3)] == [0, 2, 4]
         victim = int(read_when_written(tmp_path / "pid"))
@@ -71,7 +71,7 @@ def test_sigkilled_worker_fails_its_tasklet_with_worker_lost_error(tmp_path):
 @pytest.mark.timeout(90)
 def test_lost_worker_is_replaced_and_the_imap_keeps_working(tmp_path):
     with imap.IMap(worker_type="process", worker_num=2, stride=1, buffer=1) as m:
-        task = m.add_task(wf.report_pid_and_hold, range(40), args=(0, str(tmp_path)))
+        task = m.add_task(wf.report_pid_and_hold, range(40), args=(0, str(tmp_path)), retries=0)
         m.start()
         victim = int(read_when_written(tmp_path / "pid"))
         os.kill(victim, signal.SIGKILL)
@@ -85,7 +85,7 @@ def test_lost_worker_is_replaced_and_the_imap_keeps_working(tmp_path):
 def test_sigkilled_worker_with_parallel_tasklets_loses_nothing_else(tmp_path):
     # A buffer for every item: all are drawn at once, item 5 among them.
     with imap.IMap(worker_type="process", worker_num=2, chunksize=1, buffer=30) as m:
-        task = m.add_task(wf.report_pid_and_hold, range(30), args=(5, str(tmp_path)))
+        task = m.add_task(wf.report_pid_and_hold, range(30), args=(5, str(tmp_path)), retries=0)
         m.start()
         victim = int(read_when_written(tmp_path / "pid"))
         os.kill(victim, signal.SIGKILL)
@@ -190,7 +190,7 @@ def test_a_worker_death_reruns_each_item_at_most_once_more(tmp_path, stride):
     (the careful re-run reports each item as it ends): none runs a third time."""
     log = tmp_path / "calls"
     with imap.IMap(worker_type="process", worker_num=2, stride=stride) as m:
-        task = m.add_task(wf.record_and_exit_on, range(200), args=(3, str(log)))
+        task = m.add_task(wf.record_and_exit_on, range(200), args=(3, str(log)), retries=0)
         m.start()
         got = results_or_errors(task, 200)
     assert isinstance(got[3], imap.WorkerLostError)
@@ -209,7 +209,7 @@ def test_a_long_batch_keeps_what_it_finished_before_its_worker_died(tmp_path):
     two items of 0.1 s here), which alone run again."""
     log = tmp_path / "calls"
     with imap.IMap(worker_type="process", worker_num=1, stride=16, chunksize=16) as m:
-        task = m.add_task(wf.record_and_exit_on, range(16), args=(9, str(log), 0.1))
+        task = m.add_task(wf.record_and_exit_on, range(16), args=(9, str(log), 0.1), retries=0)
         m.start()
         got = results_or_errors(task, 16)
     assert isinstance(got[9], imap.WorkerLostError)
@@ -423,7 +423,7 @@ def test_deaths_anywhere_in_a_batch_fail_only_the_killing_items(tmp_path):
         extra = {} if chunk is None else {"stride": chunk * 2, "chunksize": chunk}
         with imap.IMap(worker_type="process", worker_num=2, ordered=ordered, **extra) as m:
             task = m.add_task(wf.record_and_exit_on_any, range(n),
-                              args=(sorted(victims), str(log)))
+                              args=(sorted(victims), str(log)), retries=0)
             m.start()
             if ordered:
                 got = results_or_errors(task, n)
@@ -445,3 +445,25 @@ def test_deaths_anywhere_in_a_batch_fail_only_the_killing_items(tmp_path):
         assert max(runs.values(), default=0) <= 2
 
     check()
+
+
+def test_at_defaults_a_worker_lost_once_costs_no_item(tmp_path):
+    """retries defaults to 2: the tasklet whose worker was killed runs again
+    on the worker that takes its place, and every result arrives."""
+    with imap.IMap(worker_type="process", worker_num=2, stride=1, buffer=1) as m:
+        task = m.add_task(wf.report_pid_and_hold_first_attempt, range(6), args=(0, str(tmp_path)))
+        m.start()
+        os.kill(int(read_when_written(tmp_path / "pid")), signal.SIGKILL)
+        assert list(task) == [2 * x for x in range(6)]
+        assert m.status().workers_lost == 1
+
+
+def test_at_defaults_an_item_that_kills_every_worker_fails_naming_its_attempts():
+    with imap.IMap(worker_type="process", worker_num=2, chunksize=1) as m:
+        task = m.add_task(wf.exit_on, range(4), args=(1,))
+        m.start()
+        assert next(task) == 0
+        with pytest.raises(imap.WorkerLostError, match="after 3 attempts") as info:
+            next(task)
+        assert info.value.attempts == 3
+        assert list(task) == [4, 6]

@@ -110,7 +110,7 @@ def test_a_lost_worker_and_an_exception_share_one_count_of_retries(tmp_path):
 def test_retry_on_is_checked():
     m = IMap(worker_type="thread", worker_num=1)
     with pytest.raises(ValueError, match="needs retries >= 1"):
-        m.add_task(abs, [1], retry_on=OSError)
+        m.add_task(abs, [1], retries=0, retry_on=OSError)
     with pytest.raises(TypeError, match="exception classes"):
         m.add_task(abs, [1], retries=1, retry_on=("OSError",))
 
