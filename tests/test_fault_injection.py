@@ -10,7 +10,11 @@ a Dask worker); the remote host killed and restarted at the same address
 while it runs the item; a result the parent cannot unpickle; an exception
 returned that does not unpickle; a tasklet that hangs under ``skip=True``;
 an input that raises at the item; a log record of the item that a filter
-of the parent's logger fails on. Slow (``make test-all``): 300 examples.
+of the parent's logger fails on; a function that makes a large temporary
+and catches the exception that follows (it must run once, and return);
+many tasklets that hang under ``skip=True`` (each costs only itself); the
+parent process killed while its workers run (none outlives it). Slow
+(``make test-all``): 300 examples.
 
 The consumer reads while the fault strikes (a killer thread waits for the
 victim's process id): an IMap computes only as far ahead of its consumer as
@@ -41,10 +45,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.allow_left
 
 POOLS = ["thread", "process", "remote", "mixed", "dask"]
 FAULTS = ["kill", "host-restart", "unreadable", "bad-exception", "hang", "input-raises",
-          "log-raises"]
-# A thread cannot be killed, nor pickles anything; only a remote host restarts.
+          "log-raises", "catch-temporaries", "many-hangs", "parent-killed"]
+# A thread cannot be killed, nor pickles anything; only a remote host restarts;
+# a parent is killed in a program of its own, on process workers.
 CANNOT = {("thread", "kill"), ("thread", "unreadable"), ("thread", "bad-exception")} | {
-    (pool, "host-restart") for pool in POOLS if pool != "remote"}
+    (pool, "host-restart") for pool in POOLS if pool != "remote"} | {
+    (pool, "parent-killed") for pool in POOLS if pool != "process"}
+HUNG_EVERY = 4   # under "many-hangs", the victim and every 4th item after it hang
 # The task timeout under "hang". On Dask the tasklets that Dask queued behind
 # the hung one on its worker are moved by asking the scheduler where they are
 # (a round trip from a thread of the backend, then a new submission): under a
@@ -87,8 +94,13 @@ def strike(x, fault, victim, directory):
     an array of 128 KB (out of band, through shared memory to processes)
     whose elements are the item's number."""
     key = x if isinstance(x, int) else int(x[0])
+    if fault == "many-hangs" and key > victim and (key - victim) % HUNG_EVERY == 0:
+        key = victim   # one more of the hung ones
     if key != victim:
         return 3 * x
+    with open(os.path.join(directory, f"calls-{int(x if isinstance(x, int) else x[0])}"),
+              "a") as ledger:   # one line per call of a struck item
+        ledger.write("1\n")
     if fault in ("kill", "host-restart"):
         marker = os.path.join(directory, "attempted")
         if not os.path.exists(marker):   # the first attempt only: a rerun succeeds
@@ -101,13 +113,24 @@ def strike(x, fault, victim, directory):
         return OnlyHere()
     if fault == "bad-exception":
         return ArgsMismatch("v", 1)
-    if fault == "hang":
+    if fault in ("hang", "many-hangs"):
         wait_for_path(os.path.join(directory, "release"), 60)
         return 3 * x
+    if fault == "catch-temporaries":
+        import numpy
+        try:
+            return float(((numpy.full(2 ** 17, 1.0) * 2) + _fails(key))[0])
+        except ValueError:
+            return 3 * x
     if fault == "log-raises":
         import logging
         logging.getLogger("imap_test.fault").warning("item %d logs", key)
     return 3 * x
+
+
+def _fails(key):
+    raise ValueError(f"item {key} fails")
+
 
 
 def _as_arrays(items):
@@ -153,8 +176,11 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
     event(f"{fault} on {pool}" + (" (arrays)" if arrays else ""))
     victim = min(n - 1, int(where * n))
     directory = str(tmp_path_factory.mktemp("fault"))
+    if fault == "parent-killed":
+        _kill_the_parent(Path(directory), ["fork", "forkserver", "spawn"][int(where * 2.99)])
+        return
     before = imap_threads()
-    skip = fault == "hang"
+    skip = fault in ("hang", "many-hangs")
     source = _RaisesAt(n, victim) if fault == "input-raises" else range(n)
     if arrays:
         source = _as_arrays(source)
@@ -219,6 +245,12 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
         assert len(out) == n and isinstance(out[victim], UnsendableError)
         assert all(r == 3 * x + plus or isinstance(r, UnsendableError)
                    for x, r in enumerate(out))
+    elif fault == "many-hangs":   # each hung item times out alone; the others arrive
+        hung = {x for x in range(victim, n) if (x - victim) % HUNG_EVERY == 0}
+        assert len(out) == n
+        assert all(isinstance(out[x], TimeoutError) for x in hung), out
+        assert [r for i, r in enumerate(out) if i not in hung] == [
+            3 * x + plus for x in range(n) if x not in hung]
     else:
         assert len(out) == n
         assert [r for i, r in enumerate(out) if i != victim] == [
@@ -228,6 +260,9 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
             assert bad == 3 * victim + plus or isinstance(bad, WorkerLostError), bad
         elif fault == "hang":
             assert isinstance(bad, TimeoutError), bad
+        elif fault == "catch-temporaries":   # caught by the function, called once
+            assert bad == 3 * victim + plus, bad
+            assert (Path(directory) / f"calls-{victim}").read_text() == "1\n"
         elif fault == "log-raises":   # a thread worker logs in the parent itself
             assert bad == 3 * victim + plus or (
                 pool == "thread" and isinstance(bad, RuntimeError)), bad
@@ -235,3 +270,46 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
             assert isinstance(bad, UnsendableError) or (
                 pool == "dask" and isinstance(bad, ArgsMismatch)), bad
     wait_until(lambda: not (imap_threads() - before), 10)
+
+
+PARENT = """
+import os, sys, time
+sys.path[:0] = [{tests!r}, {root!r}]
+import worker_funcs as wf
+from imap import IMap
+
+if __name__ == "__main__":
+    m = IMap(worker_num=2, start_method={method!r})
+    task = m.add_task(wf.pid_file_and_hold, range(4), args=(60, {directory!r}))
+    m.start()
+    while len([n for n in os.listdir({directory!r}) if n.startswith("pid-")]) < 2:
+        time.sleep(0.02)
+    print("running", flush=True)
+    time.sleep(120)
+"""
+
+
+def _kill_the_parent(directory: Path, method: str) -> None:
+    """A program runs an IMap whose two workers are inside a long call; it
+    is killed (SIGKILL): both workers end within seconds."""
+    import subprocess
+    import sys
+
+    from support import pid_alive
+
+    tests = str(Path(__file__).resolve().parent)
+    code = PARENT.format(tests=tests, root=str(Path(tests).parent), method=method,
+                         directory=str(directory))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == b"running"
+        workers = [int((directory / n).read_text()) for n in os.listdir(directory)
+                   if n.startswith("pid-")]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        wait_until(lambda: not any(pid_alive(p) for p in workers), 15,
+                   what="the workers of a killed parent to end")
+    finally:
+        kill_group(proc)
+        proc.stdout.close()
