@@ -472,6 +472,8 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     if send is not None:
         def flush(values, errors, busy, peak):
             send(encode_results(values, errors, busy, peak, where, more=True, oob=oob))
+        if every == 0:   # tasklet by tasklet: say first that the batch began here
+            send(pickle.dumps(([], None, 0.0, 0.0, True), PROTOCOL))
     values, errors, busy, peak = run_batch(entry[0], entry[1], entry[2], items,
                                            flush=flush, every=every)
     return encode_results(values, errors, busy, peak, where, oob=oob)

@@ -375,6 +375,9 @@ class ProcessBackend(SlotBackend):
             self._arena.done_with(batch.segment)
             batch.segment = None
 
+    def _says_begun(self, batch: Batch) -> bool:
+        return batch.careful or batch.task.each_result   # sent with every=0: see _send
+
     def _reclaim(self, worker: _Worker, batch: Batch) -> bool:
         # The claims board answers at once: the worker checks it before it
         # starts a batch, under the same lock.

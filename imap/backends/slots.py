@@ -59,11 +59,13 @@ class Slot:
         self.alive = True
         self.heard = time.monotonic()   # the last sign of life (an answer, a heartbeat)
         self.owner = owner        # the backend that sends it batches
-        # When the first tasklet of ``held[0]`` began to run: the worker runs
-        # its batches in order and answers tasklets as they end (each_result,
-        # a careful batch), so it began when the last answer came, or when
-        # the batch was sent to an idle worker.
-        self.began = self.heard
+        # When the first tasklet of ``held[0]`` began to run (None: not yet
+        # known to have begun): the worker runs its batches in order and
+        # answers tasklets as they end (each_result, a careful batch), so it
+        # began when the last answer came, when the worker said the batch
+        # began (see SlotBackend._says_begun), or when the batch was sent to
+        # an idle worker.
+        self.began: float | None = self.heard
 
     def silent_for(self) -> float:
         """Seconds since the last sign of life."""
@@ -233,7 +235,7 @@ class SlotBackend(Backend):
             slot.known.add(key)
             payload = self._task_payload(batch.task)
         if not slot.held:
-            slot.began = time.monotonic()
+            slot.began = None if self._says_begun(batch) else time.monotonic()
         slot.held.append(batch)
         batch.stepwise = batch.careful and self.stepwise
         self._send(slot, batch, payload)
@@ -265,6 +267,12 @@ class SlotBackend(Backend):
             slot.held.remove(batch)
             self._queue.requeue(batch)
             self._dispatch()
+
+    def _says_begun(self, batch: Batch) -> bool:
+        """Whether the worker tells when it begins ``batch`` (an empty
+        partial answer first): until then the batch has not begun (a worker
+        process may still be starting)."""
+        return False
 
     def _reclaim(self, slot: Slot, batch: Batch) -> bool | None:
         """Take ``batch`` back from ``slot``'s worker if it has not started
@@ -314,6 +322,8 @@ class SlotBackend(Backend):
             wire.fail_batch(self.deliver, batch, wire.unreadable_answer(batch, exc), exc)
             return
         failed: list = []
+        if answer.more and not answer.values:   # the batch began (see _says_begun)
+            return
         if answer.more:
             with self._lock:
                 batch = batch.split_off(len(answer.values))
@@ -414,7 +424,8 @@ class SlotBackend(Backend):
     def running_tasklets(self) -> list:
         with self._lock:
             return [(s.held[0].task, s.held[0].indices[0], s.began)
-                    for s in self._places() if s.alive and s.held and len(s.held[0])]
+                    for s in self._places()
+                    if s.alive and s.held and len(s.held[0]) and s.began is not None]
 
     def _running_batch(self, task: Any, index: int) -> Batch | None:
         with self._lock:
