@@ -8,6 +8,7 @@ ordered or unordered, with timeouts and skipping.
 
 from .core import IMap, TaskIterator
 from .depends import depend, require
+from .drop import DROP
 from .errors import (
     ImpossibleDependency,
     StallError,
@@ -28,6 +29,7 @@ __all__ = [
     "TaskIterator",
     "imap",
     "imports",
+    "DROP",
     "TimeoutError",
     "WorkerInitError",
     "WorkerLostError",
