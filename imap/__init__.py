@@ -20,6 +20,7 @@ from .errors import (
     WorkerTraceback,
 )
 from .imports import imports
+from .logfield import install as _install_log_field
 from .oneshot import IMapResults, imap
 from .status import IMapStatus, TaskStatus
 
@@ -45,3 +46,5 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_install_log_field()   # every record has a `worker` field (see imap.logfield)
