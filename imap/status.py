@@ -95,7 +95,9 @@ class IMapStatus:
         slots_used: buffer slots held now (tasklets drawn, results not taken).
         buffer: the bound in force: the most slots that may be held now (the
             buffer given, or the adaptive bound).
-        high_water: the most slots ever held at once since start.
+        high_water: the most slots ever held at once since start. It never
+            exceeded the bound in force at that moment; an adaptive bound
+            moves, so it may exceed ``buffer`` (the bound now).
         tasks: one :class:`TaskStatus` per task.
         stride: the stride in force (the stride given, or this turn's).
         bytes_alive: an estimate of the bytes the tasklets alive hold (their
