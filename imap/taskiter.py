@@ -97,7 +97,7 @@ class TaskIterator:
         # Said to every read, but only once to another IMap's Feeder drawing
         # it as an input: the Feeder goes on after an input error, so then
         # the iterator is ended (later reads raise StopIteration).
-        from .feeder import Feeder   # (not at import: feeder imports much)
+        from .feeder import Feeder  # (not at import: feeder imports much)
 
         if isinstance(threading.current_thread(), Feeder):
             self._ended = True

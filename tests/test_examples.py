@@ -47,6 +47,11 @@ EXPECTED = {
         "anneal: ImpossibleDependency, refused by 3 workers",
         "render may run on ['127.0.0.1:",
     ],
+    "fasta_gc.py": [
+        "pipeline: ['parse', 'gc', 'length', 'rich', 'merge', 'write']",
+        "300 records parsed, 151 dropped below GC 0.5, 149 written to fasta_gc_out",
+        "identical to the serial computation: True",
+    ],
     "unordered_timeouts.py": [
         "arrival order:",
         "every item came back exactly once: True",
