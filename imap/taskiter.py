@@ -91,7 +91,17 @@ class TaskIterator:
             if ending and not self._record.finished():
                 raise self._run_ended() from None
             self._ended = True
+            self._last_taken()
             raise
+
+    def _last_taken(self) -> None:
+        """The task's last result was taken: its progress bar (if shown) is
+        brought up to date, and the bars closed once every task finished,
+        here, before the caller goes on."""
+        state = getattr(self.imap, "_state", None)
+        display = state.get("progress") if isinstance(state, dict) else None
+        if display is not None:
+            display.poke()
 
     def _run_ended(self) -> RunEndedError:
         # Said to every read, but only once to another IMap's Feeder drawing

@@ -306,9 +306,13 @@ class Plumber:
                 self._finished.set()
 
     def _ended(self, index: int) -> None:
-        """The output ``index`` is exhausted: its puller ends (the last one finishes)."""
+        """The output ``index`` is exhausted: its puller ends (the last one
+        finishes; it closes the progress bars, before ``wait()`` returns)."""
         with self._lock:
             self._outputs[index] = None
+            display = self._progress
+            if display is not None and all(o is None for o in self._outputs):
+                display.poke()   # final counts: the bars close here
             self._pulling.discard(index)
             self._changed.notify_all()
             if all(o is None for o in self._outputs):
