@@ -5,6 +5,10 @@
    on a 2-process pool.
 2. The per-item overhead of an inline 3-piper pipeline versus nested
    generators calling the same functions (each on a 1-tuple inbox).
+3. papy's cost over the engine (issue 35): a 3-piper pipeline of cheap
+   stages on one shared 2-process IMap, versus the same chain as nested
+   tasks of one 2-process IMap (``add_task(f, add_task(f, add_task(f,
+   data)))``); target: papy within ``IMAP_CHAIN_TARGET`` times.
 
 Run: ``python benchmarks/papy_pipeline.py [items]``. The last line is the
 target of the current engine issue for (2), with PASS or MISS; ``run.py``'s
@@ -25,6 +29,10 @@ from papy import Piper, Plumber
 # generators calling the same functions.
 INLINE_OVERHEAD_TARGET = 5.0
 INLINE_ROUNDS = 7      # runs of the inline measurement; the median is reported
+# Target: a pipeline of cheap stages on an IMap costs at most this many times
+# the same chain as nested tasks of an IMap.
+IMAP_CHAIN_TARGET = 1.3
+CHAIN_ROUNDS = 3
 
 
 def burn(x: int, ms: float = 5.0) -> int:
@@ -70,6 +78,29 @@ def chained_cpu(items: int) -> tuple[float, float]:
     return papy_time, pool_time
 
 
+def plain_light(x: int) -> int:
+    return x + 1
+
+
+def imap_chain(items: int) -> tuple[float, float]:
+    """(papy on an IMap, nested IMap tasks) seconds for 3 cheap stages."""
+    pool = IMap(worker_type="process", worker_num=2)
+    plumber = Plumber(keep=True)
+    plumber.add_pipers([Piper(light, parallel=pool) for _ in range(3)])
+    t = time.perf_counter()
+    out = run_plumber(plumber, range(items))
+    papy_time = time.perf_counter() - t
+    with IMap(worker_type="process", worker_num=2) as m:
+        task = m.add_task(plain_light, m.add_task(plain_light, m.add_task(
+            plain_light, range(items))))
+        t = time.perf_counter()
+        m.start()
+        ref = list(task)
+        imap_time = time.perf_counter() - t
+    assert out == ref
+    return papy_time, imap_time
+
+
 def inline_overhead(items: int) -> tuple[float, float]:
     plumber = Plumber(keep=True)
     plumber.add_pipers([Piper(light) for _ in range(3)])
@@ -102,3 +133,13 @@ if __name__ == "__main__":
     verdict = "PASS" if ratio <= INLINE_OVERHEAD_TARGET else "MISS"
     print(f"target: inline 3-piper overhead <= {INLINE_OVERHEAD_TARGET:g} x nested "
           f"generators: {ratio:.1f} x  {verdict}")
+    k = 500 * n
+    runs = [imap_chain(k) for _ in range(CHAIN_ROUNDS)]
+    ratio = statistics.median(r[0] / r[1] for r in runs)
+    a = statistics.median(r[0] for r in runs)
+    b = statistics.median(r[1] for r in runs)
+    verdict = "PASS" if ratio <= IMAP_CHAIN_TARGET else "MISS"
+    print(f"3 cheap stages on a 2-process IMap, {k} items, median of {CHAIN_ROUNDS} "
+          f"runs: papy {a:.2f} s, nested IMap tasks {b:.2f} s, ratio {ratio:.2f}")
+    print(f"target: papy over nested IMap tasks <= {IMAP_CHAIN_TARGET:g} x: "
+          f"{ratio:.2f} x  {verdict}")

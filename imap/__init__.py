@@ -8,6 +8,7 @@ ordered or unordered, with timeouts and skipping.
 
 from .core import IMap, TaskIterator
 from .depends import depend, require
+from .drop import DROP
 from .errors import (
     ImpossibleDependency,
     StallError,
@@ -20,6 +21,7 @@ from .errors import (
 )
 from .imports import imports
 from .journal import JournalError
+from .logfield import install as _install_log_field
 from .oneshot import IMapResults, imap
 from .status import IMapStatus, TaskStatus
 
@@ -29,6 +31,7 @@ __all__ = [
     "TaskIterator",
     "imap",
     "imports",
+    "DROP",
     "TimeoutError",
     "WorkerInitError",
     "WorkerLostError",
@@ -45,3 +48,5 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_install_log_field()   # every record has a `worker` field (see imap.logfield)

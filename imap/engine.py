@@ -205,7 +205,9 @@ class Engine:
                     return got, self.forced
                 if up.finished():
                     return [], True
-                if not wait:
+                if not wait or not up.in_flight:
+                    # (nothing on its way -- the rest was dropped, imap.DROP:
+                    # the upstream draws first)
                     return [], False
                 remaining = None
                 if self.skip and up.timeout is not None:

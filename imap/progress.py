@@ -10,12 +10,22 @@ moves each bar by what its count grew since the last poll::
 
 * The **Progress thread** reads only the snapshot (for an IMap,
   ``Engine.status()``, taken under the engine's lock) and writes only its
-  own bars. It ends by itself once every counter is finished, closing the
-  bars with their final counts.
+  own bars. It ends once every counter is finished.
+* :meth:`Progress.poke`, called by the consumer that takes the last result
+  (a task iterator that ends, the Plumber's last output puller), brings the
+  bars to their counts in that thread and, once every counter is final,
+  closes them there: the bars are done before the consumer's next line runs
+  (``print(m.report())`` after ``list(out)`` prints below them).
+* While bars are shown, log records that would go to a console handler of
+  the root logger are written above the bars (``tqdm.write``, by
+  ``tqdm.contrib.logging.logging_redirect_tqdm``; shared by every open
+  display, undone when the last one closes), so worker log records do not
+  break a bar line.
 * :meth:`Progress.stop`, called by the owner (``IMap.stop``, ``Plumber.wait``
   and ``Plumber.stop``), stops and joins that thread, then brings every bar
   to its final count and closes it, in the caller's thread. So once ``stop``
-  has returned, the bars show exact counts and no thread is left.
+  has returned, the bars show exact counts and no thread is left. Bars closed
+  already (by ``poke`` or by the thread) are not drawn again.
 
 What ``progress=`` may be (:func:`check`): ``False``/``None`` (off: no
 thread, no bar, ``tqdm`` is not even imported), ``True`` (``tqdm.auto``:
@@ -71,6 +81,34 @@ def check(progress: Any) -> None:
         raise TypeError(f"progress must be {ACCEPTED}; got {progress!r}")
 
 
+_redirect_lock = threading.Lock()
+_redirect: list = [0, None]   # open displays with bars, the redirection in force
+
+
+def _redirect_logs(bar_class: Any) -> None:
+    """Send console log records through ``tqdm.write`` while bars are shown."""
+    with _redirect_lock:
+        if _redirect[0] == 0:
+            try:
+                from tqdm.contrib.logging import logging_redirect_tqdm
+
+                cm = logging_redirect_tqdm(tqdm_class=bar_class)
+                cm.__enter__()
+            except Exception:   # a bar class that is no tqdm: leave logging alone
+                log.debug("log records are not redirected around the bars", exc_info=True)
+                cm = None
+            _redirect[1] = cm
+        _redirect[0] += 1
+
+
+def _restore_logs() -> None:
+    with _redirect_lock:
+        _redirect[0] -= 1
+        if _redirect[0] == 0 and _redirect[1] is not None:
+            cm, _redirect[1] = _redirect[1], None
+            cm.__exit__(None, None, None)
+
+
 @functools.cache
 def _default_bar() -> type:
     """``tqdm.auto.tqdm`` without tqdm's monitor thread.
@@ -114,6 +152,13 @@ class Progress:
             # once per poll).
             for label, total in zip(self._labels, self._totals, strict=True):
                 self._bars.append(factory(total=total, desc=label, unit=unit, miniters=1))
+        self._redirected = False
+        if self._bars:
+            bar_class = _bar_class(factory)
+            if bar_class is not None and _is_tqdm(bar_class):
+                _redirect_logs(bar_class)
+                self._redirected = True
+        self._lock = threading.RLock()   # one thread at a time shows or closes
         self._closed = False
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -122,9 +167,20 @@ class Progress:
     def _run(self) -> None:
         """The Progress thread: poll until stopped or until every counter is final."""
         while not self._halt.wait(POLL_INTERVAL):
+            with self._lock:
+                if self._show(final=False):
+                    self._close()
+                    return
+
+    def poke(self) -> None:
+        """Bring the bars to the counts now, in the caller's thread; close them
+        once every counter is final (called when a consumer takes the last
+        result of a counter)."""
+        with self._lock:
             if self._show(final=False):
                 self._close()
-                return
+        if self._closed:
+            self._halt.set()   # the thread has nothing left to do
 
     def _show(self, final: bool) -> bool:
         """Bring the bars to the snapshot's counts; True once every count is final.
@@ -150,19 +206,26 @@ class Progress:
         except Exception:
             log.exception("the progress display failed; it is switched off")
             self._closed = True
+            if self._redirected:
+                self._redirected = False
+                _restore_logs()
             return True
 
     def _close(self) -> None:
         """Send the final counts (a last callback call per counter) and close the bars."""
-        if self._closed:
-            return
-        self._show(final=True)
-        self._closed = True
-        for bar in self._bars:
-            try:
-                bar.close()
-            except Exception:
-                log.exception("closing a progress bar failed")
+        with self._lock:
+            if self._closed:
+                return
+            self._show(final=True)
+            self._closed = True
+            for bar in self._bars:
+                try:
+                    bar.close()
+                except Exception:
+                    log.exception("closing a progress bar failed")
+            if self._redirected:
+                self._redirected = False
+                _restore_logs()
 
     def stop(self) -> None:
         """Stop and join the Progress thread, then show the final counts and close."""
@@ -173,6 +236,14 @@ class Progress:
                 log.warning("the progress display does not stop; left as a daemon thread")
                 return
         self._close()
+
+
+def _is_tqdm(cls: type) -> bool:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return False
+    return issubclass(cls, tqdm)
 
 
 # -- an IMap's bars ------------------------------------------------------------------

@@ -5,12 +5,19 @@ A result is filed as the value itself, or, for an error, as a
 buffer slots until it is taken; a Failure says whether it holds one (an
 error standing in for a skipped upstream result does not). Every method here
 is called with the engine's lock held.
+
+A value that is :data:`imap.DROP` (the function dropped its item) is not
+filed: its index becomes a *gap* that ordered hand-out steps over, and
+``put_many`` counts it among the results whose slots the caller frees at
+once.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from typing import Any
+
+from .drop import DROP, has_drop
 
 
 class Failure:
@@ -36,12 +43,15 @@ class ResultBuffer:
     brought them. Ordered buffers hand runs out by index (0, 1, 2, ...),
     unordered ones in arrival order. A skipped index is remembered until its
     late result arrives, which is then dropped (``put_many`` returns how many
-    it dropped so the caller frees their slots).
+    it dropped so the caller frees their slots). A value that is
+    :data:`~imap.DROP` is not filed either (ordered: its index is a gap the
+    hand-out steps over) and counts among those ``put_many`` returns.
     """
 
     __slots__ = (
         "ordered", "_runs", "_cur", "_pos", "_cur_start", "next_index", "count",
         "skipped", "outstanding", "arrived", "taken", "dropped", "nskipped", "trail",
+        "_gaps", "_gap_ends", "ndropped",
     )
 
     def __init__(self, ordered: bool) -> None:
@@ -57,11 +67,14 @@ class ResultBuffer:
         self.outstanding: set[int] = set()  # unordered: drawn, not arrived, not skipped
         self.arrived = 0
         self.taken = 0
-        self.dropped = 0
+        self.dropped = 0              # late results of skipped indices, discarded
         self.nskipped = 0
         # With a journal (imap.journal): the index of every result handed
         # out (taken or skipped), in the order handed out; None otherwise.
         self.trail: Any = None
+        self._gaps: dict[int, int] = {}   # ordered: first dropped index -> index after
+        self._gap_ends: dict[int, int] = {}   # the same gaps: index after -> first
+        self.ndropped = 0             # results the function dropped (imap.DROP)
 
     def __len__(self) -> int:
         return self.count
@@ -87,12 +100,14 @@ class ResultBuffer:
         if not self.ordered:
             self.outstanding.difference_update(indices)
         contiguous = isinstance(indices, range) and indices.step == 1
-        if contiguous and not self.skipped:
+        drops = has_drop(values)
+        if contiguous and not self.skipped and not drops:
             if n:
                 self._add_run(indices.start, values)
             return 0
-        # Slow path: drop skipped indices and split into contiguous runs.
-        dropped = 0
+        # Slow path: drop skipped indices and DROP values, split into
+        # contiguous runs.
+        dropped = gone = 0
         first = None
         run: list = []
         prev = None
@@ -100,6 +115,11 @@ class ResultBuffer:
             if index in self.skipped:
                 self.skipped.discard(index)
                 dropped += 1
+                continue
+            if value is DROP:
+                gone += 1
+                if self.ordered:
+                    self._gap(index)
                 continue
             if run and index != prev + 1:
                 self._add_run(first, run)
@@ -111,7 +131,29 @@ class ResultBuffer:
         if run:
             self._add_run(first, run)
         self.dropped += dropped
-        return dropped
+        self.ndropped += gone
+        return dropped + gone
+
+    def _gap(self, index: int) -> None:
+        """Note that ``index`` has no result (ordered): hand-out steps over it."""
+        gaps, ends = self._gaps, self._gap_ends
+        end = index + 1
+        if end in gaps:              # join the gap that follows
+            end = gaps.pop(end)
+            del ends[end]
+        start = ends.pop(index, index)   # ... and the one that precedes
+        gaps[start] = end
+        ends[end] = start
+
+    def _step_gaps(self) -> None:
+        """Ordered: move ``next_index`` past the gaps at it."""
+        gaps = self._gaps
+        while gaps:
+            end = gaps.pop(self.next_index, None)
+            if end is None:
+                return
+            del self._gap_ends[end]
+            self.next_index = end
 
     def put(self, index: int, outcome: Outcome) -> bool:
         """File one result; False if it was skipped and is dropped."""
@@ -122,6 +164,8 @@ class ResultBuffer:
         if self._pos < len(self._cur):
             return True
         if self.ordered:
+            if self._gaps:
+                self._step_gaps()
             run = self._runs.pop(self.next_index, None)
             if run is None:
                 return False
@@ -187,6 +231,8 @@ class ResultBuffer:
     def skip(self, drawn: int) -> int:
         """Abandon the result that would be handed out next; return its index."""
         if self.ordered:
+            if self._gaps:
+                self._step_gaps()
             index = self.next_index
             self.next_index += 1
         elif self.outstanding:
@@ -206,6 +252,8 @@ class ResultBuffer:
         """Whether the result to hand out next is of a tasklet drawn already
         (of ``drawn``): one that is on its way, not one still to be drawn."""
         if self.ordered:
+            if self._gaps:
+                self._step_gaps()
             return self.next_index < drawn
         return bool(self.outstanding)
 
@@ -215,5 +263,7 @@ class ResultBuffer:
         if self.count:
             return False
         if self.ordered:
+            if self._gaps:
+                self._step_gaps()
             return self.next_index >= drawn
         return not self.outstanding

@@ -20,11 +20,14 @@ class TaskStatus:
         name: the task's name (the function name unless given).
         drawn: tasklets drawn from the task's input so far.
         in_flight: tasklets drawn whose result has not arrived yet.
-        done: results arrived (values and errors).
+        done: results arrived (values and errors, and the items the
+            function dropped by returning :data:`imap.DROP`).
         buffered: results arrived and waiting to be taken.
         consumed: results taken (by ``next()`` or by a chained task).
         errors: results that are errors.
         skipped: results abandoned by a timeout with ``skip=True``.
+        dropped: items the function dropped (it returned :data:`imap.DROP`):
+            counted in ``done``, never handed out.
         finished: the input is exhausted and every result was taken or skipped.
         busy: seconds the workers spent running this task's tasklets, as
             measured in the workers (the batches delivered so far).
@@ -67,6 +70,7 @@ class TaskStatus:
     errors: int
     skipped: int
     finished: bool
+    dropped: int = 0
     busy: float = 0.0
     batch: int = 1
     tasklet_time: float | None = None
@@ -95,7 +99,9 @@ class IMapStatus:
         slots_used: buffer slots held now (tasklets drawn, results not taken).
         buffer: the bound in force: the most slots that may be held now (the
             buffer given, or the adaptive bound).
-        high_water: the most slots ever held at once since start.
+        high_water: the most slots ever held at once since start. It never
+            exceeded the bound in force at that moment; an adaptive bound
+            moves, so it may exceed ``buffer`` (the bound now).
         tasks: one :class:`TaskStatus` per task.
         stride: the stride in force (the stride given, or this turn's).
         bytes_alive: an estimate of the bytes the tasklets alive hold (their
@@ -153,6 +159,7 @@ def _task_status(engine: Any, t: Any, now: float) -> TaskStatus:
         done=done, buffered=len(t.results) + len(t.handout),
         consumed=t.results.taken - len(t.handout), errors=t.errors,
         skipped=t.results.nskipped, finished=t.finished(),
+        dropped=t.results.ndropped,
         busy=stats.busy,
         batch=t.flow.batch if t.flow else 1,
         tasklet_time=t.flow.tasklet if t.flow else None,

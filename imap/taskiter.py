@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .engine import Engine
@@ -16,8 +17,10 @@ class RunEndedError(RuntimeError):
     ``stop()``, the end of a ``with IMap()`` block, or a restart ends a run;
     the results its tasks had not handed out are gone. Reading such an
     iterator used to end it silently, as if the task had had no results.
-    The first read after the end raises this error; the iterator is ended
-    from then on (a later read raises StopIteration).
+    Every read after the end raises this error, ``next(it)`` and
+    ``list(it)`` (or a ``for`` loop) alike. The one exception is the Feeder
+    of another IMap drawing the iterator as a task's input: it gets the
+    error once (as that item's error) and then sees the end of the input.
     """
 
 
@@ -98,12 +101,26 @@ class TaskIterator:
             if ending and not self._record.finished():
                 raise self._run_ended() from None
             self._ended = True
+            self._last_taken()
             raise
 
+    def _last_taken(self) -> None:
+        """The task's last result was taken: its progress bar (if shown) is
+        brought up to date, and the bars closed once every task finished,
+        here, before the caller goes on."""
+        state = getattr(self.imap, "_state", None)
+        display = state.get("progress") if isinstance(state, dict) else None
+        if display is not None:
+            display.poke()
+
     def _run_ended(self) -> RunEndedError:
-        # Said once; then the iterator is ended, so that a reader that goes on
-        # after an error (another IMap's Feeder drawing it as an input) stops.
-        self._ended = True
+        # Said to every read, but only once to another IMap's Feeder drawing
+        # it as an input: the Feeder goes on after an input error, so then
+        # the iterator is ended (later reads raise StopIteration).
+        from .feeder import Feeder  # (not at import: feeder imports much)
+
+        if isinstance(threading.current_thread(), Feeder):
+            self._ended = True
         return RunEndedError(
             f"task {self.task} ({self._record.name}) was read after its run of "
             f"{self.imap!r} ended (stop(), the end of a 'with IMap()' block, or a new "

@@ -1,6 +1,7 @@
 """papy: flow-based pipelines on top of :mod:`imap`.
 
-``Worker`` (composed functions, errors caught), ``Piper`` (a node, inline or
+``item`` (a function of the item, not of the inbox), ``Worker`` (composed
+functions, errors caught), ``Piper`` (a node, inline or
 on an IMap), ``Dagger`` (the graph of pipers), ``Plumber`` (run, pause, stop,
 statistics, save/load). See ``doc/pipelines.rst``.
 """
@@ -10,7 +11,7 @@ from .errors import DaggerError, PiperError, PlumberError, WorkerError
 from .graph import DictGraph
 from .piper import Piper
 from .plumber import Plumber
-from .worker import Worker
+from .worker import Worker, item
 
-__all__ = ["Worker", "Piper", "Dagger", "Plumber", "DictGraph", "WorkerError",
+__all__ = ["item", "Worker", "Piper", "Dagger", "Plumber", "DictGraph", "WorkerError",
            "PiperError", "DaggerError", "PlumberError"]

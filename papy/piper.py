@@ -30,11 +30,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from imap import IMap, StallError
+from imap.drop import DROP
 from imap.taskiter import RunEndedError
 
 from .errors import PiperError, WorkerError
 from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, inboxes
-from .worker import ERROR_TYPES, LOOK_CLOSER, PLAIN_TYPES, Worker
+from .worker import ERROR_TYPES, LOOK_CLOSER, PLAIN_TYPES, Item, Worker
 
 log = logging.getLogger("papy")
 _numbers = itertools.count()
@@ -52,6 +53,22 @@ def _stalled(name: str) -> None:
     """
     log.debug("piper %r: its IMap is stalled; waiting on", name)
     time.sleep(0.01)
+
+
+class _Dropped:
+    """What an IMap task of a piper returns for a dropped item.
+
+    Not :data:`imap.DROP`, which the IMap would file as no result: a piper
+    keeps every item's place (a merge downstream zips its inputs item by
+    item), and :meth:`Piper._results` turns it back into ``DROP``. Pickles
+    as itself (this module's ``_DROPPED``).
+    """
+
+    def __reduce__(self) -> str:
+        return "_DROPPED"
+
+
+_DROPPED = _Dropped()
 
 
 class _Call:
@@ -76,6 +93,8 @@ class _Call:
             if self.retry_on and isinstance(result.exception, self.retry_on):
                 raise result.exception   # the IMap runs it again (add_task(retry_on=))
             return _failed(result, self.piper)
+        if result is DROP:
+            return _DROPPED
         return result
 
 
@@ -144,6 +163,17 @@ class Piper:
         track: keep every result in :attr:`tracked`.
         repeat: with ``produce=n``, one result is repeated n times.
 
+    **Dropping.** A function that returns :data:`imap.DROP` drops its item:
+    nothing reaches the pipeline's outputs for it (it is counted in
+    ``stats["dropped"]``) and no piper downstream runs on it. Downstream
+    pipers keep its place, so a merge stays aligned: a merge of two
+    branches drops an item that either branch dropped (an error in the
+    other branch wins: it is passed on). With ``consume=n`` a dropped item
+    is left out of the group (a group of dropped items only is dropped);
+    with ``produce=n`` a dropped evaluation drops its ``n`` items.
+    Iterating a piper (``for x in piper``) leaves dropped items out; its
+    :attr:`outbox` holds them (as ``DROP``), for the pipers it feeds.
+
     Extra arguments of the function belong to its Worker:
     ``Piper(Worker(times, arguments=[(10,)]))``; a Piper given ``args``,
     ``arguments`` or ``kwargs`` says so.
@@ -168,6 +198,11 @@ class Piper:
             worker = worker.worker
         if not isinstance(worker, Worker):
             worker = Worker(worker)
+        if consume != 1 and isinstance(worker.functions[0], Item):
+            raise PiperError(
+                f"consume={consume} hands the function a list of {consume} inboxes, but "
+                f"{worker.functions[0]!r} is for one item; give the plain function "
+                f"(it gets [[item0], [item1], ...])")
         for label, value in (("consume", consume), ("produce", produce), ("spawn", spawn)):
             if not isinstance(value, int) or value < 1:
                 raise PiperError(f"{label} must be an int >= 1, got {value!r}")
@@ -433,10 +468,16 @@ class Piper:
         produce, debug, track = self.produce, self.debug, self.track
         for value in values:
             stats["in"] = counter[0]
-            if type(value) not in PLAIN_TYPES and isinstance(value, ERROR_TYPES):
-                value = self._counted(value)
-                if debug:
-                    raise value
+            if type(value) not in PLAIN_TYPES:
+                if isinstance(value, ERROR_TYPES):
+                    value = self._counted(value)
+                    if debug:
+                        raise value
+                elif value is DROP:   # its place is kept (see Piper): DROP goes on
+                    stats["dropped"] = stats.get("dropped", 0) + produce
+                    for _ in range(produce):
+                        yield DROP
+                    continue
             if track:
                 self.tracked.append(value)
             if produce == 1:
@@ -467,7 +508,7 @@ class Piper:
                 except Exception as exc:
                     value = PiperError(f"piper {name!r}: no result", exc, name)
                     break
-            yield value
+            yield DROP if value is _DROPPED else value
 
     def _evaluated(self, source: Iterator[Any]) -> Iterator[Any]:
         """The values of the common inline piper (one input, ``consume=1``,
@@ -563,6 +604,7 @@ class Piper:
                     "are only counted): %s", self.name, _describe(error))
 
     def __iter__(self) -> Iterator[Any]:
+        """The piper's items, without those dropped (``imap.DROP``)."""
         if self.outbox is None:
             raise PiperError(f"piper {self.name!r} is not connected")
-        return self.outbox
+        return (value for value in self.outbox if value is not DROP)

@@ -33,9 +33,12 @@ import functools
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from imap import waiting
+from imap.drop import DROP
 from imap.progress import Progress
 from imap.stats import Report
 from imap.waiting import Flag
@@ -51,6 +54,14 @@ log = logging.getLogger("papy")
 
 def _drop(value: Any) -> None:
     """Where a puller puts the items it does not keep."""
+
+
+def _output_counts(pulled: int, errors: int, dropped: int) -> dict:
+    """An output's entry of ``Plumber.stats["outputs"]``."""
+    counts = {"items": pulled - dropped, "errors": errors}
+    if dropped:
+        counts["dropped"] = dropped
+    return counts
 
 
 def _expected_items(plumber: Plumber) -> dict:
@@ -118,11 +129,21 @@ class Plumber:
             again (see :doc:`pipelines`, *Recovery*, and
             :mod:`papy.journal`). ``start(journal=...)`` gives one per run.
         journal_reuse: take a journal written by a pipeline of another shape.
+        logger_options: PaPy 1.x's logging set-up; accepted with a
+            DeprecationWarning and ignored (papy logs to the logger
+            ``papy``: configure it with :mod:`logging`).
     """
 
     def __init__(self, pipers: Iterable[Any] = (), pipes: Iterable[Sequence[Any]] = (),
                  xtras: dict | None = None, keep: bool = False,
+                 logger_options: dict | None = None,
                  journal: str | None = None, journal_reuse: bool = False) -> None:
+        if logger_options is not None:
+            warnings.warn(
+                "Plumber(logger_options=...) is PaPy 1.x's and is ignored: papy logs "
+                "through the standard logger 'papy' (configure it with logging, e.g. "
+                "logging.basicConfig(level=logging.INFO)); see doc/migrating.rst",
+                DeprecationWarning, stacklevel=2)
         # Each output has one reader, its puller, and a graceful stop drains
         # through the pullers too (drain=): the outboxes need no lock.
         self.dagger = Dagger(pipers, pipes, xtras, drain=self._run_dry)
@@ -130,12 +151,17 @@ class Plumber:
         self.results: dict[str, list] = {}
         self._threads: list[threading.Thread] = []
         self._pulling: set[int] = set()     # outputs with a live puller
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        # notified (lock held) when a puller ends, pauses or fails: wait()
+        # sees a pipeline that nothing pulls any more
+        self._changed = waiting.condition(self._lock)
+        self._ran = False   # run() was called since start()
         self._pause = threading.Event()
         self._finished = Flag()   # its wait survives a second Ctrl-C
         self._error: BaseException | None = None
         self._outputs: list = []            # (piper, outbox), None once exhausted
-        self._counts: dict[str, list] = {}  # output name -> [items, errors] pulled
+        # output name -> [items, errors, dropped] pulled (items: dropped too)
+        self._counts: dict[str, list] = {}
         self._reported = False
         self._started = False
         self._start_time: float | None = None
@@ -217,12 +243,13 @@ class Plumber:
                           else self._journal.taken(p, iter(p.outbox)))
                          for p in self.get_outputs()]
         self.results = {p.name: [] for p, _ in self._outputs}
-        self._counts = {p.name: [0, 0] for p, _ in self._outputs}
+        self._counts = {p.name: [0, 0, 0] for p, _ in self._outputs}
         self._reported = False
         self._pulling = set()
         self._finished.clear()
         self._error = None
         self._started = True
+        self._ran = False
         self._start_time = time.time()
         self._end_time = None
 
@@ -243,6 +270,7 @@ class Plumber:
         if progress and self._progress is None:
             self._progress = self._show_progress(progress)
         with self._lock:
+            self._ran = True
             self._pause.clear()
             for index, output in enumerate(self._outputs):
                 if output is not None and index not in self._pulling:
@@ -284,6 +312,9 @@ class Plumber:
                 if not paused():
                     for value in outbox:
                         counts[0] += 1
+                        if value is DROP:   # dropped upstream (imap.DROP): no item
+                            counts[2] += 1
+                            continue
                         if isinstance(value, PiperError):
                             counts[1] += 1
                         keep(value)
@@ -295,10 +326,12 @@ class Plumber:
                 with self._lock:
                     if self._pause.is_set():
                         self._pulling.discard(index)
+                        self._changed.notify_all()
                         return
         except BaseException as exc:   # debug=True pipers raise here
             with self._lock:
                 self._pulling.discard(index)
+                self._changed.notify_all()
                 if self._error is None:
                     self._error = exc
                 self._pause.set()
@@ -306,10 +339,15 @@ class Plumber:
                 self._finished.set()
 
     def _ended(self, index: int) -> None:
-        """The output ``index`` is exhausted: its puller ends (the last one finishes)."""
+        """The output ``index`` is exhausted: its puller ends (the last one
+        finishes; it closes the progress bars, before ``wait()`` returns)."""
         with self._lock:
             self._outputs[index] = None
+            display = self._progress
+            if display is not None and all(o is None for o in self._outputs):
+                display.poke()   # final counts: the bars close here
             self._pulling.discard(index)
+            self._changed.notify_all()
             if all(o is None for o in self._outputs):
                 self._end_time = time.time()
                 self._finished.set()
@@ -331,11 +369,16 @@ class Plumber:
         True means *finished*, not *succeeded*: if items failed, ``wait()``
         logs an ERROR (logger ``papy``) counting the failed items per output,
         once per run, and ``stats["outputs"]`` holds the counts.
-        Raises PlumberError if an output raised (e.g. a ``debug=True`` piper).
+        Raises PlumberError if an output raised (e.g. a ``debug=True`` piper),
+        and, at once, when nothing pulls the outputs, so that the wait could
+        never end: before :meth:`run` (``wait`` does not run the pipeline),
+        or while it is paused (:meth:`pause`; it says so as soon as the
+        pullers have stopped).
         """
         if not self._started and not self._finished.is_set():
-            raise PlumberError("the Plumber is not started")
-        done = self._finished.wait(timeout)
+            raise PlumberError("the Plumber is not started: start(datas), then run(), "
+                               "then wait()")
+        done = self._wait_pulled(timeout)
         if done:
             self._join_threads(None)
             self._stop_progress()
@@ -343,6 +386,26 @@ class Plumber:
         if done:
             self._report()
         return done
+
+    def _wait_pulled(self, timeout: float | None) -> bool:
+        """Wait for the end while some puller runs; raise once none does."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while not self._finished.is_set():
+                if not self._pulling and self._error is None:
+                    if not self._ran:
+                        raise PlumberError(
+                            "wait() before run(): nothing pulls the outputs, so the "
+                            "pipeline would never end; call run() first (wait() only "
+                            "waits for the end of a run)")
+                    raise PlumberError(
+                        "wait() while the Plumber is paused: nothing pulls the outputs, "
+                        "so the pipeline would never end; call run() to resume first")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                waiting.wait(self._changed, remaining)
+        return True
 
     def _report(self) -> None:
         """Log, once per run, how many items of each output are errors."""
@@ -352,8 +415,8 @@ class Plumber:
         failed = {name: c for name, c in self._counts.items() if c[1]}
         if not failed:
             return
-        parts = [f"{name!r}: {errors} of {items} items" for name, (items, errors)
-                 in failed.items()]
+        parts = [f"{name!r}: {errors} of {pulled - dropped} items"
+                 for name, (pulled, errors, dropped) in failed.items()]
         origins = [p.name for p in self.topological() if p.first_error is not None]
         log.error("the pipeline ran with errors: failed items per output: %s (first "
                   "errors logged for piper%s %s; each failed item is a PiperError in its "
@@ -429,8 +492,11 @@ class Plumber:
         its IMap's workers' time), ``rate`` (items/s, recent), ``tasklet``
         and ``peak`` (mean and longest seconds per item), ``input_wait`` and
         ``result_wait`` (s; see :meth:`report`); ``outputs``: output name ->
-        ``{"items", "errors"}`` (items pulled, of which PiperErrors; a run
-        with a journal adds ``"replayed"``: of which replayed from it);
+        ``{"items", "errors"}`` (items pulled, of which PiperErrors) and,
+        once items were dropped upstream (``imap.DROP``), ``dropped`` (those
+        are not counted in ``items``); a run with a journal adds
+        ``"replayed"`` (of the items, those replayed from it); a piper's
+        counters gain ``dropped`` the same way;
         ``pipers_tracked`` (PaPy 1.x): per piper made with ``track=True``,
         the Piper -> a list with one dict per spawned task, mapping the
         task's result index to the result (``[{0: r0, 1: r1}]`` when
@@ -443,15 +509,15 @@ class Plumber:
             "start_time": self._start_time,
             "run_time": run_time,
             "pipers": self._piper_stats(),
-            "outputs": {name: self._output_stats(name, items, errors)
-                        for name, (items, errors) in self._counts.items()},
+            "outputs": {name: self._output_stats(name, counts)
+                        for name, counts in self._counts.items()},
             "pipers_tracked": {p: _by_task(p.tracked, p.spawn) for p in self.graph
                                if p.track},
         }
 
-    def _output_stats(self, name: str, items: int, errors: int) -> dict:
+    def _output_stats(self, name: str, counts: list) -> dict:
         """An output's counters; with a journal, the items replayed from it too."""
-        stats = {"items": items, "errors": errors}
+        stats = _output_counts(*counts)
         if self._journal is not None:
             stats["replayed"] = self._journal.counts(self.resolve(name))[0]
         elif name in self._replayed:

@@ -23,6 +23,9 @@ __all__ = ["pipeline_report"]
 # What each kind of IMap verdict says, in order of precedence: a piper
 # whose work limits the run first, then a slow input, then a slow consumer.
 _PRECEDENCE = ("work", "input", "consumer", "overhead")
+# An inline piper busy less than this share of the run is not named as the
+# consumer the results wait for (its measured time says it is not).
+INLINE_BLAMED = 0.2
 
 
 def _by_task(pipers: dict) -> dict:
@@ -128,20 +131,35 @@ def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
     elif kind == "input":
         waiting = max((p for p in pipers.values() if p.imap is m),
                       key=lambda p: rows[p.name]["input_wait"])
-        ups = [up.name for up in dagger.upstream(waiting)] or ["its input data"]
+        upstream = dagger.upstream(waiting)
+        ups = [up.name for up in upstream] or ["its input data"]
         bottleneck = "input"
+        # moving a piper to an IMap is suggested only for one that is not on one
+        inline_ups = [up for up in upstream if up.imap is None]
+        remedy = "make what feeds it faster"
+        if inline_ups:
+            slowest = max(inline_ups, key=lambda up: rows[up.name]["busy"])
+            remedy += f" (or run piper {slowest.name!r}, inline now, on an IMap)"
+        elif upstream:
+            remedy += " (give the IMaps of the pipers that feed it more workers)"
         verdict = (f"the input of piper {waiting.name!r} (from {', '.join(map(repr, ups))}): "
                    f"it waited for its input {rows[waiting.name]['input_wait'] / elapsed:.0%} "
-                   f"of the run while the workers of IMap {m.name} idled. Make what feeds "
-                   f"it faster (or run that on an IMap); more workers will not help.")
+                   f"of the run while the workers of IMap {m.name} idled. "
+                   f"{remedy[0].upper()}{remedy[1:]}; more workers for {m.name} will "
+                   f"not help.")
     elif kind == "consumer":
+        # an inline piper is named only from its measured busy time: one
+        # near 0 (a merge that zips) is never the one the results wait for
         inline = [p for p in dagger.postorder() if p.imap is None
-                  and any(up.imap is m for up in dagger.upstream(p))]
+                  and any(up.imap is m for up in dagger.upstream(p))
+                  and rows[p.name]["share"] >= INLINE_BLAMED]
         if inline:
-            bottleneck = inline[0].name
-            verdict = (f"piper {inline[0].name!r}: it runs inline, in the thread that pulls "
-                       f"it, and the results of IMap {m.name} wait for it. Run it on an "
-                       f"IMap (parallel=...) or make it cheaper.")
+            worst = max(inline, key=lambda p: rows[p.name]["busy"])
+            bottleneck = worst.name
+            verdict = (f"piper {worst.name!r}: it runs inline, in the thread that pulls "
+                       f"it, was busy about {rows[worst.name]['share']:.0%} of the run, and "
+                       f"the results of IMap {m.name} wait for it. Run it on an IMap "
+                       f"(parallel=...) or make it cheaper.")
         else:
             bottleneck = "consumer"
             verdict = (f"the consumer of the outputs: the results of IMap {m.name} wait "

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from imap.drop import DROP
 from imap.waiting import wait
 
 from .errors import PiperError
@@ -343,7 +344,10 @@ def inboxes(inputs: list[Iterable[Any]], consume: int, counter: list,
     each of them a list with one element per input -- the shape PaPy 1.x
     handed such a function: ``[[a0], [a1]]`` for one input and n = 2.
     ``counter[0]`` counts the items (zipped tuples) drawn. Nothing is drawn
-    before ``gate`` is set (every IMap of the pipeline started).
+    before ``gate`` is set (every IMap of the pipeline started). With
+    ``consume=n``, an inbox holding :data:`imap.DROP` (an upstream piper
+    dropped the item) is left out of its group; a group of dropped items
+    only is one ``(DROP,)`` inbox (the evaluation is dropped too).
     """
     if gate is not None:
         gate.wait()
@@ -355,13 +359,16 @@ def inboxes(inputs: list[Iterable[Any]], consume: int, counter: list,
         return
     while True:
         group = []
+        seen = 0
         for inbox in zipped:
             counter[0] += 1
-            group.append(list(inbox))
-            if len(group) == consume:
+            seen += 1
+            if not any(element is DROP for element in inbox):
+                group.append(list(inbox))
+            if seen == consume:
                 break
-        if not group:
+        if not seen:
             return
-        yield group
-        if len(group) < consume:
+        yield group if group else (DROP,)
+        if seen < consume:
             return

@@ -7,23 +7,42 @@ gets ``(previous_result,)``. A function that raises does not stop anything:
 the worker returns a :class:`~papy.errors.WorkerError` in place of the
 result. An inbox holding an error (a ``PiperError`` or ``WorkerError`` from
 upstream) is passed on without running any function.
+
+*Item functions*: :func:`item` wraps a function written for the item itself,
+``def gc(seq)``; the worker calls it ``f(*inbox, *args, **kwargs)``: with
+the item of a one-input piper, with one item per input of a merge.
+
+*Dropping*: a function that returns :data:`imap.DROP` drops its item: the
+worker's later functions do not run and the worker returns ``DROP``. An
+inbox holding ``DROP`` (an upstream piper dropped the item; for a merge, any
+of its branches did) is dropped too, without running any function (an error
+in the inbox wins: it is passed on).
+
+*Refused at the first item*: a function whose first parameter is annotated
+with a class an inbox is not an instance of (``def gc(seq: str)``) is
+evidently written for an item; called with a tuple (or with the list of
+``consume``), it fails with a TypeError naming :func:`item` instead of
+running on the wrong value.
 """
 
 from __future__ import annotations
 
+import inspect
 import traceback
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from imap.depends import dependencies_of
+from imap.drop import DROP, _Drop
 from imap.errors import UnmetDependency
 
 from .errors import PiperError, WorkerError
 
 #: The types of the error values that travel in an item's place.
 ERROR_TYPES = (PiperError, WorkerError)
-#: An inbox element of these types needs a closer look for errors.
-LOOK_CLOSER = (PiperError, WorkerError, tuple, list)
+#: An inbox element of these types needs a closer look for errors (or a drop).
+LOOK_CLOSER = (PiperError, WorkerError, tuple, list, _Drop)
 #: Items of these exact types are no error and hold none: no need to look
 #: closer (a set lookup costs less than isinstance with a tuple of types).
 PLAIN_TYPES = frozenset({bool, bytes, complex, dict, float, int, str, type(None)})
@@ -51,16 +70,109 @@ def find_error(inbox: Any) -> Any:
 def inbox_hint(func: Callable, exc: BaseException, inbox: Any) -> str:
     """A hint when ``func`` looks written for an item instead of an inbox.
 
-    Only for a TypeError that names ``tuple``, raised by a function called
-    with an inbox (a tuple; a later function of a worker gets
-    ``(previous_result,)``): the most likely cause is a function that takes
-    the item itself, ``def f(x)``, where papy passes ``(x,)``.
+    Only for a TypeError or AttributeError that names ``tuple``, raised by a
+    plain function called with an inbox (a tuple; a later function of a
+    worker gets ``(previous_result,)``): the most likely cause is a function
+    that takes the item itself, ``def f(x)``, where papy passes ``(x,)``.
     """
-    if type(exc) is TypeError and type(inbox) is tuple and "tuple" in str(exc):
+    if (type(exc) in (TypeError, AttributeError) and type(inbox) is tuple
+            and "tuple" in str(exc) and not isinstance(func, Item)):
         return (f"{_name(func)} was called with the inbox {_short(inbox)}, a tuple with "
-                f"one item per input pipe; a function written for one item takes it "
-                f"as inbox[0]")
+                f"one item per input pipe; for a function written for one item, give "
+                f"papy.item({_name(func)}) (or take the item as inbox[0])")
     return ""
+
+
+class Item:
+    """A function of the item(s) itself, not of the inbox: see :func:`item`."""
+
+    def __init__(self, func: Callable) -> None:
+        if isinstance(func, Item):
+            func = func.func
+        if not callable(func):
+            raise TypeError(f"papy.item() takes a function, got {func!r}")
+        self.func = func
+        self.__wrapped__ = func
+        self.__name__ = getattr(func, "__name__", repr(func))
+        self.__qualname__ = getattr(func, "__qualname__", self.__name__)
+        self.__module__ = getattr(func, "__module__", None)
+
+    def __call__(self, inbox: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*inbox, *args, **kwargs)
+
+    @property
+    def __imap_depends__(self) -> tuple:   # its function's imap.require marks
+        return dependencies_of(self.func)
+
+    def __reduce__(self) -> tuple:
+        return (Item, (self.func,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Item) and other.func == self.func
+
+    def __hash__(self) -> int:
+        return hash((Item, self.func))
+
+    def __repr__(self) -> str:
+        return f"papy.item({_name(self.func)})"
+
+
+def item(func: Callable) -> Item:
+    """Mark ``func`` as written for the item itself, not for the inbox.
+
+    ``Piper(papy.item(gc))`` calls ``gc(seq)`` with each item; a merge piper
+    ``Piper(papy.item(pair))`` calls ``pair(left, right)``, one argument
+    per input in the order of its inbox; a later function of a worker,
+    ``Worker((parse, papy.item(gc)))``, gets the result of the one before.
+    Extra arguments follow the items: ``Worker(papy.item(scale),
+    arguments=[(10,)])`` calls ``scale(x, 10)``. Without it, a function gets
+    the inbox, a tuple with one element per input (PaPy's convention).
+
+    Not a decorator for the function itself: wrap it where the pipeline is
+    built, so that ``gc`` stays a plain function of a sequence elsewhere.
+    """
+    return Item(func)
+
+
+def _declared(func: Callable) -> type | None:
+    """The class the first parameter of ``func`` is annotated with, when an
+    inbox (a tuple, or the list of ``consume``) can never be an instance of
+    it; None otherwise (no annotation, ``Any``, a union, ``tuple``, ...)."""
+    if isinstance(func, Item):
+        return None
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY,
+                                           params[0].POSITIONAL_OR_KEYWORD):
+        return None
+    annotation = params[0].annotation
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(func).get(params[0].name, annotation)
+        except Exception:   # a name the annotation uses is not importable: no guess
+            return None
+    if (annotation is inspect.Parameter.empty or not isinstance(annotation, type)
+            or annotation is object):
+        return None
+    if issubclass(tuple, annotation) or issubclass(list, annotation):
+        return None
+    return annotation
+
+
+class InboxRefused(TypeError):
+    """A function annotated for an item was about to be called with an inbox."""
+
+
+def _refused(func: Callable, declared: type, value: Any) -> InboxRefused:
+    name = _name(func)
+    return InboxRefused(
+        f"{name} takes a {declared.__name__} (its first parameter is annotated so) but a "
+        f"Worker calls it with the inbox {_short(value)} (a tuple with one element per "
+        f"input pipe; with consume=n, a list of inboxes); wrap it as papy.item({name}) "
+        f"to be called with the item itself, or write it for the inbox (the item is "
+        f"inbox[0])")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -179,7 +291,11 @@ class Worker:
         # arguments (the common case): called as is, it is the whole worker
         # but for the error handling (see __call__ and failure).
         self.single: Callable | None = None
-        if len(funcs) == 1 and not args[0] and not kws[0]:
+        # Per function, the class its first parameter is annotated with when
+        # an inbox cannot be one (see _declared): checked at every call.
+        self.declared: tuple = tuple(_declared(f) for f in funcs)
+        self._checked = any(d is not None for d in self.declared)
+        if len(funcs) == 1 and not args[0] and not kws[0] and not self._checked:
             self.single = funcs[0]
 
     def __call__(self, inbox: Any) -> Any:
@@ -190,6 +306,8 @@ class Worker:
                     error = find_error(inbox)
                     if error is not None:
                         return error
+                    if any(e is DROP for e in inbox):
+                        return DROP   # an upstream piper dropped the item
                     break
         else:
             error = find_error(inbox)
@@ -207,11 +325,17 @@ class Worker:
         for i, (func, args, kwargs) in enumerate(
                 zip(self.functions, self.arguments, self.kwargs, strict=False)):
             try:
+                if self._checked:
+                    declared = self.declared[i]
+                    if declared is not None and not isinstance(value, declared):
+                        raise _refused(func, declared, value)
                 value = func(value, *args, **kwargs)
             except UnmetDependency:
                 raise
             except Exception as exc:
                 return self.failure(func, exc, value)
+            if value is DROP:
+                return DROP   # the item is dropped: the later functions do not run
             if i < last:
                 value = (value,)
         return value

@@ -75,3 +75,13 @@ def exit_on_first_attempt(inbox, victim, marker):
 def papy_pid_if_capable(inbox):
     """A papy worker function that runs only where is_capable()."""
     return (inbox[0], os.getpid())
+
+
+def gc_content(seq):
+    """The share of G and C in ``seq`` (a function of one item: papy.item)."""
+    return (seq.count("G") + seq.count("C")) / len(seq)
+
+
+def drop_odd_item(x):
+    """Drops an odd item (imap.DROP), keeps an even one (papy.item)."""
+    return imap.DROP if x % 2 else x

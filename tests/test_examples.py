@@ -52,6 +52,11 @@ EXPECTED = {
         "results replayed from the journal,",
         "done: 2000 results, the uninterrupted output: True",
     ],
+    "fasta_gc.py": [
+        "pipeline: ['parse', 'gc', 'length', 'rich', 'merge', 'write']",
+        "300 records parsed, 151 dropped below GC 0.5, 149 written to fasta_gc_out",
+        "identical to the serial computation: True",
+    ],
     "unordered_timeouts.py": [
         "arrival order:",
         "every item came back exactly once: True",

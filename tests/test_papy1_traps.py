@@ -112,14 +112,26 @@ def test_a_reader_waiting_when_the_run_is_stopped_gets_run_ended() -> None:
     assert len(caught) == 1 and isinstance(caught[0], RunEndedError)
 
 
-def test_run_ended_is_said_once_then_the_iterator_is_ended() -> None:
+def test_run_ended_is_said_to_next_and_to_list_alike() -> None:
     m = threads()
     out = m.add_task(inc, range(10))
     m.start()
     m.stop()
     with pytest.raises(RunEndedError):
         next(out)
-    assert list(out) == []
+    with pytest.raises(RunEndedError):
+        list(out)
+    with pytest.raises(RunEndedError):
+        next(out)
+
+
+def test_a_task_read_to_its_end_before_stop_stays_ended() -> None:
+    m = threads()
+    out = m.add_task(inc, range(3))
+    m.start()
+    assert list(out) == [1, 2, 3]
+    m.stop()
+    assert list(out) == []   # it had ended: nothing was lost
 
 
 def test_a_task_drawing_a_stopped_imaps_task_gets_one_error_then_ends() -> None:

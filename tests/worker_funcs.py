@@ -28,6 +28,11 @@ def add_one(x):
     return x + 1
 
 
+def drop_odd(x):
+    """Drops an odd item (imap.DROP), keeps an even one."""
+    return imap.DROP if x % 2 else x
+
+
 def double(x):
     return 2 * x
 
