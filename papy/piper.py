@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from imap import IMap, StallError
+from imap.core import RETRIES
 from imap.drop import DROP
 from imap.taskiter import RunEndedError
 
@@ -149,7 +150,10 @@ class Piper:
             the cause: its worker was lost (a process that died, a remote
             host gone), or the function raised an exception of a
             ``retry_on`` class; passed to the piper's tasks
-            (``IMap.add_task(retries=...)``). Once they are spent the item
+            (``IMap.add_task(retries=...)``). Default (None): the IMap's
+            default, 2, so that a worker lost once costs no item (0 for an
+            inline piper, which has no worker to lose); ``retries=0`` fails
+            a lost worker's items at once. Once they are spent the item
             becomes a ``PiperError`` (wrapping :class:`imap.WorkerLostError`
             or the function's exception, whose ``attempts`` says how many
             attempts were made).
@@ -184,7 +188,7 @@ class Piper:
     def __init__(self, worker: Any, parallel: IMap | bool = False, consume: int = 1,
                  produce: int = 1, spawn: int = 1, timeout: float | None = None,
                  branch: Any = None, debug: bool = False, name: str | None = None,
-                 track: bool = False, repeat: bool = False, retries: int = 0,
+                 track: bool = False, repeat: bool = False, retries: int | None = None,
                  retry_on: Any = (), **misplaced: Any) -> None:
         if misplaced:
             names = ", ".join(sorted(misplaced))
@@ -216,6 +220,8 @@ class Piper:
             if not parallel.skip:
                 raise PiperError(f"timeout needs an IMap made with skip=True; "
                                  f"{parallel.name} has skip=False")
+        if retries is None:
+            retries = RETRIES if isinstance(parallel, IMap) else 0
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise PiperError(f"retries must be an int >= 0, got {retries!r}")
         if retries and not isinstance(parallel, IMap):
@@ -266,7 +272,8 @@ class Piper:
 
     def __repr__(self) -> str:
         where = self.imap.name if self.imap is not None else "inline"
-        retries = f", retries={self.retries}" if self.retries else ""
+        retries = (f", retries={self.retries}"
+                   if self.retries != (RETRIES if self.imap is not None else 0) else "")
         return f"Piper({self.name!r}, {where}{retries})"
 
     # -- wiring ------------------------------------------------------------------

@@ -18,6 +18,7 @@ import tempfile
 import textwrap
 from typing import Any
 
+from imap.core import RETRIES
 from imap.options import Options
 
 from .errors import PlumberError
@@ -98,7 +99,7 @@ def save_pipeline(dagger: Any) -> str:
                     if piper.imap is not None else "False")
         options = {"consume": 1, "produce": 1, "spawn": 1, "timeout": None,
                    "branch": None, "debug": False, "track": False, "repeat": False,
-                   "retries": 0}
+                   "retries": RETRIES if piper.imap is not None else 0}
         given = "".join(f", {k}={_literal(getattr(piper, k), k)}"
                         for k, default in options.items() if getattr(piper, k) != default)
         lines.append(f"pipers.append(Piper(Worker(({funcs},), arguments={args}, "

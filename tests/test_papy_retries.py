@@ -38,7 +38,7 @@ def test_retries_run_the_item_of_a_dead_worker_again(tmp_path, spawn):
 
 def test_without_retries_the_item_of_a_dead_worker_is_a_piper_error(tmp_path):
     with process_imap() as m:
-        out = run(Piper(killer(tmp_path / "died"), parallel=m, name="k"), range(8))
+        out = run(Piper(killer(tmp_path / "died"), parallel=m, name="k", retries=0), range(8))
     assert len(out) == 8
     assert [out[i] for i in range(8) if i != VICTIM] == [2 * x for x in range(8) if x != VICTIM]
     error = out[VICTIM]
@@ -61,7 +61,7 @@ def test_a_plumber_keeps_every_item_through_a_worker_loss(tmp_path):
 # --- the option itself ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("retries", [-1, 1.5, "1", True, None])
+@pytest.mark.parametrize("retries", [-1, 1.5, "1", True])
 def test_retries_must_be_an_int_of_at_least_zero(retries):
     m = imap.IMap(worker_type="thread", worker_num=1)
     with pytest.raises(PiperError, match=r"retries must be an int >= 0, got " + repr(retries)):
@@ -74,15 +74,21 @@ def test_an_inline_piper_with_retries_is_refused():
     assert Piper(inc, retries=0).retries == 0
 
 
-def test_repr_shows_retries_only_when_given():
+def test_repr_shows_retries_only_when_not_the_default():
     m = imap.IMap(worker_type="thread", worker_num=1, name="pool")
-    assert repr(Piper(inc, parallel=m, name="a", retries=2)) == "Piper('a', pool, retries=2)"
+    assert repr(Piper(inc, parallel=m, name="a", retries=0)) == "Piper('a', pool, retries=0)"
     assert repr(Piper(inc, parallel=m, name="b")) == "Piper('b', pool)"
+
+
+def test_a_piper_on_an_imap_retries_twice_by_default_and_an_inline_one_never():
+    m = imap.IMap(worker_type="thread", worker_num=1)
+    assert Piper(inc, parallel=m).retries == 2
+    assert Piper(inc).retries == 0
 
 
 def test_save_and_load_keep_retries(tmp_path):
     m = imap.IMap(worker_type="thread", worker_num=2)
-    p = Plumber(pipes=[(Piper(inc, parallel=m, name="a", retries=2),
+    p = Plumber(pipes=[(Piper(inc, parallel=m, name="a", retries=0),
                         Piper(dbl, parallel=m, name="b"))])
     path = tmp_path / "saved.py"
     p.save(str(path))
@@ -90,4 +96,11 @@ def test_save_and_load_keep_retries(tmp_path):
     assert [line for line in lines if "retries" in line] == [
         line for line in lines if "name='a'" in line]
     q = Plumber().load(str(path))
-    assert q.resolve("a").retries == 2 and q.resolve("b").retries == 0
+    assert q.resolve("a").retries == 0 and q.resolve("b").retries == 2
+
+
+def test_at_defaults_a_piper_loses_no_item_to_a_worker_lost_once(tmp_path):
+    with process_imap() as m:
+        out = run(Piper(killer(tmp_path / "died"), parallel=m, name="k"), range(8))
+    assert out == [2 * x for x in range(8)]
+    assert (tmp_path / "died").exists()   # the worker did die, at the first attempt
