@@ -53,6 +53,9 @@ _errors.start()
 
 # (file, the snippet's first line) -> why it is not run
 NOT_RUN = {
+    ("doc/engine.rst", "# job.py"):
+        "a job the prose kills and runs again (examples/resume.py does that, run by "
+        "tests/test_examples.py)",
     ("doc/remote.rst", "import cloudpickle, mymodule"):
         "stands for the reader's own module (there is no 'mymodule')",
     ("doc/scaling.rst", "from distributed import Client"):
