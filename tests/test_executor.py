@@ -260,7 +260,7 @@ def test_a_tasklet_that_kills_its_worker_fails_alone(client, tmp_path, pad):
     log = str(tmp_path / "attempts")
     with IMap(executor=client, chunksize=1, stride=2) as m:
         task = m.add_task(lambda item: wf.exit_on_every_attempt(item[0], 3, log),
-                          _padded(8, pad))
+                          _padded(8, pad), retries=0)
         m.start()
         got = []
         for _ in range(8):

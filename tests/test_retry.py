@@ -142,4 +142,4 @@ def test_a_piper_item_failing_for_good_is_a_piper_error_with_its_attempts(tmp_pa
     assert isinstance(value, PiperError)
     assert value.error.attempts == 3
     with pytest.raises(PiperError, match="needs retries >= 1"):
-        Piper(Worker(abs), parallel=m, retry_on=OSError)
+        Piper(Worker(abs), parallel=m, retries=0, retry_on=OSError)
