@@ -120,6 +120,7 @@ class ThreadBackend(Backend):
                 too_many = True
             else:
                 too_many = False
+                batch.give_up()
                 self._retired.add(thread)
                 del self._running[thread]
                 self._began.pop(thread, None)
@@ -144,6 +145,7 @@ class ThreadBackend(Backend):
         return False
 
     def submit(self, batch: Batch) -> None:
+        batch.queue()
         if self._skip:
             with self._lock:
                 self._queued.add(batch)
@@ -164,6 +166,7 @@ class ThreadBackend(Backend):
             if batch is None or self._forced:
                 break
             with self._lock:   # who runs what: for skip=True, and a stop's warning
+                batch.start()
                 self._running[me] = batch
                 self._began[me] = time.monotonic()
                 self._queued.discard(batch)
