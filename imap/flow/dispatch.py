@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from ..depends import describe
 from ..errors import ImpossibleDependency, UnmetDependency, impossible
 
-__all__ = ["Dispatcher", "Place", "take_next"]
+__all__ = ["Dispatcher", "Place", "refusal_errors", "take_next"]
 
 
 def take_next(pending: Any, depth_order: int, fits: Callable[[Any], bool] | None = None) -> Any:
@@ -265,12 +265,7 @@ class Dispatcher:
             self.pending.remove(batch)
             batch.withdraw()
             reasons = dict(refused.get(p, by_hand.get(p, (_name(p), "refused"))) for p in live)
-            task = batch.task
-            text = f"task {task.id} ({task.name})"
-            # Named only if some worker refused it for the function's dependency.
-            dependency = describe(task.func) if any(p in refused for p in live) else None
-            errors = {pos: impossible(f"item {index} of {text}", dependency, reasons)
-                      for pos, index in enumerate(batch.indices)}
+            errors = refusal_errors(batch, reasons, any(p in refused for p in live))
             out.append((batch, [None] * len(batch), errors))
         return out
 
@@ -280,6 +275,28 @@ class Dispatcher:
         refused = self.refused.get(task.key, {})
         live = [_name(p) for p in self._places() if p.alive and p not in refused]
         return live, dict(refused.values())
+
+
+def refusal_errors(batch: Any, reasons: dict | list, dependency: bool) -> dict:
+    """The error of each tasklet of ``batch`` that every worker of the pool
+    refused: position -> :class:`~imap.ImpossibleDependency`. The one place
+    it is built, for every backend.
+
+    Args:
+        batch: the refused batch.
+        reasons: worker name -> why it refused, the same for every tasklet;
+            or a list of such dicts, one per tasklet (aligned with
+            ``batch.indices``).
+        dependency: some worker refused the whole task (its function's
+            dependency is unmet there), which the error then names; else
+            the tasklets were refused one by one (``UnmetDependency``).
+    """
+    task = batch.task
+    text = f"task {task.id} ({task.name})"
+    named = describe(task.func) if dependency else None
+    return {pos: impossible(f"item {index} of {text}", named,
+                            reasons[pos] if isinstance(reasons, list) else reasons)
+            for pos, index in enumerate(batch.indices)}
 
 
 def _name(place: Any) -> str:
