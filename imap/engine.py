@@ -292,6 +292,7 @@ class Engine:
                 busy: float | None = None, peak: float | None = None) -> None:
         """File the results of a batch (``busy``: the worker's seconds on it,
         ``peak``: on its longest tasklet)."""
+        batch.answer()
         task = batch.task
         if errors and task.retry_on:   # run again what raised a retry_on exception
             batch, values, errors = retry.hold(self, batch, values, errors)
@@ -332,6 +333,7 @@ class Engine:
         retried or fails. Backends that cannot run a batch careful get the
         halves run again instead, down to single tasklets.
         """
+        batch.lose()
         task = batch.task
         if task.generation != self.generation or self.forced:
             return

@@ -108,6 +108,11 @@ def _queued(task, sizes, start=0, **flags):
     return batches
 
 
+def _put(backend, batches):
+    for batch in batches:
+        backend._queue.put(batch)
+
+
 def test_queued_batches_of_a_task_go_out_together_up_to_its_batch_size():
     # Single tasklets queued while adaptive batches still grew: once a draw
     # would take 4 (group_limit), they leave in groups of at most 4 tasklets,
@@ -123,16 +128,16 @@ def test_queued_batches_of_a_task_go_out_together_up_to_its_batch_size():
             queue = (_queued(a, [1, 1]) + _queued(b, [1]) + _queued(a, [1, 2, 1], start=2)
                      + _queued(a, [1], start=6, attempt=1)
                      + _queued(a, [1], start=7, careful=True))
-            backend._queue.pending.extend(queue)
+            _put(backend, queue)
             groups = [[list(batch.indices) for batch in group] for group in backend._take()]
             assert groups == [[[0], [1], [2]], [[0]], [[3, 4], [5]], [[6]], [[7]]]
             # Near the end of the input a draw would be cut to a share of
             # the tail (here 2): the batches a tail was cut into stay apart.
             backend.group_limit = lambda task: 2
-            backend._queue.pending.extend(_queued(a, [1, 1, 1, 2]))
+            _put(backend, _queued(a, [1, 1, 1, 2]))
             assert [len(group) for group in backend._take()] == [2, 1, 1]
             backend.group_limit = None   # fixed settings: one batch, one task of the executor
-            backend._queue.pending.extend(_queued(a, [1, 1, 1]))
+            _put(backend, _queued(a, [1, 1, 1]))
             assert [len(group) for group in backend._take()] == [1, 1, 1]
         finally:
             backend.stop()

@@ -15,8 +15,11 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from .batch import Batch, BatchState
+
+__all__ = ["GIVE_UP_AFTER", "PREFETCH", "Backend", "Batch", "BatchState", "Deliver", "Lost"]
 
 log = logging.getLogger("imap")
 
@@ -27,93 +30,6 @@ GIVE_UP_AFTER = 1.0
 
 Deliver = Callable[..., None]  # (batch, values, errors, busy=None, peak=None)
 Lost = Callable[["Batch", str], None]
-
-
-@dataclass(eq=False)
-class Batch:
-    """Tasklets of one task sent to one worker in one message.
-
-    Attributes:
-        task: the engine's task record (``key``, ``func``, ``args``,
-            ``kwargs``, ``name``, ``payload()``).
-        indices: the tasklets' indices within the task, in order.
-        items: the tasklets' input items, aligned with ``indices``.
-        attempt: 0 for the first submission, n for the n-th retry.
-        careful: run it reporting each tasklet as it ends (it is being run
-            again after its worker died, and may hold the tasklet that
-            killed it).
-        stepwise: its worker reports each tasklet as it ends (set by the
-            backend that sent it, for a careful batch if its workers can):
-            if that worker dies, the first tasklet left is what killed it.
-    """
-
-    task: Any
-    indices: Any
-    items: list
-    attempt: int = 0
-    data: bytes | None = field(default=None, repr=False)  # pickled items, cached
-    abandoned: set | None = field(default=None, repr=False)  # indices skipped by a consumer
-    sent: float | None = field(default=None, repr=False)     # perf_counter() when submitted
-    nbytes: int | None = field(default=None, repr=False)     # pickled items + results
-    given_up: bool = False   # its worker process was killed for an abandoned tasklet
-    careful: bool = False
-    stepwise: bool = False
-    ticket: int = 0          # its number at the worker it was last sent to (late binding)
-    reclaiming: bool = False  # asked back from that worker; the answer is awaited
-    # Places that refused these tasklets (each raised imap.UnmetDependency
-    # there) -> (the place's name, why): see flow.dispatch.
-    refused_by: dict | None = field(default=None, repr=False)
-    # Where the large buffers of ``data`` are (imap.shm; local worker
-    # processes): (segment, offset, length) each, and the segment written
-    # for them (removed once the batch is answered).
-    refs: tuple = field(default=(), repr=False)
-    segment: str | None = field(default=None, repr=False)
-    # The large buffers of ``data`` as frames beside it (kernel.dumps_frames;
-    # an executor whose transport carries frames: Dask): views of the items.
-    frames: list | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def unpack_unless(self, shared_memory: bool, frames: bool) -> None:
-        """Forget the pickled items if they were packed for another kind of
-        place: with buffers in shared memory where ``shared_memory`` is
-        false, with buffers as frames where ``frames`` is false."""
-        if (self.refs and not shared_memory) or (self.frames and not frames):
-            self.data, self.refs, self.frames = None, (), None
-
-    def subset(self, positions: Any, careful: bool = False) -> Batch:
-        """A batch of the tasklets at ``positions`` of this one."""
-        return Batch(
-            self.task,
-            [self.indices[p] for p in positions],
-            [self.items[p] for p in positions],
-            self.attempt,
-            careful=careful,
-            refused_by=self.refused_by,
-        )
-
-    def keep(self, positions: list[int]) -> None:
-        """Keep only the tasklets at ``positions`` (the batch runs again)."""
-        self.indices = [self.indices[p] for p in positions]
-        self.items = [self.items[p] for p in positions]
-        self.data = None   # pickled again, if ever sent again
-        self.refs = ()
-        self.frames = None
-        self.sent = None   # the next answer's latency is not one round trip
-
-    def split_off(self, n: int) -> Batch:
-        """Remove the first ``n`` tasklets (answered early, while the batch
-        still runs) and return them as a batch of their own."""
-        head = Batch(self.task, self.indices[:n], self.items[:n], self.attempt,
-                     refused_by=self.refused_by)
-        self.indices = self.indices[n:]
-        self.items = self.items[n:]
-        self.data = None
-        self.refs = ()
-        self.frames = None
-        self.sent = None
-        return head
 
 
 class Backend(ABC):
@@ -249,11 +165,7 @@ class Backend(ABC):
         batch = self._running_batch(task, index)
         if batch is None:
             return
-        first = not batch.abandoned
-        if batch.abandoned is None:
-            batch.abandoned = set()
-        batch.abandoned.add(index)
-        if first:
+        if batch.abandon(index):   # the first of the batch: its timer starts
             self._arm(batch)
 
     def _arm(self, batch: Batch) -> None:
@@ -296,19 +208,17 @@ class Backend(ABC):
         end (their results were skipped), the others run again elsewhere."""
         from ..errors import TimeoutError
 
-        abandoned = batch.abandoned or set()
-        gone = [p for p, i in enumerate(batch.indices) if i in abandoned]
-        rest = [p for p, i in enumerate(batch.indices) if i not in abandoned]
         error = TimeoutError("abandoned by its consumer; its worker was replaced")
-        if not rest:
-            self.deliver(batch, [None] * len(gone), dict.fromkeys(range(len(gone)), error), None)
+        if all(i in batch.abandoned for i in batch.indices):
+            n = len(batch)
+            self.deliver(batch, [None] * n, dict.fromkeys(range(n), error), None)
             return
-        if gone:
-            errors = dict.fromkeys(range(len(gone)), error)
-            self.deliver(batch.subset(gone), [None] * len(gone), errors, None)
-        batch.keep(rest)  # the same batch runs again: a backend may count it
-        batch.given_up = False
-        batch.abandoned = None
+        gone_part = batch.subset([p for p, i in enumerate(batch.indices)
+                                  if i in batch.abandoned])
+        batch.resume()   # the same batch runs again, without them: a backend may count it
+        if len(gone_part):
+            errors = dict.fromkeys(range(len(gone_part)), error)
+            self.deliver(gone_part, [None] * len(gone_part), errors, None)
         self.submit(batch)
 
     def _stop_timers(self) -> None:

@@ -44,8 +44,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..depends import describe
-from ..errors import impossible
+from ..flow.dispatch import refusal_errors
 from . import _dask_entry, kernel, wire
 from .base import Batch
 from .executor import ExecutorBackend, _worker_died
@@ -344,11 +343,8 @@ class DaskBackend(ExecutorBackend):
         for batch in group:
             refused.update(batch.refused_by or {})
         reasons = dict(refused.values())
-        dependency = describe(task.func) if task.key in self._queue.refused else None
         for batch in group:
-            text = f"task {task.id} ({task.name})"
-            errors = {pos: impossible(f"item {index} of {text}", dependency, reasons)
-                      for pos, index in enumerate(batch.indices)}
+            errors = refusal_errors(batch, reasons, task.key in self._queue.refused)
             self.deliver(batch, [None] * len(batch), errors)
 
     # -- skip=True: the tasks Dask queued behind a hung one -----------------------------

@@ -209,6 +209,7 @@ class ExecutorBackend(Backend):
         return self._part(group[0]) if len(group) == 1 else [self._part(b) for b in group]
 
     def bind(self, batch: Batch) -> None:
+        batch.send(self)
         self._pack(batch)
         if batch.data is None:   # tasklets split off a batch (refused ones, say)
             batch.data = pickling.dumps(batch.items)
@@ -245,6 +246,7 @@ class ExecutorBackend(Backend):
                 if len(batch) > room or batch.attempt or batch.careful:
                     room = 0   # the next in line does not join: none after it does
                 else:
+                    batch.send(self)
                     group.append(batch)
                     room -= len(batch)
                     continue

@@ -33,6 +33,7 @@ class _Part:
         return False
 
     def bind(self, batch: Batch) -> None:
+        batch.withdraw()   # this part queues it again for its own workers
         self.held.add(batch)
         self._moves.append((self.backend, batch))
 
@@ -186,10 +187,7 @@ class MixedBackend(Backend):
                 place.held.discard(batch)
                 if self._stopping:
                     return
-                if whole:
-                    self._queue.refused.setdefault(batch.task.key, {})[place] = (place.name, why)
-                else:
-                    self._queue.refuse_tasklets(batch, place, why)
+                self._queue.refuse(batch, place, why, place.name, whole=whole)
                 self._queue.requeue(batch)
                 failed = self._queue.impossible()
                 moves = self._assign()

@@ -44,7 +44,7 @@ from typing import Any
 
 from .. import shm
 from . import _worker, wire
-from .base import GIVE_UP_AFTER, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, Batch, BatchState, Deliver, Lost
 from .kernel import FLUSH_EVERY, PROTOCOL
 from .main_check import check_main_module
 from .slots import Slot, SlotBackend
@@ -66,14 +66,13 @@ class _Worker(Slot):
     """One worker process, its pipes and its sender thread."""
 
     __slots__ = ("slot", "process", "task_conn", "result_conn", "log_conn", "outbox",
-                 "sender", "claims", "tickets")
+                 "sender", "claims")
 
     def __init__(self, slot: int, owner: SlotBackend) -> None:
         super().__init__(f"worker-{slot}", owner)
         self.slot = slot
         self.log_conn: Any = None   # log records from the worker (worker_logs=True)
         self.claims: Any = None     # the _worker.Claims board shared with the process
-        self.tickets = 0            # batches sent to it so far
 
 
 def _os_thread_count() -> int | None:
@@ -348,8 +347,6 @@ class ProcessBackend(SlotBackend):
         if payload is not None:
             worker.outbox.put(pickle.dumps(_worker.SetTask(key, payload), PROTOCOL))
         every = 0.0 if batch.careful or batch.task.each_result else FLUSH_EVERY
-        worker.tickets += 1
-        batch.ticket = worker.tickets
         free = self._arena.freed(worker.process.pid) if self._arena is not None else ()
         worker.outbox.put(pickle.dumps(_worker.RunBatch(key, batch.data, every, batch.ticket,
                                                         batch.refs, free), PROTOCOL))
@@ -453,12 +450,12 @@ class ProcessBackend(SlotBackend):
                 self._refilling.discard(worker.slot)
             return
         self._workers_lost += 1
-        given_up = [b for b in held if b.given_up]
+        given_up = [b for b in held if b.state is BatchState.GIVEN_UP]
         if given_up:
             log.warning("worker process %s still ran a tasklet abandoned %.0f s ago "
                         "(skip=True); it was killed and is replaced", worker.process.pid,
                         GIVE_UP_AFTER)
-            held = [b for b in held if not b.given_up]
+            held = [b for b in held if b.state is not BatchState.GIVEN_UP]
         else:
             log.warning("worker process %s died (exit code %s) running %d tasklet(s); "
                         "replacing it", worker.process.pid, code, sum(len(b) for b in held))

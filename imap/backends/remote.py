@@ -56,7 +56,7 @@ from .. import byvalue, pickling
 from ..errors import UnsendableError
 from ..options import parse_address
 from . import _remote_agent, wire
-from .base import GIVE_UP_AFTER, Batch, Deliver, Lost
+from .base import GIVE_UP_AFTER, Batch, BatchState, Deliver, Lost
 from .connect import CONNECT_TIMEOUT, LIVENESS, abort, open_link
 from .rejoin import Rejoiner
 from .slots import Slot, SlotBackend
@@ -73,7 +73,7 @@ class _Link(Slot):
     """One connection to a remote worker, and the thread that drives it."""
 
     __slots__ = ("address", "conn", "sock", "submit", "revoke", "outbox", "thread",
-                 "tickets", "wake_r", "wake_w", "attach")
+                 "wake_r", "wake_w", "attach")
 
     def __init__(self, name: str, address: tuple, conn: Any, sock: socket.socket,
                  owner: SlotBackend) -> None:
@@ -87,7 +87,6 @@ class _Link(Slot):
         self.revoke = rpyc.async_(conn.namespace["imap_agent_revoke"])
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
-        self.tickets = 0
         # Other threads wake the driver (waiting on the socket) through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
@@ -249,8 +248,6 @@ class RemoteBackend(SlotBackend):
         wire.pack_frames(batch, by_value=self._items_by_value.get(batch.task.key, False))
 
     def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
-        link.tickets += 1
-        batch.ticket = link.tickets
         link.post(("run", batch, payload))
 
     def _reclaim(self, link: _Link, batch: Batch) -> None:
@@ -346,7 +343,7 @@ class RemoteBackend(SlotBackend):
             pass
 
     def _link_lost(self, link: _Link, exc: BaseException) -> None:
-        given_up = bool(link.held) and link.held[0].given_up
+        given_up = bool(link.held) and link.held[0].state is BatchState.GIVEN_UP
         # The agent runs its batches one after the other, in the order sent,
         # each answer sent before the next starts: only the first batch not
         # answered may have been running, and the others go to other
@@ -376,7 +373,7 @@ class RemoteBackend(SlotBackend):
                         len(held), again)
         reason = f"remote worker {link.name} lost: {exc!r}"
         for batch in held:
-            if batch.given_up:
+            if batch.state is BatchState.GIVEN_UP:
                 self._settle_given_up(batch)
             else:
                 self.lost(batch, reason)

@@ -41,7 +41,7 @@ from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
 from . import wire
-from .base import Backend, Batch, Deliver, Lost
+from .base import Backend, Batch, BatchState, Deliver, Lost
 
 log = logging.getLogger("imap")
 
@@ -50,7 +50,7 @@ class Slot:
     """One worker as the backend sees it: a place of the backend's
     :class:`~imap.flow.dispatch.Dispatcher`."""
 
-    __slots__ = ("name", "held", "known", "alive", "heard", "owner", "began")
+    __slots__ = ("name", "held", "known", "alive", "heard", "owner", "began", "tickets")
 
     def __init__(self, name: str, owner: SlotBackend | None = None) -> None:
         self.name = name
@@ -66,6 +66,7 @@ class Slot:
         # began (see SlotBackend._says_begun), or when the batch was sent to
         # an idle worker.
         self.began: float | None = self.heard
+        self.tickets = 0   # batches sent to it so far: each is numbered (Batch.ticket)
 
     def silent_for(self) -> float:
         """Seconds since the last sign of life."""
@@ -237,7 +238,8 @@ class SlotBackend(Backend):
         if not slot.held:
             slot.began = None if self._says_begun(batch) else time.monotonic()
         slot.held.append(batch)
-        batch.stepwise = batch.careful and self.stepwise
+        slot.tickets += 1
+        batch.send(slot, slot.tickets, stepwise=batch.careful and self.stepwise)
         self._send(slot, batch, payload)
 
     def _take_back(self, slot: Slot, first: int, fits: Any = None) -> bool:
@@ -248,25 +250,32 @@ class SlotBackend(Backend):
         answer later calls :meth:`_given_back` for each."""
         taken = False
         for batch in reversed(list(slot.held)[first:]):
-            if batch.reclaiming or (fits is not None and not fits(batch)):
-                continue
+            if batch.state is not BatchState.SENT or (fits is not None and not fits(batch)):
+                continue   # asked back already, or known to run
             answer = self._reclaim(slot, batch)
             if answer is None:   # asked: the answer comes later
-                batch.reclaiming = True
+                batch.reclaim()
             elif answer:
                 slot.held.remove(batch)
+                batch.take_back()
                 self._queue.requeue(batch)
                 taken = True
         return taken
 
     def _given_back(self, slot: Slot, batch: Batch, ok: bool) -> None:
         """The worker of ``slot`` answered a request to give ``batch`` back:
-        ``ok``, it had not started it (lock held)."""
-        batch.reclaiming = False
+        ``ok``, it had not started it (lock held). An answer that comes
+        after the batch moved on (answered, lost, known to run) changes
+        nothing."""
+        if batch.state is not BatchState.RECLAIMING:
+            return
         if ok and batch in slot.held:
             slot.held.remove(batch)
+            batch.take_back()
             self._queue.requeue(batch)
             self._dispatch()
+        else:
+            batch.stay()
 
     def _says_begun(self, batch: Batch) -> bool:
         """Whether the worker tells when it begins ``batch`` (an empty
@@ -376,6 +385,8 @@ class SlotBackend(Backend):
             slot.held.clear()
             stopping = self._stopping
             if not stopping:
+                for batch in held[started:]:   # lost with it, though never started
+                    batch.lose()
                 self._queue.requeue_all(held[started:])
                 self._dispatch()
                 if self.spill is not None and not any(s.alive for s in self._places()):
@@ -442,7 +453,7 @@ class SlotBackend(Backend):
                 return False
             for slot in self._places():
                 if slot.alive and slot.held and slot.held[0] is batch:
-                    batch.given_up = True
+                    batch.give_up()
                     slot.owner._cut_off(slot)
                     return False
             return batch in self._queue.pending or any(batch in s.held for s in self._places())

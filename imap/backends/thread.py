@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..depends import describe
-from ..errors import ImpossibleDependency, UnmetDependency, impossible, init_failed
+from ..errors import ImpossibleDependency, UnmetDependency, init_failed
+from ..flow.dispatch import refusal_errors
 from .base import GIVE_UP_AFTER, Backend, Batch, Deliver, Lost
 from .kernel import FLUSH_EVERY, run_batch, traceback_text, unmet_dependency
 from .wire import with_traceback_cause
@@ -120,6 +120,7 @@ class ThreadBackend(Backend):
                 too_many = True
             else:
                 too_many = False
+                batch.give_up()
                 self._retired.add(thread)
                 del self._running[thread]
                 self._began.pop(thread, None)
@@ -144,6 +145,7 @@ class ThreadBackend(Backend):
         return False
 
     def submit(self, batch: Batch) -> None:
+        batch.queue()
         if self._skip:
             with self._lock:
                 self._queued.add(batch)
@@ -164,6 +166,7 @@ class ThreadBackend(Backend):
             if batch is None or self._forced:
                 break
             with self._lock:   # who runs what: for skip=True, and a stop's warning
+                batch.start()
                 self._running[me] = batch
                 self._began[me] = time.monotonic()
                 self._queued.discard(batch)
@@ -229,10 +232,8 @@ class ThreadBackend(Backend):
         if self.pass_on is not None:
             self.pass_on(batch, {self.name: reasons[0]}, whole)
             return
-        dependency = describe(task.func) if whole else None
-        errors = {pos: impossible(f"item {index} of task {task.id} ({task.name})",
-                                  dependency, {self.name: reasons[pos]})
-                  for pos, index in enumerate(batch.indices)}
+        errors = refusal_errors(batch, [{self.name: reasons[pos]} for pos in range(len(batch))],
+                                whole)
         self.deliver(batch, [None] * len(batch), errors)
 
     def _flusher(self, batch: Batch, me: threading.Thread) -> Any:

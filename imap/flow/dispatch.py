@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from ..depends import describe
 from ..errors import ImpossibleDependency, UnmetDependency, impossible
 
-__all__ = ["Dispatcher", "Place", "take_next"]
+__all__ = ["Dispatcher", "Place", "refusal_errors", "take_next"]
 
 
 def take_next(pending: Any, depth_order: int, fits: Callable[[Any], bool] | None = None) -> Any:
@@ -114,21 +114,27 @@ class Dispatcher:
 
     def put(self, batch: Any) -> None:
         """Queue ``batch`` last."""
+        batch.queue()
         self.pending.append(batch)
 
     def requeue(self, batch: Any) -> None:
         """Queue ``batch`` first (it was taken back, or its worker died before
         it started it): it was drawn before anything queued now."""
+        batch.queue()
         self.pending.appendleft(batch)
 
     def requeue_all(self, batches: list) -> None:
         """:meth:`requeue` each of ``batches``, keeping their order."""
+        for batch in batches:
+            batch.queue()
         self.pending.extendleft(reversed(batches))
 
     def clear(self) -> list:
-        """Remove and return every queued batch."""
+        """Remove and return every queued batch (withdrawn: at no place)."""
         batches = list(self.pending)
         self.pending.clear()
+        for batch in batches:
+            batch.withdraw()
         return batches
 
     def dispatch(self, limit: int | None = None) -> int:
@@ -214,8 +220,6 @@ class Dispatcher:
             return [(batch, values, errors)]
         who = name or _name(place)
         whole = next((errors[p] for p in unmet if errors[p].whole), None)
-        if whole is not None:
-            self.refused.setdefault(batch.task.key, {})[place] = (who, str(whole))
         if len(unmet) == len(batch):
             back, out = batch, []
         else:
@@ -224,19 +228,24 @@ class Dispatcher:
             batch.keep(kept)   # the same batch is delivered: a backend may count it
             out = [(batch, [values[p] for p in kept],
                     {i: errors[p] for i, p in enumerate(kept) if p in errors} or None)]
-        if whole is None:   # refused one by one: those tasklets only
-            self.refuse_tasklets(back, place, str(errors[unmet[0]]) or "UnmetDependency raised",
-                                 who)
+        if whole is not None:   # the function's dependency is unmet there
+            self.refuse(back, place, str(whole), who, whole=True)
+        else:   # refused one by one: those tasklets only
+            self.refuse(back, place, str(errors[unmet[0]]) or "UnmetDependency raised", who)
         self.requeue(back)
         return out
 
-    def refuse_tasklets(self, batch: Any, place: Any, reason: str,
-                        name: str | None = None) -> None:
-        """Remember that ``place`` refused the tasklets of ``batch`` (not
-        its whole task), for ``reason``."""
-        self._by_hand = True
-        batch.refused_by = dict(batch.refused_by or {})
-        batch.refused_by[place] = (name or _name(place), reason)
+    def refuse(self, batch: Any, place: Any, reason: str, name: str | None = None,
+               whole: bool = False) -> None:
+        """Remember that ``place`` refused ``batch`` for ``reason``: its
+        whole task (``whole``: the function's dependency is unmet there),
+        else its tasklets only. The batch is then to be :meth:`requeue` d."""
+        name = name or _name(place)
+        if whole:
+            self.refused.setdefault(batch.task.key, {})[place] = (name, reason)
+        else:
+            self._by_hand = True
+        batch.refuse(place, name, reason, tasklets=not whole)
 
     def impossible(self) -> list:
         """Remove the queued batches that no live place may run, none being
@@ -254,13 +263,9 @@ class Dispatcher:
             if any(p not in refused and p not in by_hand for p in live):
                 continue
             self.pending.remove(batch)
+            batch.withdraw()
             reasons = dict(refused.get(p, by_hand.get(p, (_name(p), "refused"))) for p in live)
-            task = batch.task
-            text = f"task {task.id} ({task.name})"
-            # Named only if some worker refused it for the function's dependency.
-            dependency = describe(task.func) if any(p in refused for p in live) else None
-            errors = {pos: impossible(f"item {index} of {text}", dependency, reasons)
-                      for pos, index in enumerate(batch.indices)}
+            errors = refusal_errors(batch, reasons, any(p in refused for p in live))
             out.append((batch, [None] * len(batch), errors))
         return out
 
@@ -270,6 +275,28 @@ class Dispatcher:
         refused = self.refused.get(task.key, {})
         live = [_name(p) for p in self._places() if p.alive and p not in refused]
         return live, dict(refused.values())
+
+
+def refusal_errors(batch: Any, reasons: dict | list, dependency: bool) -> dict:
+    """The error of each tasklet of ``batch`` that every worker of the pool
+    refused: position -> :class:`~imap.ImpossibleDependency`. The one place
+    it is built, for every backend.
+
+    Args:
+        batch: the refused batch.
+        reasons: worker name -> why it refused, the same for every tasklet;
+            or a list of such dicts, one per tasklet (aligned with
+            ``batch.indices``).
+        dependency: some worker refused the whole task (its function's
+            dependency is unmet there), which the error then names; else
+            the tasklets were refused one by one (``UnmetDependency``).
+    """
+    task = batch.task
+    text = f"task {task.id} ({task.name})"
+    named = describe(task.func) if dependency else None
+    return {pos: impossible(f"item {index} of {text}", named,
+                            reasons[pos] if isinstance(reasons, list) else reasons)
+            for pos, index in enumerate(batch.indices)}
 
 
 def _name(place: Any) -> str:
