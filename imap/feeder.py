@@ -42,6 +42,8 @@ FLUSH_AFTER = 0.005  # seconds inside a generic input's next() before drawn item
 class Feeder(threading.Thread):
     """Draws tasklets of ``engine.tasks`` and submits them to the backend."""
 
+    draws_inputs = True   # how a task iterator it reads knows it (imap.taskiter)
+
     def __init__(self, engine: Engine) -> None:
         super().__init__(name="imap-feeder", daemon=True)
         self.engine = engine

@@ -117,9 +117,7 @@ class TaskIterator:
         # Said to every read, but only once to another IMap's Feeder drawing
         # it as an input: the Feeder goes on after an input error, so then
         # the iterator is ended (later reads raise StopIteration).
-        from .feeder import Feeder  # (not at import: feeder imports much)
-
-        if isinstance(threading.current_thread(), Feeder):
+        if getattr(threading.current_thread(), "draws_inputs", False):   # a Feeder
             self._ended = True
         return RunEndedError(
             f"task {self.task} ({self._record.name}) was read after its run of "

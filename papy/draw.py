@@ -42,15 +42,28 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .worker import _name
 
 if TYPE_CHECKING:
     from imap import IMap
 
-    from .dagger import Dagger
     from .piper import Piper
+
+
+class Dagger(Protocol):
+    """What a drawing reads of a pipeline (a :class:`papy.dagger.Dagger`,
+    a Plumber): this module needs nothing else of it, and does not import it."""
+
+    pipers: list
+    imaps: list
+
+    def get_inputs(self) -> list: ...
+
+    def upstream(self, piper: Any) -> list: ...
+
+    def downstream(self, piper: Any) -> list: ...
 
 #: The formats :func:`draw` writes; all but ``dot`` need Graphviz.
 FORMATS = ("png", "svg", "pdf", "dot")
