@@ -29,10 +29,12 @@ Data flow of one chain (a source task, the tasks chained to it, its output)::
   it back to the source), hands out first any replays that come before it
   (ordered), records it and returns it.
 * The **writer thread** of :class:`Journal` commits what was recorded, at most
-  ``COMMIT_EVERY`` seconds or ``COMMIT_ROWS`` results after it was taken.
+  ``COMMIT_EVERY`` seconds after it was taken (the results a task iterator
+  pops from :attr:`OutputLog.plain` it finds itself, :meth:`OutputLog.handed_out`:
+  the consumer pays nothing per result for the record).
 
 What a crash can lose: the results taken since the last commit (at most about
-a second's or ``COMMIT_ROWS`` results). They were handed to the consumer but
+a second's). They were handed to the consumer but
 are not in the journal, so the next run computes and hands them out again: the
 consumer sees each result *at least once*; the journal's stream itself never
 skips a result (never a gap) and never holds one twice (never a duplicate).
@@ -42,6 +44,7 @@ An error is never recorded: its input is computed again by the next run.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import os
@@ -155,6 +158,7 @@ class Journal:
         self._wake = threading.Condition(self._lock)
         # (output, key, value), appended by consumers, popped by the writer
         self._queue: collections.deque = collections.deque()
+        self._logs: list = []   # the OutputLogs whose handed-out results the writer reads
         self._closing = False
         self.committed = 0   # results committed by this run
         self._unpicklable = False
@@ -203,6 +207,10 @@ class Journal:
             with self._lock:
                 self._wake.notify()
 
+    def watch(self, log: OutputLog) -> None:
+        """Commit what ``log`` hands out without calling :meth:`record`."""
+        self._logs.append(log)
+
     def _write_loop(self) -> None:
         queue = self._queue
         while True:
@@ -211,6 +219,8 @@ class Journal:
                     self._wake.wait(self._every)
                 closing = self._closing
             rows = [queue.popleft() for _ in range(len(queue))]
+            for output_log in self._logs:
+                rows.extend(output_log.handed_out())
             if rows:
                 try:
                     self._commit(rows)
@@ -385,10 +395,17 @@ class OutputLog:
         self._ordered = ordered
         self._lock = threading.Lock()
         self._ready: collections.deque = collections.deque()
-        # (key, value) of computed results taken from the engine in a group,
-        # handed out (and recorded) one by one without the lock
-        self._plain: collections.deque = collections.deque()
+        # Computed results taken from the engine in a group, handed out one
+        # by one without the lock (the task iterator pops them itself), and
+        # beside them their rows to record, (key, value frozen when taken
+        # from the engine): the writer thread records those handed out
+        # (handed_out), so a consumer pays nothing per result for the record.
+        self.plain: collections.deque = collections.deque()
+        self._pending: collections.deque = collections.deque()
+        self._fetched = 0   # results ever put in plain
+        self._recorded_plain = 0   # ... of which the writer has taken the rows
         self._recorded = recorded
+        journal.watch(self)
         self.replayed = 0
         self.computed = 0
         if not ordered:
@@ -397,17 +414,13 @@ class OutputLog:
     def next(self, take: Callable[[Any, Any], Any], timeout: Any, block: Any) -> Any:
         """The output's next result; ``take(timeout, block)`` gives the
         engine's next computed one."""
-        plain = self._plain
+        plain = self.plain
         while True:
             if plain:
                 try:
-                    key, value = plain.popleft()
+                    return plain.popleft()
                 except IndexError:   # another reader took the last one
                     pass
-                else:
-                    self._journal.record(self.name, key, value)
-                    self.computed += 1
-                    return value
             with self._lock:
                 if self._ready:
                     kind, payload = self._ready.popleft()
@@ -445,16 +458,43 @@ class OutputLog:
             ready.append((_ERROR, exc))
             return
         values = [value]
-        while handout:   # the rest of its group, taken from the engine with it
-            values.append(handout.popleft())
-        located = [self._locate(trail.popleft()) for _ in values]
+        values.extend(handout)   # the rest of its group, taken from the engine with it
+        handout.clear()
         source = self._source
+        if source is None and not self._links:   # keys are the indices (the fast way)
+            popleft = trail.popleft
+            keys = [popleft() for _ in values]
+            frozen = (values if all(map(_ATOMIC.__contains__, map(type, values)))
+                      else [_frozen(v) for v in values])
+            self._pending.extend(zip(itertools.repeat(self.name), keys, frozen))
+            self._hand_out(values)
+            return
+        located = [self._locate(trail.popleft()) for _ in values]
         if source is None or not source.replays or not self._ordered:
-            self._plain.extend((key, v) for (_, key), v in zip(located, values, strict=True))
+            self._pending.extend((self.name, key, _frozen(v))
+                                 for (_, key), v in zip(located, values, strict=True))
+            self._hand_out(values)
             return
         for (pos, key), v in zip(located, values, strict=True):
             self._replays_before(pos)
             ready.append((_VALUE, (key, v)))
+
+    def _hand_out(self, values: list) -> None:
+        """Put computed ``values`` (their rows queued already) in ``plain``."""
+        self._fetched += len(values)
+        self.computed += len(values)
+        self.plain.extend(values)
+
+    def handed_out(self) -> list:
+        """The rows of the results handed out from ``plain`` since the last
+        call (the writer thread): the consumer pops a value, nothing more,
+        and what it popped is what ``plain`` no longer holds."""
+        with self._lock:   # nothing is put in plain meanwhile
+            handed = self._fetched - len(self.plain)
+            n = handed - self._recorded_plain
+            self._recorded_plain = handed
+            pending = self._pending
+            return [pending.popleft() for _ in range(n)]
 
     def _locate(self, index: int) -> tuple[int, Any]:
         """The position and key of the input of the output's result ``index``."""

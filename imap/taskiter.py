@@ -75,6 +75,12 @@ class TaskIterator:
                 pass
         output_log = self._record.output_log
         if output_log is not None:   # a journaled output (imap.journal)
+            plain = output_log.plain
+            if plain:
+                try:
+                    return plain.popleft()   # its row is recorded by the writer
+                except IndexError:
+                    pass
             return output_log.next(self._taken, self.timeout, self.block)
         return self._result(self.timeout, self.block, True)
 
