@@ -371,3 +371,18 @@ def test_a_thread_pool_stop_is_bounded_too(caplog):
     finally:
         release.set()
     assert any("given up" in r.getMessage() for r in caplog.records)
+
+
+def test_skip_on_a_mixed_pool_takes_work_back_from_either_kind_of_worker(remote_address):
+    """A mixed pool (a process and a remote connection, one dispatcher):
+    hung tasklets on either kind of worker are given up, the batches queued
+    behind them are taken back by the backend that owns that worker, and
+    every other item arrives."""
+    n, hung = 24, {x for x in range(24) if x % 4 == 1}
+    with IMap(worker_num=1, worker_remote=[(remote_address, 1)], skip=True) as m:
+        task = m.add_task(wf.hang_on_some, range(n), args=(sorted(hung),), timeout=0.5)
+        m.start()
+        got, timeouts, lost = _take_all(task)
+    assert lost == 0
+    assert timeouts == len(hung)
+    assert got == [2 * x for x in range(n) if x not in hung]

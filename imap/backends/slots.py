@@ -418,9 +418,9 @@ class SlotBackend(Backend):
         elsewhere, and that worker gets no more work until it is free."""
         super().abandon(task, index)
         with self._lock:
-            for slot in self._places():
+            for slot in self._places():   # a mixed pool's places are of both parts
                 if slot.alive and any(b.abandoned for b in slot.held):
-                    self._take_back(slot, 1)
+                    slot.owner._take_back(slot, 1)
             self._dispatch()
 
     def began(self, task: Any, index: int) -> float | None:
