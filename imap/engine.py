@@ -508,7 +508,7 @@ class Engine:
         began = self.backend.began(task, index)
         if began is None:
             self._give_up_overdue(now)
-            return now + min(timeout, LOOK_AGAIN)
+            return now + max(0.01, min(timeout, LOOK_AGAIN))   # a wait, even for timeout=0
         if now - began < timeout:
             return began + timeout
         return None
