@@ -9,11 +9,10 @@ bytes, all within ``--auth-timeout``. A client that fails, or connects and
 says nothing, executes nothing and costs no process -- with a secret or
 without one.
 
-A connection's process never outlives the server's main process: on Linux
-the kernel kills it when the main process ends, however that ends (SIGKILL
-included) -- ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set just after the fork;
-elsewhere a thread in it polls its parent pid and ends it within
-``PARENT_POLL`` seconds of a change. So killing the main process never leaves
+A connection's process never outlives the server's main process, however
+that ends (SIGKILL included): the same watch as every worker process
+(:mod:`imap.lifeline`), plus, on Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
+set just after the fork. So killing the main process never leaves
 connection processes computing for nobody.
 
 Run it as ``imap-server`` or ``python -m imap.server``; see ``--help`` and
@@ -25,7 +24,6 @@ loopback port for examples and tests.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import ipaddress
 import logging
@@ -36,7 +34,6 @@ import signal
 import socket
 import ssl
 import sys
-import threading
 import time
 import types
 import warnings
@@ -44,13 +41,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import lifeline
 from .auth import AUTH_TIMEOUT, DEFAULT_PORT, MAX_PENDING, ServerHandshake, shared_secret
 
 log = logging.getLogger("imap.server")
 
 CONNECTION_MARK = "_imap_server_connection"  # a module in sys.modules of a connection's process
-PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for when the parent ends
-PARENT_POLL = 0.5     # seconds between checks of the parent, where prctl is missing
 BACKLOG = 256         # connections the kernel may hold before they are accepted
 
 # Names that moved out of this module, and where to: still reachable here, with a
@@ -181,38 +177,12 @@ class _Terminated(Exception):
 # --- a connection's process ends with the main process -------------------------------
 
 
-def _kernel_kills_orphan() -> bool:
-    """Ask Linux to SIGKILL this process when its parent ends; True if it will."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return False
-    return prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
-
-
-def _watch_parent(parent: int, interval: float) -> None:
-    """End this process once its parent is no longer ``parent`` (it ended)."""
-    while os.getppid() == parent:
-        time.sleep(interval)
-    os._exit(1)
-
-
 def end_with_parent(parent: int, kernel: bool = True) -> None:
-    """Make this process (just forked from ``parent``) end when ``parent`` ends.
-
-    With ``kernel`` and on Linux, the kernel sends SIGKILL (see
-    :func:`_kernel_kills_orphan`); otherwise a daemon thread polls
-    ``os.getppid()`` every :data:`PARENT_POLL` seconds. A parent that ended
-    before this was set up is caught by the check that follows, so no fork
-    slips through.
-    """
-    if not (kernel and _kernel_kills_orphan()):
-        threading.Thread(target=_watch_parent, args=(parent, PARENT_POLL),
-                         name="imap-server-parent", daemon=True).start()
-    if os.getppid() != parent:  # it ended before the kernel was asked
-        os._exit(1)
+    """Make this process (a connection's, just forked from ``parent``) end when
+    ``parent`` ends: the mechanism of every process the project starts
+    (:func:`imap.lifeline.end_with_parent`); ``kernel``: also ask Linux to
+    SIGKILL it then (the server forks from its main thread, so it may)."""
+    lifeline.end_with_parent(parent, kernel=kernel)
 
 
 def _serve_connection(sock: socket.socket, credentials: Any) -> None:

@@ -41,7 +41,7 @@ from worker_funcs import ArgsMismatch, OnlyHere, add_one, wait_for_path, write_a
 
 from imap import IMap, TimeoutError, UnsendableError, WorkerLostError
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.allow_leftovers]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400), pytest.mark.allow_leftovers]
 
 POOLS = ["thread", "process", "remote", "mixed", "dask"]
 FAULTS = ["kill", "host-restart", "unreadable", "bad-exception", "hang", "input-raises",

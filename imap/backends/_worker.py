@@ -36,11 +36,10 @@ import logging
 import os
 import pickle
 import signal
-import threading
-import time
+from functools import partial
 from typing import Any, NamedTuple
 
-from .. import shm
+from .. import lifeline, shm
 from . import kernel
 
 
@@ -146,56 +145,18 @@ def _out_of_band(run: str) -> Any:
 
 OUT_OF_BAND = "oob"   # an answer whose large buffers are in shared memory
 
-WATCH_EVERY = 0.5   # seconds between a worker's looks at its parent
-
-
-def _parent_gone(parent: int, first: int) -> bool:
-    """Whether the process ``parent`` that started this worker has ended.
-    ``first``: this process's parent when it began (the IMap's process
-    under fork and spawn, the forkserver under forkserver): an orphan is
-    adopted by another process, whatever killed its parent."""
-    if first == parent and os.getppid() != first:
-        return True
-    try:
-        os.kill(parent, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:   # pragma: no cover - another user's process has its number
-        return True
-    return False
-
-
-def watch_parent(parent: int, run: str | None) -> threading.Thread:
-    """End this worker process within ``WATCH_EVERY`` seconds of the end of
-    its parent ``parent``, however it ended (SIGKILL, SIGTERM, ``os._exit``),
-    even while the function runs: a daemon thread looks, and on the way out
-    removes the shared memory of the run ``run`` (the parent cannot any more).
-    Works alike for every start method (no signal the kernel sends on a
-    parent's death, no pipe a forked sibling could hold open)."""
-    first = os.getppid()
-
-    def watch() -> None:
-        while not _parent_gone(parent, first):
-            time.sleep(WATCH_EVERY)
-        if run is not None:
-            shm.sweep(run)
-        os._exit(70)
-
-    thread = threading.Thread(target=watch, name="imap-parent-watch", daemon=True)
-    thread.start()
-    return thread
-
-
 def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
                  log_conn: Any = None, log_level: int = logging.WARNING,
                  claims: Claims | None = None, run: str | None = None,
-                 parent: int | None = None) -> None:
+                 parent: int | None = None, direct: bool = True) -> None:
     """The main loop of a worker process (``parent``: the pid of the IMap's
-    process, which it does not outlive)."""
+    process, which it does not outlive; ``direct``: whether that process
+    started this one itself, not through a forkserver)."""
     # Ctrl-C goes to the whole process group: the parent decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if parent is not None:
-        watch_parent(parent, run)
+    if parent is not None:   # on the parent's end, its run's shared memory goes too
+        lifeline.end_with_parent(parent, direct=direct,
+                                 on_end=None if run is None else partial(shm.sweep, run))
     if log_conn is not None:
         root = logging.getLogger()
         root.handlers[:] = [_PipeHandler(log_conn)]

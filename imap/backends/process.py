@@ -260,7 +260,7 @@ class ProcessBackend(SlotBackend):
         process = ctx.Process(
             target=_worker.process_main,
             args=(task_r, result_w, self._payload, log_w, self._level, worker.claims,
-                  self._arena.run, os.getpid()),
+                  self._arena.run, os.getpid(), ctx.get_start_method() != "forkserver"),
             name=f"imap-worker-{slot}",
             daemon=True,
         )
