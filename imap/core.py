@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import backends, byvalue, journal, stats
+from . import backends, byvalue, journal, retry, stats
 from .engine import Engine
 from .feeder import Feeder
 from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy, draw
@@ -135,18 +135,6 @@ def _shutdown(state: dict) -> None:
 
 # Extra attempts of a tasklet by default (add_task's ``retries``).
 RETRIES = 2
-
-
-def _check_retry_on(retry_on: Any, retries: int) -> tuple:
-    classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
-    for cls in classes:
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-            raise TypeError(f"retry_on must be exception classes (e.g. (OSError, "
-                            f"ConnectionError)), got {cls!r}")
-    if classes and retries < 1:
-        raise ValueError(f"retry_on={retry_on!r} needs retries >= 1: retries is how many "
-                         f"extra attempts a tasklet gets (e.g. retries=3)")
-    return tuple(classes)
 
 
 def _check_key(key: Any, path: str | None, iterable: Any, imap: IMap) -> None:
@@ -461,7 +449,7 @@ class IMap:
         retries: int = RETRIES,
         name: str | None = None,
         key: Callable[[Any], Any] | None = None,
-        retry_on: type[BaseException] | Sequence[type[BaseException]] = (),
+        retry_on: type[Exception] | Sequence[type[Exception]] = (),
     ) -> TaskIterator:
         """Add a task: ``func(item, *args, **kwargs)`` for each item of ``iterable``.
 
@@ -515,7 +503,7 @@ class IMap:
             raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
         check_seconds("timeout", timeout)
         check_int("retries", retries, 0)
-        retry_on = _check_retry_on(retry_on, retries)
+        retry_on = retry.checked(retry_on, retries)
         if key is not None:
             _check_key(key, self._options.journal, iterable, self)
         engine = self._engine

@@ -29,12 +29,27 @@ from typing import Any
 
 log = logging.getLogger("imap")
 
-__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "JITTER", "Retrier", "backoff", "hold",
-           "min_backoff"]
+__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "JITTER", "Retrier", "backoff", "checked",
+           "hold", "min_backoff"]
 
 BACKOFF_FIRST = 0.05   # seconds before the second attempt (at least)
 BACKOFF_MAX = 5.0      # the longest wait between two attempts (before jitter)
 JITTER = 0.5           # each wait is stretched by a random factor in [1, 1 + JITTER]
+
+
+def checked(retry_on: Any, retries: int) -> tuple:
+    """``retry_on`` (a class or a tuple or list of them) as a tuple of
+    exception classes, checked: TypeError for anything else, ValueError if
+    there are classes but no extra attempt (``retries < 1``)."""
+    classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise TypeError(f"retry_on must be exception classes (e.g. (OSError, "
+                            f"ConnectionError)), got {cls!r}")
+    if classes and retries < 1:
+        raise ValueError(f"retry_on={retry_on!r} needs retries >= 1: retries is how many "
+                         f"extra attempts a tasklet gets (e.g. retries=3)")
+    return tuple(classes)
 
 
 def min_backoff(attempt: int) -> float:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from imap import IMap, StallError
+from imap import IMap, StallError, retry
 from imap.core import RETRIES
 from imap.drop import DROP
 from imap.taskiter import RunEndedError
@@ -97,19 +97,6 @@ class _Call:
         if result is DROP:
             return _DROPPED
         return result
-
-
-def _exception_classes(retry_on: Any, retries: int) -> tuple:
-    """``retry_on`` as a tuple of exception classes (checked)."""
-    classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
-    for cls in classes:
-        if not (isinstance(cls, type) and issubclass(cls, Exception)):
-            raise PiperError(f"retry_on must be exception classes (e.g. (OSError,)), got "
-                             f"{cls!r}")
-    if classes and retries < 1:
-        raise PiperError(f"retry_on={retry_on!r} needs retries >= 1 (the extra attempts "
-                         f"an item gets)")
-    return tuple(classes)
 
 
 def _failed(error: WorkerError, piper: str) -> PiperError:
@@ -235,7 +222,10 @@ class Piper:
         self.spawn = spawn
         self.timeout = timeout
         self.retries = retries
-        self.retry_on = _exception_classes(retry_on, retries)
+        try:
+            self.retry_on = retry.checked(retry_on, retries)
+        except (TypeError, ValueError) as exc:
+            raise PiperError(str(exc)) from None
         self.branch = branch
         self.debug = debug
         self.track = track
