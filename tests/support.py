@@ -203,6 +203,48 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+# A program whose IMap's two worker processes are both inside a long call;
+# it says "running" once they are, then ends as ``ending`` says.
+HELD_WORKERS = """
+import os, sys, time
+sys.path[:0] = [{tests!r}, {root!r}]
+import worker_funcs as wf
+from imap import IMap
+
+if __name__ == "__main__":
+    m = IMap(worker_num=2, start_method={method!r})
+    task = m.add_task(wf.pid_file_and_hold, range(2), args=(60, {directory!r}))
+    m.start()
+    while len([n for n in os.listdir({directory!r}) if n.startswith("pid-")]) < 2:
+        time.sleep(0.02)
+    print("running", flush=True)
+    {ending}
+"""
+
+
+@contextlib.contextmanager
+def held_workers(directory: Path, method: str,
+                 ending: str = "time.sleep(120)") -> Iterator[tuple[subprocess.Popen, list[int]]]:
+    """Run :data:`HELD_WORKERS` (start method ``method``; its workers write
+    their pids into ``directory``) in a session of its own; yield the
+    process and its two workers' pids once both are inside their call.
+    The whole session is killed on the way out."""
+    code = HELD_WORKERS.format(tests=str(TESTS), root=str(ROOT), method=method,
+                               directory=str(directory), ending=ending)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            env=script_env(), start_new_session=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert line == b"running", f"the program did not start its workers: {line!r}"
+        workers = [int((directory / n).read_text()) for n in os.listdir(directory)
+                   if n.startswith("pid-")]
+        assert len(workers) == 2, workers
+        yield proc, workers
+    finally:
+        kill_group(proc)
+        proc.stdout.close()
+
+
 def run_command(
     command: Sequence[str], timeout: float = 10.0, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:

@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from remote_helpers import server
-from support import imap_threads, kill_group, read_when_written, wait_until
+from support import held_workers, imap_threads, kill_group, pid_alive, read_when_written, wait_until
 from worker_funcs import ArgsMismatch, OnlyHere, add_one, wait_for_path, write_atomically
 
 from imap import IMap, TimeoutError, UnsendableError, WorkerLostError
@@ -277,44 +277,11 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
     wait_until(lambda: not (imap_threads() - before), 10)
 
 
-PARENT = """
-import os, sys, time
-sys.path[:0] = [{tests!r}, {root!r}]
-import worker_funcs as wf
-from imap import IMap
-
-if __name__ == "__main__":
-    m = IMap(worker_num=2, start_method={method!r})
-    task = m.add_task(wf.pid_file_and_hold, range(4), args=(60, {directory!r}))
-    m.start()
-    while len([n for n in os.listdir({directory!r}) if n.startswith("pid-")]) < 2:
-        time.sleep(0.02)
-    print("running", flush=True)
-    time.sleep(120)
-"""
-
-
 def _kill_the_parent(directory: Path, method: str) -> None:
     """A program runs an IMap whose two workers are inside a long call; it
     is killed (SIGKILL): both workers end within seconds."""
-    import subprocess
-    import sys
-
-    from support import pid_alive
-
-    tests = str(Path(__file__).resolve().parent)
-    code = PARENT.format(tests=tests, root=str(Path(tests).parent), method=method,
-                         directory=str(directory))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        assert proc.stdout.readline().strip() == b"running"
-        workers = [int((directory / n).read_text()) for n in os.listdir(directory)
-                   if n.startswith("pid-")]
+    with held_workers(directory, method) as (proc, workers):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         wait_until(lambda: not any(pid_alive(p) for p in workers), 15,
                    what="the workers of a killed parent to end")
-    finally:
-        kill_group(proc)
-        proc.stdout.close()

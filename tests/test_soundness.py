@@ -14,9 +14,6 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import uuid
 from pathlib import Path
@@ -25,7 +22,7 @@ import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import imap_threads, pid_alive, read_when_written, wait_until
+from support import held_workers, imap_threads, pid_alive, read_when_written, wait_until
 
 from imap import IMap, TimeoutError, WorkerLostError
 
@@ -256,23 +253,6 @@ def test_threads_left_behind_past_the_bound_fail_the_run_clearly(monkeypatch):
 
 # -- no worker outlives its parent ------------------------------------------------------
 
-PARENT = textwrap.dedent("""
-    import os, sys, time
-    sys.path[:0] = [{tests!r}, {root!r}]
-    import worker_funcs as wf
-    from imap import IMap
-
-    if __name__ == "__main__":
-        m = IMap(worker_num=2, start_method={method!r})
-        task = m.add_task(wf.pid_file_and_hold, range(2), args=(60, {directory!r}))
-        m.start()
-        while len([n for n in os.listdir({directory!r}) if n.startswith("pid-")]) < 2:
-            time.sleep(0.05)
-        print("running", flush=True)
-        {ending}
-""")
-
-
 @pytest.mark.parametrize("method, ending", [
     ("forkserver", "SIGKILL"), ("forkserver", "SIGTERM"), ("fork", "SIGKILL"),
     ("spawn", "SIGKILL"), ("forkserver", "os._exit(3)"),
@@ -282,18 +262,9 @@ def test_no_worker_outlives_its_parent(tmp_path, method, ending):
     inside a long call: the workers end within seconds, and so do the
     processes multiprocessing started for them (forkserver, resource
     tracker); the run's shared memory goes with them."""
-    tests = str(Path(__file__).resolve().parent)
-    code = PARENT.format(tests=tests, root=str(Path(tests).parent), method=method,
-                         directory=str(tmp_path),
-                         ending=ending if "(" in ending else "time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        assert proc.stdout.readline().strip() == b"running"
-        workers = [int((tmp_path / n).read_text()) for n in os.listdir(tmp_path)
-                   if n.startswith("pid-")]
+    with held_workers(tmp_path, method,
+                      ending if "(" in ending else "time.sleep(120)") as (proc, workers):
         helpers = _children(proc.pid)
-        assert len(workers) == 2
         if "(" not in ending:
             os.kill(proc.pid, getattr(signal, ending))
         proc.wait(30)
@@ -303,12 +274,6 @@ def test_no_worker_outlives_its_parent(tmp_path, method, ending):
         prefix = f"{shm.PREFIX}{proc.pid}-"
         wait_until(lambda: not [n for n in os.listdir(shm.directory()) if n.startswith(prefix)],
                    10, what="the run's shared memory to go")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.stdout.close()
 
 
 def _children(pid: int) -> list:
