@@ -314,20 +314,23 @@ def run_piper(piper: object, data: object) -> list:
 # --- reading a task with skip=True ------------------------------------------------------
 
 
-def take_skipping(task) -> tuple[list, int]:
-    """Every result of ``task`` (iterated under its own timeout) and how
-    many timed out (with ``skip=True``, each a result given up)."""
-    from imap import TimeoutError
+def take_skipping(task) -> tuple[list, int, int]:
+    """Every result of ``task`` (iterated under its own timeout), how many
+    timed out (with ``skip=True``, each a result given up) and how many were
+    lost with their worker."""
+    from imap import TimeoutError, WorkerLostError
 
-    got, timed_out = [], 0
+    got, timed_out, lost = [], 0, 0
     it = iter(task)
     while True:
         try:
             got.append(next(it))
         except TimeoutError:
             timed_out += 1
+        except WorkerLostError:
+            lost += 1
         except StopIteration:
-            return got, timed_out
+            return got, timed_out, lost
 
 
 # --- threads of IMaps -----------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_skip_gives_up_the_hung_tasklet_alone():
     with IMap(worker_num=2, skip=True) as m:
         task = m.add_task(_hang_on, range(12), args=(5, 60), timeout=0.5)
         m.start()
-        got, timed_out = take_skipping(task)
+        got, timed_out, _ = take_skipping(task)
     assert timed_out == 1
     assert got == [x for x in range(12) if x != 5]
 

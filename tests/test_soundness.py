@@ -22,7 +22,14 @@ import pytest
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import held_workers, imap_threads, pid_alive, read_when_written, wait_until
+from support import (
+    held_workers,
+    imap_threads,
+    pid_alive,
+    read_when_written,
+    take_skipping,
+    wait_until,
+)
 
 from imap import IMap, TimeoutError, WorkerLostError
 
@@ -176,20 +183,6 @@ def test_closures_and_generators_work(backend):
 # -- many hung tasklets under skip ------------------------------------------------------
 
 
-def _take_all(task) -> tuple[list, int, int]:
-    """Results, timeouts and lost workers of a task read to its end."""
-    got, timeouts, lost = [], 0, 0
-    while True:
-        try:
-            got.append(next(task))
-        except StopIteration:
-            return got, timeouts, lost
-        except TimeoutError:
-            timeouts += 1
-        except WorkerLostError:
-            lost += 1
-
-
 @pytest.mark.parametrize("n, every", [(60, 10), (24, 3)])
 def test_many_hung_tasklets_under_skip_cost_only_themselves_on_processes(n, every):
     """Every ``every``-th item hangs: each is given up (its worker killed and
@@ -198,7 +191,7 @@ def test_many_hung_tasklets_under_skip_cost_only_themselves_on_processes(n, ever
     with IMap(worker_num=2, skip=True) as m:
         task = m.add_task(wf.hang_on_some, range(n), args=(sorted(hung),), timeout=0.5)
         m.start()
-        got, timeouts, lost = _take_all(task)
+        got, timeouts, lost = take_skipping(task)
     assert lost == 0
     assert timeouts == len(hung)
     assert got == [2 * x for x in range(n) if x not in hung]
@@ -219,7 +212,7 @@ def test_many_hung_tasklets_under_skip_cost_only_themselves_on_threads():
         with IMap(worker_type="thread", worker_num=2, skip=True) as m:
             task = m.add_task(hang_on_some, range(60), timeout=0.5)
             m.start()
-            got, timeouts, lost = _take_all(task)
+            got, timeouts, lost = take_skipping(task)
     finally:
         release.set()
     assert lost == 0
@@ -347,7 +340,7 @@ def test_skip_on_a_mixed_pool_takes_work_back_from_either_kind_of_worker(remote_
     with IMap(worker_num=1, worker_remote=[(remote_address, 1)], skip=True) as m:
         task = m.add_task(wf.hang_on_some, range(n), args=(sorted(hung),), timeout=0.5)
         m.start()
-        got, timeouts, lost = _take_all(task)
+        got, timeouts, lost = take_skipping(task)
     assert lost == 0
     assert timeouts == len(hung)
     assert got == [2 * x for x in range(n) if x not in hung]
