@@ -102,6 +102,9 @@ def save_pipeline(dagger: Any) -> str:
                    "retries": RETRIES if piper.imap is not None else 0}
         given = "".join(f", {k}={_literal(getattr(piper, k), k)}"
                         for k, default in options.items() if getattr(piper, k) != default)
+        if piper.retry_on:   # exception classes, named like functions
+            classes = "".join(f"{_function_ref(c, imports, sources)}, " for c in piper.retry_on)
+            given += f", retry_on=({classes})"
         lines.append(f"pipers.append(Piper(Worker(({funcs},), arguments={args}, "
                      f"kwargs={kwargs}), parallel={parallel}, "
                      f"name={piper.name!r}{given}))")

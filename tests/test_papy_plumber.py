@@ -268,6 +268,21 @@ def test_save_keeps_imap_options(tmp_path: Path) -> None:
     assert q.resolve("a").timeout == 5.0
 
 
+class Transient(OSError):
+    """A transient error of these tests' own (saved by reference to this module)."""
+
+
+def test_save_keeps_retries_and_retry_on(tmp_path: Path) -> None:
+    m = imap.IMap(worker_type="thread", worker_num=2)
+    a = Piper(inc, parallel=m, retries=4, retry_on=(ConnectionError, Transient), name="a")
+    p = Plumber(pipes=[(a, Piper(dbl, name="b"))])
+    path = tmp_path / "saved.py"
+    p.save(str(path))
+    loaded = Plumber().load(str(path)).resolve("a")
+    assert loaded.retries == 4
+    assert loaded.retry_on == (ConnectionError, Transient)
+
+
 def test_save_that_fails_leaves_no_file_behind(tmp_path: Path) -> None:
     p = Plumber(pipes=[(Piper(lambda inbox: inbox[0]), Piper(inc))])
     with pytest.raises(PlumberError, match="lambda"):
