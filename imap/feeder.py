@@ -174,8 +174,8 @@ class Feeder(threading.Thread):
             engine.mark_exhausted(task)
             return True, 0
         patient = draw.patient(engine, task)
-        if not patient and draw.ahead(engine, task):
-            return False, 0  # its consumer catches up first: first results come sooner
+        if not patient and (draw.ahead(engine, task) or draw.flooded(engine, task)):
+            return False, 0  # its consumer catches up first, or its batches in flight
         done = 0   # tasklets of this stride drawn so far
         items: list = []
         chunk = engine.policy.batch_for(task, draw.left(task), draw.work_left(engine.tasks))
@@ -224,6 +224,8 @@ class Feeder(threading.Thread):
                 return True, done
             if len(items) >= chunk:
                 self._flush(task, items)
+                if not patient and draw.flooded(engine, task):
+                    return False, done
         self._flush(task, items)
         return False, done
 

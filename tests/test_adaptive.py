@@ -354,7 +354,8 @@ def test_a_source_waits_for_a_whole_batch_of_room_while_the_workers_have_work():
 
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
     engine = Engine(buffer=120, skip=False, stall_grace=None, policy=policy)
-    source = SimpleNamespace(upstream=None, consumer=None, flow=None)
+    source = SimpleNamespace(upstream=None, consumer=None, flow=None, timeout=None,
+                             in_flight=0)
     policy.start([source])
     engine.impatient = policy.growing = True
     source.flow.draw = 20
@@ -374,3 +375,34 @@ def test_a_source_waits_for_a_whole_batch_of_room_while_the_workers_have_work():
     assert not draw.short_of_room(engine, source)
     policy.growing, engine.impatient = True, False   # patient turns: a fixed stride or buffer
     assert not draw.short_of_room(engine, source)
+
+
+def test_a_task_with_its_batches_in_flight_draws_no_more_of_them():
+    """A chained task whose batch size is still 1 (its first batches not
+    back yet) while its upstream has thousands of results ready: it draws
+    FLOOD_BATCHES batches per worker, then waits for some to come back,
+    rather than cutting every ready result into a message of its own. The
+    Feeder's wait agrees; a task with a timeout is not held back."""
+    from imap.engine import Engine
+
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    engine = Engine(buffer=10_000, skip=False, stall_grace=None, policy=policy)
+    results = SimpleNamespace(has_next=lambda: True)
+    up = SimpleNamespace(upstream=None, consumer=None, flow=None, timeout=None, in_flight=0,
+                         finished=lambda: False, results=results)
+    task = SimpleNamespace(upstream=up, consumer=None, flow=None, timeout=None, in_flight=0)
+    up.consumer = task
+    policy.start([up, task])
+    engine.impatient = policy.growing = True
+    engine.slots_used = engine.buffer   # the source cannot draw: only the chained task may
+    limit = draw.FLOOD_BATCHES * 2 * task.flow.batch
+    task.in_flight = limit - 1
+    assert not draw.flooded(engine, task) and draw.work_ready(engine, [up, task])
+    task.in_flight = limit
+    assert draw.flooded(engine, task) and not draw.work_ready(engine, [up, task])
+    task.flow.batch = 64                 # a batch came back: larger batches, more room
+    assert not draw.flooded(engine, task)
+    task.flow.batch, task.timeout = 1, 0.5
+    assert not draw.flooded(engine, task)   # given-up tasklets must not hold it back
+    task.timeout, engine.impatient = None, False
+    assert not draw.flooded(engine, task)   # patient turns draw their whole stride
