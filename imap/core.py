@@ -44,7 +44,8 @@ from typing import Any
 from . import backends, byvalue, journal, retry, stats
 from .engine import Engine
 from .feeder import Feeder
-from .flow import BOUND_TURNS, DEFAULT_BUFFER_BYTES, MAX_BATCH, MAX_BATCH_WORK, FlowPolicy, draw
+from .flow import DEFAULT_BUFFER_BYTES, FlowPolicy
+from .flow.plan import plan
 from .options import Options, check_int, check_seconds
 from .progress import imap_progress
 from .stats import Report
@@ -323,16 +324,12 @@ class IMap:
     def stride(self) -> int:
         """Tasklets of a task drawn per turn: the stride given, or, when it
         is adaptive, the one in force (before start: the first one)."""
-        if self._options.stride is not None:
-            return self._options.stride
-        return self._policy.stride if self.running else self.workers
+        return self._policy.stride_now(self.running)
 
     @property
     def max_stride(self) -> int:
         """The largest stride this IMap may use (the stride given, if fixed)."""
-        if self._options.stride is not None:
-            return self._options.stride
-        return MAX_BATCH * self.workers
+        return self._policy.max_stride()
 
     @property
     def ordered(self) -> bool:
@@ -372,14 +369,7 @@ class IMap:
     def buffer(self) -> int:
         """The most tasklets alive at once: the buffer given, or the bound in
         force (adaptive; before start: the first one)."""
-        if self._options.buffer is not None:
-            return self._options.buffer
-        if self.running:
-            return max(1, self._policy.bound)
-        tasks = max(1, len(self._engine.tasks))
-        if self._options.stride is None:  # the first turn's bound
-            return self.workers * tasks * BOUND_TURNS
-        return self.stride * tasks
+        return self._policy.bound_now(self.running, len(self._engine.tasks))
 
     @property
     def options(self) -> dict[str, Any]:
@@ -398,11 +388,7 @@ class IMap:
         """The most tasklets sent to a worker in one message: the chunksize
         given, the one that follows from a fixed stride, or None when each
         task's batch size is adaptive (see ``status()``)."""
-        if self._options.chunksize is not None:
-            return self._options.chunksize
-        if self._options.stride is not None:
-            return max(1, self.stride // (2 * self.workers))
-        return None
+        return self._policy.fixed_batch()
 
     @property
     def tracked(self) -> dict[int, dict[int, Any]]:
@@ -587,29 +573,19 @@ class IMap:
                 self.ordered)
         self._state["last"] = None
         self._policy.start(engine.tasks)
-        outputs = sum(1 for t in engine.tasks if t.consumer is None)
-        engine.begin_run(impatient=(self._policy.adaptive and self._options.buffer is None
-                                    and outputs == 1))
+        run = plan(self._policy, engine.tasks, self._options.skip)
+        engine.begin_run(impatient=run.impatient)
         if self._options.worker_remote:   # the user's own modules travel by value
             for task in engine.tasks:
                 byvalue.send_by_value((task.func, task.args, task.kwargs))
             byvalue.send_by_value((self._options.initializer, self._options.initargs))
         backend = backends.make(self._options, engine.deliver, engine.lost)
-        for task in engine.tasks:
-            task.each_result = self._options.skip and task.timeout is not None
-        # skip=True: a task with a timeout goes one tasklet a batch, so that
-        # no batch-mate of a hung tasklet waits for its worker to be given up.
-        self._policy.isolate_tasklets(self._options.skip)
-        grouped = self._policy.adaptive and self._options.chunksize is None
-        backend.configure(depth_order=1 if self._policy.adaptive else 0,
-                          group_limit=draw.group_limit(self._policy, engine.tasks)
-                          if grouped else None, prefetch=self._policy.prefetch,
-                          on_crash=engine.thread_died)
+        backend.configure(depth_order=run.depth_order, group_limit=run.group_limit,
+                          prefetch=run.prefetch, on_crash=engine.thread_died)
         engine.attach(backend)
         backend.start()
-        if self._options.executor is not None:   # the cluster's size, now known
-            self._policy.workers = max(1, backend.alive)
-        self._policy.max_work = backend.batch_work or MAX_BATCH_WORK
+        self._policy.fit_backend(backend.alive if self._options.executor is not None else None,
+                                 backend.batch_work)
         feeder = Feeder(engine)
         self._state["feeder"] = feeder
         _stop_at_exit(self)

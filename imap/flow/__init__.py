@@ -6,6 +6,9 @@
   impatient weave of one chain), and what is left to draw.
 * :mod:`.dispatch` — :class:`Dispatcher`: which worker a batch is bound to,
   as late as the flow allows, and taking back a batch that has not started.
+* :mod:`.plan` — :func:`~.plan.plan`: what a run keeps from its start
+  (impatient turns, which queued batch goes first, joining queued batches,
+  prefetch), decided once when the IMap starts.
 
 The engine (``engine.py``), the Feeder (``feeder.py``), the IMap
 (``core.py``) and the backends ask these modules; they decide nothing of

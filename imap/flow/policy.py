@@ -162,16 +162,49 @@ class FlowPolicy:
         self._cap = MAX_ALIVE              # raised by relieve
         self._most: int | None = None      # the largest batch the byte budget allows
 
+    # -- the numbers an IMap shows (its properties), before a run or in it ----------------
+
+    def fixed_batch(self) -> int | None:
+        """The batch every task keeps: the chunksize given, or the one that
+        follows from a fixed stride (half a stride per worker); None when
+        batches are adaptive."""
+        if self.fixed_chunk is not None:
+            return self.fixed_chunk
+        if not self.adaptive:
+            return max(1, self.fixed_stride // (2 * self.workers))
+        return None
+
+    def stride_now(self, running: bool) -> int:
+        """The stride given, or the adaptive one in force (before a run: the first)."""
+        if not self.adaptive:
+            return self.fixed_stride
+        return self.stride if running else self.workers
+
+    def max_stride(self) -> int:
+        """The largest stride there can be (the stride given, if fixed)."""
+        return self.fixed_stride if not self.adaptive else MAX_BATCH * self.workers
+
+    def bound_now(self, running: bool, tasks: int) -> int:
+        """The buffer given, or the bound in force (before a run: the first
+        one, for ``tasks`` tasks)."""
+        if self.fixed_buffer is not None:
+            return self.fixed_buffer
+        if running:
+            return max(1, self.bound)
+        tasks = max(1, tasks)
+        if self.adaptive:
+            return self.workers * tasks * BOUND_TURNS
+        return self.fixed_stride * tasks
+
     # -- at start ------------------------------------------------------------------------
 
     def start(self, tasks: list) -> None:
         """Reset for a run of ``tasks`` and choose the first stride and bound."""
+        batch = self.fixed_batch()
         for task in tasks:
             task.flow = TaskFlow()
-            if self.fixed_chunk is not None:
-                task.flow.batch = self.fixed_chunk
-            elif not self.adaptive:
-                task.flow.batch = max(1, self.fixed_stride // (2 * self.workers))
+            if batch is not None:
+                task.flow.batch = batch
         self.rtt = None
         self.bound = 0
         self._extra = 0
@@ -179,6 +212,15 @@ class FlowPolicy:
         self.growing = False
         self._most = None
         self.turn(tasks, slots_used=0)
+
+    def fit_backend(self, alive: int | None, batch_work: float | None) -> None:
+        """The backend started: ``alive``, the workers it found (an
+        executor's cluster, whose size is known only now; None: as
+        configured), and ``batch_work``, its cap on a batch's seconds of
+        work (None: ``MAX_BATCH_WORK``; Dask's messages cost more)."""
+        if alive is not None:
+            self.workers = max(1, alive)
+        self.max_work = batch_work or MAX_BATCH_WORK
 
     # -- every turn (the Feeder, under the engine's lock) ----------------------------------
 
