@@ -24,13 +24,11 @@ from typing import Any
 from . import retry, waiting
 from .errors import StallError, TimeoutError, WorkerLostError
 from .flow import draw
+from .flow.policy import LOOK_AGAIN
 from .results import Failure
 from .stats import RunStats
 from .status import IMapStatus, snapshot
 from .task import Task
-
-# Seconds between looks at a result that waits behind other tasklets (skip=True).
-LOOK_AGAIN = 0.25
 
 
 class Engine:

@@ -30,14 +30,14 @@ from .backends.base import Batch
 from .engine import Engine
 from .errors import TimeoutError
 from .flow import draw
-from .flow.draw import PLAIN_SOURCES
+from .flow.draw import FLUSH_AFTER, PLAIN_SOURCES
 from .results import Failure
 from .task import Task
 from .taskiter import TaskIterator
 
 log = logging.getLogger("imap")
 
-FLUSH_AFTER = 0.005  # seconds inside a generic input's next() before drawn items are sent
+
 
 class Feeder(threading.Thread):
     """Draws tasklets of ``engine.tasks`` and submits them to the backend."""

@@ -17,16 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from ..flow.policy import PREFETCH  # batches a worker holds unless the plan says otherwise
+from ..flow.policy import GIVE_UP_AFTER, PREFETCH
 from .batch import Batch, BatchState
 
 __all__ = ["GIVE_UP_AFTER", "PREFETCH", "Backend", "Batch", "BatchState", "Deliver", "Lost"]
 
 log = logging.getLogger("imap")
 
-# Seconds a worker may go on running a batch holding an abandoned tasklet
-# (skip=True) before it is replaced, so that the items behind it run.
-GIVE_UP_AFTER = 1.0
 
 Deliver = Callable[..., None]  # (batch, values, errors, busy=None, peak=None)
 Lost = Callable[["Batch", str], None]

@@ -16,6 +16,7 @@ import operator
 from typing import Any
 
 AHEAD = 1  # strides an impatient task may run ahead of the task consuming it
+FLUSH_AFTER = 0.005  # seconds inside a generic input's next() before drawn items are sent
 # Batches per worker (of the task's batch size in force) that an impatient
 # task may have in flight: twice what the workers hold (PREFETCH each), so a
 # batch is always queued for a worker that frees a place.

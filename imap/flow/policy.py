@@ -101,6 +101,11 @@ PREFETCH = 2
 EWMA = 0.3                # weight of the newest measurement in the running means
 PEAK_DECAY = 0.998        # a task's longest tasklet is forgotten this much per batch
 DEFAULT_BUFFER_BYTES = 24 << 20
+# Under skip=True: seconds a worker may go on running a batch that holds an
+# abandoned tasklet before it is replaced, so that the items behind it run;
+# and seconds between looks at a result that waits behind other tasklets.
+GIVE_UP_AFTER = 1.0
+LOOK_AGAIN = 0.25
 
 
 class TaskFlow:
