@@ -31,7 +31,6 @@ Failures: a batch whose worker died (a broken process pool) goes to
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import logging
 import os
@@ -214,7 +213,7 @@ class ExecutorBackend(Backend):
         if batch.data is None:   # tasklets split off a batch (refused ones, say)
             batch.data = pickling.dumps(batch.items)
         group = [batch]
-        if self.group_limit is not None and self._queue.pending:
+        if self.group_limit is not None and len(self._queue):
             self._join_queued(group)
         self._ready.append(group)
         self._launching += 1
@@ -235,24 +234,12 @@ class ExecutorBackend(Backend):
         into for balance stay apart. Each keeps its own answer.
         """
         first = group[0]
-        task = first.task
-        room = self.group_limit(task) - len(first)
+        room = self.group_limit(first.task) - len(first)
         if room <= 0 or first.attempt or first.careful:
             return
-        kept = collections.deque()
-        pending = self._queue.pending
-        for batch in pending:
-            if batch.task is task and room > 0:
-                if len(batch) > room or batch.attempt or batch.careful:
-                    room = 0   # the next in line does not join: none after it does
-                else:
-                    batch.send(self)
-                    group.append(batch)
-                    room -= len(batch)
-                    continue
-            kept.append(batch)
-        pending.clear()
-        pending.extend(kept)
+        for batch in self._queue.take_followers(first.task, room):
+            batch.send(self)
+            group.append(batch)
 
     def _go(self, groups: list) -> None:
         """Submit ``groups`` (taken by :meth:`_take`)."""

@@ -129,6 +129,26 @@ class Dispatcher:
             batch.queue()
         self.pending.extendleft(reversed(batches))
 
+    def take_followers(self, task: Any, room: int) -> list:
+        """Remove and return the queued batches of ``task`` that may travel
+        in one message with a batch of it being bound: first-time ones
+        (not a rerun, not careful), oldest first, while their tasklets fit
+        in ``room``. The first of the task's batches that does not fit ends
+        it: none behind it joins (the order of the queue is kept)."""
+        taken: list = []
+        kept: collections.deque = collections.deque()
+        for batch in self.pending:
+            if batch.task is task and room > 0:
+                if len(batch) > room or batch.attempt or batch.careful:
+                    room = 0   # the next in line does not join: none after it does
+                else:
+                    taken.append(batch)
+                    room -= len(batch)
+                    continue
+            kept.append(batch)
+        self.pending = kept
+        return taken
+
     def clear(self) -> list:
         """Remove and return every queued batch (withdrawn: at no place)."""
         batches = list(self.pending)
