@@ -444,6 +444,13 @@ class Dagger:
         if (up.imap is not piper.imap or len(self.downstream(up)) != 1
                 or not piper.chainable() or not up.hideable()):
             return None
+        if self.pipes_hook is not None:
+            # The Plumber's journal draws the pipes of its output pipers
+            # itself (papy.journal): such a piper is not chained.
+            probe = [iter(())]
+            if any(a is not b for a, b in zip(self.pipes_hook(piper, probe), probe,
+                                              strict=True)):
+                return None
         return up
 
     def connect(self, datas: Sequence[Iterable[Any]] | None = None) -> None:
@@ -477,6 +484,8 @@ class Dagger:
         relayed = self._relayed()
         lag_floor = self._lag_floor()
         branches: dict = {}
+        chains = {p: up for p in self.graph if (up := self._chained_to(p)) is not None}
+        feeding = set(chains.values())
         done: list[Piper] = []
         gate = threading.Event()   # opened once every IMap has started
         try:
@@ -485,15 +494,12 @@ class Dagger:
                     sources = [data[piper]]
                 else:
                     sources = [branches[up].pop(0) for up in self.upstream(piper)]
-                hooked = sources
-                if self.pipes_hook is not None:
-                    hooked = self.pipes_hook(piper, sources)
-                up = self._chained_to(piper)
-                if up is not None and all(a is b for a, b in zip(hooked, sources,
-                                                                 strict=True)):
-                    piper.connect(sources, gate, chained=up)
-                else:   # (a journal watches the pipes of an output piper)
-                    piper.connect(hooked, gate)
+                if piper in chains:
+                    piper.connect(sources, gate, chained=chains[piper])
+                else:
+                    if self.pipes_hook is not None:
+                        sources = self.pipes_hook(piper, sources)
+                    piper.connect(sources, gate, feeds=piper in feeding)
                 done.append(piper)
                 if piper in relayed:
                     piper.relay()

@@ -35,7 +35,7 @@ from imap.drop import DROP
 from imap.taskiter import RunEndedError
 
 from .errors import PiperError, WorkerError
-from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, inboxes
+from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, gated, inboxes
 from .worker import ERROR_TYPES, LOOK_CLOSER, PLAIN_TYPES, Item, Worker
 
 log = logging.getLogger("papy")
@@ -337,7 +337,7 @@ class Piper:
     # -- wiring ------------------------------------------------------------------
 
     def connect(self, inputs: Iterable[Any], gate: threading.Event | None = None,
-                chained: Piper | None = None) -> None:
+                chained: Piper | None = None, feeds: bool = False) -> None:
         """Take ``inputs`` (one iterable or upstream Piper per pipe) and set up the outbox.
 
         On an IMap this adds the piper's task(s); the IMap must not be started.
@@ -354,6 +354,11 @@ class Piper:
         reads the upstream piper (see :meth:`~papy.dagger.Dagger.connect`);
         the upstream piper's ``stats`` and first error are then kept by this
         piper, the last of the chain, which sees what it made.
+
+        ``feeds``: the next piper will be chained to this one (its results
+        are not read in the parent). With one input, its task then takes the
+        input's items as they are, and the inbox ``(item,)`` is made in the
+        worker too.
         """
         if self.connected:
             raise PiperError(f"piper {self.name!r} is already connected; disconnect() it "
@@ -383,6 +388,12 @@ class Piper:
             self._gate = gate if gate is not None else threading.Event()
         if self._common(sources):
             self._tasks = []   # _evaluated calls the worker itself
+        elif feeds and len(sources) == 1 and self.hideable():
+            # its counts are kept by the last piper of the chain: no inboxes here
+            call = _Chained(_Call(self.worker, self.name, self.retry_on))
+            self._tasks = [self.imap.add_task(call, gated(sources[0], self._gate),
+                                              retries=self.retries, retry_on=self.retry_on,
+                                              name=f"{self.name}[0]")]
         else:
             stream = inboxes(sources, self.consume, self._in, self._gate)
             call = _Call(self.worker, self.name, self.retry_on)
@@ -623,13 +634,9 @@ class Piper:
                 stats["out"] += 1
                 yield v
 
-    def _results(self, raw: bool = False) -> Iterator[Any]:
+    def _results(self) -> Iterator[Any]:
         """The results of the piper's tasks, taken in turn; a failure to get
-        one (timeout, lost worker, failed input) is a PiperError in its place.
-
-        ``raw``: a dropped item is given as the task returned it (its
-        ``_Dropped``, which names where it was dropped), not as ``DROP``.
-        """
+        one (timeout, lost worker, failed input) is a PiperError in its place."""
         tasks, name = self._tasks, self.name
         n = len(tasks)
         for turn in itertools.count():
@@ -645,10 +652,9 @@ class Piper:
                 except StallError:
                     _stalled(name)
                 except Exception as exc:
-                    origin = self._origin(exc) if self._chain else name
-                    value = PiperError(f"piper {origin!r}: no result", exc, origin)
+                    value = PiperError(f"piper {name!r}: no result", exc, name)
                     break
-            yield DROP if type(value) is _Dropped and not raw else value
+            yield DROP if type(value) is _Dropped else value
 
     def _origin(self, exc: BaseException) -> str:
         """The piper of a chain (see :meth:`connect`, ``chained``) whose task
@@ -695,9 +701,23 @@ class Piper:
             for c in counts[start:]:
                 c[key] = c.get(key, 0) + 1
 
+        task = self._tasks[0]
         n = 0
         try:
-            for value in self._results(raw=True):
+            while True:
+                # (the loop of _results, for its one task)
+                try:
+                    value = next(task)
+                except (StopIteration, RunEndedError):   # the IMap's run is over too
+                    return
+                except PiperError:   # raised upstream: debug=True or a branch lag error
+                    raise
+                except StallError:
+                    _stalled(name)
+                    continue
+                except Exception as exc:
+                    origin = self._origin(exc)
+                    value = PiperError(f"piper {origin!r}: no result", exc, origin)
                 n += 1
                 stats["in"] = n
                 if type(value) not in PLAIN_TYPES:
