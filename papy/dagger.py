@@ -70,6 +70,9 @@ class Dagger:
         # (piper, its sources) -> the sources it draws: the Plumber's journal
         # puts itself before the output pipers (papy.journal); None: as they are
         self.pipes_hook: Any = None
+        # Chain a piper's task to its upstream piper's on their IMap where
+        # nothing else reads the upstream (see connect); False: never.
+        self.chain_tasks = True
         for piper in pipers:
             self.add_piper(piper)
         for pipe in pipes:
@@ -422,8 +425,45 @@ class Dagger:
                     if p.imap is not None), default=1)
         return 2 * turn * inline
 
+    def _chained_to(self, piper: Piper) -> Piper | None:
+        """The upstream piper whose IMap task is to feed ``piper``'s directly, if any.
+
+        ``piper`` must have one upstream piper, on the same IMap, which feeds
+        nothing else; both must take and make one item at a time with one
+        task (:meth:`Piper.chainable`), and the upstream piper's results must
+        not be needed in the parent (:meth:`Piper.hideable`: no ``track``,
+        ``debug`` or ``timeout``). Otherwise ``piper`` draws its inbox from
+        the upstream outbox in the parent, as any other piper.
+        """
+        if not self.chain_tasks or piper.imap is None:
+            return None
+        ups = self.upstream(piper)
+        if len(ups) != 1:
+            return None
+        up = ups[0]
+        if (up.imap is not piper.imap or len(self.downstream(up)) != 1
+                or not piper.chainable() or not up.hideable()):
+            return None
+        if self.pipes_hook is not None:
+            # The Plumber's journal draws the pipes of its output pipers
+            # itself (papy.journal): such a piper is not chained.
+            probe = [iter(())]
+            if any(a is not b for a, b in zip(self.pipes_hook(piper, probe), probe,
+                                              strict=True)):
+                return None
+        return up
+
     def connect(self, datas: Sequence[Iterable[Any]] | None = None) -> None:
-        """Connect every piper, inputs first (``datas``: see :meth:`connect_inputs`)."""
+        """Connect every piper, inputs first (``datas``: see :meth:`connect_inputs`).
+
+        Where a piper's only upstream piper is on the same IMap and feeds
+        nothing else, and both take and make one item at a time (see
+        :meth:`_chained_to`), the piper's task takes the upstream task's
+        results inside the IMap (``Piper.connect(chained=...)``): the items
+        between them do not pass through Python in the parent. Set
+        :attr:`chain_tasks` to False to connect every piper through the
+        parent instead.
+        """
         if datas is not None:
             self.connect_inputs(datas)
         for piper in self.graph:
@@ -444,6 +484,8 @@ class Dagger:
         relayed = self._relayed()
         lag_floor = self._lag_floor()
         branches: dict = {}
+        chains = {p: up for p in self.graph if (up := self._chained_to(p)) is not None}
+        feeding = set(chains.values())
         done: list[Piper] = []
         gate = threading.Event()   # opened once every IMap has started
         try:
@@ -452,9 +494,12 @@ class Dagger:
                     sources = [data[piper]]
                 else:
                     sources = [branches[up].pop(0) for up in self.upstream(piper)]
-                if self.pipes_hook is not None:
-                    sources = self.pipes_hook(piper, sources)
-                piper.connect(sources, gate)
+                if piper in chains:
+                    piper.connect(sources, gate, chained=chains[piper])
+                else:
+                    if self.pipes_hook is not None:
+                        sources = self.pipes_hook(piper, sources)
+                    piper.connect(sources, gate, feeds=piper in feeding)
                 done.append(piper)
                 if piper in relayed:
                     piper.relay()

@@ -35,7 +35,7 @@ from imap.drop import DROP
 from imap.taskiter import RunEndedError
 
 from .errors import PiperError, WorkerError
-from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, inboxes
+from .streams import BRANCH_LAG, Guarded, Relay, Split, Tee, gated, inboxes
 from .worker import ERROR_TYPES, LOOK_CLOSER, PLAIN_TYPES, Item, Worker
 
 log = logging.getLogger("papy")
@@ -61,15 +61,39 @@ class _Dropped:
 
     Not :data:`imap.DROP`, which the IMap would file as no result: a piper
     keeps every item's place (a merge downstream zips its inputs item by
-    item), and :meth:`Piper._results` turns it back into ``DROP``. Pickles
-    as itself (this module's ``_DROPPED``).
+    item), and :meth:`Piper._results` turns it back into ``DROP``.
+    ``origin`` names the piper whose function dropped the item; None for an
+    item that came dropped in the inbox (the piper passed it on). A piper
+    whose results feed the next piper's task inside the IMap (see
+    :meth:`Piper.connect`, ``chained``) is not seen in the parent: the last
+    piper of the chain counts each drop for the piper that made it and those
+    after. The one without an origin pickles as itself (``_DROPPED``).
     """
 
-    def __reduce__(self) -> str:
-        return "_DROPPED"
+    __slots__ = ("origin",)
+
+    def __init__(self, origin: str | None = None) -> None:
+        self.origin = origin
+
+    def __reduce__(self) -> Any:
+        return "_DROPPED" if self.origin is None else (_Dropped, (self.origin,))
 
 
 _DROPPED = _Dropped()
+
+
+def _tag(exc: BaseException, piper: str) -> BaseException:
+    """Name on ``exc`` the piper whose function raised it (``papy_piper``).
+
+    An exception the IMap files as a result (a ``retry_on`` exception whose
+    retries are spent) may reach the parent through the tasks of later
+    pipers of a chain (see :class:`_Chained`); the tag says where it arose.
+    """
+    try:
+        exc.papy_piper = piper   # type: ignore[attr-defined]
+    except Exception:   # an exception class that refuses attributes: not named
+        pass
+    return exc
 
 
 class _Call:
@@ -92,11 +116,41 @@ class _Call:
         result = self.worker(inbox)
         if isinstance(result, WorkerError):
             if self.retry_on and isinstance(result.exception, self.retry_on):
-                raise result.exception   # the IMap runs it again (add_task(retry_on=))
+                # the IMap runs it again (add_task(retry_on=))
+                raise _tag(result.exception, self.piper)
             return _failed(result, self.piper)
         if result is DROP:
-            return _DROPPED
+            if type(inbox) is tuple and any(e is DROP for e in inbox):
+                return _DROPPED   # it came dropped: passed on
+            return _Dropped(self.piper)
         return result
+
+
+class _Chained:
+    """The function of a piper's task fed by the task of the piper upstream.
+
+    The input of such a task is the upstream task itself (chained inside
+    the IMap, see :meth:`Piper.connect`): each item is the upstream piper's
+    result, which is made into the inbox ``(value,)`` here, in the worker,
+    not in the parent. A dropped item is passed on as it is (its origin
+    kept); an error value is passed on by the worker (see ``Worker``).
+    """
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+
+    @property
+    def __imap_depends__(self) -> tuple:
+        return self.call.__imap_depends__
+
+    @property
+    def __imap_functions__(self) -> tuple:
+        return self.call.__imap_functions__
+
+    def __call__(self, value: Any) -> Any:
+        if type(value) is _Dropped:
+            return value
+        return self.call((value,))
 
 
 def _failed(error: WorkerError, piper: str) -> PiperError:
@@ -243,6 +297,10 @@ class Piper:
         self._branches: list = []
         self._relay: Relay | None = None
         self._tee: Tee | None = None
+        # Chained inside the IMap (see connect): the pipers upstream whose
+        # tasks feed this one's, head first, and the piper this one feeds.
+        self._chain: list[Piper] = []
+        self._fed: Piper | None = None
         # nothing is drawn before it is set (see connect and open)
         self._gate: threading.Event | None = None
 
@@ -268,13 +326,29 @@ class Piper:
 
     # -- wiring ------------------------------------------------------------------
 
-    def connect(self, inputs: Iterable[Any], gate: threading.Event | None = None) -> None:
+    def connect(self, inputs: Iterable[Any], gate: threading.Event | None = None,
+                chained: Piper | None = None, feeds: bool = False) -> None:
         """Take ``inputs`` (one iterable or upstream Piper per pipe) and set up the outbox.
 
         On an IMap this adds the piper's task(s); the IMap must not be started.
         A piper on an IMap draws nothing before its *gate* is set (by
         :meth:`open`); ``gate`` shares one among the pipers of a pipeline (the
         Dagger sets it once every IMap has started). An inline piper has none.
+
+        ``chained``: the one upstream piper, on the same IMap, whose task is
+        to be this piper's input inside the IMap (``inputs`` is then
+        ignored). The IMap's feeder takes that task's results in groups and
+        the inbox ``(value,)`` is made in the worker, so no item of the
+        upstream piper passes through Python in the parent. The
+        :class:`~papy.dagger.Dagger` chains a piper so when nothing else
+        reads the upstream piper (see :meth:`~papy.dagger.Dagger.connect`);
+        the upstream piper's ``stats`` and first error are then kept by this
+        piper, the last of the chain, which sees what it made.
+
+        ``feeds``: the next piper will be chained to this one (its results
+        are not read in the parent). With one input, its task then takes the
+        input's items as they are, and the inbox ``(item,)`` is made in the
+        worker too.
         """
         if self.connected:
             raise PiperError(f"piper {self.name!r} is already connected; disconnect() it "
@@ -282,6 +356,11 @@ class Piper:
         if self.imap is not None and self.imap.running:
             raise PiperError(f"piper {self.name!r}: its IMap {self.imap.name} is already "
                              f"started; connect every piper before starting")
+        self._chain = []
+        self._fed = None
+        if chained is not None:
+            self._connect_chained(chained, gate)
+            return
         sources = []
         for item in inputs:
             if isinstance(item, Piper):
@@ -299,6 +378,12 @@ class Piper:
             self._gate = gate if gate is not None else threading.Event()
         if self._common(sources):
             self._tasks = []   # _evaluated calls the worker itself
+        elif feeds and len(sources) == 1 and self.hideable():
+            # its counts are kept by the last piper of the chain: no inboxes here
+            call = _Chained(_Call(self.worker, self.name, self.retry_on))
+            self._tasks = [self.imap.add_task(call, gated(sources[0], self._gate),
+                                              retries=self.retries, retry_on=self.retry_on,
+                                              name=f"{self.name}[0]")]
         else:
             stream = inboxes(sources, self.consume, self._in, self._gate)
             call = _Call(self.worker, self.name, self.retry_on)
@@ -321,6 +406,59 @@ class Piper:
         self._tee = None
         self._branches = []
         self.connected = True
+
+    def chainable(self) -> bool:
+        """True if this piper's task may be chained to or from another piper's
+        on its IMap (see :meth:`connect`, ``chained``): one item in and out
+        per evaluation, one task, and an IMap without a journal of its own
+        (which records the results of the tasks nothing else takes)."""
+        return (self.imap is not None and self.consume == 1 and self.produce == 1
+                and self.spawn == 1 and self.imap.options.get("journal") is None)
+
+    def hideable(self) -> bool:
+        """True if this piper's results may feed the next piper's task inside
+        the IMap, unseen in the parent: :meth:`chainable`, and nothing needs
+        its results in the parent -- no ``track`` (the results are kept
+        there), no ``debug`` (an error is raised there) and no ``timeout``
+        (its late results are given up by whoever waits in the parent)."""
+        return (self.chainable() and not self.track and not self.debug
+                and self.timeout is None)
+
+    def _connect_chained(self, up: Piper, gate: threading.Event | None) -> None:
+        """:meth:`connect` with ``chained=up``: this piper's task eats ``up``'s."""
+        if not (up.connected and up.imap is self.imap and self.chainable()
+                and up.hideable() and up._fed is None and len(up._tasks) == 1
+                and not up._branches and up._relay is None):
+            raise PiperError(
+                f"piper {self.name!r} cannot be chained to {up.name!r} inside their IMap: "
+                f"both must be connected on the same IMap with consume=produce=spawn=1, "
+                f"and {up.name!r} without track, debug or timeout, read by nothing else")
+        self._in = [0]
+        self._gate = gate if gate is not None else threading.Event()
+        call = _Chained(_Call(self.worker, self.name, self.retry_on))
+        self._tasks = [self.imap.add_task(call, up._tasks[0], timeout=self.timeout,
+                                          retries=self.retries, retry_on=self.retry_on,
+                                          name=f"{self.name}[0]")]
+        self._task_ids = [t.task for t in self._tasks]
+        self._chain = [*up._chain, up]
+        up._fed = self
+        up.outbox = up._read_elsewhere()
+        self.stats = {"in": 0, "out": 0, "errors": 0}
+        self.sampled = [0.0, 0]
+        self.first_error = None
+        self.tracked = []
+        self.outbox = self._chained_outputs()
+        self._relay = None
+        self._tee = None
+        self._branches = []
+        self.connected = True
+
+    def _read_elsewhere(self) -> Iterator[Any]:
+        """The outbox of a piper whose results feed the next piper's task."""
+        fed = self._fed
+        raise PiperError(f"piper {self.name!r}: its results feed the task of "
+                         f"{fed.name if fed else '?'!r} inside their IMap; read that piper")
+        yield   # a generator: the error comes at the first next()
 
     def __call__(self, inputs: Iterable[Any]) -> Piper:
         """Connect to ``inputs`` and return this piper: ``Piper(f)([data])``.
@@ -444,6 +582,7 @@ class Piper:
         self._branches = []
         self.outbox = None
         self._gate = None
+        self._fed = None
         self.connected = False
 
     # -- output ------------------------------------------------------------------
@@ -505,7 +644,98 @@ class Piper:
                 except Exception as exc:
                     value = PiperError(f"piper {name!r}: no result", exc, name)
                     break
-            yield DROP if value is _DROPPED else value
+            yield DROP if type(value) is _Dropped else value
+
+    def _origin(self, exc: BaseException) -> str:
+        """The piper of a chain (see :meth:`connect`, ``chained``) whose task
+        failed to make a result, given the exception this piper's task raised
+        for it: the IMap passes an upstream task's failure on to the task it
+        feeds. It is named by the tag of an exception a worker raised (see
+        :func:`_tag`), or by the IMap's own message (``task <id> (...)``: a
+        lost worker, a result that could not be sent); else it is this piper's.
+        """
+        names = {p.name for p in self._chain}
+        tagged = getattr(exc, "papy_piper", None)
+        if tagged in names:
+            return tagged
+        if tagged is None:
+            text = str(exc)
+            for piper in self._chain:
+                if any(f"task {t} (" in text for t in piper.task_ids):
+                    return piper.name
+        return self.name
+
+    def _chained_outputs(self) -> Iterator[Any]:
+        """The outbox of the last piper of a chain (see :meth:`connect`, ``chained``).
+
+        As :meth:`_outputs` (``consume=produce=1``), and it keeps the counts
+        of the pipers upstream in the chain, whose results are not seen in the
+        parent: each item went through each of them; an error or a drop
+        counts for the piper it names (the one it arose in) and those after,
+        and for every one of them if it arose before the chain. A first
+        error arising in one of them is logged for it.
+        """
+        chain = self._chain
+        position = {p.name: i for i, p in enumerate(chain)}
+        counts = [p.stats for p in chain]
+        stats, debug, track, name = self.stats, self.debug, self.track, self.name
+
+        def sync(n: int) -> None:
+            for c in counts:
+                c["in"] = n
+                c["out"] = n - c.get("dropped", 0)
+
+        def arose(origin: Any, key: str) -> None:
+            """Count an error or drop made at ``origin`` (a piper's name)."""
+            start = len(chain) if origin == name else position.get(origin, 0)
+            for c in counts[start:]:
+                c[key] = c.get(key, 0) + 1
+
+        task = self._tasks[0]
+        n = 0
+        try:
+            while True:
+                # (the loop of _results, for its one task)
+                try:
+                    value = next(task)
+                except (StopIteration, RunEndedError):   # the IMap's run is over too
+                    return
+                except PiperError:   # raised upstream: debug=True or a branch lag error
+                    raise
+                except StallError:
+                    _stalled(name)
+                    continue
+                except Exception as exc:
+                    origin = self._origin(exc)
+                    value = PiperError(f"piper {origin!r}: no result", exc, origin)
+                n += 1
+                stats["in"] = n
+                if type(value) not in PLAIN_TYPES:
+                    if type(value) is _Dropped:
+                        arose(value.origin, "dropped")
+                        sync(n)
+                        stats["dropped"] = stats.get("dropped", 0) + 1
+                        yield DROP
+                        continue
+                    if isinstance(value, ERROR_TYPES):
+                        origin = getattr(value, "piper", None)
+                        arose(origin, "errors")
+                        sync(n)
+                        if origin in position:
+                            first = chain[position[origin]]
+                            if first.first_error is None:
+                                first._note_first(value)
+                        value = self._counted(value)
+                        if debug:
+                            raise value
+                if track:
+                    self.tracked.append(value)
+                stats["out"] += 1
+                if not n & 63:
+                    sync(n)
+                yield value
+        finally:
+            sync(n)
 
     def _evaluated(self, source: Iterator[Any]) -> Iterator[Any]:
         """The values of the common inline piper (one input, ``consume=1``,

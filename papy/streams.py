@@ -372,3 +372,14 @@ def inboxes(inputs: list[Iterable[Any]], consume: int, counter: list,
         yield group if group else (DROP,)
         if seen < consume:
             return
+
+
+def gated(source: Iterable[Any], gate: threading.Event | None) -> Iterator[Any]:
+    """The items of ``source`` as they are, none drawn before ``gate`` is set.
+
+    The input of a piper's task whose items become inboxes in the worker
+    (see :class:`papy.piper._Chained`).
+    """
+    if gate is not None:
+        gate.wait()
+    yield from source
