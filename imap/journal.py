@@ -44,7 +44,6 @@ An error is never recorded: its input is computed again by the next run.
 from __future__ import annotations
 
 import collections
-import itertools
 import json
 import logging
 import os
@@ -202,7 +201,7 @@ class Journal:
     def record(self, output: str, key: Any, value: Any) -> None:
         """Queue a result taken by a consumer; committed within ``every`` seconds."""
         queue = self._queue
-        queue.append((output, key, _frozen(value)))
+        queue.append((output, [key], [_frozen(value)]))   # a chunk of one (see _commit)
         if len(queue) == self._rows:
             with self._lock:
                 self._wake.notify()
@@ -218,25 +217,28 @@ class Journal:
                 if len(queue) < self._rows and not self._closing:
                     self._wake.wait(self._every)
                 closing = self._closing
-            rows = [queue.popleft() for _ in range(len(queue))]
+            chunks = [queue.popleft() for _ in range(len(queue))]
             for output_log in self._logs:
-                rows.extend(output_log.handed_out())
-            if rows:
+                chunks.extend(output_log.handed_out())
+            if chunks:
                 try:
-                    self._commit(rows)
+                    self._commit(chunks)
                 except Exception:
                     log.exception("journal %s: a commit failed; %d results are not "
                                   "recorded (the next run computes them again)",
-                                  self.path, len(rows))
+                                  self.path, sum(len(keys) for _, keys, _ in chunks))
             if closing and not queue:
                 return
 
-    def _commit(self, rows: list) -> None:
+    def _commit(self, chunks: list) -> None:
+        """Record ``chunks``, each ``(output, keys, values)``: the results of
+        one output in the order taken (a group taken from the engine at
+        once is one chunk: the writer's work is per chunk, not per result)."""
         outputs: dict = {}
-        for output, key, value in rows:
+        for output, chunk_keys, chunk_values in chunks:
             keys, values = outputs.setdefault(output, ([], []))
-            keys.append(key)
-            values.append(value)
+            keys.extend(chunk_keys)
+            values.extend(chunk_values)
         batches = [(output, len(keys), *self._pickled(output, keys, values))
                    for output, (keys, values) in outputs.items()]
         conn = self._conn
@@ -248,7 +250,7 @@ class Journal:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self.committed += len(rows)
+        self.committed += sum(len(keys) for keys, _ in outputs.values())
 
     def _pickled(self, output: str, keys: list, values: list) -> tuple[bytes, bytes]:
         """A batch's keys and values, pickled; a result that cannot be is left out."""
@@ -466,13 +468,13 @@ class OutputLog:
             keys = [popleft() for _ in values]
             frozen = (values if all(map(_ATOMIC.__contains__, map(type, values)))
                       else [_frozen(v) for v in values])
-            self._pending.extend(zip(itertools.repeat(self.name), keys, frozen))
+            self._pending.append((self.name, keys, frozen))
             self._hand_out(values)
             return
         located = [self._locate(trail.popleft()) for _ in values]
         if source is None or not source.replays or not self._ordered:
-            self._pending.extend((self.name, key, _frozen(v))
-                                 for (_, key), v in zip(located, values, strict=True))
+            self._pending.append((self.name, [key for _, key in located],
+                                  [_frozen(v) for v in values]))
             self._hand_out(values)
             return
         for (pos, key), v in zip(located, values, strict=True):
@@ -494,7 +496,17 @@ class OutputLog:
             n = handed - self._recorded_plain
             self._recorded_plain = handed
             pending = self._pending
-            return [pending.popleft() for _ in range(n)]
+            chunks = []
+            while n > 0:   # whole chunks, then the part of one that was handed out
+                name, keys, values = pending[0]
+                if len(keys) <= n:
+                    chunks.append(pending.popleft())
+                    n -= len(keys)
+                else:
+                    chunks.append((name, keys[:n], values[:n]))
+                    pending[0] = (name, keys[n:], values[n:])
+                    n = 0
+            return chunks
 
     def _locate(self, index: int) -> tuple[int, Any]:
         """The position and key of the input of the output's result ``index``."""
