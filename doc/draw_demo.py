@@ -4,7 +4,7 @@ Writes ``doc/figures/demo_pipeline.dot`` (the text of ``Dagger.to_dot()``)
 every time, and renders ``doc/figures/demo_pipeline.svg`` from it when the
 ``graphviz`` package and the Graphviz ``dot`` program are installed. Without
 them the SVG in the repository is kept, and the script says so: it never
-fails for want of Graphviz. ``tests/test_papy_draw.py`` checks that the
+fails for want of Graphviz. ``tests/papy/test_papy_draw.py`` checks that the
 committed DOT text is what the pipeline gives now.
 """
 

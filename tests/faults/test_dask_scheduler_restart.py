@@ -35,7 +35,8 @@ def _scheduler(port: int) -> subprocess.Popen:
 
 def _workers(address: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).resolve().parent)] + sys.path))   # this module, on the workers
+        [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+        + sys.path))   # this module and the tests' helpers, on the workers
     return subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
          "--nworkers", "2", "--no-dashboard", "--death-timeout", "60"],

@@ -269,7 +269,7 @@ def _script(tmp_path, text: str) -> str:
     from pathlib import Path
 
     path = tmp_path / "script.py"
-    path.write_text(text.format(root=str(Path(__file__).resolve().parent.parent)))
+    path.write_text(text.format(root=str(Path(__file__).resolve().parents[2])))
     return str(path)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from imap import IMap
 from imap.options import Options
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 TASK_ARGS = ("func", "iterable", "args", "kwargs")
 FIELDS = [f.name for f in dataclasses.fields(Options)]
 

@@ -215,7 +215,7 @@ PARENT = textwrap.dedent("""
 
 
 def _run_parent(ending: str) -> subprocess.Popen:
-    tests = str(Path(__file__).resolve().parent)
+    tests = str(Path(__file__).resolve().parents[1])
     code = PARENT.format(tests=tests, root=str(Path(tests).parent), ending=ending)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             start_new_session=True)

@@ -178,7 +178,7 @@ def test_save_functions_of_main_by_source(tmp_path: Path) -> None:
     path = tmp_path / "saved.py"
     script = tmp_path / "script.py"
     script.write_text(SCRIPT.replace("PATH", repr(str(path))))
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, str(script)], check=True, timeout=60,
                    env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert "def triple(inbox):" in path.read_text()
@@ -208,7 +208,7 @@ def test_forgotten_stop_still_exits() -> None:
         "    m = imap.IMap(worker_type='process', worker_num=2)\n"
         "    p = Plumber(pipes=[(Piper(inc, parallel=m), Piper(inc, parallel=m))])\n"
         "    p.start([range(10**6)])\n    p.run()\n    print('bye')\n")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True,
                           text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert "bye" in proc.stdout

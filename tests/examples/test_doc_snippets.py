@@ -24,7 +24,7 @@ import pytest
 import imap
 from papy import Dagger, Plumber
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FILES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "doc").glob("*.rst"))
 
 PRELUDE = '''

@@ -126,7 +126,7 @@ def test_an_unguarded_script_is_refused_with_one_clear_error(tmp_path) -> None:
     # whose every item fails.
     script = tmp_path / "tutorial.py"
     script.write_text(UNGUARDED)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=50, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1

@@ -24,7 +24,7 @@ from papy import Dagger, Piper, Plumber, Worker
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 has_dot = pytest.mark.skipif(shutil.which("dot") is None,
                              reason="the Graphviz 'dot' program is not installed")
 
