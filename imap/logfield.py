@@ -13,7 +13,8 @@ records and those of other libraries go through the same handler. So, when
 ``imap`` is imported, :func:`install` wraps the log record factory (chaining
 the one in force, as ``logging.setLogRecordFactory`` intends): a record made
 in this process gets ``worker`` set to :data:`MAIN` (``"main"``), or, in a
-thread worker of an IMap, ``"thread <its name>"``. Nothing else of a record
+thread worker of an IMap (or of a ``ThreadPoolExecutor`` it runs on, named
+as by default), ``"thread <its name>"``. Nothing else of a record
 changes, and a record that already has the field (the factory before it set
 one) keeps it; a relayed worker record is made by ``logging.makeLogRecord``,
 not by the factory, and keeps its worker's tag. One consequence: as for
@@ -31,13 +32,14 @@ __all__ = ["MAIN", "install"]
 
 #: The ``worker`` field of the records made in this process itself.
 MAIN = "main"
-#: The name prefix of the thread workers (imap.backends.thread).
-THREAD_PREFIX = "imap-thread-worker"
+#: The name prefixes of worker threads: imap's own (imap.backends.thread),
+#: and a ``ThreadPoolExecutor``'s by default (``IMap(executor=...)``).
+THREAD_PREFIXES = ("imap-thread-worker", "ThreadPoolExecutor-")
 
 
 def _worker_of_this_thread() -> str:
     name = threading.current_thread().name
-    return f"thread {name}" if name.startswith(THREAD_PREFIX) else MAIN
+    return f"thread {name}" if name.startswith(THREAD_PREFIXES) else MAIN
 
 
 class _WithWorker:

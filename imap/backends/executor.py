@@ -22,7 +22,9 @@ together in one task, up to the batch size a draw would have now
 Log records of the IMap's level and above that a batch (or the initializer)
 emits in the worker travel back with its answer and go to this process's
 loggers of the same names, tagged ``record.worker`` (``"process <pid>"``),
-unless ``worker_logs=False``.
+unless ``worker_logs=False``. A ``ThreadPoolExecutor``'s workers are threads
+of this process: their records reach its handlers as they are made, once
+(relayed as well, each would be handled twice), tagged ``"thread <name>"``.
 
 Failures: a batch whose worker died (a broken process pool) goes to
 ``lost`` — the engine reruns it or fails its tasklets as
@@ -97,7 +99,8 @@ class ExecutorBackend(Backend):
         self._stopping = self._broken = False
         self._executor = self._open_executor()
         self._init = None
-        self._level = wire.log_level() if self.worker_logs else None
+        in_process = isinstance(self._executor, concurrent.futures.ThreadPoolExecutor)
+        self._level = wire.log_level() if self.worker_logs and not in_process else None
         payload = wire.pickle_initializer(self.initializer, self.initargs, "the executor")
         if payload is not None:
             self._init = (uuid.uuid4().hex, payload)

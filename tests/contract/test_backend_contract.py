@@ -12,16 +12,26 @@ from __future__ import annotations
 import os
 import signal
 
+import cloudpickle
 import pytest
+import retry_funcs
 import worker_funcs as wf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import buffer_items, imap_threads, read_when_written, take_skipping, wait_until
+from support import (
+    buffer_items,
+    collecting,
+    imap_threads,
+    read_when_written,
+    take_skipping,
+    wait_until,
+)
 
 import imap
 from imap import IMap, TimeoutError, WorkerInitError, WorkerLostError, WorkerTraceback
 
 distributed = pytest.importorskip("distributed")
+cloudpickle.register_pickle_by_value(retry_funcs)   # attempts counted on any host
 
 # Behaviours a backend cannot have, and why.
 CANNOT = {
@@ -302,3 +312,36 @@ def test_results_equal_the_serial_composition(backend, n, ordered, chained):
     want = [x * x + (1 if chained else 0) for x in range(n)]
     assert (got if ordered else sorted(got)) == want
 
+
+
+# -- retries and worker logs -------------------------------------------------------------
+
+
+def test_a_transient_error_succeeds_within_retries(backend, tmp_path):
+    """A function that raises a ``retry_on`` exception on the first two
+    attempts of every item succeeds on the third: the values of a run
+    without errors, each item attempted exactly three times."""
+    _, options = backend
+    with IMap(**options) as m:
+        task = m.add_task(retry_funcs.flaky, range(6), (str(tmp_path), 2), retries=3,
+                          retry_on=OSError)
+        m.start()
+        assert list(task) == [10 * x for x in range(6)]
+    assert [len(retry_funcs.attempt_times(str(tmp_path), x)) for x in range(6)] == [3] * 6
+
+
+def test_records_a_worker_logs_reach_the_parent_named_by_worker(backend):
+    """What a function logs reaches the parent's handlers (level filtered by
+    the parent's), each record naming the worker that logged it."""
+    kind, options = backend
+    with collecting("imap_test.worker") as got:
+        with IMap(**options) as m:
+            task = m.add_task(wf.log_and_return, range(6))
+            m.start()
+            assert list(task) == list(range(6))
+        wait_until(lambda: len(got.records) >= 9, 20, "the workers' records")
+    messages = sorted(r.getMessage() for r in got.records)
+    assert messages == sorted([f"item {x}" for x in range(6)]
+                              + [f"odd item {x}" for x in (1, 3, 5)])
+    workers = [getattr(r, "worker", None) for r in got.records]
+    assert all(w and w != "main" for w in workers), workers   # a worker, not the parent
