@@ -31,23 +31,16 @@ interpreter exit.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import multiprocessing.util  # noqa: F401 - its exit handler first (see _running)
 import os
-import signal
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import backends, byvalue, journal, retry, stats
+from . import lifecycle, retry, stats
 from .engine import Engine
-from .feeder import Feeder
 from .flow import DEFAULT_BUFFER_BYTES, FlowPolicy
-from .flow.plan import plan
 from .options import Options, check_int, check_seconds
-from .progress import imap_progress
 from .stats import Report
 from .status import IMapStatus
 from .task import Task
@@ -56,83 +49,6 @@ from .taskiter import DEFAULT, TaskIterator
 __all__ = ["IMap", "TaskIterator"]
 
 log = logging.getLogger("imap")
-
-JOIN_TIMEOUT = 10.0
-FORCED_JOIN_TIMEOUT = 2.0
-
-
-def _stop_progress(state: dict) -> None:
-    """Close the progress bars (with their final counts) and join their thread."""
-    display = state.pop("progress", None)
-    if display is not None:
-        display.stop()
-
-
-# IMaps started and not stopped, stopped at once when the interpreter exits:
-# before multiprocessing's own exit handler ends the worker processes (whose
-# deaths the Router would otherwise see, and replace, during the exit). This
-# module imports multiprocessing.util first, and the handler is registered at
-# the first start(), so it runs before multiprocessing's (and before the
-# IMaps' own finalizers).
-_running: weakref.WeakSet = weakref.WeakSet()
-_exit_handler: list = []
-
-
-def _stop_running() -> None:
-    """At exit: stop every IMap still running, a second Ctrl-C held back
-    meanwhile (the process is exiting: the stop is short and bounded)."""
-    if not _running:
-        return
-    if threading.current_thread() is threading.main_thread() and hasattr(
-            signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    for m in list(_running):
-        m._finalizer.detach()
-        for _ in range(3):
-            try:
-                _shutdown(m._state)
-                break
-            except KeyboardInterrupt:   # pressed before the mask: go on stopping
-                continue
-            except Exception:  # pragma: no cover - best effort at exit
-                log.exception("stopping %r at exit failed", m)
-                break
-
-
-def _stop_at_exit(m: IMap) -> None:
-    _running.add(m)
-    if not _exit_handler:
-        _exit_handler.append(_stop_running)
-        atexit.register(_stop_running)
-
-
-def _close_journal(state: dict) -> None:
-    """Commit what the consumers took and close the journal (if any)."""
-    store = state.pop("journal", None)
-    if store is not None:
-        store.close()
-
-
-def _shutdown(state: dict) -> None:
-    """Stop threads and processes at once (finalizer; holds no IMap reference)."""
-    _stop_progress(state)
-    _close_journal(state)
-    engine: Engine = state["engine"]
-    feeder = state.get("feeder")
-    backend = engine.backend
-    if backend is None and feeder is None:
-        return
-    engine.force()
-    if backend is not None:
-        try:
-            backend.stop(forced=True)
-        except Exception:  # pragma: no cover - best effort at exit
-            log.exception("stopping the workers failed")
-    if feeder is not None and feeder.is_alive():
-        feeder.join(FORCED_JOIN_TIMEOUT)  # it may be blocked in a user's iterator
-    state["feeder"] = None
-    engine.detach()
-
 
 # Extra attempts of a tasklet by default (add_task's ``retries``).
 RETRIES = 2
@@ -283,7 +199,7 @@ class IMap:
         self._engine = Engine(buffer=0, skip=options.skip, stall_grace=options.stall_grace,
                               policy=self._policy)
         self._state: dict = {"engine": self._engine, "feeder": None}
-        self._finalizer = weakref.finalize(self, _shutdown, self._state)
+        self._finalizer = weakref.finalize(self, lifecycle.shutdown, self._state)
         self._iterators: dict[int, TaskIterator] = {}
         if func is not None:
             if iterable is None:
@@ -561,43 +477,7 @@ class IMap:
         engine = self._engine
         if not engine.tasks:
             raise RuntimeError("start() with no tasks: add_task() first")
-        for task in engine.tasks:
-            if task.upstream is None:
-                try:
-                    task.source = iter(task.iterable)
-                except TypeError as exc:
-                    raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
-        if self._options.journal is not None:
-            self._state["journal"] = journal.attach(
-                self._options.journal, self._options.journal_reuse, engine.tasks,
-                self.ordered)
-        self._state["last"] = None
-        self._policy.start(engine.tasks)
-        run = plan(self._policy, engine.tasks, self._options.skip)
-        engine.begin_run(impatient=run.impatient)
-        if self._options.worker_remote:   # the user's own modules travel by value
-            for task in engine.tasks:
-                byvalue.send_by_value((task.func, task.args, task.kwargs))
-            byvalue.send_by_value((self._options.initializer, self._options.initargs))
-        backend = backends.make(self._options, engine.deliver, engine.lost)
-        backend.configure(depth_order=run.depth_order, group_limit=run.group_limit,
-                          prefetch=run.prefetch, on_crash=engine.thread_died)
-        engine.attach(backend)
-        backend.start()
-        self._policy.fit_backend(backend.alive if self._options.executor is not None else None,
-                                 backend.batch_work)
-        feeder = Feeder(engine)
-        self._state["feeder"] = feeder
-        _stop_at_exit(self)
-        engine.running()
-        feeder.start()
-        if self._options.progress:
-            try:
-                self._state["progress"] = imap_progress(
-                    self._options.progress, engine, self._options.name)
-            except BaseException:   # e.g. a bar class refusing tqdm's keywords
-                self.stop(forced=True)
-                raise
+        lifecycle.start_run(self)
         log.debug("%r started: stride %s, buffer %s, chunksize %s", self,
                   self._options.stride or "adaptive", self._options.buffer or "adaptive",
                   self.chunksize or "adaptive")
@@ -666,48 +546,16 @@ class IMap:
                 stop gives up what still runs.
         """
         check_seconds("timeout", timeout)
+        ends_tasks = (None if ends is None or not self._engine.started
+                      else [self._task(i) for i in ends])
         try:
-            self._stop(ends, forced, timeout)
+            lifecycle.stop_run(self, ends_tasks, forced, timeout)
         except KeyboardInterrupt:
             # Ctrl-C again while stopping: end at once, then let it through.
-            _shutdown(self._state)
+            lifecycle.shutdown(self._state)
             raise
         finally:
-            _running.discard(self)
-
-    def _stop(self, ends: Sequence[int] | None, forced: bool,
-              timeout: float | None = None) -> None:
-        engine = self._engine
-        if engine.started:
-            if ends is None:
-                ends_tasks = [t for t in engine.tasks if t.consumer is None]
-            else:
-                ends_tasks = [self._task(i) for i in ends]
-            if not forced:
-                engine.request_stop()
-                why = engine.drain(ends_tasks, timeout)
-                if why is not None:
-                    log.warning("%r cannot finish gracefully (%s); stopping it at once",
-                                self, why)
-                    forced = True
-            if forced:
-                _shutdown(self._state)
-            else:
-                feeder = self._state["feeder"]
-                if feeder is not None:
-                    feeder.join(JOIN_TIMEOUT)
-                    if feeder.is_alive():
-                        log.warning("%r: the feeder is blocked on an input; forcing", self)
-                        _shutdown(self._state)
-                backend = engine.detach()
-                if backend is not None:
-                    backend.stop(forced=False)
-                self._state["feeder"] = None
-        _stop_progress(self._state)   # before the tasks go: the final counts
-        _close_journal(self._state)
-        last = engine.end_run()
-        if last is not None:
-            self._state["last"] = last   # for report() after the run
+            lifecycle.forget(self)
         self._iterators.clear()
 
     def __enter__(self) -> IMap:
