@@ -378,7 +378,7 @@ def gated(source: Iterable[Any], gate: threading.Event | None) -> Iterator[Any]:
     """The items of ``source`` as they are, none drawn before ``gate`` is set.
 
     The input of a piper's task whose items become inboxes in the worker
-    (see :class:`papy.piper._Chained`).
+    (see :class:`papy.calls._Chained`).
     """
     if gate is not None:
         gate.wait()
