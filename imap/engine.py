@@ -223,7 +223,7 @@ class Engine:
                             deadline = later
                             continue
                         index = res.skip(up.drawn)
-                        self._abandoned(up, index)
+                        self._skipped(up, index)
                         err = TimeoutError(
                             f"task {up.id} ({up.name}): result {index} not ready within "
                             f"{up.timeout} s; skipped")
@@ -456,14 +456,18 @@ class Engine:
                         deadline = later
                         continue
                 if not block or (deadline is not None and now >= deadline):
-                    index = res.skip(task.drawn) if self.skip else res.next_index
-                    if self.skip:
-                        self._abandoned(task, index)
-                    what = "skipped" if self.skip else "ask again to wait more"
-                    raise TimeoutError(
-                        f"task {task.id} ({task.name}): no result within "
-                        f"{0 if not block else timeout} s ({what})"
-                        + (f"; result {index} abandoned" if self.skip else ""))
+                    within = f"task {task.id} ({task.name}): no result within " \
+                             f"{0 if not block else timeout} s"
+                    if not self.skip:
+                        raise TimeoutError(f"{within} (ask again to wait more)")
+                    if res.awaited_index(task.drawn) >= task.drawn:
+                        # Its item is not drawn yet: there is nothing to give up
+                        # (a skip now would abandon a result before it exists).
+                        raise TimeoutError(f"{within} (its item is not drawn yet; "
+                                           f"ask again)")
+                    index = res.skip(task.drawn)
+                    self._skipped(task, index)
+                    raise TimeoutError(f"{within} (skipped); result {index} abandoned")
                 wait = None if deadline is None else deadline - now
                 if self._stalled() and self.policy.can_relieve(self.tasks):
                     # Other outputs' results, not read yet, hold every slot:
@@ -501,7 +505,9 @@ class Engine:
         tasklets that outlived their task's timeout are given up meanwhile
         (:meth:`_give_up_overdue`), so that it gets a worker."""
         index = task.results.awaited_index(task.drawn)
-        if self.backend is None or index >= task.drawn:
+        if index >= task.drawn:   # not drawn yet: its time has not begun
+            return now + max(0.01, min(timeout, LOOK_AGAIN))
+        if self.backend is None:
             return None
         began = self.backend.began(task, index)
         if began is None:
@@ -518,11 +524,17 @@ class Engine:
         for task, index, began in self.backend.running_tasklets():
             if (task.generation == self.generation and task.timeout is not None
                     and now - began > task.timeout):
-                self._abandoned(task, index)
+                self.backend.abandon(task, index)   # its result: a TimeoutError, filed
 
-    def _abandoned(self, task: Task, index: int) -> None:
-        """Tell the backend a consumer gave up on a tasklet (lock held)."""
-        if self.backend is not None and index < task.drawn:
+    def _skipped(self, task: Task, index: int) -> None:
+        """A consumer skipped tasklet ``index`` (``res.skip``), drawn and on its
+        way (lock held): its slot goes back now (its late result, if it ever
+        comes, is dropped and frees nothing), so that however long it runs --
+        a task that cannot be stopped, on an executor -- the Feeder can draw
+        on; and the backend gives it up."""
+        task.results.released.add(index)
+        self._free(1)
+        if self.backend is not None:
             self.backend.abandon(task, index)
 
     def _stalled(self) -> bool:

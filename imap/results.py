@@ -50,7 +50,7 @@ class ResultBuffer:
 
     __slots__ = (
         "ordered", "_runs", "_cur", "_pos", "_cur_start", "next_index", "count",
-        "skipped", "outstanding", "arrived", "taken", "dropped", "nskipped", "trail",
+        "skipped", "released", "outstanding", "arrived", "taken", "dropped", "nskipped", "trail",
         "_gaps", "_gap_ends", "ndropped",
     )
 
@@ -64,6 +64,9 @@ class ResultBuffer:
         self.next_index = 0           # ordered: the index handed out next
         self.count = 0                # results waiting to be taken
         self.skipped: set[int] = set()
+        # Skipped indices whose slot was given back when they were skipped
+        # (a tasklet on its way, abandoned): its late result frees nothing.
+        self.released: set[int] = set()
         self.outstanding: set[int] = set()  # unordered: drawn, not arrived, not skipped
         self.arrived = 0
         self.taken = 0
@@ -114,7 +117,11 @@ class ResultBuffer:
         for index, value in zip(indices, values, strict=True):
             if index in self.skipped:
                 self.skipped.discard(index)
-                dropped += 1
+                self.dropped += 1
+                if index in self.released:
+                    self.released.discard(index)   # its slot went back at the skip
+                else:
+                    dropped += 1
                 continue
             if value is DROP:
                 gone += 1
@@ -130,7 +137,6 @@ class ResultBuffer:
             prev = index
         if run:
             self._add_run(first, run)
-        self.dropped += dropped
         self.ndropped += gone
         return dropped + gone
 
@@ -218,8 +224,11 @@ class ResultBuffer:
         return out
 
     def awaited_index(self, drawn: int) -> int:
-        """The index :meth:`skip` would abandon now (nothing changes)."""
+        """The index :meth:`skip` would abandon now (nothing changes but
+        stepping over the gaps of dropped results)."""
         if self.ordered:
+            if self._gaps:
+                self._step_gaps()
             return self.next_index
         if self.outstanding:
             return min(self.outstanding)

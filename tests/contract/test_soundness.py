@@ -220,6 +220,33 @@ def test_many_hung_tasklets_under_skip_cost_only_themselves_on_threads():
     assert got == [2 * x for x in range(60) if x not in hung]
 
 
+def test_skip_on_workers_that_cannot_be_stopped_gives_one_outcome_per_item(tmp_path):
+    """One worker that cannot be stopped (an executor's thread) runs a
+    tasklet that hangs; the items queued behind it cannot run either. Under
+    skip, each of the n items gives one outcome (a value or a TimeoutError)
+    and the task ends: a skipped tasklet gives its slot back at the skip, so
+    the Feeder draws on and finds the end of the input. (The slot used to be
+    held until the hung tasklet ended, and meanwhile the consumer was told of
+    a new TimeoutError every timeout, each for an item that was never drawn:
+    30 outcomes for 3 items on a Dask cluster left with one worker.)"""
+    import concurrent.futures
+
+    release = str(tmp_path / "release")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        with IMap(executor=pool, skip=True) as m:
+            task = m.add_task(wf.hold_until_released, range(3), args=({0}, release),
+                              timeout=0.3)
+            m.start()
+            got, timeouts, lost = take_skipping(task)
+            assert len(got) + timeouts + lost == 3, (got, timeouts, lost)
+            assert timeouts >= 1 and lost == 0
+            assert set(got) <= {10, 20}
+    finally:
+        wf.write_atomically(release, "go")
+        pool.shutdown(wait=True)
+
+
 def test_threads_left_behind_past_the_bound_fail_the_run_clearly(monkeypatch):
     from imap.backends import thread as thread_backend
 

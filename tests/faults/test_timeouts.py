@@ -79,25 +79,27 @@ def test_skip_returns_the_following_result_after_a_timeout():
 
 
 @pytest.mark.timeout(30)
-def test_skip_drops_the_late_result_and_frees_its_slot():
+def test_skip_gives_the_slot_back_and_drops_the_late_result():
     release = threading.Event()
     with imap.IMap(worker_type="thread", worker_num=2, chunksize=1, skip=True) as m:
         task = m.add_task(held_back(release, {1}), range(5))
         m.start()
         assert task.next(timeout=10) == 0
-        with pytest.raises(imap.TimeoutError):
+        with pytest.raises(imap.TimeoutError, match="result 1 abandoned"):
             task.next(timeout=0.2)
         got = [task.next(timeout=10) for _ in range(3)]
         assert got == [20, 30, 40]
-        # The abandoned tasklet still holds its slot until its result arrives.
-        assert m.status().slots_used == 1
+        # The skipped tasklet's slot went back at the skip, though it still runs.
+        status = m.status()
+        assert status.slots_used == 0 and status.tasks[0].in_flight == 1
         release.set()
-        wait_until(lambda: m.status().slots_used == 0, 10, "the late result's slot is freed")
+        wait_until(lambda: m.status().tasks[0].in_flight == 0, 10, "the late result")
         with pytest.raises(StopIteration):
             task.next(timeout=10)
-        status = m.status().tasks[0]
-        assert status.skipped == 1
-        assert status.buffered == 0
+        status = m.status()
+        assert status.slots_used == 0   # the late result freed nothing more
+        assert status.tasks[0].skipped == 1
+        assert status.tasks[0].buffered == 0
 
 
 @pytest.mark.timeout(30)
