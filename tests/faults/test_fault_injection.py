@@ -190,6 +190,8 @@ def test_a_fault_fails_only_its_item_and_nothing_hangs(remote_address, dask_clie
     if arrays:
         source = _as_arrays(source)
     restarted = None
+    if pool == "dask":   # both workers back from an earlier example's kill (the nanny
+        dask_client.wait_for_workers(2, timeout=60)   # restarts one in a second or two)
     options = _options(pool, remote_address, dask_client)
     if fault == "host-restart":   # a host of its own, killed and started again
         port = _free_port()
