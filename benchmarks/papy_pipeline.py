@@ -32,7 +32,7 @@ INLINE_ROUNDS = 7      # runs of the inline measurement; the median is reported
 # Target: a pipeline of cheap stages on an IMap costs at most this many times
 # the same chain as nested tasks of an IMap.
 IMAP_CHAIN_TARGET = 1.3
-CHAIN_ROUNDS = 3
+CHAIN_ROUNDS = 5
 
 
 def burn(x: int, ms: float = 5.0) -> int:
