@@ -505,10 +505,8 @@ class Engine:
         tasklets that outlived their task's timeout are given up meanwhile
         (:meth:`_give_up_overdue`), so that it gets a worker."""
         index = task.results.awaited_index(task.drawn)
-        if index >= task.drawn:   # not drawn yet: its time has not begun
-            return now + max(0.01, min(timeout, LOOK_AGAIN))
-        if self.backend is None:
-            return None
+        if index >= task.drawn or self.backend is None:
+            return None   # (not drawn yet: the timeout is raised, nothing skipped)
         began = self.backend.began(task, index)
         if began is None:
             self._give_up_overdue(now)
