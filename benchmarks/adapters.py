@@ -137,7 +137,7 @@ def run_imap(stages, source, fold, consume=None, workers=2, stride=None,
             opts[key] = value
 
     if not statistics:
-        from imap import stats
+        from imap.run import stats
         saved = stats.TaskStats.delivered
         stats.TaskStats.delivered = lambda self, *args: None
         try:

@@ -23,7 +23,7 @@ from .imports import imports
 from .journal import JournalError
 from .logfield import install as _install_log_field
 from .oneshot import IMapResults, imap
-from .status import IMapStatus, TaskStatus
+from .run.status import IMapStatus, TaskStatus
 
 __all__ = [
     "IMap",

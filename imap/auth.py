@@ -349,12 +349,12 @@ def client_connection(sock: socket.socket, compress: bool, timeout: float) -> An
     from rpyc.core.channel import Channel
     from rpyc.utils.factory import connect_channel
 
-    from .backends._remote_agent import _send_linear
+    from .worker.remote_agent import send_linear
 
     service, stream = _client_classes()
     config = dict(CLIENT_CONFIG, sync_request_timeout=timeout)
     channel = Channel(stream(sock), compress=compress)
     # Large frames in linear time, where rpyc's internals are as expected and
     # the environment does not turn it off (else rpyc's own methods).
-    _send_linear(channel.stream, channel)
+    send_linear(channel.stream, channel)
     return connect_channel(channel, service, config=config)

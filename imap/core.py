@@ -37,14 +37,15 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import lifecycle, retry, stats
-from .engine import Engine
+from . import retry
 from .flow import DEFAULT_BUFFER_BYTES, FlowPolicy
 from .options import Options, check_int, check_seconds
-from .stats import Report
-from .status import IMapStatus
-from .task import Task
-from .taskiter import DEFAULT, TaskIterator
+from .run import lifecycle, stats
+from .run.engine import Engine
+from .run.stats import Report
+from .run.status import IMapStatus
+from .run.task import Task
+from .run.taskiter import DEFAULT, TaskIterator
 
 __all__ = ["IMap", "TaskIterator"]
 

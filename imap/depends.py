@@ -22,7 +22,7 @@ moves to another worker.
 
 The decorators do not change what the function does when called directly:
 they only mark it (the attribute :data:`ATTRIBUTE`, read by the workers
-with :func:`imap.backends.kernel.unmet_dependency`). The marks are plain
+with :func:`imap.worker.kernel.unmet_dependency`). The marks are plain
 tuples, so a remote host needs nothing of this package to check them.
 """
 
@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .backends.kernel import DEPENDS as ATTRIBUTE
+from .worker.kernel import DEPENDS as ATTRIBUTE
 
 __all__ = ["require", "depend", "dependencies_of", "describe"]
 

@@ -1,7 +1,7 @@
 """Every log record of this process has a ``worker`` field.
 
 Records that workers log arrive here tagged ``record.worker`` (``"process
-4242"``, ``"remote host:port#i"``; see ``imap.backends.wire.relay_log``), so
+4242"``, ``"remote host:port#i"``; see ``imap.transport.wire.relay_log``), so
 a user writes ``logging.basicConfig(format="%(worker)s %(name)s:
 %(message)s")``. That format is on the user's handler, which formats every
 record of the process -- the user's own, imap's, those of any other library

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .core import IMap
-from .taskiter import TaskIterator
+from .run.taskiter import TaskIterator
 
 __all__ = ["IMapResults", "imap"]
 

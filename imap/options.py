@@ -19,7 +19,7 @@ from typing import Any
 
 from .auth import DEFAULT_PORT
 from .flow import DEFAULT_BUFFER_BYTES
-from .progress import check as check_progress
+from .run.progress import check as check_progress
 
 __all__ = ["Options", "REMOTE_OPTIONS", "check_address", "parse_address", "check_bool",
            "check_int", "check_seconds", "parse_remote", "WORKER_TYPES", "START_METHODS",

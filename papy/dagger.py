@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from imap.waiting import Flag
+from imap.run.waiting import Flag
 
 from . import checks
 from . import draw as drawing

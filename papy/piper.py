@@ -32,7 +32,7 @@ from typing import Any
 from imap import IMap, StallError, retry
 from imap.core import RETRIES
 from imap.drop import DROP
-from imap.taskiter import RunEndedError
+from imap.run.taskiter import RunEndedError
 
 from .calls import _Call, _Chained, _Dropped, _failed
 from .errors import PiperError, WorkerError

@@ -37,11 +37,11 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from imap import waiting
+from imap.run import waiting
 from imap.drop import DROP
-from imap.progress import Progress
-from imap.stats import Report
-from imap.waiting import Flag
+from imap.run.progress import Progress
+from imap.run.stats import Report
+from imap.run.waiting import Flag
 
 from .dagger import Dagger
 from .errors import PiperError, PlumberError

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imap.stats import MIN_ELAPSED, Report, placement_note
+from imap.run.stats import MIN_ELAPSED, Report, placement_note
 
 __all__ = ["pipeline_report"]
 
@@ -35,7 +35,7 @@ def _by_task(pipers: dict) -> dict:
 
 
 def pipeline_report(dagger: Any, elapsed: float | None) -> Report:
-    """The :class:`~imap.stats.Report` of a Dagger's last (or current) run;
+    """The :class:`~imap.run.stats.Report` of a Dagger's last (or current) run;
     ``elapsed``: the run's wall time if known."""
     pipers = {p.name: p for p in dagger.topological()}
     rows = {name: {"name": name, "items": p.stats["out"], "errors": p.stats["errors"],

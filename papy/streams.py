@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from imap.drop import DROP
-from imap.waiting import wait
+from imap.run.waiting import wait
 
 from .errors import PiperError
 

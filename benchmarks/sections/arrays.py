@@ -2,7 +2,7 @@
 
 float64 arrays of 1 MiB and of 64 MiB, 2 workers, every result checked
 (its first and last element). Rows: imap at defaults (two chained tasks;
-arrays travel through shared memory, see imap.shm), ``Pool.imap`` nested
+arrays travel through shared memory, see imap.transport.shm), ``Pool.imap`` nested
 (the best of two chunk sizes), ``ProcessPoolExecutor.map`` twice, mpire and
 joblib/loky (one call doing both stages: they have no chained map; joblib
 memory-maps large arrays for its workers), Dask (``client.map`` twice over

@@ -140,7 +140,7 @@ class Batch:
     # there) -> (the place's name, why): see flow.dispatch. Shared, never
     # changed in place: a refusal makes a new dict.
     refused_by: dict | None = field(default=None, repr=False)
-    # Where the large buffers of ``data`` are (imap.shm; local worker
+    # Where the large buffers of ``data`` are (imap.transport.shm; local worker
     # processes): (segment, offset, length) each, and the segment written
     # for them (removed once the batch is answered).
     refs: tuple = field(default=(), repr=False)

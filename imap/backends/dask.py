@@ -45,7 +45,9 @@ from typing import Any
 import cloudpickle
 
 from ..flow.dispatch import refusal_errors
-from . import _dask_entry, kernel, wire
+from ..transport import wire
+from ..worker import dask_entry as _dask_entry
+from ..worker import kernel
 from .base import Batch
 from .executor import ExecutorBackend, _worker_died
 

@@ -40,10 +40,10 @@ import threading
 import uuid
 from typing import Any
 
-from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
-from . import kernel, wire
+from ..transport import pickling, wire
+from ..worker import kernel
 from .base import Backend, Batch, Deliver, Lost
 
 log = logging.getLogger("imap")

@@ -42,10 +42,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import shm
-from . import _worker, wire
+from ..transport import shm, wire
+from ..worker import process_entry as _worker
+from ..worker.kernel import FLUSH_EVERY, PROTOCOL
 from .base import GIVE_UP_AFTER, Batch, BatchState, Deliver, Lost
-from .kernel import FLUSH_EVERY, PROTOCOL
 from .main_check import check_main_module
 from .slots import Slot, SlotBackend
 
@@ -358,7 +358,7 @@ class ProcessBackend(SlotBackend):
 
     def _pack(self, batch: Batch) -> None:
         """Pickle the items of ``batch``, their large buffers into shared
-        memory (imap.shm); left to wire.prepare if they do not pickle so."""
+        memory (imap.transport.shm); left to wire.prepare if they do not pickle so."""
         arena = self._arena
         if arena is None:
             return

@@ -14,7 +14,7 @@ Data flow::
 
 * ``start`` opens ``n`` connections per host (TCP, optional TLS, optional
   shared-secret handshake, then RPyC to a classic server), uploads the agent
-  (the batch kernel and :mod:`imap.backends._remote_agent`, as source) into
+  (the batch kernel and :mod:`imap.worker.remote_agent`, as source) into
   each, runs the initializer there and starts the agent's runner thread. An
   unreachable host is a ``ConnectionError`` naming ``host:port``.
 * ``submit`` (called by the Feeder) pickles the items (their large buffers
@@ -52,13 +52,13 @@ import threading
 import time
 from typing import Any
 
-from .. import byvalue, pickling
 from ..errors import UnsendableError
 from ..options import parse_address
-from . import _remote_agent, wire
+from ..remote.connect import CONNECT_TIMEOUT, LIVENESS, abort, open_link
+from ..remote.rejoin import Rejoiner
+from ..transport import byvalue, pickling, wire
+from ..worker import remote_agent as _remote_agent
 from .base import GIVE_UP_AFTER, Batch, BatchState, Deliver, Lost
-from .connect import CONNECT_TIMEOUT, LIVENESS, abort, open_link
-from .rejoin import Rejoiner
 from .slots import Slot, SlotBackend
 
 log = logging.getLogger("imap")

@@ -37,10 +37,9 @@ import time
 from abc import abstractmethod
 from typing import Any
 
-from .. import pickling
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
-from . import wire
+from ..transport import pickling, wire
 from .base import Backend, Batch, BatchState, Deliver, Lost
 
 log = logging.getLogger("imap")
@@ -101,7 +100,7 @@ class SlotBackend(Backend):
     """
 
     where = "to a worker"
-    shared_memory = False   # its workers read large buffers from shared memory (imap.shm)
+    shared_memory = False   # its workers read large buffers from shared memory (imap.transport.shm)
     carries_frames = False  # large buffers travel beside the pickle (kernel.dumps_frames)
 
     def __init__(self, deliver: Deliver, lost: Lost, initializer: Any = None,

@@ -12,9 +12,9 @@ from typing import Any
 
 from ..errors import ImpossibleDependency, UnmetDependency, init_failed
 from ..flow.dispatch import refusal_errors
+from ..transport.wire import with_traceback_cause
+from ..worker.kernel import FLUSH_EVERY, run_batch, traceback_text, unmet_dependency
 from .base import GIVE_UP_AFTER, Backend, Batch, Deliver, Lost
-from .kernel import FLUSH_EVERY, run_batch, traceback_text, unmet_dependency
-from .wire import with_traceback_cause
 
 log = logging.getLogger("imap")
 

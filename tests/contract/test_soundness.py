@@ -290,7 +290,7 @@ def test_no_worker_outlives_its_parent(tmp_path, method, ending):
         proc.wait(30)
         wait_until(lambda: not any(pid_alive(p) for p in workers + helpers), 15,
                    what="every process the parent started to end")
-        from imap import shm
+        from imap.transport import shm
         prefix = f"{shm.PREFIX}{proc.pid}-"
         wait_until(lambda: not [n for n in os.listdir(shm.directory()) if n.startswith(prefix)],
                    10, what="the run's shared memory to go")

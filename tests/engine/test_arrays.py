@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import buffer_items, read_when_written, wait_until
 
-from imap import IMap, WorkerLostError, shm
-from imap.backends import kernel
+from imap import IMap, WorkerLostError
+from imap.transport import shm
+from imap.worker import kernel
 
 np = pytest.importorskip("numpy")   # the test extra installs it
 

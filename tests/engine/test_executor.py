@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from support import collecting
 
 from imap import IMap, TimeoutError, WorkerLostError, WorkerTraceback, flow
-from imap.backends import kernel
 from imap.backends.base import Batch
 from imap.backends.executor import ExecutorBackend
+from imap.worker import kernel
 
 distributed = pytest.importorskip("distributed")   # the dask extra (make test installs it)
 
@@ -156,7 +156,8 @@ def test_the_kernel_runs_several_batches_in_one_call_each_with_its_own_answer():
 def test_dask_workers_install_the_kernel_from_its_source_once_per_process(client):
     # What a Dask task calls: the kernel made from its (compressed) source,
     # a module of the worker process from its first batch on.
-    from imap.backends import _dask_entry, dask
+    from imap.backends import dask
+    from imap.worker import dask_entry as _dask_entry
 
     name, filename, source = dask.KERNEL
     payload = cloudpickle.dumps((wf.square, (), {}))

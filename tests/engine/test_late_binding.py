@@ -1,6 +1,6 @@
 """Late binding: a batch a worker holds but has not started can be taken back.
 
-The claims board (``imap.backends._worker.Claims``) decides, for each batch
+The claims board (``imap.worker.process_entry.Claims``) decides, for each batch
 sent to a worker process, whether the worker starts it or the parent takes it
 back; never both, never neither. The engine uses it so that no tasklet waits
 behind a slow or stuck one while another worker idles.
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from support import read_when_written, take_skipping, wait_until
 
 from imap import IMap
-from imap.backends._worker import Claims
+from imap.worker.process_entry import Claims
 
 
 def _claim_all(claims: Claims, tickets: int, started) -> None:

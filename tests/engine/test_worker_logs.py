@@ -97,7 +97,7 @@ def test_records_from_remote_workers_reach_the_parent_handlers(collected, kind):
 
 
 def test_unreadable_worker_records_are_reported_not_raised(caplog):
-    from imap.backends import wire
+    from imap.transport import wire
 
     with collecting() as handler, caplog.at_level(logging.WARNING, logger="imap"):
         wire.relay_logs(b"not a pickle", "process 1")   # the answer it came with goes on

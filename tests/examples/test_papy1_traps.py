@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from remote_helpers import server
 
 from imap import IMap
-from imap.taskiter import RunEndedError
+from imap.run.taskiter import RunEndedError
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -130,7 +130,7 @@ def _free_port() -> int:
 def test_wire_compression_is_off_at_both_ends_unless_asked(address, compress):
     # rpyc zlib-compresses large frames by default, on both ends: CPU that a
     # pickled batch does not repay on a fast link.
-    from imap.backends.connect import connect
+    from imap.remote.connect import connect
 
     host, port = address.split(":")
     options = {} if compress is None else {"compress": compress}
@@ -350,8 +350,8 @@ def _reverse(b):
 @pytest.mark.parametrize("kind", ["imap", "classic"])
 def test_large_items_and_results_cross_whole_in_frames_sent_as_views(kind) -> None:
     """Frames of several MiB go both ways (both ends send them in linear time)."""
-    from imap.backends._remote_agent import recv_frame, send_frame
-    from imap.backends.connect import connect
+    from imap.remote.connect import connect
+    from imap.worker.remote_agent import recv_frame, send_frame
     items = [os.urandom(3 * 2 ** 20 + k) for k in range(6)]
     with server(kind) as (addr, _):
         host, port = addr.split(":")
@@ -372,10 +372,10 @@ def test_send_frame_sends_every_byte_in_order() -> None:
 
     from rpyc.core.stream import SocketStream
 
-    from imap.backends._remote_agent import _send_linear
+    from imap.worker.remote_agent import send_linear
     a, b = socket.socketpair()
     stream = SocketStream(a)
-    assert _send_linear(stream) and _send_linear(stream)   # once is enough
+    assert send_linear(stream) and send_linear(stream)   # once is enough
     data = os.urandom(5 * 2 ** 20 + 7)
     got = bytearray()
 
@@ -402,7 +402,7 @@ def test_tuned_channels_carry_large_and_small_frames(compress) -> None:
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.backends._remote_agent import _send_linear, recv_frame
+    from imap.worker.remote_agent import recv_frame, send_linear
     frames = [os.urandom(n) for n in (0, 1, 63_999, 64_000, 3 * 2 ** 20 + 1, 5)]
     frames.append(bytes(2 ** 21))   # compressible
 
@@ -410,9 +410,9 @@ def test_tuned_channels_carry_large_and_small_frames(compress) -> None:
         """The frames as a tuned channel's peer (tuned or plain rpyc) reads them."""
         a, b = socket.socketpair()
         sender, receiver = Channel(SocketStream(a), compress), Channel(SocketStream(b))
-        assert _send_linear(sender.stream, sender)
+        assert send_linear(sender.stream, sender)
         if tune_receiver:
-            assert _send_linear(receiver.stream, receiver)
+            assert send_linear(receiver.stream, receiver)
         assert (type(receiver).recv is recv_frame) == tune_receiver
         got: list = []
         reader = threading.Thread(target=lambda: got.extend(receiver.recv() for _ in frames))
@@ -474,15 +474,15 @@ def test_attached_frames_go_to_the_message_after_them() -> None:
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.backends._remote_agent import (
-        _send_linear,
+    from imap.worker.remote_agent import (
+        send_linear,
         take_attached,
         with_attached,
         write_attached,
     )
     a, b = socket.socketpair()
     sender, receiver = Channel(SocketStream(a)), Channel(SocketStream(b))
-    assert _send_linear(sender.stream, sender) and _send_linear(receiver.stream, receiver)
+    assert send_linear(sender.stream, sender) and send_linear(receiver.stream, receiver)
     buffers = [os.urandom(3 * 2 ** 20 + 5), b"", os.urandom(70_000)]
     got: dict = {}
 
@@ -544,8 +544,8 @@ def test_the_round_trip_is_whole_on_both_transport_paths(kind, tuning, monkeypat
     and large frames cross whole either way, large arrays attached only
     when tuned."""
     np = pytest.importorskip("numpy")
-    from imap.backends._remote_agent import TUNING_ENV
-    from imap.backends.connect import connect
+    from imap.remote.connect import connect
+    from imap.worker.remote_agent import TUNING_ENV
 
     if tuning == "off":
         monkeypatch.setenv(TUNING_ENV, "off")
@@ -618,8 +618,8 @@ def test_rpyc_internals_of_another_shape_leave_rpyc_methods(stream_attrs, channe
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.backends import _remote_agent
-    from imap.backends._remote_agent import TUNING_ENV, _send_linear, rpyc_mismatch
+    from imap.worker import remote_agent as _remote_agent
+    from imap.worker.remote_agent import TUNING_ENV, rpyc_mismatch, send_linear
 
     monkeypatch.delenv(TUNING_ENV, raising=False)
     monkeypatch.setattr(_remote_agent, "_said", set())
@@ -631,8 +631,8 @@ def test_rpyc_internals_of_another_shape_leave_rpyc_methods(stream_attrs, channe
         channel = channel_cls(stream, False)
         assert named in rpyc_mismatch(stream, channel)
         with caplog.at_level(logging.DEBUG, logger="imap"):
-            assert not _send_linear(stream, channel)
-            assert not _send_linear(stream, channel)
+            assert not send_linear(stream, channel)
+            assert not send_linear(stream, channel)
         assert type(stream) is stream_cls and type(channel) is channel_cls
         lines = [r for r in caplog.records if "rpyc transport" in r.getMessage()]
         assert len(lines) == 1 and lines[0].levelno == logging.INFO
@@ -646,19 +646,19 @@ def test_rpyc_internals_as_expected_are_tuned(monkeypatch) -> None:
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.backends._remote_agent import TUNING_ENV, _send_linear, rpyc_mismatch
+    from imap.worker.remote_agent import TUNING_ENV, rpyc_mismatch, send_linear
 
     monkeypatch.delenv(TUNING_ENV, raising=False)
     a, b = socket.socketpair()
     try:
         channel = Channel(SocketStream(a), False)
         assert rpyc_mismatch(channel.stream, channel) is None
-        assert _send_linear(channel.stream, channel)
+        assert send_linear(channel.stream, channel)
         assert (type(channel).recv.__name__, type(channel).send.__name__,
                 type(channel.stream).write.__name__) == TUNED
         monkeypatch.setenv(TUNING_ENV, "off")   # asked for: rpyc's own
         other = Channel(SocketStream(b), False)
-        assert not _send_linear(other.stream, other)
+        assert not send_linear(other.stream, other)
         assert type(other) is Channel and type(other.stream) is SocketStream
     finally:
         a.close()

@@ -12,7 +12,7 @@ import pytest
 from remote_helpers import collect, server
 
 from imap import IMap, UnsendableError
-from imap.byvalue import is_user_module
+from imap.transport.byvalue import is_user_module
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -72,7 +72,7 @@ def test_a_module_sent_by_reference_that_the_host_lacks_is_named(mylib, tmp_path
                                                                   monkeypatch):
     # As if mylib were an installed package: it is sent by reference, and the
     # host, which does not have it, says which module to install.
-    from imap import byvalue
+    from imap.transport import byvalue
 
     monkeypatch.setattr(byvalue, "_installed_prefixes", lambda: (f"{tmp_path}/",))
     with server("classic") as (addr, _):

@@ -350,7 +350,7 @@ def test_a_source_waits_for_a_whole_batch_of_room_while_the_workers_have_work():
     # Batches of 20, 2 workers: with 10 slots free, drawing would send a
     # fragment of 10. The source waits while the backend holds more than a
     # batch per worker (3 batches: 60 tasklets), and draws once it does not.
-    from imap.engine import Engine
+    from imap.run.engine import Engine
 
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
     engine = Engine(buffer=120, skip=False, stall_grace=None, policy=policy)
@@ -383,7 +383,7 @@ def test_a_task_with_its_batches_in_flight_draws_no_more_of_them():
     FLOOD_BATCHES batches per worker, then waits for some to come back,
     rather than cutting every ready result into a message of its own. The
     Feeder's wait agrees; a task with a timeout is not held back."""
-    from imap.engine import Engine
+    from imap.run.engine import Engine
 
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
     engine = Engine(buffer=10_000, skip=False, stall_grace=None, policy=policy)

@@ -1,4 +1,4 @@
-"""A Ctrl-C at the moment a wait takes its lock back (imap.waiting).
+"""A Ctrl-C at the moment a wait takes its lock back (imap.run.waiting).
 
 ``Condition.wait`` gives its lock back while it waits and takes it again in a
 ``finally`` clause. An interrupt that lands at the start of that clause (a
@@ -21,7 +21,8 @@ from support import ROOT
 PRELUDE = """
 import inspect, sys, threading, time
 sys.path[:0] = [{root!r}]
-from imap import IMap, waiting
+from imap import IMap
+from imap.run import waiting
 
 _lines, _first = inspect.getsourcelines(threading.Condition.wait)
 RESTORE = _first + next(i for i, line in enumerate(_lines) if "_acquire_restore" in line)

@@ -20,7 +20,7 @@ host could import is sent by value all the same (harmless, a little larger).
 
 Registration is process-wide (cloudpickle keeps one registry); local worker
 processes still get functions by reference wherever plain pickle can carry
-them (:func:`imap.pickling.dumps_local`), so that an initializer and a task's
+them (:func:`imap.transport.pickling.dumps_local`), so that an initializer and a task's
 function of one module share its globals there.
 Classes sent by value keep their identity on the way back: an instance that
 a remote worker returns unpickles as an instance of the parent's class

@@ -11,7 +11,7 @@ import collections
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import pickling
+from ..transport import pickling
 from .results import ResultBuffer
 from .stats import TaskStats
 
@@ -55,7 +55,7 @@ class Task:
         self.in_flight = 0
         self.errors = 0
         self.flow: Any = None  # the flow policy's record (flow.TaskFlow)
-        self.stats = TaskStats()  # timing counters (imap.stats)
+        self.stats = TaskStats()  # timing counters (imap.run.stats)
         self.exhausted = False
         # With a journal (imap.journal): the key function of a source task's
         # inputs, an output task's OutputLog and its results replayed.

@@ -21,10 +21,11 @@ import threading
 import time
 from typing import Any
 
-from . import retry, waiting
-from .errors import StallError, TimeoutError, WorkerLostError
-from .flow import draw
-from .flow.policy import LOOK_AGAIN
+from .. import retry
+from ..errors import StallError, TimeoutError, WorkerLostError
+from ..flow import draw
+from ..flow.policy import LOOK_AGAIN
+from . import waiting
 from .results import Failure
 from .stats import RunStats
 from .status import IMapStatus, snapshot

@@ -26,11 +26,11 @@ import time
 from itertools import islice
 from typing import Any
 
-from .backends.base import Batch
+from ..backends.base import Batch
+from ..errors import TimeoutError
+from ..flow import draw
+from ..flow.draw import FLUSH_AFTER, PLAIN_SOURCES
 from .engine import Engine
-from .errors import TimeoutError
-from .flow import draw
-from .flow.draw import FLUSH_AFTER, PLAIN_SOURCES
 from .results import Failure
 from .task import Task
 from .taskiter import TaskIterator
@@ -42,7 +42,7 @@ log = logging.getLogger("imap")
 class Feeder(threading.Thread):
     """Draws tasklets of ``engine.tasks`` and submits them to the backend."""
 
-    draws_inputs = True   # how a task iterator it reads knows it (imap.taskiter)
+    draws_inputs = True   # how a task iterator it reads knows it (imap.run.taskiter)
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(name="imap-feeder", daemon=True)

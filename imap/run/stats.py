@@ -1,6 +1,6 @@
 """Run statistics: what each task cost and what the run waited on.
 
-The workers time every batch (:mod:`imap.backends.kernel`: ``busy``, the
+The workers time every batch (:mod:`imap.worker.kernel`: ``busy``, the
 batch's seconds, and ``peak``, its longest tasklet) and send the figures
 back with the results; the same measurement feeds the adaptive flow policy.
 The engine adds what only the parent sees: how long the Feeder waited for
@@ -187,7 +187,7 @@ def _secs(x: float | None) -> str:
 
 
 def task_row(name: str, t: Any, pool: float) -> dict:
-    """A report row from a :class:`~imap.status.TaskStatus`."""
+    """A report row from a :class:`~imap.run.status.TaskStatus`."""
     return {
         "name": name, "task": t.task, "items": t.done, "errors": t.errors, "busy": t.busy,
         "share": t.busy / pool if pool > 0 else 0.0, "rate": t.rate,
@@ -255,7 +255,7 @@ def judge(rows: list[dict], elapsed: float, workers: int, room_wait: float,
 
 
 def placement_note(name: str, t: Any) -> str:
-    """Where task ``name`` (its :class:`~imap.status.TaskStatus` ``t``, of a
+    """Where task ``name`` (its :class:`~imap.run.status.TaskStatus` ``t``, of a
     task with a functional dependency) may run, as a report's note."""
     where = ", ".join(t.may_run or ()) or "no live worker"
     note = f"{name} needs {t.dependency}: it may run on {where}"
@@ -265,7 +265,7 @@ def placement_note(name: str, t: Any) -> str:
 
 
 def report(status: Any, workers: int, adaptive: bool = True) -> Report:
-    """The :class:`Report` of an :class:`~imap.status.IMapStatus` of an IMap
+    """The :class:`Report` of an :class:`~imap.run.status.IMapStatus` of an IMap
     of ``workers`` workers (``adaptive``: its stride and batches are)."""
     workers = max(workers, 1)
     pool = status.elapsed * workers

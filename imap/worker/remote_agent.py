@@ -1,7 +1,7 @@
 """The code a remote worker runs, uploaded as source into each connection.
 
 :class:`~imap.backends.remote.RemoteBackend` executes the batch kernel
-(:mod:`imap.backends.kernel`) and then this file, as text, in the namespace
+(:mod:`imap.worker.kernel`) and then this file, as text, in the namespace
 of a classic RPyC connection with ``conn.execute(...)``, and calls these
 entry points through ``conn.namespace``:
 
@@ -347,7 +347,7 @@ def _tuned(obj, base, methods):
     return True
 
 
-def _send_linear(stream, channel=None, tune=True):
+def send_linear(stream, channel=None, tune=True):
     """Make this connection's rpyc stream (and channel) move large frames
     in linear time (:func:`send_frame`, :func:`recv_frame`, :func:`send_frame_whole`).
 
@@ -381,14 +381,14 @@ def imap_agent_nodelay(tune=True):
     a pipelined request by up to one delayed-ACK period (about 40 ms). And,
     with ``tune`` (the client's choice), large answers are sent without
     copying them again per chunk (:func:`send_frame`), where rpyc's
-    internals here are as expected (:func:`_send_linear`).
+    internals here are as expected (:func:`send_linear`).
     """
     import socket
 
     channel = _serving_channel()
     stream = getattr(channel, "stream", None)
     if stream is not None:
-        _send_linear(stream, channel, tune)
+        send_linear(stream, channel, tune)
     sock = getattr(stream, "sock", None)
     if isinstance(sock, socket.socket):
         try:

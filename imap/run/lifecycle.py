@@ -6,7 +6,7 @@ interpreter exits.
 inputs, the journal, the flow's plan (:mod:`imap.flow.plan`), the backend
 (its workers), the Feeder, the progress display. ``stop_run`` takes them
 apart: a graceful stop drains the tasklets in flight (bounded, see
-:meth:`Engine.drain <imap.engine.Engine.drain>`), then stops the Feeder and
+:meth:`Engine.drain <imap.run.engine.Engine.drain>`), then stops the Feeder and
 the backend; a forced one (or a graceful one that cannot finish) goes
 through :func:`shutdown`, which is also the IMap's finalizer and what runs
 at exit. Nothing here keeps a reference to an IMap beyond a weak one.
@@ -22,10 +22,11 @@ import threading
 import weakref
 from typing import Any
 
-from . import backends, byvalue, journal
+from .. import backends, journal
+from ..flow.plan import plan
+from ..transport import byvalue
 from .engine import Engine
 from .feeder import Feeder
-from .flow.plan import plan
 from .progress import imap_progress
 
 __all__ = ["forget", "shutdown", "start_run", "stop_run"]

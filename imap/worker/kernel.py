@@ -29,7 +29,7 @@ What it does:
   a function or a result that does not pickle or unpickle):
   ``("unsendable", message, traceback_text)``. The parent turns it, and a
   packed error whose pickle is ``None``, into :class:`imap.UnsendableError`
-  (``imap.backends.wire.unpack_error``).
+  (``imap.transport.wire.unpack_error``).
 * :func:`record_data` turns a ``logging`` record into what travels to the
   parent, which hands it to its logger of the same name;
   :func:`log_collector` and :func:`collect_logs` gather the records a batch
@@ -65,7 +65,7 @@ DEPENDS = "__imap_depends__"   # a function's dependency marks (imap.depends)
 FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
 # A buffer of at least this many bytes (a numpy array's data, a bytes...)
 # travels out of band where the transport carries frames (Dask, a remote
-# connection): beside the pickle stream, never copied into it. (imap.shm uses
+# connection): beside the pickle stream, never copied into it. (imap.transport.shm uses
 # the same figure.)
 FRAME_BYTES = 64 * 1024
 
@@ -447,7 +447,7 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     out through ``send`` while the batch runs. If the function's dependency
     is unmet here, every tasklet is refused (``(UNMET, reason, worker)``).
     ``buffers``: the out-of-band buffers of ``data``; ``oob(answer)``: pickle
-    an answer with its large buffers out of band (see :mod:`imap.shm`).
+    an answer with its large buffers out of band (see :mod:`imap.transport.shm`).
     """
     try:
         items = loads_frames(data) if type(data) is dict else pickle.loads(data, buffers=buffers)

@@ -26,7 +26,7 @@ A worker answers every batch, in order, with the kernel's answers
 partial ones (``more`` True) while a long batch runs, then the last one.
 
 Large buffers (numpy arrays and the like) travel out of band, through shared
-memory (:mod:`imap.shm`): a batch's ``refs`` name where its items' buffers
+memory (:mod:`imap.transport.shm`): a batch's ``refs`` name where its items' buffers
 are, and an answer with large buffers is ``(OUT_OF_BAND, stream, refs)``.
 """
 
@@ -39,7 +39,8 @@ import signal
 from functools import partial
 from typing import Any, NamedTuple
 
-from .. import lifeline, shm
+from .. import lifeline
+from ..transport import shm
 from . import kernel
 
 
@@ -52,7 +53,7 @@ class SetTask(NamedTuple):
 
 class RunBatch(NamedTuple):
     """Run the items ``data`` (a pickled list) of task ``key``; see the module
-    doc. ``refs``: its large buffers, out of band in shared memory (imap.shm)."""
+    doc. ``refs``: its large buffers, out of band in shared memory (imap.transport.shm)."""
 
     key: tuple
     data: bytes
@@ -130,7 +131,7 @@ class _PipeHandler(logging.Handler):
 
 def _out_of_band(run: str) -> Any:
     """How this worker pickles an answer: its large buffers copied once into
-    segments of the run ``run`` (imap.shm), the answer a small message
+    segments of the run ``run`` (imap.transport.shm), the answer a small message
     naming them."""
     pool = shm.Pool(f"{run}-w{os.getpid()}-")
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .depends import describe
+from ..depends import describe
 
 __all__ = ["IMapStatus", "TaskStatus"]
 
@@ -127,7 +127,7 @@ class IMapStatus:
 
 
 def snapshot(engine: Any) -> IMapStatus:
-    """The counters of ``engine`` (an :class:`~imap.engine.Engine`) now,
+    """The counters of ``engine`` (an :class:`~imap.run.engine.Engine`) now,
     read under its lock."""
     now = time.perf_counter()
     with engine.lock:

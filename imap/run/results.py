@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .drop import DROP, has_drop
+from ..drop import DROP, has_drop
 
 
 class Failure:

@@ -26,9 +26,10 @@ cloudpickle.register_pickle_by_value(importlib.import_module("imap.imports"))
 
 CONNECT_TIMEOUT = 10.0  # seconds to connect, authenticate and set a connection up
 LIVENESS = 10.0         # seconds a busy connection may go without a sign of life
-_HERE = Path(__file__).resolve().parent
 # The batch kernel, then the agent that calls it, run in each connection.
-AGENT_SOURCE = (_HERE / "kernel.py").read_text() + "\n" + (_HERE / "_remote_agent.py").read_text()
+_WORKER = Path(__file__).resolve().parent.parent / "worker"
+AGENT_SOURCE = ((_WORKER / "kernel.py").read_text() + "\n"
+                + (_WORKER / "remote_agent.py").read_text())
 
 
 def _keepalive(sock: socket.socket, idle: float) -> None:

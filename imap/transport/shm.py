@@ -27,7 +27,7 @@ starts removes those of parents that no longer exist (killed with ``kill
 used instead; the operating system's page cache keeps it in memory.
 
 This module imports only the standard library: worker processes import it
-(:mod:`imap.backends._worker`).
+(:mod:`imap.worker.process_entry`).
 """
 
 from __future__ import annotations

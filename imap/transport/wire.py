@@ -4,7 +4,7 @@ Shared by every backend whose workers live in another process (process,
 remote, executor): preparing a batch to travel (:func:`prepare`), reading a
 worker's answer (:func:`decode_answer`), rebuilding errors
 (:func:`unpack_error`), and handing on workers' log records
-(:func:`relay_log`). The worker's side is :mod:`imap.backends.kernel`.
+(:func:`relay_log`). The worker's side is :mod:`imap.worker.kernel`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pickle
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .. import pickling
+from ..backends.base import Batch
 from ..errors import UnmetDependency, UnsendableError, WorkerTraceback, init_failed
 from ..flow.policy import COPIES
-from . import kernel
-from .base import Batch
+from ..worker import kernel
+from . import pickling
 
 PROTOCOL = kernel.PROTOCOL
 traceback_text = kernel.traceback_text
@@ -78,7 +78,7 @@ class Answer(NamedTuple):
 def decode_answer(batch: Batch, data: Any, views: Callable | None = None) -> Answer:
     """The :class:`Answer` in a worker's pickled answer to ``batch``
     (``views(refs)``: the buffers of an answer sent out of band, see
-    :mod:`imap.shm`; ``data`` may carry its buffers as frames, see
+    :mod:`imap.transport.shm`; ``data`` may carry its buffers as frames, see
     :func:`kernel.dumps_frames`)."""
     oob_bytes = 0
     if type(data) is dict:   # large buffers came as frames (kernel.dumps_frames)
