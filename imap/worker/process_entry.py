@@ -40,8 +40,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from .. import lifeline
-from ..transport import shm
-from . import kernel
+from . import kernel, shm
 
 
 class SetTask(NamedTuple):

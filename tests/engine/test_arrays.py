@@ -21,6 +21,7 @@ from support import buffer_items, read_when_written, wait_until
 from imap import IMap, WorkerLostError
 from imap.transport import shm
 from imap.worker import kernel
+from imap.worker import shm as worker_shm
 
 np = pytest.importorskip("numpy")   # the test extra installs it
 
@@ -330,14 +331,14 @@ def test_a_worker_keeps_its_mappings_but_not_of_a_segment_that_is_gone():
     if not os.path.exists("/proc/self/maps"):
         pytest.skip("needs /proc")
     pool = shm.Pool(f"{shm.PREFIX}{os.getpid()}-reader-w{os.getpid()}-")
-    reader = shm.Reader()
+    reader = worker_shm.Reader()
     try:
         buffers: list = []
         stream = pickle.dumps(np.full(MiB // 8, 2.0), 5, buffer_callback=buffers.append)
         name, refs = pool.write(buffers)
         for _ in range(2):
             views = reader.views(refs)
-            assert shm.loads(stream, views)[0] == 2.0
+            assert worker_shm.loads(stream, views)[0] == 2.0
             del views
             reader.release()
             assert mapped(name)          # kept for the next batch
