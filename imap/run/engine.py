@@ -12,7 +12,11 @@ Threads that call in:
 * **backend threads** (the thread workers, the process Router, the remote
   drivers): ``deliver`` and ``lost``;
 * **consumers** (``next()`` on a task iterator, ``stop()``): ``take`` and
-  ``drain``.
+  ``drain``, the consumers' side (:mod:`.consumers`, a base class of the
+  engine).
+
+What runs again after a lost worker, when a wait skips and what a stall
+does are decided in :mod:`imap.flow` (``recover``, ``waits``, ``draw``).
 """
 
 from __future__ import annotations
@@ -22,17 +26,17 @@ import time
 from typing import Any
 
 from .. import retry
-from ..errors import StallError, TimeoutError, WorkerLostError
-from ..flow import draw
-from ..flow.policy import LOOK_AGAIN
+from ..errors import TimeoutError
+from ..flow import draw, recover, waits
 from . import waiting
+from .consumers import ConsumerSide
 from .results import Failure
 from .stats import RunStats
 from .status import IMapStatus, snapshot
 from .task import Task
 
 
-class Engine:
+class Engine(ConsumerSide):
     """State shared by the Feeder, the backends and the consumers."""
 
     def __init__(self, buffer: int, skip: bool, stall_grace: float | None,
@@ -219,7 +223,7 @@ class Engine:
                         deadline = now + up.timeout
                     remaining = deadline - now
                     if remaining <= 0:
-                        later = self._not_late_yet(up, up.timeout, now)
+                        later = waits.not_late_yet(self, up, up.timeout, now)
                         if later is not None:
                             deadline = later
                             continue
@@ -323,298 +327,17 @@ class Engine:
             self.result_ready.notify_all()
 
     def lost(self, batch: Any, reason: str) -> None:
-        """A worker died holding ``batch``: resubmit it or fail its tasklets.
-
-        Its worker may have died of one of its tasklets. The tasklets it
-        finished were delivered already when it sent partial answers; the
-        rest runs again *careful* (each tasklet reported as it ends), so that
-        a second death points at the tasklet that caused it, which alone is
-        retried or fails. Backends that cannot run a batch careful get the
-        halves run again instead, down to single tasklets.
-        """
+        """A worker died holding ``batch``: the flow says what runs again
+        (:func:`imap.flow.recover.after_loss`); the rest fails with a
+        :class:`~imap.WorkerLostError`."""
         batch.lose()
-        task = batch.task
-        if task.generation != self.generation or self.forced:
+        if batch.task.generation != self.generation or self.forced:
             return
-        submit = self.backend.submit
-        if batch.stepwise:
-            # Its worker reported every tasklet it ended: the first one left
-            # is the one it died running.
-            if len(batch) > 1:
-                submit(batch.subset(range(1, len(batch)), careful=True))
-                batch = batch.subset([0], careful=True)
-        elif len(batch) > 1 and self.backend.capacity > 0:
-            if self.backend.stepwise and not batch.careful:
-                submit(batch.subset(range(len(batch)), careful=True))
-            else:
-                half = len(batch) // 2
-                for part in (range(half), range(half, len(batch))):
-                    submit(batch.subset(part))
-            return
-        if batch.attempt < task.retries:
-            batch.attempt += 1
-            submit(batch)
-            return
-        attempts = batch.attempt + 1
-        tries = (f" (after {attempts} attempts, each on a worker that died; "
-                 f"retries={task.retries})" if task.retries else " (retries=0)")
-        errors = {
-            pos: WorkerLostError(
-                f"{reason} while running task {task.id} ({task.name}) on item {index}{tries}")
-            for pos, index in enumerate(batch.indices)
-        }
-        for exc in errors.values():
-            exc.attempts = attempts
-        self.deliver(batch, [None] * len(batch.indices), errors)
-
-    # -- the consumers' side ---------------------------------------------------
-
-    def _free(self, n: int) -> None:
-        """Give ``n`` slots back (lock held)."""
-        self.slots_used -= n
-        if self.feeder_waits_slot:
-            self.slot_free.notify()
-
-    def _pop(self, task: Task) -> Any:
-        index, outcome = task.results.pop()
-        if task.track and type(outcome) is not Failure:
-            self.tracked.setdefault(task.id, {})[index] = outcome
-        return outcome
-
-    def _settle_handout(self, task: Task) -> None:
-        """Give back the slots of results handed out since the last visit."""
-        handed = task.handout_taken - len(task.handout) - task.handout_freed
-        if handed > 0:
-            task.handout_freed += handed
-            self._free(handed)
-
-    def next_result(self, task: Task, generation: int, timeout: float | None,
-                    block: bool, grouped: bool = False) -> Any:
-        """:meth:`take` for a consumer outside the engine (a task iterator,
-        ``IMap.next``): checks the IMap runs this task and that no other
-        task of the IMap consumes it."""
-        if generation != self.generation:
-            raise StopIteration
-        if not self.started:
-            if self.stopped:
-                raise StopIteration
-            raise RuntimeError("next() before start(): call start() first")
-        if task.consumer is not None:
-            raise RuntimeError(
-                f"task {task.id} ({task.name}) is the input of task {task.consumer.id} "
-                f"({task.consumer.name}) of the same IMap, which takes its results; read "
-                f"task {task.consumer.id} instead (or add a separate task to see both)")
-        return self.take(task, timeout, block, task.flow.batch if grouped else 1)
-
-    def take(self, task: Task, timeout: float | None, block: bool,
-             group: int = 1) -> Any:
-        """Return the next result of ``task`` (or raise its error).
-
-        With ``group > 1`` up to ``group - 1`` further ready results are moved
-        to ``task.handout`` for the caller to hand out without the lock.
-        """
-        with self.lock:
-            for other in self.tasks:
-                if other.handout_taken != other.handout_freed:
-                    self._settle_handout(other)
-            res = task.results
-            deadline = None
-            if block and timeout is not None:
-                deadline = time.monotonic() + timeout
-            stalled_since = None
-            while True:
-                if task.handout:
-                    return task.handout.popleft()
-                if res.has_next():
-                    if group > 1 and not task.track:
-                        values = res.grab(group)
-                        if values:
-                            # Every slot of the group, this first value's too,
-                            # is given back at the next visit: slots return a
-                            # group at a time, so the Feeder draws whole batches.
-                            task.handout.extend(values)
-                            task.handout_taken += len(values)
-                            return task.handout.popleft()
-                    outcome = self._pop(task)
-                    if type(outcome) is Failure:
-                        if outcome.slot:
-                            self._free(1)
-                        raise outcome.exc
-                    self._free(1)
-                    return outcome
-                if task.finished() or self.forced or task.generation != self.generation:
-                    if task.generation == self.generation:
-                        self.run.finished = time.perf_counter()
-                    raise StopIteration
-                if self.failure is not None:
-                    raise RuntimeError(
-                        f"the IMap cannot go on after an internal error ({self.failure!r}); "
-                        f"stop() it") from self.failure
-                now = time.monotonic()
-                if block and self.skip and deadline is not None and now >= deadline:
-                    later = self._not_late_yet(task, timeout, now)
-                    if later is not None:
-                        deadline = later
-                        continue
-                if not block or (deadline is not None and now >= deadline):
-                    within = f"task {task.id} ({task.name}): no result within " \
-                             f"{0 if not block else timeout} s"
-                    if not self.skip:
-                        raise TimeoutError(f"{within} (ask again to wait more)")
-                    if res.awaited_index(task.drawn) >= task.drawn:
-                        # Its item is not drawn yet: there is nothing to give up
-                        # (a skip now would abandon a result before it exists).
-                        raise TimeoutError(f"{within} (its item is not drawn yet; "
-                                           f"ask again)")
-                    index = res.skip(task.drawn)
-                    self._skipped(task, index)
-                    raise TimeoutError(f"{within} (skipped); result {index} abandoned")
-                wait = None if deadline is None else deadline - now
-                if self._stalled() and self.policy.can_relieve(self.tasks):
-                    # Other outputs' results, not read yet, hold every slot:
-                    # they wait here, within the byte budget, rather than stall.
-                    self.buffer = self.policy.relieve(self.tasks, self.slots_used)
-                    self.slot_free.notify_all()
-                    stalled_since = None
-                elif self._stalled():
-                    if stalled_since is None:
-                        stalled_since = now
-                    if self.stall_grace is not None:
-                        left = stalled_since + self.stall_grace - now
-                        if left <= 0:
-                            raise StallError(self._stall_message(task))
-                        wait = left if wait is None else min(wait, left)
-                else:
-                    stalled_since = None
-                began = time.perf_counter()
-                self.consumers_waiting += 1
-                if self.feeder_waits_slot and draw.starved(self):
-                    self.buffer = self.policy.stretch(self.tasks, self.slots_used)
-                    self.slot_free.notify()
-                try:
-                    waiting.wait(self.result_ready, wait)
-                finally:
-                    self.consumers_waiting -= 1
-                task.stats.result_wait += time.perf_counter() - began
-
-    def _not_late_yet(self, task: Task, timeout: float, now: float) -> float | None:
-        """Under ``skip=True``, whether the result a consumer has waited
-        ``timeout`` seconds for is late of itself (lock held): None if it is
-        (its tasklet ran for ``timeout`` seconds, or the backend cannot
-        tell), else when to look again. A tasklet still waiting behind others
-        is not late: it is never skipped for the time a hung one took, and
-        tasklets that outlived their task's timeout are given up meanwhile
-        (:meth:`_give_up_overdue`), so that it gets a worker."""
-        index = task.results.awaited_index(task.drawn)
-        if index >= task.drawn or self.backend is None:
-            return None   # (not drawn yet: the timeout is raised, nothing skipped)
-        began = self.backend.began(task, index)
-        if began is None:
-            self._give_up_overdue(now)
-            return now + max(0.01, min(timeout, LOOK_AGAIN))   # a wait, even for timeout=0
-        if now - began < timeout:
-            return began + timeout
-        return None
-
-    def _give_up_overdue(self, now: float) -> None:
-        """Abandon every tasklet running longer than its task's timeout
-        (``skip=True``; lock held): its worker is replaced, its result is a
-        TimeoutError, and the tasklets behind it run elsewhere."""
-        for task, index, began in self.backend.running_tasklets():
-            if (task.generation == self.generation and task.timeout is not None
-                    and now - began > task.timeout):
-                self.backend.abandon(task, index)   # its result: a TimeoutError, filed
-
-    def _skipped(self, task: Task, index: int) -> None:
-        """A consumer skipped tasklet ``index`` (``res.skip``), drawn and on its
-        way (lock held): its slot goes back now (its late result, if it ever
-        comes, is dropped and frees nothing), so that however long it runs --
-        a task that cannot be stopped, on an executor -- the Feeder can draw
-        on; and the backend gives it up."""
-        task.results.released.add(index)
-        self._free(1)
-        if self.backend is not None:
-            self.backend.abandon(task, index)
-
-    def _stalled(self) -> bool:
-        """Nothing can change until somebody takes a result (lock held)."""
-        if self.in_flight or self.forced:
-            return False
-        if self.feeder_waits_any is not None:
-            return not draw.work_ready(self, self.feeder_waits_any)
-        if self.feeder_waits_slot:
-            return self.slots_used >= self.buffer
-        up = self.feeder_waits_on
-        if up is None:
-            return False
-        return not up.results.has_next() and not up.finished()
-
-    def _stall_message(self, task: Task) -> str:
-        holders = [t for t in self.tasks if len(t.results) and t is not task]
-        names = ", ".join(f"task {t.id} ({t.name}: {len(t.results)} waiting)" for t in holders)
-        return (
-            f"task {task.id} ({task.name}) can never produce its next result: all "
-            f"{self.buffer} buffer slots hold results nobody has taken and nothing is "
-            f"being computed. Take results from {names or 'the other tasks'} first "
-            f"(at most a stride at a time from each output, in task order), or give "
-            f"the IMap a larger buffer."
-        )
-
-    def drain(self, tasks: list[Task], patience: float | None = None) -> str | None:
-        """Take and discard every result of ``tasks`` until they finish.
-
-        Returns None once they have, or why a graceful stop cannot wait for
-        them (then the caller forces the stop): the IMap stalled on results
-        of other tasks, or no tasklet ended for ``patience`` seconds (default:
-        the longest task timeout, if a task has one; ``skip`` true or false):
-        the tasklets still running outlive their timeout, and are given up
-        rather than waited for.
-        """
-        if patience is None:
-            timeouts = [t.timeout for t in self.tasks if t.timeout is not None]
-            patience = max(timeouts) if timeouts else None
-        with self.lock:
-            seen = self.run.delivered
-            since = time.monotonic()
-            while True:
-                for task in tasks:
-                    task.handout.clear()
-                    self._settle_handout(task)
-                    while task.results.has_next():
-                        outcome = self._pop(task)
-                        if type(outcome) is not Failure or outcome.slot:
-                            self._free(1)
-                if self.feeder_done and all(t.finished() for t in tasks):
-                    return None
-                if self.forced:
-                    return None
-                if self.failure is not None:
-                    return f"the IMap failed: {self.failure!r}"
-                if self._stalled():
-                    return ("results of tasks not in ends are waiting (take them, or name "
-                            "those tasks in ends)")
-                now = time.monotonic()
-                if self.run.delivered != seen:
-                    seen, since = self.run.delivered, now
-                elif patience is not None and now - since >= patience:
-                    return (f"no tasklet ended within {patience:g} s: the tasklets still "
-                            f"running are given up: {self._in_flight_text()}")
-                waiting.wait(self.result_ready, 1.0 if patience is None
-                             else min(1.0, max(0.01, since + patience - now)))
-
-    def _in_flight_text(self) -> str:
-        """The tasklets in flight, by task, for a message (lock held)."""
-        running: dict = {}
-        if self.backend is not None:
-            for task, index, _ in self.backend.running_tasklets():
-                running.setdefault(task.id, []).append(index)
-        parts = []
-        for task in self.tasks:
-            if task.in_flight:
-                items = sorted(running.get(task.id, ()))
-                where = f", running item(s) {', '.join(map(str, items))}" if items else ""
-                parts.append(f"task {task.id} ({task.name}): {task.in_flight} in flight{where}")
-        return "; ".join(parts) or "none in flight"
+        again, failed = recover.after_loss(batch, self.backend)
+        for part in again:
+            self.backend.submit(part)
+        if failed is not None:
+            self.deliver(failed, [None] * len(failed.indices), recover.lost_errors(failed, reason))
 
     def force(self) -> None:
         """End everything now: waiting threads wake up and return."""
