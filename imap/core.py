@@ -37,15 +37,15 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import retry
 from .flow import DEFAULT_BUFFER_BYTES, FlowPolicy
 from .options import Options, check_int, check_seconds
-from .run import lifecycle, stats
+from .run import adding, lifecycle, stats
 from .run.engine import Engine
 from .run.stats import Report
 from .run.status import IMapStatus
 from .run.task import Task
 from .run.taskiter import DEFAULT, TaskIterator
+from .settings import Settings
 
 __all__ = ["IMap", "TaskIterator"]
 
@@ -55,18 +55,7 @@ log = logging.getLogger("imap")
 RETRIES = 2
 
 
-def _check_key(key: Any, path: str | None, iterable: Any, imap: IMap) -> None:
-    if path is None:
-        raise ValueError("add_task(key=...) keys the inputs of a journal; give the IMap "
-                         "a journal (IMap(journal=path)) or leave key out")
-    if not callable(key):
-        raise TypeError(f"key must be a function of the input item, got {key!r}")
-    if isinstance(iterable, TaskIterator) and iterable.imap is imap:
-        raise ValueError("key= belongs to the first task of a chain (the one that reads "
-                         "the input); a chained task's inputs are keyed by it")
-
-
-class IMap:
+class IMap(Settings):
     """A lazy, parallel, multi-task ``imap`` on a pool of workers.
 
     Tasks are added with :meth:`add_task` (or by calling the IMap), then
@@ -210,128 +199,6 @@ class IMap:
         elif iterable is not None:
             raise ValueError("IMap(func, iterable): give the function too")
 
-    # -- properties ----------------------------------------------------------------
-
-    # The options, read-only: an IMap's options are fixed when it is made.
-
-    @property
-    def worker_type(self) -> str:
-        return self._options.worker_type
-
-    @property
-    def worker_num(self) -> int:
-        """Local workers (``os.cpu_count()`` unless given)."""
-        return self._options.local_workers
-
-    @property
-    def worker_remote(self) -> list:
-        return list(self._options.worker_remote)
-
-    @property
-    def workers(self) -> int:
-        """Local and remote workers configured (see ``status().workers`` for those alive)."""
-        return self._options.workers
-
-    @property
-    def adaptive(self) -> bool:
-        """True when the stride is left to the engine (``stride=None``)."""
-        return self._policy.adaptive
-
-    @property
-    def stride(self) -> int:
-        """Tasklets of a task drawn per turn: the stride given, or, when it
-        is adaptive, the one in force (before start: the first one)."""
-        return self._policy.stride_now(self.running)
-
-    @property
-    def max_stride(self) -> int:
-        """The largest stride this IMap may use (the stride given, if fixed)."""
-        return self._policy.max_stride()
-
-    @property
-    def ordered(self) -> bool:
-        return self._options.ordered
-
-    @property
-    def skip(self) -> bool:
-        return self._options.skip
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def start_method(self) -> str | None:
-        """The start method of process workers (None for thread workers)."""
-        return self._start_method
-
-    @property
-    def initializer(self) -> Callable[..., Any] | None:
-        return self._options.initializer
-
-    @property
-    def initargs(self) -> tuple:
-        return self._options.initargs
-
-    @property
-    def progress(self) -> Any:
-        """The ``progress`` option: False (off), True, a bar class or a callback."""
-        return self._options.progress
-
-    @property
-    def remote_options(self) -> dict[str, Any]:
-        return dict(self._options.remote_options)
-
-    @property
-    def buffer(self) -> int:
-        """The most tasklets alive at once: the buffer given, or the bound in
-        force (adaptive; before start: the first one)."""
-        return self._policy.bound_now(self.running, len(self._engine.tasks))
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The options this IMap was made with, as keyword arguments.
-
-        ``IMap(**m.options)`` makes an IMap like ``m`` (without its tasks).
-        Options left to their defaults are given as such (``buffer=None``
-        stays ``None``: its default depends on the number of tasks).
-        """
-        kwargs = self._options.as_kwargs()
-        kwargs["name"] = self.name
-        return kwargs
-
-    @property
-    def chunksize(self) -> int | None:
-        """The most tasklets sent to a worker in one message: the chunksize
-        given, the one that follows from a fixed stride, or None when each
-        task's batch size is adaptive (see ``status()``)."""
-        return self._policy.fixed_batch()
-
-    @property
-    def tracked(self) -> dict[int, dict[int, Any]]:
-        """Results of tasks added with ``track=True``: ``{task: {index: value}}``."""
-        return self._engine.tracked
-
-    @property
-    def high_water(self) -> int:
-        """The most buffer slots held at once since the last start."""
-        return self._engine.high_water
-
-    @property
-    def task_count(self) -> int:
-        """The number of tasks."""
-        return len(self._engine.tasks)
-
-    @property
-    def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._engine.started
-
-    @property
-    def stopped(self) -> bool:
-        """True after :meth:`stop`, until the next :meth:`start`."""
-        return self._engine.stopped
-
     def __repr__(self) -> str:
         engine = self._engine
         state = "running" if engine.started else ("stopped" if engine.stopped else "new")
@@ -392,52 +259,11 @@ class IMap:
         runs its batches only where the ``workers``, ``resources`` and
         ``allow_other_workers`` annotations allow.
         """
-        if self._engine.started:
-            raise RuntimeError(
-                "add_task() after start(): add every task first, or stop() the IMap "
-                "and add tasks for a new run")
-        if not callable(func):
-            raise TypeError(f"func must be callable, got {func!r}")
-        if not (hasattr(iterable, "__iter__") or hasattr(iterable, "__getitem__")):
-            raise TypeError(f"iterable must be iterable, got {type(iterable).__name__}")
-        if isinstance(args, (str, bytes)) or not isinstance(args, (tuple, list)):
-            raise TypeError(f"args must be a tuple or list, got {args!r}")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
-        check_seconds("timeout", timeout)
-        check_int("retries", retries, 0)
-        retry_on = retry.checked(retry_on, retries)
-        if key is not None:
-            _check_key(key, self._options.journal, iterable, self)
-        engine = self._engine
-        task = Task(
-            id=len(engine.tasks), generation=engine.generation, func=func,
-            args=tuple(args), kwargs=dict(kwargs or {}),
-            name=name or getattr(func, "__name__", type(func).__name__),
-            timeout=timeout, block=block, track=track, retries=retries,
-            ordered=self.ordered,
-        )
-        if self._options.executor is not None:
-            from .backends.dask import dask_placement
-            task.placement = dask_placement()
-        if isinstance(iterable, TaskIterator) and iterable.imap is self:
-            # Keep no reference to our own iterator: the engine's threads must
-            # not keep this IMap alive.
-            if iterable.generation != engine.generation:
-                raise ValueError("that task iterator belongs to an earlier run of this IMap")
-            upstream = engine.tasks[iterable.task]
-            if upstream.consumer is not None:
-                raise ValueError(
-                    f"task {upstream.id} already feeds task {upstream.consumer.id} of this "
-                    f"IMap; a task's output can be the input of one task only")
-            upstream.consumer = task
-            task.upstream = upstream
-        else:
-            task.iterable = iterable
-        task.journal_key = key
-        task.retry_on = retry_on
-        engine.tasks.append(task)
-        iterator = TaskIterator(self, engine, task, timeout, block)
+        task = adding.add(
+            self, self._engine, func, iterable, args, kwargs, timeout=timeout, block=block,
+            track=track, retries=retries, name=name, key=key, retry_on=retry_on,
+            journal=self._options.journal, executor=self._options.executor is not None)
+        iterator = TaskIterator(self, self._engine, task, timeout, block)
         self._iterators[task.id] = iterator
         return iterator
 
