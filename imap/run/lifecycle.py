@@ -22,9 +22,10 @@ import threading
 import weakref
 from typing import Any
 
-from .. import backends, journal
+from .. import backends
 from ..flow.plan import plan
 from ..transport import byvalue
+from . import replay
 from .engine import Engine
 from .feeder import Feeder
 from .progress import imap_progress
@@ -125,8 +126,8 @@ def start_run(m: Any) -> None:
             except TypeError as exc:
                 raise TypeError(f"the input of task {task.id} is not iterable: {exc}") from exc
     if options.journal is not None:
-        state["journal"] = journal.attach(options.journal, options.journal_reuse,
-                                          engine.tasks, options.ordered)
+        state["journal"] = replay.attach(options.journal, options.journal_reuse,
+                                         engine.tasks, options.ordered)
     state["last"] = None
     policy.start(engine.tasks)
     run = plan(policy, engine.tasks, options.skip)
