@@ -9,6 +9,11 @@ and the upstream pipers of a merge, which give the order of the elements of
 its inbox — is sorted by the pipers' ``branch`` attribute (pipers with
 ``branch=None`` after all others), then by the order in which the pipers were
 added to the Dagger.
+
+This module edits and reads the graph and holds the state of a run; the
+steps of the life cycle (``connect``, ``stop``, ``disconnect``) that go over
+every piper and IMap, and the threads of a graceful stop, are in
+:mod:`papy.dagger_lifecycle`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 from imap.run.waiting import Flag
 
 from . import checks
+from . import dagger_lifecycle as lifecycle
 from . import draw as drawing
 from .errors import DaggerError, PiperError
 from .graph import DictGraph
@@ -319,41 +325,7 @@ class Dagger:
         quanta = checks.quanta(checks.check_merge_rates(self))
         self._taps = [Tap(source, quanta[piper])
                       for piper, source in zip(inputs, self._inputs, strict=False)]
-        data = dict(zip(inputs, self._taps, strict=False))
-        relayed = checks.relayed(self)
-        lag_floor = checks.lag_floor(self)
-        branches: dict = {}
-        chains = {p: up for p in self.graph if (up := checks.chained_to(self, p)) is not None}
-        feeding = set(chains.values())
-        done: list[Piper] = []
-        gate = threading.Event()   # opened once every IMap has started
-        try:
-            for piper in self.topological():
-                if piper in data:
-                    sources = [data[piper]]
-                else:
-                    sources = [branches[up].pop(0) for up in self.upstream(piper)]
-                if piper in chains:
-                    piper.connect(sources, gate, chained=chains[piper])
-                else:
-                    if self.pipes_hook is not None:
-                        sources = self.pipes_hook(piper, sources)
-                    piper.connect(sources, gate, feeds=piper in feeding)
-                done.append(piper)
-                if piper in relayed:
-                    piper.relay()
-                children = self.downstream(piper)
-                if not children and self.guard_outputs:
-                    piper.guard()   # stop() may drain it while the caller reads it
-                if children:
-                    branches[piper] = piper.branch_out(
-                        len(children), max(piper.branch_lag, lag_floor))
-                    # each child takes its branch in the child's own order of upstreams
-                    branches[piper] = list(branches[piper])
-        except PiperError as exc:
-            for piper in done:
-                piper.disconnect()
-            raise DaggerError(f"cannot connect: {exc}") from exc
+        lifecycle.connect_pipers(self, dict(zip(inputs, self._taps, strict=False)))
 
     @property
     def imaps(self) -> list:
@@ -402,67 +374,28 @@ class Dagger:
                         "output raised); stopping it at once", self)
             forced = True
         self._running = False
-        for piper in self.graph:
-            piper.close_streams()
-        for m in self.imaps:
-            if m.running:
-                m.stop(forced=forced)
-        for piper in self.graph:
-            piper.join_relay()
+        lifecycle.stop_pipers(self, forced)
         self._join_drainers()
 
     def _join_drainers(self, timeout: float = 30) -> None:
-        for thread in self._drainers:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("%s is blocked in an inline piper; left as a daemon thread",
-                            thread.name)
+        lifecycle.join_drainers(self._drainers, timeout)
         self._drainers = []
 
     def _run_dry(self) -> bool:
         """Drain the outputs until every one has ended (inputs closed); True if so."""
-        outputs = self.get_outputs()
-        left = [len(outputs)]
-        failed: list = []
-        lock = threading.Lock()
-        dry = Flag()
-
-        def drain(piper: Piper) -> None:
-            try:
-                for _ in piper.outbox:   # guarded: the caller may still read it
-                    pass
-            except BaseException as exc:   # e.g. a debug=True piper raised
-                failed.append(exc)
-            with lock:
-                left[0] -= 1
-                if not left[0]:
-                    dry.set()
-
-        self._drainers = [threading.Thread(target=drain, args=(p,), daemon=True,
-                                           name=f"papy-drain-{p.name}") for p in outputs]
+        self._drainers, dry, failed = lifecycle.drainers(self.get_outputs())
         for thread in self._drainers:
             thread.start()
         return self._wait_dry(dry) and not failed
 
     def _wait_dry(self, dry: Flag) -> bool:
         """Wait for ``dry``; False once an input has blocked for INPUT_GRACE seconds."""
-        while not dry.wait(0.05):
-            for tap in self._taps:
-                if tap.blocked_for() > INPUT_GRACE:
-                    log.warning("%r: an input has blocked in next() for %.0f s", self,
-                                tap.blocked_for())
-                    return False
-        return True
+        return lifecycle.wait_dry(self, dry, self._taps, INPUT_GRACE)
 
     def disconnect(self) -> None:
         """Disconnect every piper (stopping the IMaps first if they run)."""
         self.stop()
-        for piper in self.postorder():
-            if piper.connected:
-                piper.disconnect()
-        for m in self.imaps:
-            if m.task_count and not m.running:
-                m.pop_task(True)
+        lifecycle.disconnect_pipers(self)
 
     # -- drawing (see papy.draw) ---------------------------------------------------------
 

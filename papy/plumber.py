@@ -25,11 +25,15 @@ the items its puller takes (``imap/progress.py``: the bars' own thread
 polls those counters; the pullers do nothing more per item). The bars are
 closed with their final counts by :meth:`Plumber.wait` (once the outputs
 are exhausted) or :meth:`Plumber.stop`.
+
+This module runs the pipeline: start (with this run's journal), run, pause,
+wait, stop. The Dagger's graph methods offered as the Plumber's own, and
+``save``/``load``, are :mod:`papy.plumber_graph`; ``stats`` and ``report()``
+are :mod:`papy.plumber_stats` (both base classes of :class:`Plumber`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -37,31 +41,22 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from imap.run import waiting
 from imap.drop import DROP
+from imap.run import waiting
 from imap.run.progress import Progress
-from imap.run.stats import Report
 from imap.run.waiting import Flag
 
 from .dagger import Dagger
 from .errors import PiperError, PlumberError
 from .journal import PipelineJournal
-from .report import pipeline_report
-from .save import load_pipeline, save_pipeline, write_atomically
+from .plumber_graph import PlumberGraph
+from .plumber_stats import PlumberStats
 
 log = logging.getLogger("papy")
 
 
 def _drop(value: Any) -> None:
     """Where a puller puts the items it does not keep."""
-
-
-def _output_counts(pulled: int, errors: int, dropped: int) -> dict:
-    """An output's entry of ``Plumber.stats["outputs"]``."""
-    counts = {"items": pulled - dropped, "errors": errors}
-    if dropped:
-        counts["dropped"] = dropped
-    return counts
 
 
 def _expected_items(plumber: Plumber) -> dict:
@@ -87,31 +82,7 @@ def _expected_items(plumber: Plumber) -> dict:
     return expected
 
 
-def _by_task(tracked: list, spawn: int) -> list[dict]:
-    """The results of a piper's ``spawn`` tasks, merged round-robin in ``tracked``,
-    as one ``{index in the task: result}`` dict per task (PaPy 1.x's shape)."""
-    tasks: list[dict] = [{} for _ in range(spawn)]
-    for k, value in enumerate(tracked):
-        tasks[k % spawn][k // spawn] = value
-    return tasks
-
-
-def _forward(name: str) -> Any:
-    """A Plumber method that is its Dagger's method ``name``."""
-    method = getattr(Dagger, name)
-
-    @functools.wraps(method)
-    def forwarded(self: Plumber, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.dagger, name)(*args, **kwargs)
-    return forwarded
-
-
-def _forward_property(name: str) -> property:
-    return property(lambda self: getattr(self.dagger, name),
-                    doc=getattr(Dagger, name).__doc__ if hasattr(Dagger, name) else None)
-
-
-class Plumber:
+class Plumber(PlumberGraph, PlumberStats):
     """A pipeline with a life cycle, statistics and save/load.
 
     A Plumber runs a :class:`~papy.dagger.Dagger` (its :attr:`dagger`),
@@ -171,36 +142,6 @@ class Plumber:
         self.journal_reuse = journal_reuse
         self._journal: PipelineJournal | None = None
         self._replayed: dict[str, int] = {}   # the last run's, once its journal closed
-
-    # -- the Dagger's graph, as the Plumber's own --------------------------------------
-
-    graph = _forward_property("graph")
-    xtras = _forward_property("xtras")
-    pipers = _forward_property("pipers")
-    imaps = _forward_property("imaps")
-    add_piper = _forward("add_piper")
-    add_pipers = _forward("add_pipers")
-    del_piper = _forward("del_piper")
-    del_pipers = _forward("del_pipers")
-    children_after_parents = _forward("children_after_parents")
-    resolve = _forward("resolve")
-    add_pipe = _forward("add_pipe")
-    add_pipes = _forward("add_pipes")
-    del_pipe = _forward("del_pipe")
-    del_pipes = _forward("del_pipes")
-    upstream = _forward("upstream")
-    downstream = _forward("downstream")
-    get_inputs = _forward("get_inputs")
-    get_outputs = _forward("get_outputs")
-    postorder = _forward("postorder")
-    topological = _forward("topological")
-    connect_inputs = _forward("connect_inputs")
-    connect = _forward("connect")
-    disconnect = _forward("disconnect")
-    to_dot = _forward("to_dot")
-    draw = _forward("draw")
-    __contains__ = _forward("__contains__")
-    __len__ = _forward("__len__")
 
     def __repr__(self) -> str:
         return f"Plumber({[p.name for p in self.dagger.graph]})"
@@ -478,93 +419,3 @@ class Plumber:
     def finished(self) -> bool:
         """True once every output is exhausted."""
         return self._finished.is_set()
-
-    # -- statistics ---------------------------------------------------------------------
-
-    @property
-    def stats(self) -> dict:
-        """The counters of the current (or last) run.
-
-        ``start_time`` (epoch s), ``run_time`` (s), ``pipers``: name ->
-        ``{"in", "out", "errors"}`` (inboxes drawn, items handed on, of which
-        errors, whether they arose there or upstream) and, for pipers on an
-        IMap, the times its workers measured: ``busy`` (s), ``share`` (of
-        its IMap's workers' time), ``rate`` (items/s, recent), ``tasklet``
-        and ``peak`` (mean and longest seconds per item), ``input_wait`` and
-        ``result_wait`` (s; see :meth:`report`); ``outputs``: output name ->
-        ``{"items", "errors"}`` (items pulled, of which PiperErrors) and,
-        once items were dropped upstream (``imap.DROP``), ``dropped`` (those
-        are not counted in ``items``); a run with a journal adds
-        ``"replayed"`` (of the items, those replayed from it); a piper's
-        counters gain ``dropped`` the same way;
-        ``pipers_tracked`` (PaPy 1.x): per piper made with ``track=True``,
-        the Piper -> a list with one dict per spawned task, mapping the
-        task's result index to the result (``[{0: r0, 1: r1}]`` when
-        ``spawn=1``; the results are those of :attr:`Piper.tracked`).
-        """
-        run_time = None
-        if self._start_time is not None:
-            run_time = (self._end_time or time.time()) - self._start_time
-        return {
-            "start_time": self._start_time,
-            "run_time": run_time,
-            "pipers": self._piper_stats(),
-            "outputs": {name: self._output_stats(name, counts)
-                        for name, counts in self._counts.items()},
-            "pipers_tracked": {p: _by_task(p.tracked, p.spawn) for p in self.graph
-                               if p.track},
-        }
-
-    def _output_stats(self, name: str, counts: list) -> dict:
-        """An output's counters; with a journal, the items replayed from it too."""
-        stats = _output_counts(*counts)
-        if self._journal is not None:
-            stats["replayed"] = self._journal.counts(self.resolve(name))[0]
-        elif name in self._replayed:
-            stats["replayed"] = self._replayed[name]
-        return stats
-
-    def _piper_stats(self) -> dict:
-        pipers = {p.name: dict(p.stats) for p in self.graph}
-        if self._start_time is None:
-            return pipers
-        for row in pipeline_report(self.dagger, None).rows:
-            if not row["inline"]:
-                pipers[row["name"]].update(
-                    {key: row[key] for key in ("busy", "share", "rate", "tasklet", "peak",
-                                               "input_wait", "result_wait")})
-        return pipers
-
-    def report(self) -> Report:
-        """What the current (or last) run did and what limits it: per piper,
-        items, errors, the workers' time it took and what it waited on, and
-        a verdict naming the bottleneck — the piper whose work fills its
-        IMap's workers, the input, the consumer (an inline piper or whoever
-        reads the outputs), or messaging overhead — with the usual remedy.
-        ``print(plumber.report())`` shows a table; ``.as_dict()`` gives the
-        figures. Inline pipers are not timed (they run in the pulling
-        thread)."""
-        return pipeline_report(self.dagger,
-                               self.stats["run_time"] if self._start_time else None)
-
-    # -- save / load -----------------------------------------------------------------------
-
-    def save(self, path: str) -> None:
-        """Write a readable Python file that rebuilds this pipeline (see papy.save).
-
-        The file is written whole or not at all: a pipeline that cannot be
-        saved (a lambda, an argument that is not a literal) raises
-        PlumberError and leaves no file behind (nor changes an existing one).
-        """
-        write_atomically(path, save_pipeline(self))
-
-    def load(self, path: str) -> Plumber:
-        """Add the pipers and pipes saved in ``path`` to this (empty) Plumber."""
-        if self.graph:
-            raise PlumberError("load() into an empty Plumber")
-        pipers, pipes = load_pipeline(path)
-        for piper in pipers:
-            self.add_piper(piper)
-        for pipe in pipes:
-            self.add_pipe([self.resolve(name) for name in pipe])
-        return self

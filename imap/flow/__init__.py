@@ -9,8 +9,12 @@
 * :mod:`.plan` — :func:`~.plan.plan`: what a run keeps from its start
   (impatient turns, which queued batch goes first, joining queued batches,
   prefetch), decided once when the IMap starts.
+* :mod:`.waits` — what a consumer's wait decides: a result late of itself
+  (skip), a stall relieved, raised or a buffer stretched.
+* :mod:`.recover` — what runs again after a worker died holding a batch
+  (careful reruns, halves, retries) and what fails.
 
-The engine (``engine.py``), the Feeder (``feeder.py``), the IMap
+The engine (``run/engine.py``), the Feeder (``run/feeder.py``), the IMap
 (``core.py``) and the backends ask these modules; they decide nothing of
 this themselves. A new flow rule goes here.
 """
