@@ -1,6 +1,6 @@
 """The run's side of a journal: a source that skips what was recorded and
 output logs that replay it and record the rest (see :mod:`imap.journal` for
-the whole path of a journaled result and the store itself).
+the whole path of a journaled result; the store is :mod:`imap.run.store`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..journal import ATOMIC, Journal, JournalError, frozen_value, restore, signature
+from .store import ATOMIC, Journal, JournalError, frozen_value, restore, signature
 
 log = logging.getLogger("imap")
 
