@@ -32,7 +32,9 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   doubles per delivered batch, or grows ``RAMP_FAST`` times while a batch's
   work takes less time than its round trip (it is all messaging then, and
   a large factor risks little: the batch is still far below its target);
-  a task whose tasklets get slower gets smaller batches at once. Near the
+  a task whose tasklets get slower gets smaller batches at once; a task
+  with a ``timeout`` gets batches of at most ``TIMEOUT_SHARE`` of it in
+  work (a result never times out for waiting behind its batch-mates). Near the
   end of a task's input, once the number of tasklets left is known (a
   ``range`` or container input, or an upstream task that has drawn all its
   input), a batch holds at most a ``1 / (TAIL_SHARES * workers)`` share of
@@ -93,6 +95,7 @@ SLOT_BYTES = 96           # what a slot costs besides its items (objects, bookke
 COPIES = 2                # an item or result is alive as an object and as a pickle
 TAIL_SHARES = 2           # the tail of an input is cut in this many batches per worker, at least
 RAMP_FAST = 8             # growth per delivered batch while a batch's work is below a round trip
+TIMEOUT_SHARE = 0.25      # of a task's timeout, the most work one of its batches holds
 # Batches a worker holds: one running and one queued, so that it never waits
 # a round trip; more would only bind work early (late binding takes back a
 # queued batch that has not started, but the fewer there are the less is
@@ -411,7 +414,7 @@ class FlowPolicy:
         if task.consumer is None:
             self.growing = True
         if self.fixed_chunk is None and self.adaptive:
-            target = self._target(flow.tasklet)
+            target = self._target(flow.tasklet, task.timeout)
             if target <= flow.batch:
                 flow.batch = target
             elif self.growing:
@@ -419,11 +422,16 @@ class FlowPolicy:
                 grown = min(target, (RAMP_FAST if fast else 2) * flow.batch)
                 flow.batch = max(flow.batch, min(grown, self._most or grown))
 
-    def _target(self, tasklet: float) -> int:
+    def _target(self, tasklet: float, timeout: float | None = None) -> int:
         work = MIN_BATCH_WORK
         if self.rtt is not None:
             work = max(work, RTT_FACTOR * self.rtt)
         work = min(work, self.max_work)
+        if timeout:
+            # A consumer waits for a result while its batch-mates before it
+            # run: no batch holds more than TIMEOUT_SHARE of the task's
+            # timeout in work, so batching alone never makes a wait time out.
+            work = min(work, timeout * TIMEOUT_SHARE)
         if tasklet <= 0:
             return MAX_BATCH
         return max(1, min(MAX_BATCH, int(work / tasklet)))

@@ -50,8 +50,8 @@ def test_no_batch_grows_before_an_output_delivers():
     # after batch, but until the output task has delivered one, every batch
     # stays a single tasklet (the first result waits behind no large batch).
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
-    first = SimpleNamespace(consumer=None, flow=None)
-    out = SimpleNamespace(consumer=None, flow=None)
+    first = SimpleNamespace(consumer=None, flow=None, timeout=None)
+    out = SimpleNamespace(consumer=None, flow=None, timeout=None)
     first.consumer = out
     policy.start([first, out])
     for _ in range(5):
@@ -89,7 +89,7 @@ def test_batches_grow_fast_while_messaging_dominates_then_double():
     # its work exceeds a round trip, it doubles; it never passes the target.
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
     policy.max_work = 0.02
-    task = SimpleNamespace(consumer=None, flow=None)
+    task = SimpleNamespace(consumer=None, flow=None, timeout=None)
     policy.start([task])
     sizes = []
     for _ in range(8):
@@ -114,11 +114,30 @@ def test_a_backend_with_costly_messages_caps_batches_higher():
     assert policy._target(0.005) == 40
 
 
+def test_a_task_with_a_timeout_never_batches_more_work_than_a_share_of_it():
+    # 5 ms tasklets on a backend that allows 0.5 s of work a batch (as Dask
+    # does): a task with a 0.1 s timeout gets batches of at most a quarter
+    # of it (25 ms: 5 tasklets), so that a result never times out for
+    # waiting behind its batch-mates; a task without one grows on.
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    policy.max_work = 0.5
+    policy.rtt = 0.01
+    timed = SimpleNamespace(consumer=None, flow=None, timeout=0.1)
+    free = SimpleNamespace(consumer=None, flow=None, timeout=None)
+    policy.start([timed, free])
+    for _ in range(12):
+        for task in (timed, free):
+            n = task.flow.batch
+            policy.observe(task, n, busy=n * 0.005, latency=0.01 + n * 0.005, nbytes=None)
+    assert timed.flow.batch == int(0.1 * flow.policy.TIMEOUT_SHARE / 0.005) == 5
+    assert free.flow.batch == int(0.5 / 0.005)
+
+
 def test_the_tail_of_an_input_is_shared_among_the_workers():
     # A batch of 100 tasklets is in force; when only 40 are left, each of the
     # 2 workers gets 2 batches of them (TAIL_SHARES), down to single tasklets.
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
-    task = SimpleNamespace(consumer=None, flow=None)
+    task = SimpleNamespace(consumer=None, flow=None, timeout=None)
     policy.start([task])
     task.flow.batch = 100
     assert policy.batch_for(task, None) == 100         # the length is unknown
@@ -142,8 +161,8 @@ def test_the_tail_is_a_share_of_the_whole_run_once_every_task_is_measured():
     # run's work left is small, a tasklet counting its time to the output
     # (2/1024 s from the first task, 1/1024 s from the output).
     policy = flow.FlowPolicy(None, None, None, None, workers=2)
-    first = SimpleNamespace(consumer=None, flow=None)
-    out = SimpleNamespace(consumer=None, flow=None)
+    first = SimpleNamespace(consumer=None, flow=None, timeout=None)
+    out = SimpleNamespace(consumer=None, flow=None, timeout=None)
     first.consumer = out
     policy.start([first, out])
     for task in (first, out):
@@ -235,7 +254,7 @@ def test_the_byte_budget_caps_the_batch_size_in_force():
     # their target.
     def grown(budget, size):
         policy = flow.FlowPolicy(None, None, None, budget, workers=2)
-        tasks = [SimpleNamespace(consumer=None, flow=None) for _ in range(3)]
+        tasks = [SimpleNamespace(consumer=None, flow=None, timeout=None) for _ in range(3)]
         policy.start(tasks)
         for _ in range(12):
             for task in tasks:
