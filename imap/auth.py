@@ -349,7 +349,7 @@ def client_connection(sock: socket.socket, compress: bool, timeout: float) -> An
     from rpyc.core.channel import Channel
     from rpyc.utils.factory import connect_channel
 
-    from .worker.remote_agent import send_linear
+    from .worker.agent_link import send_linear
 
     service, stream = _client_classes()
     config = dict(CLIENT_CONFIG, sync_request_timeout=timeout)

@@ -3,10 +3,10 @@
 Data flow::
 
     Feeder --submit(batch)--> pending --dispatch--> sender thread (one per worker)
-                                                        | pipe: "f" (once per task), "b"
+                                                        | pipe: SetTask (once per task), RunBatch
                                                         v
                                                    worker process
-                                                        | pipe: answer (one per batch)
+                                                        | pipe: replies (kernel records)
     engine.deliver / engine.lost <---- Router thread <--+  (+ process sentinels)
 
 * ``submit`` (called by the Feeder) pickles the items, then queues the batch;
@@ -17,10 +17,11 @@ Data flow::
 * One **sender thread** per worker writes that worker's pipe, so a slow or
   full pipe never blocks the Feeder or the Router.
 * The **Router thread** waits on every result pipe and every process
-  sentinel. It reads results (one message per batch, batches answered in
-  order), dispatches queued batches to the freed worker, and hands results to
-  the engine. When a process dies it reads what the process managed to send,
-  reports every batch it still held as lost, and starts a replacement.
+  sentinel (:class:`~.process_os.Waiter`). It reads results (one message
+  per batch, batches answered in order), dispatches queued batches to the
+  freed worker, and hands results to the engine. When a process dies it
+  reads what the process managed to send, reports every batch it still held
+  as lost, and starts a replacement.
 
 Each worker has its own pipes, so a worker killed mid-write corrupts nothing
 shared.
@@ -31,14 +32,10 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing as mp
-import multiprocessing.connection
-import operator
 import os
 import pickle
 import queue
-import select
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +44,9 @@ from ..worker import process_entry as _worker
 from ..worker.kernel import FLUSH_EVERY, PROTOCOL
 from .base import GIVE_UP_AFTER, Batch, BatchState, Deliver, Lost
 from .main_check import check_main_module
-from .slots import Slot, SlotBackend
+from .process_os import Waiter, default_start_method, ended, settle_threads, stopped
+from .slot import Slot
+from .slots import SlotBackend
 
 log = logging.getLogger("imap")
 
@@ -55,11 +54,6 @@ JOIN_TIMEOUT = 5.0     # seconds a stopping worker gets before it is terminated
 IDLE_DEATHS = 3        # a slot whose workers die this often with no work is not refilled
 
 _QUIT = pickle.dumps(_worker.Quit())
-
-
-def default_start_method() -> str:
-    methods = mp.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 class _Worker(Slot):
@@ -75,43 +69,6 @@ class _Worker(Slot):
         self.claims: Any = None     # the _worker.Claims board shared with the process
 
 
-def _os_thread_count() -> int | None:
-    try:
-        with open("/proc/self/stat", "rb") as stat:
-            # the fields after the parenthesised command name; num_threads is the 20th
-            return int(stat.read().rsplit(b")", 1)[1].split()[17])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-_last_stop = [float("-inf")]  # when a process backend last joined its threads
-
-
-def _settle_threads(limit: float = 0.2) -> None:
-    """Before forking: wait (briefly) for threads that a backend stopped just
-    before were joined but are still leaving the operating system, so the
-    child is forked from a single-threaded process where the caller has no
-    threads of its own. Threads of the caller's are not waited for."""
-    if time.monotonic() - _last_stop[0] > 1.0:
-        return
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        count = _os_thread_count()
-        if count is None or count <= threading.active_count():
-            return
-        time.sleep(0.001)
-
-
-def _ended(process: Any, timeout: float) -> bool:
-    """Whether ``process`` ended within ``timeout`` seconds.
-
-    Its sentinel tells, not ``is_alive()``: when two threads wait for the
-    same "fork" child (the Router seeing it die while ``stop()`` joins it),
-    the one that loses the race to reap it is told it still runs.
-    """
-    return bool(multiprocessing.connection.wait([process.sentinel], timeout))
-
-
 def _close(worker: _Worker) -> None:
     """Release a dead worker's pipe and process handle (idempotent)."""
     try:
@@ -125,55 +82,6 @@ def _close(worker: _Worker) -> None:
     if worker.log_conn is not None:
         worker.log_conn.close()
         worker.log_conn = None
-
-
-class _Waiter:
-    """What the Router waits on: the result pipe, sentinel and log pipe of
-    every live worker, as one ``select.poll`` object kept from one wait to
-    the next and rebuilt only when the live workers change.
-
-    ``multiprocessing.connection.wait`` builds a new selector and registers
-    every handle at each call: about half of the Router's CPU time per
-    answered batch. Where ``select.poll`` is missing (Windows) it is used
-    as before.
-    """
-
-    def __init__(self) -> None:
-        self._key: list | None = None
-        self._objects: list = []
-        self._poll: Any = None
-        self._by_fd: dict = {}
-
-    def changed(self, live: list) -> bool:
-        """Whether ``live`` (the live workers) differs from the last call's:
-        other workers, or a log pipe closed since."""
-        key: list = []
-        for w in live:
-            key += (w, w.log_conn)
-        old = self._key
-        if old is not None and len(old) == len(key) and all(map(operator.is_, old, key)):
-            return False
-        self._key = key   # holds the objects: their identities stay theirs
-        return True
-
-    def watch(self, objects: list) -> None:
-        """Wait on ``objects`` (connections and sentinels) from now on."""
-        self._objects = objects
-        if not hasattr(select, "poll"):
-            return
-        self._poll = select.poll()
-        self._by_fd = {}
-        for obj in objects:
-            fd = obj if isinstance(obj, int) else obj.fileno()
-            self._by_fd[fd] = obj
-            self._poll.register(fd, select.POLLIN)
-
-    def wait(self) -> list:
-        """Block until one of the objects is ready (readable, closed or in
-        error); return the ready ones."""
-        if self._poll is None:
-            return multiprocessing.connection.wait(self._objects)
-        return [self._by_fd[fd] for fd, _ in self._poll.poll()]
 
 
 def _send_loop(outbox: queue.SimpleQueue, conn: Any) -> None:
@@ -239,7 +147,7 @@ class ProcessBackend(SlotBackend):
         self._views = self._arena.views
         ctx = mp.get_context(self.start_method)
         if self.start_method == "fork":
-            _settle_threads()
+            settle_threads()
         # Workers are started before the Router thread, so "fork" forks a
         # process that has no thread of ours yet.
         self._slots = [self._spawn(ctx, slot, sender=False) for slot in range(self.num)]
@@ -311,7 +219,7 @@ class ProcessBackend(SlotBackend):
         self._router = None
         if self._arena is not None:   # every segment of the run: none outlives it
             self._arena.close()
-        _last_stop[0] = time.monotonic()
+        stopped()
 
     @staticmethod
     def _end_process(w: _Worker, forced: bool) -> None:
@@ -320,12 +228,12 @@ class ProcessBackend(SlotBackend):
         # A worker still running an abandoned tasklet would not quit in time.
         if forced or (w.held and w.held[0].abandoned):
             w.process.terminate()
-        if not _ended(w.process, 0 if forced else JOIN_TIMEOUT):
+        if not ended(w.process, 0 if forced else JOIN_TIMEOUT):
             if not forced:
                 log.warning("worker %s did not quit within %.0f s; terminating it",
                             w.process.pid, JOIN_TIMEOUT)
             w.process.terminate()
-            if not _ended(w.process, 1.0):
+            if not ended(w.process, 1.0):
                 w.process.kill()
         w.process.join()   # it has ended: this only reaps it
 
@@ -383,7 +291,7 @@ class ProcessBackend(SlotBackend):
     # -- the Router thread -----------------------------------------------------
 
     def _route(self) -> None:
-        waiter = _Waiter()
+        waiter = Waiter()
         while True:
             with self._lock:
                 live = [w for w in self._slots if w.alive]

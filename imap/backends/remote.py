@@ -3,30 +3,31 @@
 Data flow::
 
     Feeder --submit(batch)--> dispatcher --bind--> outbox --> driver thread (one a connection)
-                                                   ^  | rpyc, async:
-                                        given back |  |   submit(ticket, key, payload, items)
-                                                   |  |   revoke(ticket)
+                                                   ^  | rpyc, async: post(LinkRun)
+                                        given back |  |                post(LinkRevoke)
                                                    |  v
                             remote agent (namespace of the connection): a queue, and a
                             runner thread that runs its batches one after the other
-                                                      | one-way: deliver(ticket, answer, logs)
+                                                      | one-way: deliver(LinkAnswered)
     engine.deliver / engine.lost <--------------------+  (served by the driver thread)
 
 * ``start`` opens ``n`` connections per host (TCP, optional TLS, optional
   shared-secret handshake, then RPyC to a classic server), uploads the agent
-  (the batch kernel and :mod:`imap.worker.remote_agent`, as source) into
-  each, runs the initializer there and starts the agent's runner thread. An
-  unreachable host is a ``ConnectionError`` naming ``host:port``.
+  (the batch kernel, :mod:`imap.worker.agent_link` and
+  :mod:`imap.worker.remote_agent`, as source) into each, runs the
+  initializer there and starts the agent's runner thread. An unreachable
+  host is a ``ConnectionError`` naming ``host:port``.
 * ``submit`` (called by the Feeder) pickles the items (their large buffers
   apart: they cross as frames attached to the batch's message, see
-  ``_remote_agent.write_attached``; answers come back likewise), then queues the batch
+  ``agent_link.write_attached``; answers come back likewise), then queues the batch
   in the dispatcher (:mod:`imap.flow.dispatch`, common to process and remote
   workers): a batch is bound to the least busy live connection holding fewer
   than ``prefetch`` batches; when a worker idles with nothing queued, a
   batch a connection holds but whose agent has not started it is revoked
   and bound to the idle worker.
 * One **driver thread** per connection does only IO: it sends what other
-  threads post (batches, revokes; a socket pair wakes it), and serves the
+  threads post (:class:`_Send`, :class:`_Revoke`; a socket pair wakes it)
+  as link records (:mod:`imap.transport.records`), and serves the
   connection: answers, replies to revokes and the agent's heartbeats. An
   answer is dispatched to the freed connection and handed to the engine. A
   connection silent for ``liveness`` seconds while it holds work counts as
@@ -50,16 +51,18 @@ import select
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import UnsendableError
 from ..options import parse_address
 from ..remote.connect import CONNECT_TIMEOUT, LIVENESS, abort, open_link
 from ..remote.rejoin import Rejoiner
 from ..transport import byvalue, pickling, wire
-from ..worker import remote_agent as _remote_agent
+from ..transport.records import Attached, LinkAnswered, LinkRevoke, LinkRun
+from ..worker import agent_link
 from .base import GIVE_UP_AFTER, Batch, BatchState, Deliver, Lost
-from .slots import Slot, SlotBackend
+from .slot import Slot
+from .slots import SlotBackend
 
 log = logging.getLogger("imap")
 
@@ -69,10 +72,25 @@ WORKER_WAIT = 30.0      # seconds queued batches wait for a lost host to come ba
 REJOIN_TIMEOUT = 5.0    # connect timeout of an attempt to bring a host back, at most
 
 
+class _Send(NamedTuple):
+    """What the driver thread is asked to do: send ``batch`` (the task's
+    function first, if ``payload`` is not None)."""
+
+    batch: Batch
+    payload: bytes | None
+
+
+class _Revoke(NamedTuple):
+    """What the driver thread is asked to do: ask the agent to give ``batch``
+    back if it has not started it."""
+
+    batch: Batch
+
+
 class _Link(Slot):
     """One connection to a remote worker, and the thread that drives it."""
 
-    __slots__ = ("address", "conn", "sock", "submit", "revoke", "outbox", "thread",
+    __slots__ = ("address", "conn", "sock", "post_remote", "outbox", "thread",
                  "wake_r", "wake_w", "attach")
 
     def __init__(self, name: str, address: tuple, conn: Any, sock: socket.socket,
@@ -83,9 +101,8 @@ class _Link(Slot):
         self.address = address   # (host, port)
         self.conn = conn
         self.sock = sock
-        self.submit = rpyc.async_(conn.namespace["imap_agent_submit"])
-        self.revoke = rpyc.async_(conn.namespace["imap_agent_revoke"])
-        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.post_remote = rpyc.async_(conn.namespace["imap_agent_post"])   # link records
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()   # _Send, _Revoke, None: close
         self.thread: threading.Thread | None = None
         # Other threads wake the driver (waiting on the socket) through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
@@ -93,9 +110,9 @@ class _Link(Slot):
         self.wake_w.setblocking(False)
         # Answers are not delayed by Nagle's algorithm on the server's end;
         # its transport is tuned as this end's is, unless turned off here.
-        conn.namespace["imap_agent_nodelay"](_remote_agent.tuning_wanted())
+        conn.namespace["imap_agent_nodelay"](agent_link.tuning_wanted())
         # Large buffers cross attached (no pickle holds them) if both ends can.
-        self.attach = (_remote_agent.attach_shape(conn)
+        self.attach = (agent_link.attach_shape(conn)
                        and bool(conn.namespace["imap_agent_attach"]()))
 
     def post(self, item: Any) -> None:
@@ -110,12 +127,13 @@ class _Link(Slot):
         """Called by the remote worker's heartbeat thread (via RPyC)."""
         self.heard = time.monotonic()
 
-    def deliver(self, ticket: int, data: bytes, logs: bytes | None) -> None:
+    def deliver(self, message: tuple) -> None:
         """Called by the remote worker's runner thread (via RPyC, served by
-        the driver thread): the answer to batch ``ticket``."""
+        the driver thread): ``message`` is a :class:`LinkAnswered` record."""
         self.heard = time.monotonic()
-        _relay(logs, self)
-        self.owner._answered(self, _remote_agent.with_attached(data), ticket)
+        answered = LinkAnswered.from_wire(message)
+        _relay(answered.logs, self)
+        self.owner._answered(self, agent_link.with_attached(answered.data), answered.ticket)
 
     def close(self) -> None:
         _close(self, abort=True)
@@ -242,17 +260,17 @@ class RemoteBackend(SlotBackend):
 
     def _pack(self, batch: Batch) -> None:
         """Pickle the items of ``batch``, their large buffers apart (sent as
-        attached frames, see _remote_agent.write_attached); items of classes
+        attached frames, see agent_link.write_attached); items of classes
         from the user's modules with cloudpickle, which sends the classes by
         value (pickle would name a module the host lacks)."""
         wire.pack_frames(batch, by_value=self._items_by_value.get(batch.task.key, False))
 
     def _send(self, link: _Link, batch: Batch, payload: bytes | None) -> None:
-        link.post(("run", batch, payload))
+        link.post(_Send(batch, payload))
 
     def _reclaim(self, link: _Link, batch: Batch) -> None:
         # The agent answers later (the driver thread asks it).
-        link.post(("revoke", batch))
+        link.post(_Revoke(batch))
 
     # -- the driver threads ------------------------------------------------------
 
@@ -268,10 +286,10 @@ class RemoteBackend(SlotBackend):
                         break
                     if item is None:
                         closing = True
-                    elif item[0] == "run":
-                        self._submit_remote(link, item[1], item[2])
-                    else:   # "revoke"
-                        self._revoke_remote(link, item[1])
+                    elif type(item) is _Send:
+                        self._submit_remote(link, item.batch, item.payload)
+                    else:   # _Revoke
+                        self._revoke_remote(link, item.batch)
                 if self._forced:
                     raise _Forced
                 with self._lock:
@@ -301,11 +319,12 @@ class RemoteBackend(SlotBackend):
         data: Any = batch.data
         if batch.frames:   # large buffers apart
             if link.attach:
-                _remote_agent.write_attached(link.conn, batch.frames)
-                data = ("frames", batch.data, len(batch.frames))
+                agent_link.write_attached(link.conn, batch.frames)
+                data = Attached(batch.data, len(batch.frames)).to_wire()
             else:   # a connection that cannot carry them: all in the pickle
                 data = pickling.dumps(batch.items)
-        answer = link.submit(batch.ticket, batch.task.key, payload, data)
+        message = LinkRun(batch.ticket, batch.task.key, payload, data).to_wire()
+        answer = link.post_remote(message)
         answer.add_callback(lambda res, b=batch: self._submitted(link, b, res))
 
     def _submitted(self, link: _Link, batch: Batch, res: Any) -> None:
@@ -326,7 +345,7 @@ class RemoteBackend(SlotBackend):
                 f"the remote worker {link.name} failed to take a batch: {exc}"), exc)
 
     def _revoke_remote(self, link: _Link, batch: Batch) -> None:
-        answer = link.revoke(batch.ticket)
+        answer = link.post_remote(LinkRevoke(batch.ticket).to_wire())
 
         def given_back(res: Any) -> None:
             ok = not res.error and bool(res.value)

@@ -26,10 +26,11 @@ cloudpickle.register_pickle_by_value(importlib.import_module("imap.imports"))
 
 CONNECT_TIMEOUT = 10.0  # seconds to connect, authenticate and set a connection up
 LIVENESS = 10.0         # seconds a busy connection may go without a sign of life
-# The batch kernel, then the agent that calls it, run in each connection.
+# The batch kernel, the link (which uses the kernel), then the agent (which
+# uses both) run in each connection, in this order, in one namespace.
 _WORKER = Path(__file__).resolve().parent.parent / "worker"
-AGENT_SOURCE = ((_WORKER / "kernel.py").read_text() + "\n"
-                + (_WORKER / "remote_agent.py").read_text())
+AGENT_PARTS = ("kernel.py", "agent_link.py", "remote_agent.py")
+AGENT_SOURCE = "\n".join((_WORKER / part).read_text() for part in AGENT_PARTS)
 
 
 def _keepalive(sock: socket.socket, idle: float) -> None:
@@ -128,7 +129,7 @@ def open_link(host: str, port: int, options: dict | None = None) -> tuple[Any, s
         sock.settimeout(None)
         _keepalive(sock, options.get("liveness", LIVENESS))
         # rpyc compresses large frames by default: CPU on both ends that a
-        # pickled batch rarely repays (see _remote_agent.imap_agent_compress).
+        # pickled batch rarely repays (see remote_agent.imap_agent_compress).
         compress = bool(options.get("compress", False))
         # The client's end serves the server nothing that runs code here.
         conn = client_connection(sock, compress, timeout)

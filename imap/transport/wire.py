@@ -2,9 +2,10 @@
 
 Shared by every backend whose workers live in another process (process,
 remote, executor): preparing a batch to travel (:func:`prepare`), reading a
-worker's answer (:func:`decode_answer`), rebuilding errors
+worker's reply (:func:`decode_answer`), rebuilding errors
 (:func:`unpack_error`), and handing on workers' log records
-(:func:`relay_log`). The worker's side is :mod:`imap.worker.kernel`.
+(:func:`relay_log`). The worker's side is :mod:`imap.worker.kernel`; the
+records that cross, named, are in :mod:`.records`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import UnmetDependency, UnsendableError, WorkerTraceback, init_fai
 from ..flow.policy import COPIES
 from ..worker import kernel
 from . import pickling
+from .records import Answered, Failed, OutOfBand, PackedError, Payload, reply_from_wire
 
 PROTOCOL = kernel.PROTOCOL
 traceback_text = kernel.traceback_text
@@ -31,24 +33,24 @@ def with_traceback_cause(exc: BaseException, text: str) -> BaseException:
 
 
 def unpack_error(packed: tuple) -> BaseException:
-    """Rebuild an exception packed by :func:`kernel.pack_error` or
-    :func:`kernel.unsendable`, its worker-side traceback as ``__cause__``."""
-    data, text_repr, tb_text = packed
+    """Rebuild the exception of a packed error (:class:`.records.PackedError`,
+    as the kernel packs it), its worker-side traceback as ``__cause__``."""
+    error = PackedError.from_wire(packed)
     exc: BaseException
-    if data == kernel.INIT_FAILED:   # (INIT_FAILED, the packed error, the initializer's name)
-        return init_failed(tb_text, unpack_error(text_repr))
-    if data == kernel.UNMET:   # (UNMET, the reason, the worker that says so or None)
-        return refusal(text_repr, tb_text)
-    if data == kernel.UNSENDABLE:
-        exc = UnsendableError(text_repr)
-    elif data is None:
-        exc = UnsendableError(f"{text_repr} (the exception could not be pickled)")
+    if error.kind == kernel.INIT_FAILED:
+        return init_failed(error.text, unpack_error(error.detail))
+    if error.kind == kernel.UNMET:
+        return refusal(error.text, error.detail)
+    if error.kind == kernel.UNSENDABLE:
+        exc = UnsendableError(error.text)
+    elif error.detail is None:
+        exc = UnsendableError(f"{error.text} (the exception could not be pickled)")
     else:
         try:
-            exc = pickle.loads(data)
+            exc = pickle.loads(error.detail)
         except Exception as err:  # checked on the worker side; a missing module here
-            exc = UnsendableError(f"{text_repr} (the exception could not be unpickled: {err!r})")
-    return with_traceback_cause(exc, tb_text)
+            exc = UnsendableError(f"{error.text} (the exception could not be unpickled: {err!r})")
+    return with_traceback_cause(exc, error.traceback)
 
 
 def refusal(reason: str, worker: str | None = None) -> UnmetDependency:
@@ -63,8 +65,9 @@ def refusal(reason: str, worker: str | None = None) -> UnmetDependency:
 class Answer(NamedTuple):
     """A worker's answer to a batch, as the engine takes it.
 
-    On the wire it is the kernel's plain tuple (so a remote host or a Dask
-    worker needs nothing of this package to write one); here it is named.
+    On the wire it is a reply of the kernel's (:func:`.records.reply_from_wire`:
+    plain tuples, so a remote host or a Dask worker needs nothing of this
+    package to write one); here its errors are exceptions.
     """
 
     values: list            # aligned with the batch's indices (None where an error is)
@@ -76,24 +79,29 @@ class Answer(NamedTuple):
 
 
 def decode_answer(batch: Batch, data: Any, views: Callable | None = None) -> Answer:
-    """The :class:`Answer` in a worker's pickled answer to ``batch``
-    (``views(refs)``: the buffers of an answer sent out of band, see
-    :mod:`imap.transport.shm`; ``data`` may carry its buffers as frames, see
-    :func:`kernel.dumps_frames`)."""
-    oob_bytes = 0
-    if type(data) is dict:   # large buffers came as frames (kernel.dumps_frames)
-        oob_bytes = kernel.frames_size(data) - len(data["stream"])
-        answer = kernel.loads_frames(data)
-    else:
-        answer = pickle.loads(data)
-    if len(answer) == 3:   # (OUT_OF_BAND, stream, refs): large buffers in shared memory
+    """The :class:`Answer` in a worker's reply to ``batch``: ``data`` is its
+    payload (:class:`.records.Payload`: its large buffers may come as
+    frames, see :func:`kernel.dumps_frames`), ``views(refs)`` gives the
+    buffers of an answer sent out of band (:mod:`imap.transport.shm`)."""
+    stream, frames = kernel.payload_parts(data)   # a Payload's fields (no record: per batch)
+    if frames is None:
+        oob_bytes = 0
+        reply = reply_from_wire(pickle.loads(stream))
+    else:   # large buffers came as frames: read-only views of them
+        oob_bytes = sum(memoryview(f).nbytes for f in frames)
+        reply = reply_from_wire(pickle.loads(
+            stream, buffers=[memoryview(f).toreadonly() for f in frames]))
+    if type(reply) is OutOfBand:   # large buffers in shared memory
         if views is None:
             raise ValueError("an answer with out-of-band buffers came where none is expected")
-        oob_bytes = sum(ref[2] for ref in answer[2])
-        answer = pickle.loads(answer[1], buffers=views(answer[2]))
-    values, packed, busy, peak, more = answer
-    if values is None:  # the items did not unpickle in the worker
-        values, packed = kernel.failed(len(batch), packed)
+        oob_bytes = sum(ref[2] for ref in reply.refs)
+        reply = Answered.from_wire(pickle.loads(reply.stream, buffers=views(reply.refs)))
+    if type(reply) is Failed:   # its items did not unpickle there, or it was refused
+        values, packed = kernel.failed(len(batch), reply.error)
+        busy = peak = 0.0
+        more = False
+    else:
+        values, packed, busy, peak, more = reply
     errors = None
     if packed:
         errors = {p: unpack_error(e) for p, e in packed.items()}
@@ -125,7 +133,7 @@ def bytes_alive(batch: Batch, data: Any, oob_bytes: int) -> int:
     pickled items and answer (``data``), and its buffers that travelled out
     of band -- the items' and the answer's (``oob_bytes``) -- which are alive
     once (a segment, a mapping, the buffer a result is), so 1/COPIES each."""
-    stream = data["stream"] if type(data) is dict else data
+    stream = Payload.from_wire(data).stream
     out_of_band = (oob_bytes + sum(ref[2] for ref in batch.refs)
                    + sum(memoryview(f).nbytes for f in batch.frames or ()))
     return len(stream) + len(batch.data or b"") + out_of_band // COPIES
@@ -136,13 +144,12 @@ def pack_frames(batch: Batch, by_value: bool = False) -> None:
     frames (:func:`kernel.dumps_frames`); left to :func:`prepare` if they do
     not pickle so (it says which items cannot travel)."""
     try:
-        data = kernel.dumps_frames(batch.items, by_value=by_value)
+        payload = Payload.from_wire(kernel.dumps_frames(batch.items, by_value=by_value))
     except Exception:
         return
-    if type(data) is dict:
-        batch.data, batch.frames = data["stream"], data["frames"]
-    else:
-        batch.data = data
+    batch.data = payload.stream
+    if payload.frames is not None:
+        batch.frames = payload.frames
 
 
 def prepare(deliver: Callable, batch: Batch, where: str) -> Batch | None:

@@ -3,50 +3,41 @@
 One implementation, used everywhere a batch runs:
 
 * thread workers call :func:`run_batch` directly;
-* process workers import this module (``_worker.process_main``);
+* process workers import this module (:mod:`imap.worker.process_entry`);
 * remote workers receive its *source*: the remote backend executes this file
   in the namespace of each RPyC connection before the agent
-  (``_remote_agent.py``), so a remote host needs no copy of ``imap``.
+  (:mod:`imap.worker.agent_link`, then :mod:`imap.worker.remote_agent`), so a
+  remote host needs no copy of ``imap``; Dask workers install it from source.
 
-It therefore imports nothing of ``imap`` (and only the standard library and
-cloudpickle).
+It therefore imports nothing of ``imap`` (only the standard library and
+cloudpickle), and what it sends back is plain builtins: a class of its own
+would pickle by reference and not unpickle where imap is missing.
 
 What it does:
 
 * :func:`run_batch` calls ``func(item, *args, **kwargs)`` once per item at C
   speed, keeps the values computed before an exception, and measures the
-  time the batch took in the worker (``busy``, seconds): the figure the
-  adaptive flow policy and the statistics read, and the longest tasklet
-  (``peak``). Given a ``flush`` callback it also hands over the values
-  computed so far every ``every`` seconds (after every item when ``every``
-  is 0), so that a worker that dies mid-batch loses only what it computed
-  since: a process worker sends them to the parent as *partial answers*.
-* :func:`pack_error` turns an exception into what travels between processes:
-  ``(exception_pickle_or_None, repr, traceback_text)``. The exception is
-  pickled with :mod:`pickle`, else with cloudpickle; ``None`` when neither
-  can carry it.
-* :func:`unsendable` is the one format for "this could not travel" (an item,
-  a function or a result that does not pickle or unpickle):
-  ``("unsendable", message, traceback_text)``. The parent turns it, and a
-  packed error whose pickle is ``None``, into :class:`imap.UnsendableError`
-  (``imap.transport.wire.unpack_error``).
-* :func:`record_data` turns a ``logging`` record into what travels to the
-  parent, which hands it to its logger of the same name;
-  :func:`log_collector` and :func:`collect_logs` gather the records a batch
-  emits where the answer carries them back (remote and executor workers).
+  time the batch took in the worker (``busy``, seconds; ``peak``: the
+  longest tasklet), the figures the flow policy and the statistics read.
+  Given a ``flush`` callback it hands over the values computed so far every
+  ``every`` seconds, so that a worker that dies mid-batch loses only what it
+  computed since: a process worker sends them as *partial answers*.
+* :func:`answer_batch` runs one batch as a worker receives it and returns
+  its pickled reply; :func:`run_submitted` is the same for an executor.
 * :func:`unmet_dependency` checks a function's functional dependency
   (``imap.require`` / ``imap.depend``: plain tuples in the function's
-  attribute :data:`DEPENDS`) once per worker process, and
-  :func:`answer_batch` refuses a batch whose dependency is unmet: each
-  tasklet's error is ``(UNMET, reason, worker)``, which the parent reads as
-  an ``imap.UnmetDependency`` of the whole task.
+  attribute :data:`DEPENDS`) once per worker process; a batch whose
+  dependency is unmet is refused whole.
+* :func:`record_data`, :func:`log_collector` and :func:`collect_logs` turn
+  the ``logging`` records a batch emits into dicts that travel to the parent.
 * :func:`dumps_frames` pickles with the large buffers beside the stream,
-  as frames, where the transport carries frames (Dask, a remote connection):
-  a batch's items go so, and so does its answer.
-* :func:`encode_results` pickles a batch's answer ``(values, errors, busy,
-  peak, more)``, replacing each result that does not pickle by an unsendable error
-  in its place. ``more`` is True for a partial answer: the values of the
-  batch's first tasklets not answered yet, with more answers to follow.
+  as frames, where the transport carries frames (Dask, a remote connection).
+
+The records it sends (see "What travels back" below) are tuples with a tag
+first, each built by one constructor here, their fields named in order by
+:data:`REPLY_FIELDS`, :data:`ERROR_FIELDS` and :data:`FRAMES_FIELDS`. The
+parent reads them as NamedTuples of the same fields
+(:mod:`imap.transport.records`).
 """
 
 import logging
@@ -57,10 +48,7 @@ import traceback
 
 import cloudpickle
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
-UNSENDABLE = "unsendable"
-INIT_FAILED = "init-failed"
-UNMET = "unmet-dependency"
+PROTOCOL = pickle.HIGHEST_PROTOCOL   # of every pickle the kernel makes
 DEPENDS = "__imap_depends__"   # a function's dependency marks (imap.depends)
 FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
 # A buffer of at least this many bytes (a numpy array's data, a bytes...)
@@ -69,6 +57,70 @@ FLUSH_EVERY = 0.25  # seconds between partial answers of a long batch
 # the same figure.)
 FRAME_BYTES = 64 * 1024
 
+# -- What travels back ------------------------------------------------------------------
+# A worker's reply to a batch is the pickle of one of these tuples, its tag first
+# and then the fields named here, in this order:
+ANSWER = "answer"     # results (``more``: a partial answer, more answers follow)
+FAILED = "failed"     # every tasklet of the batch fails with this one error
+OUT_OF_BAND = "oob"   # an answer pickled apart, its large buffers in shared memory
+REPLY_FIELDS = {
+    ANSWER: ("values", "errors", "busy", "peak", "more"),
+    FAILED: ("error",),
+    OUT_OF_BAND: ("stream", "refs"),   # the answer's pickle, where its buffers are
+}
+# ``values`` are aligned with the batch's items (None where an error is);
+# ``errors`` is None or {position: error}. An error is a tuple of ERROR_FIELDS,
+# its kind first; what ``text`` and ``detail`` hold depends on the kind:
+ERROR = "error"              # the function raised: its repr; its pickle (None: it has none)
+UNSENDABLE = "unsendable"    # something could not travel: what, and why; None
+INIT_FAILED = "init-failed"  # the initializer raised: its name; its error (an ERROR)
+UNMET = "unmet-dependency"   # the function's dependency is unmet: why; the worker (or None)
+ERROR_FIELDS = ("kind", "text", "traceback", "detail")
+# A payload (a batch's items, a reply) is a pickle stream (bytes) or a frames
+# record: the stream and its large buffers beside it, as frames (a dict: a
+# transport such as Dask's sends what a dict holds as frames of its own).
+FRAMES = "frames"
+FRAMES_FIELDS = ("stream", "frames")
+
+
+def answer_reply(values, errors, busy, peak, more=False):
+    """The reply that carries a batch's results (:data:`ANSWER`)."""
+    return (ANSWER, values, errors, busy, peak, more)
+
+
+def failed_reply(error):
+    """The reply of a batch whose every tasklet fails with ``error`` (:data:`FAILED`)."""
+    return (FAILED, error)
+
+
+def out_of_band_reply(stream, refs):
+    """The reply of an answer pickled as ``stream`` with its large buffers in
+    the shared memory ``refs`` names (:data:`OUT_OF_BAND`)."""
+    return (OUT_OF_BAND, stream, refs)
+
+
+def error_record(kind, text, tb="", detail=None):
+    """An error as it travels: a tuple of :data:`ERROR_FIELDS`."""
+    return (kind, text, tb, detail)
+
+
+def frames_record(stream, frames):
+    """A payload with its large buffers apart: ``stream`` and ``frames``."""
+    return {"tag": FRAMES, "stream": stream, "frames": frames}
+
+
+def payload_parts(data):
+    """``(stream, frames)`` of a payload; ``frames`` is None for a pickle
+    stream alone. (imap.backends.dask writes its items' frames record as a
+    dict of the two fields, untagged: read as tagged :data:`FRAMES`.)"""
+    if isinstance(data, (bytes, bytearray)):
+        return data, None
+    tag = data.get("tag", FRAMES) if type(data) is dict else None
+    if tag != FRAMES:
+        raise ValueError(f"a payload is a pickle stream or a frames record (tag {FRAMES!r}), "
+                         f"not a {type(data).__name__} tagged {tag!r}")
+    return data["stream"], data["frames"]
+
 
 def traceback_text(exc):
     """The formatted traceback of ``exc`` (text travels where frames cannot)."""
@@ -76,27 +128,28 @@ def traceback_text(exc):
 
 
 def pack_error(exc):
-    """``exc`` as it travels: ``(pickle or None, repr, traceback text)``."""
+    """``exc`` as it travels: an :data:`ERROR` record whose detail is the
+    exception's pickle, or None when neither pickle nor cloudpickle can
+    carry it (or it does not unpickle)."""
     text = traceback_text(exc)
     for dumps in (pickle.dumps, cloudpickle.dumps):
         try:
             data = dumps(exc, PROTOCOL)
             pickle.loads(data)  # some exceptions pickle but do not unpickle
-            return (data, repr(exc), text)
+            return error_record(ERROR, repr(exc), text, data)
         except Exception:
             pass
-    return (None, repr(exc), text)
+    return error_record(ERROR, repr(exc), text)
 
 
 def pack_init_error(exc, initializer=None):
-    """A failed initializer's error as it travels: ``(INIT_FAILED, packed
-    error, the initializer's name)``; the parent raises it as a
-    ``WorkerInitError`` for each tasklet."""
+    """A failed initializer's error as it travels (:data:`INIT_FAILED`); the
+    parent raises it as a ``WorkerInitError`` for each tasklet."""
     if initializer is None:
         name = "(which could not be unpickled there)"
     else:
         name = getattr(initializer, "__qualname__", None) or repr(initializer)
-    return (INIT_FAILED, pack_error(exc), name)
+    return error_record(INIT_FAILED, name, "", pack_error(exc))
 
 
 def initialize(payload):
@@ -244,14 +297,21 @@ def collect_logs(collector, run):
 
 
 def unsendable(message, exc=None):
-    """The packed error of something that could not travel."""
+    """The error of something that could not travel (:data:`UNSENDABLE`)."""
     if exc is None:
-        return (UNSENDABLE, message, "")
-    return (UNSENDABLE, f"{message}: {exc!r}", traceback_text(exc))
+        return error_record(UNSENDABLE, message)
+    return error_record(UNSENDABLE, f"{message}: {exc!r}", traceback_text(exc))
+
+
+def unmet(reason, worker=None):
+    """The error of a tasklet whose function's dependency is unmet here
+    (:data:`UNMET`): the parent reads it as an ``imap.UnmetDependency`` of
+    the whole task, which ``worker`` refuses."""
+    return error_record(UNMET, reason, "", worker)
 
 
 def failed(n, packed):
-    """The answer of a batch of ``n`` tasklets that all fail with ``packed``."""
+    """``(values, errors)`` of a batch of ``n`` tasklets that all fail with ``packed``."""
     return [None] * n, dict.fromkeys(range(n), packed)
 
 
@@ -318,8 +378,8 @@ def run_batch(func, args, kwargs, items, pack=True, flush=None, every=None):
 
 def dumps_frames(obj, threshold=FRAME_BYTES, by_value=False):
     """Pickle ``obj`` (protocol 5) with its buffers of ``threshold`` bytes
-    or more out of band: the pickle stream alone if it has none, else
-    ``{"stream": stream, "frames": [memoryview, ...]}``, what
+    or more out of band: the pickle stream alone if it has none, else a
+    frames record (:func:`frames_record`; memoryviews), what
     :func:`loads_frames` reads. The frames are views of ``obj``'s own
     memory (no copy): a transport that sends them as frames of its own
     (Dask's does) never copies them into a pickle stream. ``by_value``:
@@ -342,24 +402,24 @@ def dumps_frames(obj, threshold=FRAME_BYTES, by_value=False):
     except Exception:
         frames.clear()
         stream = cloudpickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
-    return {"stream": stream, "frames": frames} if frames else stream
+    return frames_record(stream, frames) if frames else stream
 
 
-def loads_frames(data):
-    """The object that :func:`dumps_frames` made ``data`` of. Arrays that
-    came out of band are read-only views of the frames (copy one to edit
+def loads_frames(data, buffers=None):
+    """The object that :func:`dumps_frames` made ``data`` of (a payload;
+    ``buffers``: those of a pickle stream alone, from elsewhere). Arrays that
+    came out of band as frames are read-only views of them (copy one to edit
     it in place)."""
-    if type(data) is dict:
-        return pickle.loads(data["stream"],
-                            buffers=[memoryview(f).toreadonly() for f in data["frames"]])
-    return pickle.loads(data)
+    stream, frames = payload_parts(data)
+    if frames is not None:
+        buffers = [memoryview(f).toreadonly() for f in frames]
+    return pickle.loads(stream, buffers=buffers)
 
 
 def frames_size(data):
-    """Bytes of ``data`` (a pickle stream, or one with frames)."""
-    if type(data) is dict:
-        return len(data["stream"]) + sum(memoryview(f).nbytes for f in data["frames"])
-    return len(data)
+    """Bytes of the payload ``data``: its stream and frames."""
+    stream, frames = payload_parts(data)
+    return len(stream) + sum(memoryview(f).nbytes for f in frames or ())
 
 
 def _returned_exceptions(values, errors, where):
@@ -382,7 +442,8 @@ def _returned_exceptions(values, errors, where):
 
 
 def encode_results(values, errors, busy, peak, where="the worker", more=False, oob=None):
-    """Pickle a batch's answer ``(values, errors, busy, peak, more)``.
+    """Pickle a batch's answer (:func:`answer_reply`), with its large buffers
+    out of band by ``oob(answer)`` if given and it can.
 
     A result that cannot be pickled becomes an unsendable error in its place,
     and so does an exception returned as a result that pickles but does not
@@ -390,7 +451,7 @@ def encode_results(values, errors, busy, peak, where="the worker", more=False, o
     ``args``: it would fail in the parent, for the whole batch).
     """
     values, errors = _returned_exceptions(values, errors, where)
-    answer = (values, errors, busy, peak, more)
+    answer = answer_reply(values, errors, busy, peak, more)
     if oob is not None:   # large buffers out of band (shared memory, or frames)
         try:
             return oob(answer)
@@ -416,7 +477,7 @@ def encode_results(values, errors, busy, peak, where="the worker", more=False, o
                 f"the result ({type(value).__name__}) could not be pickled to send it "
                 f"back from {where}", exc)
             values[pos] = None
-    return pickle.dumps((values, errors, busy, peak, more), PROTOCOL)
+    return pickle.dumps(answer_reply(values, errors, busy, peak, more), PROTOCOL)
 
 
 def load_task(payload, where="the worker"):
@@ -438,23 +499,23 @@ def _missing(exc):
 
 def answer_batch(entry, init_error, data, where="the worker", send=None, every=None,
                  worker=None, buffers=None, oob=None):
-    """Run one batch as a worker receives it; return the pickled answer.
+    """Run one batch as a worker receives it; return its pickled reply.
 
     ``entry`` is the task's ``(func, args, kwargs)`` (or ``(None, error)``,
     or None if the function never arrived), ``init_error`` the packed error
-    of a failed initializer (or None), ``data`` the pickled list of items.
-    ``every``: see :func:`run_batch`; with ``send`` too, partial answers go
-    out through ``send`` while the batch runs. If the function's dependency
-    is unmet here, every tasklet is refused (``(UNMET, reason, worker)``).
+    of a failed initializer (or None), ``data`` the payload of the list of
+    items (:func:`payload_parts`). ``every``: see :func:`run_batch`; with
+    ``send`` too, partial answers go out through ``send`` while the batch
+    runs. If the function's dependency is unmet here, the batch is refused
+    whole (a :func:`failed_reply` of an :func:`unmet` error).
     ``buffers``: the out-of-band buffers of ``data``; ``oob(answer)``: pickle
     an answer with its large buffers out of band (see :mod:`imap.transport.shm`).
     """
     try:
-        items = loads_frames(data) if type(data) is dict else pickle.loads(data, buffers=buffers)
+        items = loads_frames(data, buffers)
     except Exception as exc:
-        return pickle.dumps((None, unsendable(
-            f"the items could not be unpickled in {where}" + _missing(exc), exc),
-            0.0, 0.0, False), PROTOCOL)
+        return pickle.dumps(failed_reply(unsendable(
+            f"the items could not be unpickled in {where}" + _missing(exc), exc)), PROTOCOL)
     failure = init_error
     if failure is None and (entry is None or entry[0] is None):
         failure = entry[1] if entry else unsendable("the function was not received")
@@ -464,16 +525,15 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
         except Exception as exc:   # noqa: BLE001 - a mark that is not as made
             reason = f"its dependency could not be checked here ({exc!r})"
         if reason is not None:
-            failure = (UNMET, reason, worker)
+            failure = unmet(reason, worker)
     if failure is not None:
-        values, errors = failed(len(items), failure)
-        return pickle.dumps((values, errors, 0.0, 0.0, False), PROTOCOL)
+        return pickle.dumps(failed_reply(failure), PROTOCOL)
     flush = None
     if send is not None:
         def flush(values, errors, busy, peak):
             send(encode_results(values, errors, busy, peak, where, more=True, oob=oob))
         if every == 0:   # tasklet by tasklet: say first that the batch began here
-            send(pickle.dumps(([], None, 0.0, 0.0, True), PROTOCOL))
+            send(pickle.dumps(answer_reply([], None, 0.0, 0.0, True), PROTOCOL))
     values, errors, busy, peak = run_batch(entry[0], entry[1], entry[2], items,
                                            flush=flush, every=every)
     return encode_results(values, errors, busy, peak, where, oob=oob)
@@ -487,11 +547,11 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
     ``payload`` is the cloudpickle of the task's ``(func, args, kwargs)``,
     ``init`` None or ``(token, cloudpickle of (initializer, initargs))``:
     the initializer runs once per worker process (per ``token``: one IMap
-    run), before its first batch. ``data`` is one batch's pickled items, or
-    a list of several batches' (of the same task), run one after another;
-    a batch's items may come with frames (:func:`dumps_frames`). Returns the
-    kernel's pickled answer (a list of them for a list), with its large
-    buffers as frames if ``frames`` (the executor carries them: Dask); with a
+    run), before its first batch. ``data`` is the payload of one batch's
+    items, or a list of several batches' (of the same task), run one after
+    another; a payload may be a frames record (:func:`dumps_frames`). Returns
+    the batch's pickled reply (a list of them for a list), its large buffers
+    as frames if ``frames`` (the executor carries them: Dask); with a
     ``log_level``, ``(answer, worker name, logs)`` when the initializer or
     the batches logged records of that level or above, ``logs`` the pickle
     of their list.

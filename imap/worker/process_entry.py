@@ -21,13 +21,13 @@ initializer or the tasks, from any thread) travel to the parent through
 that pipe, one pickled ``LogRecord.__dict__`` per message, tagged with
 ``worker = "process <pid>"``; the parent hands them to its own loggers.
 
-A worker answers every batch, in order, with the kernel's answers
-(:func:`kernel.answer_batch`): pickles of ``(values, errors, busy, peak, more)``,
-partial ones (``more`` True) while a long batch runs, then the last one.
+A worker answers every batch, in order, with the kernel's replies
+(:func:`kernel.answer_batch`; their records are named in :mod:`.kernel`):
+partial answers (``more`` True) while a long batch runs, then the last one.
 
 Large buffers (numpy arrays and the like) travel out of band, through shared
 memory (:mod:`imap.transport.shm`): a batch's ``refs`` name where its items' buffers
-are, and an answer with large buffers is ``(OUT_OF_BAND, stream, refs)``.
+are, and an answer with large buffers is a :func:`kernel.out_of_band_reply`.
 """
 
 from __future__ import annotations
@@ -138,12 +138,10 @@ def _out_of_band(run: str) -> Any:
         stream, refs = shm.dumps_out_of_band(answer, pool)
         if not refs:
             return stream
-        return pickle.dumps((OUT_OF_BAND, stream, refs), kernel.PROTOCOL)
+        return pickle.dumps(kernel.out_of_band_reply(stream, refs), kernel.PROTOCOL)
     oob.pool = pool   # type: ignore[attr-defined]
     return oob
 
-
-OUT_OF_BAND = "oob"   # an answer whose large buffers are in shared memory
 
 def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
                  log_conn: Any = None, log_level: int = logging.WARNING,
@@ -185,9 +183,9 @@ def process_main(task_conn: Any, result_conn: Any, init_payload: bytes | None,
                 try:
                     buffers = reader.views(msg.refs)
                 except OSError as exc:   # its segment is gone: the parent ended the run
-                    send(pickle.dumps((None, kernel.unsendable(
-                        "the shared memory of the batch's items could not be read", exc),
-                        0.0, 0.0, False), kernel.PROTOCOL))
+                    send(pickle.dumps(kernel.failed_reply(kernel.unsendable(
+                        "the shared memory of the batch's items could not be read", exc)),
+                        kernel.PROTOCOL))
                     continue
             reply = answer(funcs.get(msg.key), init_error, msg.data, send=send,
                            every=msg.every, buffers=buffers, oob=oob)

@@ -20,6 +20,7 @@ from support import buffer_items, read_when_written, wait_until
 
 from imap import IMap, WorkerLostError
 from imap.transport import shm
+from imap.transport.records import Payload
 from imap.worker import kernel
 from imap.worker import shm as worker_shm
 
@@ -145,22 +146,23 @@ def test_buffers_of_any_size_and_kind_arrive_intact(pool, sizes, ordered):
 def test_frames_are_the_objects_own_memory_and_arrive_read_only():
     big, small = np.arange(MiB // 8, dtype=np.float64), np.arange(100.0)
     data = kernel.dumps_frames([big, small, "text"])
-    assert type(data) is dict and len(data["frames"]) == 1
-    assert np.shares_memory(np.frombuffer(data["frames"][0], np.float64), big)   # no copy
-    assert len(data["stream"]) < 4096      # the large buffer is not in the stream
-    assert kernel.frames_size(data) == len(data["stream"]) + big.nbytes
+    payload = Payload.from_wire(data)
+    assert len(payload.frames) == 1
+    assert np.shares_memory(np.frombuffer(payload.frames[0], np.float64), big)   # no copy
+    assert len(payload.stream) < 4096      # the large buffer is not in the stream
+    assert kernel.frames_size(data) == len(payload.stream) + big.nbytes
     back = kernel.loads_frames(data)
     assert (back[0] == big).all() and (back[1] == small).all() and back[2] == "text"
     assert not back[0].flags.writeable and back[1].flags.writeable
     plain = kernel.dumps_frames([small, {"k": 1}])
-    assert type(plain) is bytes and kernel.loads_frames(plain)[1] == {"k": 1}
+    assert Payload.from_wire(plain).frames is None and kernel.loads_frames(plain)[1] == {"k": 1}
 
 
 def test_frames_carry_what_only_cloudpickle_pickles():
     offset = 3.0
     data = kernel.dumps_frames((lambda x: x + offset, np.zeros(MiB // 8)))
     func, array = kernel.loads_frames(data)
-    assert type(data) is dict and func(array)[0] == 3.0
+    assert Payload.from_wire(data).frames and func(array)[0] == 3.0
 
 
 @pytest.mark.allow_leftovers

@@ -23,6 +23,7 @@ from support import collecting
 from imap import IMap, TimeoutError, WorkerLostError, WorkerTraceback, flow
 from imap.backends.base import Batch
 from imap.backends.executor import ExecutorBackend
+from imap.transport.records import Answered
 from imap.worker import kernel
 
 distributed = pytest.importorskip("distributed")   # the dask extra (make test installs it)
@@ -143,14 +144,18 @@ def test_queued_batches_of_a_task_go_out_together_up_to_its_batch_size():
             backend.stop()
 
 
+def _answered(reply: bytes) -> Answered:
+    return Answered.from_wire(pickle.loads(reply))
+
+
 def test_the_kernel_runs_several_batches_in_one_call_each_with_its_own_answer():
     payload = cloudpickle.dumps((wf.square, (), {}))
     parts = [pickle.dumps([1, 2]), pickle.dumps([3]), pickle.dumps(["x"])]
-    answers = kernel.run_submitted(payload, None, parts)
-    assert [pickle.loads(a)[0] for a in answers] == [[1, 4], [9], [None]]
-    assert [pickle.loads(a)[1] is None for a in answers] == [True, True, False]
-    alone = [pickle.loads(kernel.run_submitted(payload, None, p))[:2] for p in parts]
-    assert [pickle.loads(a)[:2] for a in answers] == alone
+    answers = [_answered(a) for a in kernel.run_submitted(payload, None, parts)]
+    assert [a.values for a in answers] == [[1, 4], [9], [None]]
+    assert [a.errors is None for a in answers] == [True, True, False]
+    alone = [_answered(kernel.run_submitted(payload, None, p)) for p in parts]
+    assert [a[:2] for a in answers] == [a[:2] for a in alone]
 
 
 def test_dask_workers_install_the_kernel_from_its_source_once_per_process(client):
@@ -165,7 +170,7 @@ def test_dask_workers_install_the_kernel_from_its_source_once_per_process(client
     try:
         answer = _dask_entry.run_kernel(name, filename, source, payload, None,
                                         pickle.dumps([2, 3]))
-        assert pickle.loads(answer)[0] == [4, 9]
+        assert _answered(answer).values == [4, 9]
         installed = sys.modules[name]
         assert installed is not kernel and installed.__file__ == kernel.__file__
         _dask_entry.run_kernel(name, filename, source, payload, None, pickle.dumps([1]))

@@ -320,7 +320,7 @@ def test_the_routers_waiter_sees_answers_deaths_and_a_changed_set_of_workers():
     """The Router's wait set, kept between waits: real pipes, a real process."""
     import multiprocessing as mp
 
-    from imap.backends.process import _Waiter
+    from imap.backends.process_os import Waiter
 
     ctx = mp.get_context("fork")
     reader, writer = ctx.Pipe(duplex=False)
@@ -329,7 +329,7 @@ def test_the_routers_waiter_sees_answers_deaths_and_a_changed_set_of_workers():
     child.start()
     # two "workers": only their identity and log pipe count
     first, second = types.SimpleNamespace(log_conn=None), types.SimpleNamespace(log_conn=None)
-    waiter = _Waiter()
+    waiter = Waiter()
     assert waiter.changed([first])
     waiter.watch([reader, child.sentinel])
     assert not waiter.changed([first])     # the same workers: nothing rebuilt

@@ -351,7 +351,7 @@ def _reverse(b):
 def test_large_items_and_results_cross_whole_in_frames_sent_as_views(kind) -> None:
     """Frames of several MiB go both ways (both ends send them in linear time)."""
     from imap.remote.connect import connect
-    from imap.worker.remote_agent import recv_frame, send_frame
+    from imap.worker.agent_link import recv_frame, send_frame
     items = [os.urandom(3 * 2 ** 20 + k) for k in range(6)]
     with server(kind) as (addr, _):
         host, port = addr.split(":")
@@ -372,7 +372,7 @@ def test_send_frame_sends_every_byte_in_order() -> None:
 
     from rpyc.core.stream import SocketStream
 
-    from imap.worker.remote_agent import send_linear
+    from imap.worker.agent_link import send_linear
     a, b = socket.socketpair()
     stream = SocketStream(a)
     assert send_linear(stream) and send_linear(stream)   # once is enough
@@ -402,7 +402,7 @@ def test_tuned_channels_carry_large_and_small_frames(compress) -> None:
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.worker.remote_agent import recv_frame, send_linear
+    from imap.worker.agent_link import recv_frame, send_linear
     frames = [os.urandom(n) for n in (0, 1, 63_999, 64_000, 3 * 2 ** 20 + 1, 5)]
     frames.append(bytes(2 ** 21))   # compressible
 
@@ -474,7 +474,8 @@ def test_attached_frames_go_to_the_message_after_them() -> None:
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.worker.remote_agent import (
+    from imap.transport.records import Attached, Payload
+    from imap.worker.agent_link import (
         send_linear,
         take_attached,
         with_attached,
@@ -488,7 +489,7 @@ def test_attached_frames_go_to_the_message_after_them() -> None:
 
     def read() -> None:
         got["message"] = receiver.recv()
-        got["data"] = with_attached(("frames", b"stream", 2))
+        got["data"] = with_attached(Attached(b"stream", 2).to_wire())
         got["last"] = take_attached(1)
         try:
             take_attached(1)
@@ -508,7 +509,7 @@ def test_attached_frames_go_to_the_message_after_them() -> None:
         sender.close()
         receiver.close()
     assert got["message"] == b"the message"
-    assert got["data"] == {"stream": b"stream", "frames": buffers[:2]}
+    assert Payload.from_wire(got["data"]) == Payload(b"stream", buffers[:2])
     assert got["last"] == buffers[2:]
     assert "takes 1 attached buffers; 0 came" in got["error"]
     assert got["next"] == b"a message with nothing attached"
@@ -545,7 +546,7 @@ def test_the_round_trip_is_whole_on_both_transport_paths(kind, tuning, monkeypat
     when tuned."""
     np = pytest.importorskip("numpy")
     from imap.remote.connect import connect
-    from imap.worker.remote_agent import TUNING_ENV
+    from imap.worker.agent_link import TUNING_ENV
 
     if tuning == "off":
         monkeypatch.setenv(TUNING_ENV, "off")
@@ -618,11 +619,11 @@ def test_rpyc_internals_of_another_shape_leave_rpyc_methods(stream_attrs, channe
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.worker import remote_agent as _remote_agent
-    from imap.worker.remote_agent import TUNING_ENV, rpyc_mismatch, send_linear
+    from imap.worker import agent_link
+    from imap.worker.agent_link import TUNING_ENV, rpyc_mismatch, send_linear
 
     monkeypatch.delenv(TUNING_ENV, raising=False)
-    monkeypatch.setattr(_remote_agent, "_said", set())
+    monkeypatch.setattr(agent_link, "_said", set())
     stream_cls = _odd_stream(**stream_attrs) if stream_attrs else SocketStream
     channel_cls = _odd_channel(**channel_attrs) if channel_attrs else Channel
     a, b = socket.socketpair()
@@ -646,7 +647,7 @@ def test_rpyc_internals_as_expected_are_tuned(monkeypatch) -> None:
     from rpyc.core.channel import Channel
     from rpyc.core.stream import SocketStream
 
-    from imap.worker.remote_agent import TUNING_ENV, rpyc_mismatch, send_linear
+    from imap.worker.agent_link import TUNING_ENV, rpyc_mismatch, send_linear
 
     monkeypatch.delenv(TUNING_ENV, raising=False)
     a, b = socket.socketpair()
