@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from . import retry
 from .flow import DEFAULT_BUFFER_BYTES, FlowPolicy
 from .options import Options, check_int, check_seconds
 from .run import adding, lifecycle, stats
@@ -259,6 +260,7 @@ class IMap(Settings):
         runs its batches only where the ``workers``, ``resources`` and
         ``allow_other_workers`` annotations allow.
         """
+        retry_on = retry.checked(retry_on, retries)
         task = adding.add(
             self, self._engine, func, iterable, args, kwargs, timeout=timeout, block=block,
             track=track, retries=retries, name=name, key=key, retry_on=retry_on,

@@ -1,19 +1,33 @@
-"""Worker pools behind one interface (:class:`~.base.Backend`), and
-:func:`make`, the one place that builds them from an IMap's options."""
+"""Worker pools behind one interface (:class:`~.base.Backend`), the kinds of
+local pool (:data:`LOCAL`), and :func:`make`, the one place that builds a pool
+from an IMap's options (an :class:`~imap.options.Options`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import Any
 
 from .base import Backend, Deliver, Lost
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..options import Options
+__all__ = ["LOCAL", "Backend", "local_kind", "make"]
 
-__all__ = ["Backend", "make"]
+# The kinds of local worker pool (an IMap's ``worker_type``): worker_type ->
+# "module:class" under imap.backends. A new kind is a module implementing
+# Backend (with ``from_options``) and one line here; Options accepts exactly
+# these, and make() imports a kind's module only when an IMap uses it.
+LOCAL = {
+    "process": "process:ProcessBackend",
+    "thread": "thread:ThreadBackend",
+}
 
 
-def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
+def local_kind(worker_type: str) -> Any:
+    """The Backend class of local workers of ``worker_type``."""
+    module, name = LOCAL[worker_type].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def make(options: Any, deliver: Deliver, lost: Lost) -> Backend:
     """The backend of an IMap with these options: threads, processes,
     remote workers, local and remote workers mixed, or an executor."""
     local = options.local_workers
@@ -26,13 +40,7 @@ def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
                     options.initializer, options.initargs, options.worker_logs)
 
     def make_local(d: Deliver, lo: Lost) -> Backend:
-        if options.worker_type == "thread":
-            from .thread import ThreadBackend
-            return ThreadBackend(local, d, lo, options.initializer, options.initargs,
-                                 options.skip)
-        from .process import ProcessBackend
-        return ProcessBackend(local, d, lo, options.resolved_start_method,
-                              options.initializer, options.initargs, options.worker_logs)
+        return local_kind(options.worker_type).from_options(options, local, d, lo)
 
     if not options.worker_remote:
         return make_local(deliver, lost)

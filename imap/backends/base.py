@@ -83,6 +83,14 @@ class Backend(ABC):
         self._workers_lost = 0
         self._timers: list[threading.Timer] = []
 
+    @classmethod
+    def from_options(cls, options: Any, workers: int, deliver: Deliver, lost: Lost) -> Backend:
+        """A pool of this kind as an IMap with ``options`` (an
+        :class:`~imap.options.Options`) has it, of ``workers`` local workers:
+        what a kind of local worker named in ``imap.backends.LOCAL``
+        implements."""
+        raise NotImplementedError(f"the {cls.kind} workers are not made from options")
+
     @property
     def workers_lost(self) -> int:
         """Workers that died since start."""

@@ -106,6 +106,12 @@ class ProcessBackend(SlotBackend):
     where = "to a worker process"
     _none_left = "no worker process is left"
 
+    @classmethod
+    def from_options(cls, options: Any, workers: int, deliver: Deliver,
+                     lost: Lost) -> ProcessBackend:
+        return cls(workers, deliver, lost, options.resolved_start_method,
+                   options.initializer, options.initargs, options.worker_logs)
+
     def __init__(
         self,
         num: int,

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .batch import Batch
-    from .slots import SlotBackend
 
 
 class Slot:
@@ -22,7 +21,7 @@ class Slot:
 
     __slots__ = ("name", "held", "known", "alive", "heard", "owner", "began", "tickets")
 
-    def __init__(self, name: str, owner: SlotBackend | None = None) -> None:
+    def __init__(self, name: str, owner: Any = None) -> None:
         self.name = name
         self.held: collections.deque = collections.deque()  # batches, in sending order
         self.known: set = set()   # task keys whose function this worker has

@@ -34,6 +34,11 @@ class ThreadBackend(Backend):
     kind = "thread"
     name = "the worker threads"
 
+    @classmethod
+    def from_options(cls, options: Any, workers: int, deliver: Deliver,
+                     lost: Lost) -> ThreadBackend:
+        return cls(workers, deliver, lost, options.initializer, options.initargs, options.skip)
+
     def __init__(
         self,
         num: int,

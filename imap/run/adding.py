@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .. import retry
 from ..options import check_int, check_seconds
 from .task import Task
 from .taskiter import TaskIterator
@@ -28,10 +27,11 @@ def _check_key(key: Any, path: str | None, iterable: Any, imap: Any) -> None:
 def add(imap: Any, engine: Any, func: Callable[..., Any], iterable: Iterable[Any],
         args: Sequence[Any], kwargs: dict | None, *, timeout: float | None, block: bool,
         track: bool, retries: int, name: str | None, key: Callable[[Any], Any] | None,
-        retry_on: Any, journal: str | None, executor: bool) -> Task:
-    """Check the arguments of ``imap.add_task`` and add the task to
-    ``engine`` (``journal``: the IMap's journal path or None; ``executor``:
-    it runs on an executor). Returns the engine's record of the task."""
+        retry_on: tuple, journal: str | None, executor: bool) -> Task:
+    """Check the arguments of ``imap.add_task`` (``retry_on`` is checked
+    already, by :func:`imap.retry.checked`) and add the task to ``engine``
+    (``journal``: the IMap's journal path or None; ``executor``: it runs on
+    an executor). Returns the engine's record of the task."""
     if engine.started:
         raise RuntimeError(
             "add_task() after start(): add every task first, or stop() the IMap "
@@ -46,7 +46,6 @@ def add(imap: Any, engine: Any, func: Callable[..., Any], iterable: Iterable[Any
         raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
     check_seconds("timeout", timeout)
     check_int("retries", retries, 0)
-    retry_on = retry.checked(retry_on, retries)
     if key is not None:
         _check_key(key, journal, iterable, imap)
     task = Task(

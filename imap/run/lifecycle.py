@@ -129,13 +129,13 @@ def start_run(m: Any) -> None:
         state["journal"] = replay.attach(options.journal, options.journal_reuse,
                                          engine.tasks, options.ordered)
     state["last"] = None
-    policy.start(engine.tasks)
-    run = plan(policy, engine.tasks, options.skip)
-    engine.begin_run(impatient=run.impatient)
     if options.worker_remote:   # the user's own modules travel by value
         for task in engine.tasks:
             byvalue.send_by_value((task.func, task.args, task.kwargs))
         byvalue.send_by_value((options.initializer, options.initargs))
+    policy.start(engine.tasks)
+    run = plan(policy, engine.tasks, options.skip)
+    engine.begin_run(impatient=run.impatient)
     backend = backends.make(options, engine.deliver, engine.lost)
     backend.configure(depth_order=run.depth_order, group_limit=run.group_limit,
                       prefetch=run.prefetch, on_crash=engine.thread_died)
