@@ -28,8 +28,7 @@ def make(options: Options, deliver: Deliver, lost: Lost) -> Backend:
     def make_local(d: Deliver, lo: Lost) -> Backend:
         if options.worker_type == "thread":
             from .thread import ThreadBackend
-            return ThreadBackend(local, d, lo, options.initializer, options.initargs,
-                                 options.skip)
+            return ThreadBackend(local, d, lo, options.initializer, options.initargs)
         from .process import ProcessBackend
         return ProcessBackend(local, d, lo, options.resolved_start_method,
                               options.initializer, options.initargs, options.worker_logs)
