@@ -24,8 +24,8 @@ What each state means:
 * ``DRAWN``: made and at no place: drawn by the Feeder, split off another
   batch (a retry, the halves of a lost one, unsendable tasklets), taken out
   of a queue without being sent, or resumed after its worker was given up.
-* ``QUEUED``: waiting in a backend's queue (a
-  :class:`~imap.flow.dispatch.Dispatcher`, the threads' queue) for a place.
+* ``QUEUED``: waiting in a backend's queue (its
+  :class:`~imap.flow.dispatch.Dispatcher`) for a place.
 * ``SENT``: bound to a place (a worker process, a remote connection, an
   executor): it may have started there.
 * ``RECLAIMING``: asked back from its worker; the answer comes later.

@@ -12,13 +12,20 @@ of :mod:`.executor` holds; besides:
   (by the ``imap-dask-scatter`` thread: a scatter waits a round trip), and
   its task takes them as a dependency; a batch that lost its scattered
   items with a worker is rerun with its items inside
-  (:meth:`DaskBackend._recover`).
+  (:meth:`.dask_watch.SchedulerWatch.recover`).
 * The worker count is the cluster's threads, looked up again twice a second
   by the ``imap-dask-watch`` thread, so workers that join or leave count.
   A Dask scheduler that stays unreachable for ``SCHEDULER_GRACE`` seconds
-  fails what is in flight and queued with ``ConnectionError``.
+  fails what is in flight and queued with ``ConnectionError``. That thread,
+  and the reruns of batches whose scattered items were lost, are
+  :mod:`.dask_watch`'s.
 * A task added inside ``with dask.annotate(workers=..., resources=...)`` runs
   its batches where those annotations allow (see :func:`dask_placement`).
+* The cluster is one place of the backend's dispatcher, as an executor is:
+  which worker runs a task is Dask's to decide, late, with what only its
+  scheduler knows (what each worker holds, scattered items, its own work
+  stealing); this side only narrows it (``workers=``: the workers that have
+  not refused the task, and none held by an abandoned tasklet).
 * A batch whose worker died (Dask's ``KilledWorker`` after its own retries)
   goes to ``lost``, like a lost process.
 * Large buffers (numpy arrays, bytes, anything with the buffer protocol, of
@@ -29,7 +36,6 @@ of :mod:`.executor` holds; besides:
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import hashlib
 import importlib
@@ -37,7 +43,6 @@ import logging
 import queue
 import sys
 import threading
-import time
 import uuid
 import zlib
 from typing import Any
@@ -48,13 +53,13 @@ from ..flow.dispatch import refusal_errors
 from ..transport import wire
 from ..worker import dask_entry as _dask_entry
 from ..worker import kernel
+from . import dask_watch
 from .base import Batch
+from .dask_watch import SchedulerWatch
 from .executor import ExecutorBackend, _worker_died
 
 log = logging.getLogger("imap")
 
-REFRESH = 0.5           # seconds between looks at a Dask cluster (size, scheduler)
-SCHEDULER_GRACE = 10.0  # seconds a Dask scheduler may be unreachable
 CONNECT_TIMEOUT = 10.0  # seconds to connect to a scheduler given by address
 # The most work (seconds) an adaptive batch holds on Dask. Each Dask task
 # costs the scheduler and the client several milliseconds of CPU (measured:
@@ -76,7 +81,8 @@ DASK_BATCH_WORK = 0.2
 SCATTER_BYTES = 32 << 10
 # Scattered items live on one worker: if it dies, the task that was to take
 # them (running there or not) cannot be rerun by Dask. Such tasks are
-# submitted again with their items inside, one at a time (see _recover).
+# submitted again with their items inside, one at a time
+# (dask_watch.SchedulerWatch.recover).
 # Dask annotations that say where a task may run, passed on to Client.submit.
 PLACEMENT = ("workers", "resources", "allow_other_workers")
 
@@ -108,9 +114,6 @@ def is_dask(executor: Any) -> bool:
     return type(executor).__module__.split(".")[0] == "distributed"
 
 
-_STARTING = object()   # a recovery being submitted (DaskBackend._recovery)
-
-
 class _Impossible(Exception):
     """No worker of the cluster may run a group (see DaskBackend._allowed)."""
 
@@ -139,31 +142,20 @@ class DaskBackend(ExecutorBackend):
         super().__init__(*args, **kwargs)
         self._scattered: dict = {}  # future -> the Dask future of its scattered items
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()   # groups to scatter
-        self._recovering: collections.deque = collections.deque()   # see _recover
-        self._recovery: Any = None  # the future of the group rerun now (or _STARTING)
         self._scatterer: threading.Thread | None = None
         self._owned = False         # a Client this backend opened (and closes)
-        self._threads = 1           # the cluster's threads, as last looked up
-        self._monitor: threading.Thread | None = None
-        self._done_event = threading.Event()
+        self._watch = SchedulerWatch(self)   # the cluster's size; its scheduler; recoveries
         self._elsewhere: dict = {}  # id(group) -> the workers it is to run on (see _rescue)
-        self._parked: list = []     # groups whose tasks failed while the scheduler was away
-        self._addresses: list = []  # the cluster's workers, as last looked up
         self._hung: dict = {}       # key of a task holding an abandoned tasklet -> its worker
 
     # -- life cycle --------------------------------------------------------------
 
     def start(self) -> None:
-        self._done_event.clear()
         super().start()
         # Dask workers need nothing of this package: the entry travels by
         # value, the kernel as source.
         cloudpickle.register_pickle_by_value(_dask_entry)
-        self._threads = self._dask_threads()
-        self._monitor = threading.Thread(target=self.guarded(self._watch_scheduler,
-                                                             "imap-dask-watch"),
-                                         name="imap-dask-watch", daemon=True)
-        self._monitor.start()
+        self._watch.start()
         self._scatterer = threading.Thread(target=self.guarded(self._scatter_loop,
                                                                "imap-dask-scatter"),
                                            name="imap-dask-scatter", daemon=True)
@@ -192,11 +184,9 @@ class DaskBackend(ExecutorBackend):
 
     def stop(self, forced: bool = False) -> None:
         executor = self._executor
-        self._done_event.set()
+        self._watch.halt()
         super().stop(forced)
-        if self._monitor is not None:
-            self._monitor.join()
-            self._monitor = None
+        self._watch.join()
         if self._scatterer is not None:
             self._outbox.put(None)
             self._scatterer.join()
@@ -209,30 +199,14 @@ class DaskBackend(ExecutorBackend):
         self._owned = False
 
     def _forget_all(self) -> None:
-        self._parked.clear()
+        self._watch.forget_all()
         self._hung.clear()
         self._scattered.clear()
-        self._recovering.clear()
-        self._recovery = None
 
     # -- size ----------------------------------------------------------------------
 
-    def _has_workers(self) -> bool:
-        try:
-            return bool(self._executor.nthreads())
-        except Exception:   # not answering: the status tells
-            return True
-
-    def _dask_threads(self) -> int:
-        try:
-            threads = self._executor.nthreads()
-        except Exception:   # the scheduler is not answering: keep the last count
-            return self._threads
-        self._addresses = list(threads)
-        return max(1, sum(threads.values()))
-
     def _size(self) -> int:
-        return self._threads   # refreshed by the watcher thread, never under a lock
+        return self._watch.threads   # refreshed by the watch thread, never under a lock
 
     @property
     def batch_work(self) -> float | None:
@@ -275,11 +249,11 @@ class DaskBackend(ExecutorBackend):
                 continue
             try:
                 [items] = self._executor.scatter(
-                    [self._items(group)], hash=False, timeout=SCHEDULER_GRACE,
+                    [self._items(group)], hash=False, timeout=dask_watch.SCHEDULER_GRACE,
                     workers=group[0].task.placement.get("workers"))
             except Exception as exc:   # a worker that died, a closed client
                 self._launched()
-                if not self._recover(group, exc):
+                if not self._watch.recover(group, exc):
                     for batch in group:
                         self._refused(batch, exc)
                 continue
@@ -301,7 +275,7 @@ class DaskBackend(ExecutorBackend):
         with self._lock:   # (never held here: _launch is called outside it)
             hung = set(self._hung.values())
         if hung and "workers" not in placement:   # not behind an abandoned tasklet
-            free = [w for w in self._addresses if w not in hung]
+            free = [w for w in self._watch.addresses if w not in hung]
             if free:
                 placement.update(workers=free, allow_other_workers=False)
         return self._executor.submit(
@@ -322,7 +296,7 @@ class DaskBackend(ExecutorBackend):
     def may_run(self, task: Any) -> tuple[list, dict]:
         with self._lock:
             refused = dict(self._queue.refused.get(task.key, {}))
-        names = [a for a in self._addresses if a not in refused]
+        names = [a for a in self._watch.addresses if a not in refused]
         return names, dict(refused.values())
 
     def _allowed(self, group: list) -> list | None:
@@ -333,21 +307,17 @@ class DaskBackend(ExecutorBackend):
             refused.update(batch.refused_by or ())
         if not refused:
             return None
-        addresses = self._addresses
+        addresses = self._watch.addresses
         if not addresses:   # no worker known now: Dask holds the task until one joins
             return None
         return [w for w in addresses if w not in refused]
 
     def _impossible(self, group: list) -> None:
         """Every worker of the cluster refused ``group``: its tasklets fail."""
-        task = group[0].task
-        refused = dict(self._queue.refused.get(task.key, {}))
+        with self._lock:
+            refused = dict(self._queue.refused.get(group[0].task.key, {}))
         for batch in group:
-            refused.update(batch.refused_by or {})
-        reasons = dict(refused.values())
-        for batch in group:
-            errors = refusal_errors(batch, reasons, task.key in self._queue.refused)
-            self.deliver(batch, [None] * len(batch), errors)
+            self.deliver(batch, [None] * len(batch), refusal_errors(batch, refused))
 
     # -- skip=True: the tasks Dask queued behind a hung one -----------------------------
 
@@ -402,7 +372,7 @@ class DaskBackend(ExecutorBackend):
         with self._lock:
             self._launching -= 1
             if recovery:
-                self._recovery = future
+                self._watch.recovery = future
             if future is None or self._stopping:
                 return False
             self._inflight[future] = group
@@ -413,164 +383,25 @@ class DaskBackend(ExecutorBackend):
     def _refused(self, batch: Batch, exc: BaseException) -> None:
         if isinstance(exc, _Impossible):
             self._impossible([batch])
-        elif not self._park_if_away([batch]):
+        elif not self._watch.park_if_away([batch]):
             super()._refused(batch, exc)
-
-    # -- batches whose scattered items died with their worker -----------------------------
-
-    def _recover(self, group: list, exc: BaseException) -> bool:
-        """Rerun ``group``, whose scattered items were lost with their worker
-        (``exc``), with its items inside its task; False if the backend
-        stops or the scheduler is gone (the caller fails the group).
-
-        Every task that was to take items from a worker that died loses
-        them, the one whose tasklet killed the worker among the others, and
-        none can tell which it was. So they are rerun one at a time, each
-        after the last ended: Dask reruns each after a death as usual, and
-        a task whose tasklet kills every worker it runs on fails alone (as
-        ``KilledWorker`` after Dask's allowed-failures, a lost batch) while
-        its neighbours wait here, not on the workers it kills.
-        """
-        with self._lock:
-            if self._stopping or self._status() != "running":
-                return False
-            self._recovering.append(group)
-        log.info("%d batch(es) of task %d lost their scattered items (%r): to be rerun "
-                 "with their items inside", len(group), group[0].task.id, exc)
-        self._next_recovery()
-        return True
-
-    def _next_recovery(self) -> None:
-        """Rerun the next group of ``_recovering`` if none is being rerun."""
-        with self._lock:
-            if self._recovery is not None or self._stopping or not self._recovering:
-                return
-            group = self._recovering.popleft()
-            self._recovery = _STARTING
-            self._launching += 1
-        self._launch(group, self._items(group), recovery=True)
 
     # -- results ---------------------------------------------------------------------
 
     def _forget(self, future: Any) -> Any:
-        recovered = future is self._recovery
-        if recovered:
-            self._recovery = None
-        return {"scattered": self._scattered.pop(future, None), "recovery": recovered}
+        return {"scattered": self._scattered.pop(future, None),
+                "recovery": self._watch.ended(future)}
 
     def _after(self, future: Any, noted: Any) -> None:
         if noted and noted.get("recovery"):
-            self._next_recovery()
+            self._watch.next_recovery()
 
     def _failed(self, group: list, exc: BaseException, noted: Any) -> bool:
-        if self._park_if_away(group):
+        if self._watch.park_if_away(group):
             return False
         died = _worker_died(exc) or isinstance(exc, concurrent.futures.CancelledError)
-        if died and noted and noted.get("scattered") is not None and self._recover(group, exc):
+        if (died and noted and noted.get("scattered") is not None
+                and self._watch.recover(group, exc)):
             self._workers_lost += 1
             return True
         return super()._failed(group, exc, noted)
-
-    # -- a Dask scheduler that goes away --------------------------------------------------
-
-    def _status(self) -> str:
-        """The client's status: ``"running"`` while it has its scheduler."""
-        return getattr(self._executor, "status", "running")
-
-    def _park_if_away(self, group: list) -> bool:
-        """If the client has lost its scheduler, keep ``group`` (its task
-        failed with the scheduler, not in a worker) to run again if the
-        scheduler comes back within ``SCHEDULER_GRACE``, else to fail then
-        with ``ConnectionError``; at once if the client is closed."""
-        status = self._status()
-        if status == "running":
-            return False
-        if status in ("closed", "closing"):
-            for batch in group:
-                error = ConnectionError(f"the Dask scheduler is unreachable (client {status})")
-                wire.fail_batch(self.deliver, batch, error, error)
-            return True
-        with self._lock:
-            self._parked.append(group)
-        return True
-
-    def _scheduler_id(self) -> Any:
-        """The identity of the scheduler the client talks to (None if unknown)."""
-        try:
-            return self._executor.scheduler_info(n_workers=0).get("id")
-        except Exception:   # not answering, or an older client
-            return None
-
-    def _watch_scheduler(self) -> None:
-        away_since = None
-        idle_since = None   # since when the cluster has had no worker
-        known = self._scheduler_id()
-        while not self._done_event.wait(REFRESH):
-            status = self._status()
-            if status == "running":
-                back = away_since is not None
-                away_since = None
-                self._threads = self._dask_threads()   # workers that joined or left
-                if self._has_workers():
-                    idle_since = None
-                else:
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since >= SCHEDULER_GRACE:
-                        self._scheduler_lost("running, with no worker")
-                        idle_since = None
-                now_id = self._scheduler_id()
-                replaced = known is not None and now_id is not None and now_id != known
-                if back or replaced or self._parked:
-                    self._scheduler_back(replaced)
-                known = now_id or known
-                continue
-            now = time.monotonic()
-            away_since = away_since or now
-            if now - away_since >= SCHEDULER_GRACE or status in ("closed", "closing"):
-                self._scheduler_lost(status)
-                away_since = None
-
-    def _scheduler_back(self, replaced: bool) -> None:
-        """The client has its scheduler again: the batches whose tasks failed
-        while it was away run again; if it is another scheduler (one
-        restarted at the same address), so do the tasks in flight, which
-        went with the old one and would never end. Their items inside."""
-        with self._lock:
-            if self._stopping:
-                return
-            moved = [(None, group) for group in self._parked]
-            self._parked.clear()
-            if replaced:
-                moved += list(self._inflight.items())
-                moved += [(None, group) for group in self._recovering]
-                self._inflight.clear()
-                self._forget_all()
-            self._launching += len(moved)
-        if moved:
-            log.warning("the Dask scheduler is back%s; running %d task(s) again",
-                        " (another one)" if replaced else "", len(moved))
-        for future, group in moved:
-            if future is not None:
-                try:
-                    future.cancel()
-                except Exception:   # the old scheduler is gone
-                    pass
-            self._launch(group, self._items(group))
-
-    def _scheduler_lost(self, status: str) -> None:
-        with self._lock:
-            batches = [b for group in self._inflight.values() for b in group]
-            batches += self._queue.clear()
-            batches += [b for group in self._recovering for b in group]
-            batches += [b for group in self._parked for b in group]
-            self._parked.clear()
-            self._inflight.clear()
-            self._forget_all()
-        if not batches:
-            return
-        log.error("the Dask cluster cannot run the tasks (client %s); failing %d batch(es)",
-                  status, len(batches))
-        for batch in batches:
-            error = ConnectionError(f"the Dask cluster cannot run the tasks (client {status}) "
-                                    f"for {SCHEDULER_GRACE:g} s")
-            wire.fail_batch(self.deliver, batch, error, error)

@@ -47,8 +47,9 @@ class MixedBackend(Backend):
     Local processes and remote connections form one pool: the two backends
     share one lock and one dispatcher whose places are the workers of both,
     so a batch is bound late to any worker and taken back across them.
-    Local threads (which take batches from a queue of their own) and remote
-    connections stay two parts: a batch goes to the part with the most free
+    Local threads (which take batches from a dispatcher of their own as
+    they free up, under a lock of their own) and remote connections stay
+    two parts: a batch goes to the part with the most free
     room (its ``capacity`` less the batches it holds), or waits here until a
     result frees some; it is held by its part from its submission until its
     last answer (or its loss), and is not taken back across parts.

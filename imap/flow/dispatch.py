@@ -1,11 +1,13 @@
 """Where a batch runs, bound as late as the flow allows: the :class:`Dispatcher`.
 
-Every backend that queues batches on this side (process and remote workers,
-executors, mixed pools) keeps them in one :class:`Dispatcher`, which binds
-each to a *place* when one has room:
+Every backend keeps the batches it queues on this side in one
+:class:`Dispatcher` (worker threads, processes and remote workers,
+executors and Dask clusters, mixed pools), which binds each to a *place*
+when one has room:
 
 * a **place** is where a batch can be bound: one worker process, one remote
-  connection, one part of a mixed pool, an executor as a whole;
+  connection, one part of a mixed pool, an executor (a Dask cluster) as a
+  whole, the worker threads as a whole;
 * its **room** is how many more batches it may hold now: for a worker, the
   prefetch depth (one running, one queued so it never waits a round trip)
   less what it holds, and none while it runs a tasklet its consumer
@@ -20,12 +22,19 @@ each to a *place* when one has room:
   the idle one: no batch waits behind a slow or stuck one while a worker
   idles (work stealing). Places whose batches cannot be taken back say so.
 
+A place whose workers take their batches themselves, each as it frees up
+(the worker threads: nothing travels, so nothing is bound ahead of time),
+calls :meth:`Dispatcher.take` instead: it gets the next batch it may run,
+in the same order, and is never bound one (it needs only ``alive`` and
+``name``).
+
 Refusals (:meth:`Dispatcher.answered`): tasklets a place refused go back to
 the queue for the others, and the place is remembered as refusing (the whole
 task, when the function's dependency check failed there; else those
 tasklets). A queued batch that no live place may run, while no worker is on
 its way to join (:meth:`Dispatcher.impossible`), fails with
-``imap.ImpossibleDependency``, tasklet by tasklet.
+``imap.ImpossibleDependency``, tasklet by tasklet: built by
+:func:`refusal_errors`, the one place these errors are made.
 
 The backend owns its lock; the dispatcher is always called with it held and
 never blocks (binding a batch only queues it for sending).
@@ -52,10 +61,16 @@ def take_next(pending: Any, depth_order: int, fits: Callable[[Any], bool] | None
     batches that ``fits`` accepts are candidates; None if none is."""
     if fits is None and (not depth_order or len(pending) == 1):
         return pending.popleft()
-    candidates = [i for i in range(len(pending)) if fits is None or fits(pending[i])]
-    if not candidates:
+    best = key = None   # one pass: the first of the best (a worker takes one per batch)
+    for i, batch in enumerate(pending):
+        if fits is not None and not fits(batch):
+            continue
+        if best is None or depth_order * batch.task.id > key:
+            best, key = i, depth_order * batch.task.id
+    if best is None:
         return None
-    best = max(candidates, key=lambda i: (depth_order * pending[i].task.id, -i))
+    if best == 0:
+        return pending.popleft()
     batch = pending[best]
     del pending[best]
     return batch
@@ -117,6 +132,12 @@ class Dispatcher:
         batch.queue()
         self.pending.append(batch)
 
+    def put_queued(self, batch: Any) -> None:
+        """Queue ``batch`` last, which its backend marked queued already: it
+        took it in without its lock, and hands it over now, holding it (the
+        worker threads' arrivals)."""
+        self.pending.append(batch)
+
     def requeue(self, batch: Any) -> None:
         """Queue ``batch`` first (it was taken back, or its worker died before
         it started it): it was drawn before anything queued now."""
@@ -128,6 +149,16 @@ class Dispatcher:
         for batch in batches:
             batch.queue()
         self.pending.extendleft(reversed(batches))
+
+    def take(self, place: Any) -> Any:
+        """Remove and return the next queued batch that ``place`` may run,
+        in the order of :func:`take_next` (None if there is none): for a
+        place whose workers take their batches themselves (see the module
+        docstring). The batch stays queued in name: the worker that takes
+        it starts it."""
+        if not self.pending:
+            return None
+        return take_next(self.pending, self._order(), self.fits(place))
 
     def take_followers(self, task: Any, room: int) -> list:
         """Remove and return the queued batches of ``task`` that may travel
@@ -284,9 +315,7 @@ class Dispatcher:
                 continue
             self.pending.remove(batch)
             batch.withdraw()
-            reasons = dict(refused.get(p, by_hand.get(p, (_name(p), "refused"))) for p in live)
-            errors = refusal_errors(batch, reasons, any(p in refused for p in live))
-            out.append((batch, [None] * len(batch), errors))
+            out.append((batch, [None] * len(batch), refusal_errors(batch, refused, live)))
         return out
 
     def may_run(self, task: Any) -> tuple[list, dict]:
@@ -297,25 +326,34 @@ class Dispatcher:
         return live, dict(refused.values())
 
 
-def refusal_errors(batch: Any, reasons: dict | list, dependency: bool) -> dict:
-    """The error of each tasklet of ``batch`` that every worker of the pool
+def refusal_errors(batch: Any, refused: dict, places: Iterable | None = None) -> dict:
+    """The error of each tasklet of ``batch`` that the workers of the pool
     refused: position -> :class:`~imap.ImpossibleDependency`. The one place
-    it is built, for every backend.
+    these errors are built, for every backend.
 
     Args:
-        batch: the refused batch.
-        reasons: worker name -> why it refused, the same for every tasklet;
-            or a list of such dicts, one per tasklet (aligned with
-            ``batch.indices``).
-        dependency: some worker refused the whole task (its function's
-            dependency is unmet there), which the error then names; else
-            the tasklets were refused one by one (``UnmetDependency``).
+        batch: the refused batch; ``batch.refused_by`` holds the places
+            that refused its tasklets one by one (each raised
+            ``UnmetDependency``) -> ``(name, why)``.
+        refused: the places that refused its whole task (its function's
+            dependency is unmet there) -> ``(name, why)``: a dispatcher's
+            ``refused[task.key]``.
+        places: the places whose refusals the errors name (the live places
+            of the pool); None: every place that refused, either way.
+
+    The error names the function's dependency when one of ``places``
+    refused the whole task; else the tasklets were refused one by one.
     """
+    by_hand = batch.refused_by or {}
+    if places is None:
+        places = [*refused, *(p for p in by_hand if p not in refused)]
+    places = list(places)
+    reasons = dict(refused[p] if p in refused else by_hand.get(p, (_name(p), "refused"))
+                   for p in places)
     task = batch.task
     text = f"task {task.id} ({task.name})"
-    named = describe(task.func) if dependency else None
-    return {pos: impossible(f"item {index} of {text}", named,
-                            reasons[pos] if isinstance(reasons, list) else reasons)
+    named = describe(task.func) if any(p in refused for p in places) else None
+    return {pos: impossible(f"item {index} of {text}", named, reasons)
             for pos, index in enumerate(batch.indices)}
 
 

@@ -326,9 +326,9 @@ def test_an_unreachable_scheduler_is_a_connection_error(monkeypatch):
 @pytest.mark.parametrize("pad", [0, SCATTERED], ids=["inline", "scattered"])
 def test_a_scheduler_that_goes_away_fails_the_tasklets_with_connection_error(monkeypatch,
                                                                               pad):
-    from imap.backends import dask
+    from imap.backends import dask_watch
 
-    monkeypatch.setattr(dask, "SCHEDULER_GRACE", 2.0)
+    monkeypatch.setattr(dask_watch, "SCHEDULER_GRACE", 2.0)
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=None)
     client = distributed.Client(cluster, set_as_default=False)
