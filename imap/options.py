@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import DEFAULT_PORT
-from .backends import LOCAL
+from .backends.kinds import LOCAL
 from .flow import DEFAULT_BUFFER_BYTES
 from .run.progress import check as check_progress
 
@@ -26,7 +26,7 @@ __all__ = ["Options", "REMOTE_OPTIONS", "check_address", "parse_address", "check
            "check_int", "check_seconds", "parse_remote", "WORKER_TYPES", "START_METHODS",
            "MAX_REMOTE_WORKERS"]
 
-WORKER_TYPES = tuple(LOCAL)   # the kinds of local workers (imap.backends.LOCAL)
+WORKER_TYPES = tuple(LOCAL)   # the kinds of local workers (imap.backends.kinds)
 START_METHODS = ("fork", "forkserver", "spawn")
 # Connections one worker_remote entry may open: more is taken for a port
 # written as the count, ("host", 18812), rather than 18812 connections.

@@ -8,17 +8,10 @@ import importlib
 from typing import Any
 
 from .base import Backend, Deliver, Lost
+from .kinds import LOCAL
 
 __all__ = ["LOCAL", "Backend", "local_kind", "make"]
 
-# The kinds of local worker pool (an IMap's ``worker_type``): worker_type ->
-# "module:class" under imap.backends. A new kind is a module implementing
-# Backend (with ``from_options``) and one line here; Options accepts exactly
-# these, and make() imports a kind's module only when an IMap uses it.
-LOCAL = {
-    "process": "process:ProcessBackend",
-    "thread": "thread:ThreadBackend",
-}
 
 
 def local_kind(worker_type: str) -> Any:

@@ -87,7 +87,7 @@ class Backend(ABC):
     def from_options(cls, options: Any, workers: int, deliver: Deliver, lost: Lost) -> Backend:
         """A pool of this kind as an IMap with ``options`` (an
         :class:`~imap.options.Options`) has it, of ``workers`` local workers:
-        what a kind of local worker named in ``imap.backends.LOCAL``
+        what a kind of local worker named in ``imap.backends.kinds.LOCAL``
         implements."""
         raise NotImplementedError(f"the {cls.kind} workers are not made from options")
 
