@@ -103,6 +103,40 @@ def test_batches_grow_fast_while_messaging_dominates_then_double():
     assert sizes[4] == sizes[-1] == max(sizes) == target
 
 
+def test_growth_starts_from_the_batch_measured_not_from_the_size_in_force():
+    # Two one-tasklet batches of almost no work answered one after the other
+    # (warm-up items, say): each vouches for a batch of RAMP_FAST tasklets,
+    # not RAMP_FAST ** 2. A batch of that size answered then grows it again.
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    task = SimpleNamespace(consumer=None, flow=None, timeout=None)
+    policy.start([task])
+    policy.observe(task, 1, busy=1e-4, latency=2e-3, nbytes=None)
+    policy.observe(task, 1, busy=1e-4, latency=2e-3, nbytes=None)
+    assert task.flow.batch == flow.RAMP_FAST
+    policy.observe(task, flow.RAMP_FAST, busy=flow.RAMP_FAST * 1e-4, latency=3e-3,
+                   nbytes=None)
+    assert task.flow.batch == flow.RAMP_FAST ** 2
+    # a smaller batch answered late (a tail share, one sent before) never shrinks it
+    policy.observe(task, 2, busy=2e-4, latency=2e-3, nbytes=None)
+    assert task.flow.batch == flow.RAMP_FAST ** 2
+
+
+@given(st.lists(st.tuples(st.integers(1, 64), st.floats(1e-6, 1e-2)), min_size=1,
+                max_size=30))
+def test_a_batch_never_grows_past_the_growth_factor_times_the_largest_measured(answers):
+    # Whatever batches come back, with whatever tasklet times, the batch in
+    # force is at most RAMP_FAST times the largest batch answered so far
+    # (or the size it had before any answer, 1).
+    policy = flow.FlowPolicy(None, None, None, None, workers=2)
+    task = SimpleNamespace(consumer=None, flow=None, timeout=None)
+    policy.start([task])
+    largest = 1
+    for n, tasklet in answers:
+        policy.observe(task, n, busy=n * tasklet, latency=n * tasklet + 1e-3, nbytes=None)
+        largest = max(largest, n)
+        assert 1 <= task.flow.batch <= flow.RAMP_FAST * largest
+
+
 def test_a_backend_with_costly_messages_caps_batches_higher():
     # 5 ms tasklets, a round trip of 10 ms: 50 round trips of work would be
     # 0.5 s; the default cap (MAX_BATCH_WORK) keeps a batch to less, a backend
