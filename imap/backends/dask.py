@@ -51,6 +51,7 @@ import cloudpickle
 
 from ..flow.dispatch import refusal_errors
 from ..transport import wire
+from ..transport.records import Payload
 from ..worker import dask_entry as _dask_entry
 from ..worker import kernel
 from . import dask_watch
@@ -222,9 +223,9 @@ class DaskBackend(ExecutorBackend):
             wire.pack_frames(batch)
 
     def _part(self, batch: Batch) -> Any:
-        if batch.frames:
-            return {"stream": batch.data, "frames": batch.frames}
-        return batch.data
+        """The batch's items as a payload: with their large buffers as frames (Dask sends
+        a frames record's memoryviews as frames of its own)."""
+        return Payload(batch.data, batch.frames or None).to_wire()
 
     def _go(self, groups: list) -> None:
         """Submit ``groups``; those of large items go to the scatter thread

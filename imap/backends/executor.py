@@ -43,6 +43,7 @@ from typing import Any
 from ..errors import UnsendableError
 from ..flow.dispatch import Dispatcher
 from ..transport import pickling, wire
+from ..transport.records import Submitted
 from ..worker import kernel
 from .base import Backend, Batch, Deliver, Lost
 
@@ -205,10 +206,9 @@ class ExecutorBackend(Backend):
         """What a task of the executor takes for ``batch``: its pickled items."""
         return batch.data
 
-    def _items(self, group: list) -> Any:
-        """What a task of ``group`` takes: the items of its one batch
-        (:meth:`_part`), or a list of them, one per batch."""
-        return self._part(group[0]) if len(group) == 1 else [self._part(b) for b in group]
+    def _items(self, group: list) -> list:
+        """What a task of ``group`` takes: the items of each batch (:meth:`_part`)."""
+        return [self._part(b) for b in group]
 
     def bind(self, batch: Batch) -> None:
         batch.send(self)
@@ -309,14 +309,13 @@ class ExecutorBackend(Backend):
         self._go(ready)
         self._after(future, noted)
         try:
-            data = future.result()
+            submitted = Submitted.from_wire(future.result())
         except BaseException as exc:  # noqa: BLE001 - every outcome is filed
             self._failed(group, exc, noted)
             return
-        if type(data) is tuple:   # the answer, and the records it logged
-            data, name, logs = data
-            wire.relay_logs(logs, name)
-        for batch, answer in zip(group, data if type(data) is list else [data], strict=True):
+        if submitted.logs is not None:
+            wire.relay_logs(submitted.logs, submitted.worker)
+        for batch, answer in zip(group, submitted.replies, strict=True):
             try:
                 reply = wire.decode_answer(batch, answer)
             except Exception as exc:   # a result that does not unpickle here: its batch fails

@@ -6,7 +6,7 @@ reads them with no class of imap: the kernel (:mod:`imap.worker.kernel`)
 and the remote agent's link (:mod:`imap.worker.agent_link`) travel as source
 to hosts that have no imap, and a class would pickle by reference. Their
 tags and fields are named once there (``REPLY_FIELDS``, ``ERROR_FIELDS``,
-``FRAMES_FIELDS``, ``LINK_FIELDS``). Here, in the parent, each record is a
+``FRAMES_FIELDS``, ``SUBMITTED_FIELDS``, ``LINK_FIELDS``). Here, in the parent, each record is a
 NamedTuple of those fields, in that order, with ``to_wire()`` (the plain
 form) and ``from_wire(data)`` (which checks the tag and the fields, and
 raises a ValueError naming what it got otherwise)::
@@ -17,6 +17,7 @@ raises a ValueError naming what it got otherwise)::
         OutOfBand(stream, refs)                an answer whose buffers are in shared memory
     an error in a reply                        PackedError(kind, text, traceback, detail)
     a payload: a batch's items, a reply        Payload(stream, frames)
+    an executor's task -> parent               Submitted(replies, worker, logs)
     the remote link, both ways                 (link_from_wire)
         LinkRun(ticket, key, payload, data)    parent -> agent: run a batch
         LinkRevoke(ticket)                     parent -> agent: take it back if not started
@@ -179,6 +180,20 @@ class Payload(NamedTuple):
             return pickle.loads(self.stream)
         return pickle.loads(self.stream,
                             buffers=[memoryview(f).toreadonly() for f in self.frames])
+
+
+class Submitted(NamedTuple):
+    """What an executor's task returns (``kernel.run_submitted``): the
+    ``replies`` of the batches it ran, in the order given (each a reply's
+    pickle, or its frames record), the ``worker`` that ran them, and the
+    pickled list of log records they emitted (None: none)."""
+
+    replies: list
+    worker: str
+    logs: bytes | None
+    tag = kernel.SUBMITTED
+    to_wire = _to_wire
+    from_wire = classmethod(_from_wire)
 
 
 # -- the remote link -----------------------------------------------------------------------

@@ -23,7 +23,8 @@ What it does:
   ``every`` seconds, so that a worker that dies mid-batch loses only what it
   computed since: a process worker sends them as *partial answers*.
 * :func:`answer_batch` runs one batch as a worker receives it and returns
-  its pickled reply; :func:`run_submitted` is the same for an executor.
+  its pickled reply; :func:`run_submitted` runs batches as an executor's
+  task and returns their replies in one :data:`SUBMITTED` record.
 * :func:`unmet_dependency` checks a function's functional dependency
   (``imap.require`` / ``imap.depend``: plain tuples in the function's
   attribute :data:`DEPENDS`) once per worker process; a batch whose
@@ -35,7 +36,8 @@ What it does:
 
 The records it sends (see "What travels back" below) are tuples with a tag
 first, each built by one constructor here, their fields named in order by
-:data:`REPLY_FIELDS`, :data:`ERROR_FIELDS` and :data:`FRAMES_FIELDS`. The
+:data:`REPLY_FIELDS`, :data:`ERROR_FIELDS`, :data:`FRAMES_FIELDS` and
+:data:`SUBMITTED_FIELDS`. The
 parent reads them as NamedTuples of the same fields
 (:mod:`imap.transport.records`).
 """
@@ -81,6 +83,11 @@ ERROR_FIELDS = ("kind", "text", "traceback", "detail")
 # transport such as Dask's sends what a dict holds as frames of its own).
 FRAMES = "frames"
 FRAMES_FIELDS = ("stream", "frames")
+# An executor's task (:func:`run_submitted`) returns one record for the
+# batches it ran: their replies in order, the worker that ran them, and the
+# pickled list of log records they emitted (None: none).
+SUBMITTED = "submitted"
+SUBMITTED_FIELDS = ("replies", "worker", "logs")
 
 
 def answer_reply(values, errors, busy, peak, more=False):
@@ -109,13 +116,19 @@ def frames_record(stream, frames):
     return {"tag": FRAMES, "stream": stream, "frames": frames}
 
 
+def submitted_record(replies, worker, logs):
+    """What an executor's task returns (:data:`SUBMITTED`): the ``replies``
+    of its batches, in order, the ``worker`` that ran them and their
+    ``logs``."""
+    return (SUBMITTED, replies, worker, logs)
+
+
 def payload_parts(data):
     """``(stream, frames)`` of a payload; ``frames`` is None for a pickle
-    stream alone. (imap.backends.dask writes its items' frames record as a
-    dict of the two fields, untagged: read as tagged :data:`FRAMES`.)"""
+    stream alone."""
     if isinstance(data, (bytes, bytearray)):
         return data, None
-    tag = data.get("tag", FRAMES) if type(data) is dict else None
+    tag = data.get("tag") if type(data) is dict else None
     if tag != FRAMES:
         raise ValueError(f"a payload is a pickle stream or a frames record (tag {FRAMES!r}), "
                          f"not a {type(data).__name__} tagged {tag!r}")
@@ -539,22 +552,22 @@ def answer_batch(entry, init_error, data, where="the worker", send=None, every=N
     return encode_results(values, errors, busy, peak, where, oob=oob)
 
 
-def run_submitted(payload, init, data, where="the executor's worker", log_level=None,
+def run_submitted(payload, init, parts, where="the executor's worker", log_level=None,
                   frames=False):
     """The batch kernel as an executor runs it (``concurrent.futures`` or
-    Dask): one call per batch, in whichever worker the executor picks.
+    Dask): one call for one or more batches of a task, in whichever worker
+    the executor picks.
 
     ``payload`` is the cloudpickle of the task's ``(func, args, kwargs)``,
     ``init`` None or ``(token, cloudpickle of (initializer, initargs))``:
     the initializer runs once per worker process (per ``token``: one IMap
-    run), before its first batch. ``data`` is the payload of one batch's
-    items, or a list of several batches' (of the same task), run one after
-    another; a payload may be a frames record (:func:`dumps_frames`). Returns
-    the batch's pickled reply (a list of them for a list), its large buffers
-    as frames if ``frames`` (the executor carries them: Dask); with a
-    ``log_level``, ``(answer, worker name, logs)`` when the initializer or
-    the batches logged records of that level or above, ``logs`` the pickle
-    of their list.
+    run), before its first batch. ``parts`` is a list of the payloads of
+    the batches' items (each a pickle stream or a frames record), run one
+    after another. Returns a :func:`submitted_record`: each batch's pickled
+    reply, its large buffers as frames if ``frames`` (the executor carries
+    them: Dask); the worker's name; with a ``log_level``, the pickle of the
+    list of records of that level or above that the initializer or the
+    batches logged (None if there were none, or no ``log_level``).
     """
     import os
     import sys
@@ -579,7 +592,7 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
                 records += collect_logs(collector, run_init)
             init_error = state.inits[token]
     entry = load_task(payload, where)
-    answers = []
+    replies = []
     distributed = sys.modules.get("distributed")
     try:
         name = f"dask {distributed.get_worker().address}"
@@ -587,11 +600,8 @@ def run_submitted(payload, init, data, where="the executor's worker", log_level=
         name = f"process {os.getpid()}"
 
     def run():
-        for part in data if type(data) is list else [data]:
-            answers.append(answer_batch(entry, init_error, part, where, every=FLUSH_EVERY,
+        for part in parts:
+            replies.append(answer_batch(entry, init_error, part, where, every=FLUSH_EVERY,
                                         worker=name, oob=dumps_frames if frames else None))
     records += collect_logs(collector, run)
-    answer = answers if type(data) is list else answers[0]
-    if not records:
-        return answer
-    return answer, name, pickle.dumps(records, PROTOCOL)
+    return submitted_record(replies, name, pickle.dumps(records, PROTOCOL) if records else None)

@@ -23,7 +23,7 @@ from support import collecting
 from imap import IMap, TimeoutError, WorkerLostError, WorkerTraceback, flow
 from imap.backends.base import Batch
 from imap.backends.executor import ExecutorBackend
-from imap.transport.records import Answered
+from imap.transport.records import Answered, Submitted
 from imap.worker import kernel
 
 distributed = pytest.importorskip("distributed")   # the dask extra (make test installs it)
@@ -148,14 +148,32 @@ def _answered(reply: bytes) -> Answered:
     return Answered.from_wire(pickle.loads(reply))
 
 
+def _replies(submitted: tuple) -> list:
+    return [_answered(r) for r in Submitted.from_wire(submitted).replies]
+
+
 def test_the_kernel_runs_several_batches_in_one_call_each_with_its_own_answer():
     payload = cloudpickle.dumps((wf.square, (), {}))
     parts = [pickle.dumps([1, 2]), pickle.dumps([3]), pickle.dumps(["x"])]
-    answers = [_answered(a) for a in kernel.run_submitted(payload, None, parts)]
+    submitted = Submitted.from_wire(kernel.run_submitted(payload, None, parts))
+    assert submitted.logs is None and submitted.worker == f"process {os.getpid()}"
+    answers = _replies(kernel.run_submitted(payload, None, parts))
     assert [a.values for a in answers] == [[1, 4], [9], [None]]
     assert [a.errors is None for a in answers] == [True, True, False]
-    alone = [_answered(kernel.run_submitted(payload, None, p)) for p in parts]
+    alone = [_replies(kernel.run_submitted(payload, None, [p]))[0] for p in parts]
     assert [a[:2] for a in answers] == [a[:2] for a in alone]
+
+
+def test_an_executor_task_returns_its_log_records_in_its_record():
+    # A batch that logs at the level asked: the records come back pickled
+    # beside the replies, named by the worker that ran them.
+    payload = cloudpickle.dumps((wf.log_and_return, (), {}))
+    submitted = Submitted.from_wire(kernel.run_submitted(
+        payload, None, [pickle.dumps([2]), pickle.dumps([4])], log_level=logging.INFO))
+    assert [_answered(r).values for r in submitted.replies] == [[2], [4]]
+    records = pickle.loads(submitted.logs)
+    assert [(r["name"], r["msg"]) for r in records] == [
+        ("imap_test.worker", "item 2"), ("imap_test.worker", "item 4")]
 
 
 def test_dask_workers_install_the_kernel_from_its_source_once_per_process(client):
@@ -168,12 +186,12 @@ def test_dask_workers_install_the_kernel_from_its_source_once_per_process(client
     payload = cloudpickle.dumps((wf.square, (), {}))
     sys.modules.pop(name, None)
     try:
-        answer = _dask_entry.run_kernel(name, filename, source, payload, None,
-                                        pickle.dumps([2, 3]))
-        assert _answered(answer).values == [4, 9]
+        submitted = _dask_entry.run_kernel(name, filename, source, payload, None,
+                                           [pickle.dumps([2, 3])])
+        assert [a.values for a in _replies(submitted)] == [[4, 9]]
         installed = sys.modules[name]
         assert installed is not kernel and installed.__file__ == kernel.__file__
-        _dask_entry.run_kernel(name, filename, source, payload, None, pickle.dumps([1]))
+        _dask_entry.run_kernel(name, filename, source, payload, None, [pickle.dumps([1])])
         assert sys.modules[name] is installed      # made once, then reused
     finally:
         sys.modules.pop(name, None)

@@ -30,6 +30,7 @@ from imap.transport.records import (
     OutOfBand,
     PackedError,
     Payload,
+    Submitted,
 )
 from imap.worker import agent_link, kernel
 
@@ -48,6 +49,7 @@ def test_the_parents_records_have_the_kernels_fields_in_order():
         kernel.REPLY_FIELDS
     assert PackedError._fields == kernel.ERROR_FIELDS
     assert Payload._fields == kernel.FRAMES_FIELDS
+    assert Submitted._fields == kernel.SUBMITTED_FIELDS
     assert {kind.tag: kind._fields for kind in (LinkRun, LinkRevoke, LinkAnswered, Attached)} \
         == agent_link.LINK_FIELDS
 
@@ -100,10 +102,10 @@ def test_a_payload_is_a_stream_alone_or_a_tagged_frames_record():
     assert Payload(b"stream", frames).frame_bytes == 5 == kernel.frames_size(plain) - 6
 
 
-def test_the_untagged_frames_dict_dask_writes_is_read_as_a_frames_record():
-    untagged = {"stream": b"stream", "frames": [b"abc"]}   # imap.backends.dask._part
-    assert Payload.from_wire(untagged) == Payload(b"stream", [b"abc"])
-    assert kernel.frames_size(untagged) == 9
+def test_an_executor_tasks_record_goes_to_the_wire_and_back():
+    plain = kernel.submitted_record([b"reply"], "process 7", None)
+    assert Submitted.from_wire(plain) == Submitted([b"reply"], "process 7", None)
+    assert Submitted([b"reply"], "process 7", None).to_wire() == plain
 
 
 def test_each_kind_of_error_goes_to_the_wire_and_back():
@@ -162,7 +164,10 @@ def test_an_unmet_dependency_names_the_worker_that_refuses():
     (LinkRevoke.from_wire, agent_link.run_message(1, (), None, b""), "'run'"),
     (PackedError.from_wire, ("warning", "t", "", None), "'warning'"),
     (Payload.from_wire, {"tag": "shm", "stream": b"", "frames": []}, "'shm'"),
-], ids=["reply", "reply-list", "link", "answered", "revoke", "error", "payload"])
+    (Payload.from_wire, {"stream": b"", "frames": []}, "None"),
+    (Submitted.from_wire, [b"reply"], "None"),
+], ids=["reply", "reply-list", "link", "answered", "revoke", "error", "payload",
+        "payload-untagged", "submitted-untagged"])
 def test_a_record_of_another_tag_is_refused_naming_the_tag(read, plain, named):
     with pytest.raises(ValueError, match="tag|kind") as info:
         read(plain)
