@@ -29,14 +29,16 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   and stays there until a task that nobody consumes (an output) has
   delivered a batch: the first result does not wait, at any stage of a
   chain, behind a large batch of an earlier stage. Then a delivered batch
-  lets the batch grow to at most twice its own size, or ``RAMP_FAST``
-  times while its work took less time than its round trip (it is all
-  messaging then, and a large factor risks little: the batch is still far
-  below its target). Growth starts from the batch that was measured, not
-  from the size in force, so several small batches answered together do not
-  compound into a large one that no answer has vouched for (two one-tasklet
+  lets the batch grow to twice its own size, or ``RAMP_FAST`` times while
+  its work took less time than its round trip (it is all messaging then,
+  and a large factor risks little: the batch is still far below its
+  target). Growth starts from the batch that was measured; only while the
+  grown batch's measured work stays within a round trip may it compound
+  from the size in force. So several small batches answered together do
+  not compound into a large one that no answer vouched for (two one-tasklet
   warm-up items of almost no work grew the next batches to 64 tasklets of
-  2 ms, which then held one worker for 130 ms while the other idled);
+  2 ms, which then held one worker for 130 ms while the other idled), while
+  tiny tasklets still reach their batch in a few round trips;
   a task whose tasklets get slower gets smaller batches at once; a task
   with a ``timeout`` gets batches of at most ``TIMEOUT_SHARE`` of it in
   work (a result never times out for waiting behind its batch-mates). Near the
@@ -423,9 +425,22 @@ class FlowPolicy:
             if target <= flow.batch:
                 flow.batch = target
             elif self.growing:
-                fast = self.rtt is not None and busy < self.rtt
-                grown = min(target, (RAMP_FAST if fast else 2) * n)
-                flow.batch = max(flow.batch, min(grown, self._most or grown))
+                flow.batch = max(flow.batch, self._grown(flow, n, busy, target))
+
+    def _grown(self, flow: TaskFlow, n: int, busy: float, target: int) -> int:
+        """The batch that an answered batch of ``n`` tasklets (``busy``
+        seconds of work) vouches for: twice its size, or ``RAMP_FAST`` times
+        while its work took less than a round trip. In that fast regime the
+        growth may compound from the size in force, as far as the grown
+        batch's measured work stays within a round trip (all messaging: it
+        risks little); beyond that it starts from the batch measured."""
+        if self.rtt is None or busy >= self.rtt:
+            grown = 2 * n
+        else:
+            cheap = int(self.rtt / (RAMP_FAST * flow.tasklet)) if flow.tasklet else n
+            grown = RAMP_FAST * max(n, min(flow.batch, cheap))
+        grown = min(target, grown)
+        return min(grown, self._most or grown)
 
     def _target(self, tasklet: float, timeout: float | None = None) -> int:
         work = MIN_BATCH_WORK
