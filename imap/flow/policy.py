@@ -32,13 +32,10 @@ What it decides, when ``stride``, ``buffer`` and ``chunksize`` are unset:
   lets the batch grow to twice its own size, or ``RAMP_FAST`` times while
   its work took less time than its round trip (it is all messaging then,
   and a large factor risks little: the batch is still far below its
-  target). Growth starts from the batch that was measured; only while the
-  grown batch's measured work stays within a round trip may it compound
-  from the size in force. So several small batches answered together do
-  not compound into a large one that no answer vouched for (two one-tasklet
-  warm-up items of almost no work grew the next batches to 64 tasklets of
-  2 ms, which then held one worker for 130 ms while the other idled), while
-  tiny tasklets still reach their batch in a few round trips;
+  target). Growth starts from the batch measured, compounding from the
+  size in force only while the grown batch's measured work stays within a
+  round trip: small batches answered together never vouch for a large one
+  (two cheap warm-up items once grew the batch to 64 tasklets of 2 ms);
   a task whose tasklets get slower gets smaller batches at once; a task
   with a ``timeout`` gets batches of at most ``TIMEOUT_SHARE`` of it in
   work (a result never times out for waiting behind its batch-mates). Near the
@@ -85,11 +82,10 @@ __all__ = ["FlowPolicy"]
 MAX_BATCH = 4096          # tasklets in one message
 MIN_BATCH_WORK = 0.002    # seconds of work per batch, at least (once measured)
 # ... at most: the most one worker may lag behind the others. Each message
-# costs the workers more than its round trip shows (they share the CPUs with
-# the parent's threads, which wake for every batch): 2 ms tasklets on 2 CPUs
-# ran at ~0.95 of one message per worker at a cap of 20 ms, ~0.98 at 50 ms
-# (paired runs), with no loss on tasklets of 0.1-10 ms (the tail is cut
-# into shares however large the batches were).
+# costs the workers more than its round trip shows (the parent's threads
+# wake for every batch on the same CPUs): 2 ms tasklets on 2 CPUs ran at
+# ~0.95 of one message per worker at a cap of 20 ms, ~0.98 at 50 ms, with no
+# loss on tasklets of 0.1-10 ms (the tail is cut into shares regardless).
 MAX_BATCH_WORK = 0.05
 RTT_FACTOR = 50           # a batch holds this many round trips of work: messaging <= 2 %
 BOUND_TURNS = 3           # the bound holds this many turns of every task
@@ -428,12 +424,7 @@ class FlowPolicy:
                 flow.batch = max(flow.batch, self._grown(flow, n, busy, target))
 
     def _grown(self, flow: TaskFlow, n: int, busy: float, target: int) -> int:
-        """The batch that an answered batch of ``n`` tasklets (``busy``
-        seconds of work) vouches for: twice its size, or ``RAMP_FAST`` times
-        while its work took less than a round trip. In that fast regime the
-        growth may compound from the size in force, as far as the grown
-        batch's measured work stays within a round trip (all messaging: it
-        risks little); beyond that it starts from the batch measured."""
+        """The batch that an answered one of ``n`` tasklets vouches for (module docstring)."""
         if self.rtt is None or busy >= self.rtt:
             grown = 2 * n
         else:
