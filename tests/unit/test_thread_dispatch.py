@@ -63,6 +63,19 @@ def collector():
     return Collector()
 
 
+class _Hold:
+    """A function that holds its thread: it sets ``started``, then returns
+    its item once ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, item):
+        self.started.set()
+        assert self.release.wait(WAIT)
+        return item
+
+
 def _backend(collector: Collector, num: int, depth_order: int = 0) -> ThreadBackend:
     backend = ThreadBackend(num, collector.deliver, collector.on_lost)
     backend.configure(depth_order=depth_order)
@@ -78,13 +91,8 @@ def _backend(collector: Collector, num: int, depth_order: int = 0) -> ThreadBack
 ])
 def test_one_thread_takes_the_queued_batches_in_the_depth_order(collector, depth_order,
                                                                 expected):
-    started, release = threading.Event(), threading.Event()
     calls: list = []
-
-    def hold(item):
-        started.set()
-        assert release.wait(WAIT)
-        return item
+    hold = _Hold()
 
     def record(item):
         calls.append(item)
@@ -96,11 +104,11 @@ def test_one_thread_takes_the_queued_batches_in_the_depth_order(collector, depth
     backend.start()
     try:
         backend.submit(_batch(blocker, [0]))
-        assert started.wait(WAIT)   # the one thread is busy: the rest is queued
+        assert hold.started.wait(WAIT)   # the one thread is busy: the rest is queued
         for task, indices in ((tasks[0], [0, 1]), (tasks[1], [0, 1]), (tasks[0], [2, 3]),
                               (tasks[2], [0, 1])):
             backend.submit(_batch(task, indices))
-        release.set()
+        hold.release.set()
         collector.wait_for(9)
     finally:
         backend.stop()
@@ -108,24 +116,19 @@ def test_one_thread_takes_the_queued_batches_in_the_depth_order(collector, depth
 
 
 def test_a_thread_takes_a_queued_batch_straight_to_running(collector):
-    started, release = threading.Event(), threading.Event()
     states: list = []
-
-    def hold(item):
-        started.set()
-        assert release.wait(WAIT)
-        return item
+    hold = _Hold()
 
     backend = _backend(collector, 1)
     backend.start()
     try:
         running = _batch(_task(0, hold), [0])
         backend.submit(running)
-        assert started.wait(WAIT)
+        assert hold.started.wait(WAIT)
         queued = _batch(_task(1, lambda item: item), [0])
         backend.submit(queued)
         states += [running.state, queued.state]
-        release.set()
+        hold.release.set()
         collector.wait_for(2)
     finally:
         backend.stop()
@@ -134,23 +137,18 @@ def test_a_thread_takes_a_queued_batch_straight_to_running(collector):
 
 
 def test_the_depth_order_configured_during_a_run_holds_from_the_next_take(collector):
-    started, release = threading.Event(), threading.Event()
     calls: list = []
-
-    def hold(item):
-        started.set()
-        assert release.wait(WAIT)
-        return item
+    hold = _Hold()
 
     backend = _backend(collector, 1, depth_order=1)
     backend.start()
     try:
         backend.submit(_batch(_task(9, hold), [0]))
-        assert started.wait(WAIT)
+        assert hold.started.wait(WAIT)
         for task_id in range(3):
             backend.submit(_batch(_task(task_id, lambda item: calls.append(item)), [0]))
         backend.configure(depth_order=-1)   # every input has ended: the tail
-        release.set()
+        hold.release.set()
         collector.wait_for(4)
     finally:
         backend.stop()
